@@ -1,0 +1,627 @@
+"""The lab: network namespaces standing for hosts, joined by an underlay bridge.
+
+Layout of a lab called ``l1`` with hosts ``host1`` and ``host2``::
+
+    netns tlab-l1-ul      lo, br0 198.18.0.1/24 (+ 198.18.0.2 for etcd), h11, h12 (veth ends)
+    netns tlab-l1-host1   lo, eth0 198.18.0.11/24, default via 198.18.0.1
+    netns tlab-l1-host2   lo, eth0 198.18.0.12/24, default via 198.18.0.1
+
+The underlay namespace forwards nothing and has no way out, so lab traffic never leaves the
+machine, and the root namespace never sees a lab interface (veths are created inside the
+underlay namespace with their peer created directly inside the host namespace).
+
+Each host may run its own tether daemon (joined to the host namespace with ``nsenter --net``
+only, so /sys and the cgroup hierarchy stay visible for runc) with its own data root, exec root
+and socket under ``/run/tether-lab/<lab>/<host>/``. Everything created is recorded in
+``/run/tether-lab/<lab>.json`` and ``down()`` removes exactly that.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from tether.lab import naming, probe, procs, system
+from tether.lab import state as statefile
+from tether.lab.errors import LabError
+from tether.lab.state import HostInfo, LabState, ProcInfo
+
+DEFAULT_DAEMON_TIMEOUT = 15.0
+DEFAULT_ETCD_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+
+def default_daemon_cmd() -> list[str]:
+    """How a lab host's daemon is started (followed by ``daemon -H ... --data-root ...``)."""
+    return [sys.executable, "-m", "tether"]
+
+
+def _tail(path: str, lines: int = 30) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            data = f.read().decode(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def _package_path() -> str:
+    """The folder holding the ``tether`` package, so ``python -m tether`` works uninstalled."""
+    import tether
+
+    return str(Path(tether.__file__).resolve().parent.parent)
+
+
+class LabHost:
+    """One simulated host: a network namespace with ``eth0`` on the underlay."""
+
+    def __init__(self, lab: Lab, info: HostInfo) -> None:
+        self._lab = lab
+        self._info = info
+
+    def __repr__(self) -> str:
+        return f"<LabHost {self._lab.name}/{self.name} {self.address} netns={self.netns}>"
+
+    @property
+    def lab(self) -> Lab:
+        return self._lab
+
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def index(self) -> int:
+        return self._info.index
+
+    @property
+    def netns(self) -> str:
+        """Name of the host's network namespace (a file under /run/netns)."""
+        return self._info.netns
+
+    @property
+    def netns_path(self) -> str:
+        return naming.netns_path(self._info.netns)
+
+    @property
+    def address(self) -> str:
+        """The host's underlay IPv4 address (on its ``eth0``)."""
+        return self._info.address
+
+    @property
+    def cidr(self) -> str:
+        return f"{self._info.address}/{naming.UNDERLAY_PREFIXLEN}"
+
+    @property
+    def ifname(self) -> str:
+        return naming.HOST_IFNAME
+
+    @property
+    def dir(self) -> str:
+        return self._info.dir
+
+    @property
+    def data_root(self) -> str:
+        return self._info.data_root
+
+    @property
+    def exec_root(self) -> str:
+        return self._info.exec_root
+
+    @property
+    def socket(self) -> str:
+        """Path of the host daemon's API socket."""
+        return self._info.socket
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self._info.socket}"
+
+    @property
+    def daemon_log(self) -> str:
+        return self._info.daemon_log
+
+    @property
+    def daemon_pid(self) -> int | None:
+        d = self._info.daemon
+        return d.pid if d is not None and procs.alive(d) else None
+
+    def daemon_log_tail(self, lines: int = 30) -> str:
+        return _tail(self._info.daemon_log, lines)
+
+    def docker_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment (a copy of ``base`` or os.environ) pointing docker/tether at this host."""
+        env = dict(os.environ if base is None else base)
+        env["DOCKER_HOST"] = self.docker_host
+        env["TETHER_HOST"] = self.docker_host
+        return env
+
+    def argv(self, cmd: Sequence[str]) -> list[str]:
+        """``cmd`` wrapped to run inside this host's network namespace."""
+        return system.nsenter_argv(self.netns, cmd)
+
+    def run(self, cmd: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
+        """``subprocess.run`` of ``cmd`` inside the host namespace (network namespace only)."""
+        return subprocess.run(self.argv(cmd), **kw)
+
+    def popen(self, cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen(self.argv(cmd), **kw)
+
+
+class Lab:
+    """A lab built from (and recorded in) a state file. Build one with :meth:`up`."""
+
+    def __init__(self, state: LabState) -> None:
+        self._state = state
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.name} hosts={list(self._state.hosts)}>"
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.down()
+
+    # ----------------------------------------------------------------- lookup
+
+    @classmethod
+    def load(cls, name: str) -> Lab:
+        return cls(statefile.load(name))
+
+    @classmethod
+    def list(cls) -> builtins.list[str]:
+        """Names of the labs that have a state file."""
+        return statefile.list_names()
+
+    @classmethod
+    def exists(cls, name: str) -> bool:
+        return statefile.exists(naming.check_lab_name(name))
+
+    @property
+    def name(self) -> str:
+        return self._state.name
+
+    @property
+    def dir(self) -> str:
+        return self._state.dir
+
+    @property
+    def underlay_netns(self) -> str:
+        return self._state.ul_netns or naming.underlay_netns(self.name)
+
+    @property
+    def gateway(self) -> str:
+        return naming.GATEWAY_ADDRESS
+
+    @property
+    def daemons(self) -> bool:
+        return self._state.daemons
+
+    @property
+    def hosts(self) -> dict[str, LabHost]:
+        return {n: LabHost(self, h) for n, h in self._state.hosts.items()}
+
+    def host(self, name: str) -> LabHost:
+        try:
+            return LabHost(self, self._state.hosts[name])
+        except KeyError:
+            raise LabError(f"lab {self.name!r} has no host {name!r}") from None
+
+    @property
+    def etcd_address(self) -> str | None:
+        return naming.ETCD_ADDRESS if self._state.want_etcd else None
+
+    @property
+    def etcd_endpoint(self) -> str | None:
+        """``IP:2379`` of the lab's etcd, or None when the lab has no etcd."""
+        if not self._state.want_etcd:
+            return None
+        return f"{naming.ETCD_ADDRESS}:{naming.ETCD_CLIENT_PORT}"
+
+    @property
+    def etcd_url(self) -> str | None:
+        ep = self.etcd_endpoint
+        return f"http://{ep}" if ep else None
+
+    # ----------------------------------------------------------------- building
+
+    @classmethod
+    def up(
+        cls,
+        name: str,
+        hosts: Iterable[str],
+        etcd: bool = False,
+        daemons: bool = True,
+        *,
+        daemon_cmd: Sequence[str] | None = None,
+        daemon_timeout: float = DEFAULT_DAEMON_TIMEOUT,
+    ) -> Lab:
+        """Build a lab; on any failure everything built so far is removed again.
+
+        ``daemon_cmd`` replaces ``[python, -m, tether]`` (the lab appends ``daemon -H ...``).
+        """
+        naming.check_lab_name(name)
+        host_names = [naming.check_host_name(h) for h in hosts]
+        if len(set(host_names)) != len(host_names):
+            raise LabError(f"duplicate host names in {host_names}")
+        if statefile.exists(name):
+            raise LabError(f"lab {name!r} already exists (tether lab down {name})")
+        ldir = naming.lab_dir(name)
+        if ldir.exists():
+            raise LabError(f"{ldir} exists but lab {name!r} has no state file; remove it first")
+        for h in host_names:
+            sock = HostInfo(h, 0, "", "", "", str(naming.host_dir(name, h))).socket
+            if len(sock.encode()) > naming.MAX_SOCKET_PATH:
+                raise LabError(f"socket path too long for a unix socket: {sock}")
+        ldir.mkdir(parents=True, mode=0o755)
+        st = LabState(
+            name=name,
+            dir=str(ldir),
+            daemons=daemons,
+            daemon_cmd=list(daemon_cmd) if daemon_cmd is not None else default_daemon_cmd(),
+            want_etcd=etcd,
+        )
+        st.save()
+        lab = cls(st)
+        try:
+            lab._make_underlay()
+            if etcd:
+                lab.start_etcd()
+            for h in host_names:
+                lab._make_host(h)
+            if daemons:
+                lab._start_daemons(host_names, daemon_timeout)
+        except BaseException:
+            try:
+                lab.down()
+            except Exception as exc:  # keep the first error; report the cleanup one
+                print(f"tether lab: cleanup after failed up: {exc}", file=sys.stderr)
+            raise
+        return lab
+
+    def _make_underlay(self) -> None:
+        ul = naming.underlay_netns(self.name)
+        system.netns_add(ul)
+        self._state.ul_netns = ul
+        self._state.save()
+        br = naming.UNDERLAY_BRIDGE
+        system.ip("link", "set", "lo", "up", netns=ul)
+        system.ip("link", "add", br, "type", "bridge", netns=ul)
+        system.ip(
+            "addr", "add", f"{naming.GATEWAY_ADDRESS}/{naming.UNDERLAY_PREFIXLEN}", "dev", br,
+            netns=ul,
+        )  # fmt: skip
+        system.ip("link", "set", br, "up", netns=ul)
+
+    def _free_index(self) -> int:
+        used = {h.index for h in self._state.hosts.values()}
+        for i in range(naming.FIRST_HOST_INDEX, naming.LAST_HOST_INDEX + 1):
+            if i not in used:
+                return i
+        raise LabError(f"lab {self.name!r} is full")
+
+    def _make_host(self, name: str) -> LabHost:
+        naming.check_host_name(name)
+        if name in self._state.hosts:
+            raise LabError(f"lab {self.name!r} already has a host {name!r}")
+        ul = self._state.ul_netns
+        if ul is None:
+            raise LabError(f"lab {self.name!r} has no underlay")
+        index = self._free_index()
+        ns = naming.host_netns(self.name, name)
+        system.netns_add(ns)
+        info = HostInfo(
+            name=name,
+            index=index,
+            netns=ns,
+            address=naming.host_address(index),
+            ul_ifname=naming.underlay_ifname(index),
+            dir=str(naming.host_dir(self.name, name)),
+        )
+        self._state.hosts[name] = info
+        self._state.save()
+        for d in (info.dir, info.data_root, info.exec_root):
+            os.makedirs(d, mode=0o711, exist_ok=True)
+        eth = naming.HOST_IFNAME
+        system.ip(
+            "link", "add", info.ul_ifname, "type", "veth", "peer", "name", eth, "netns", ns,
+            netns=ul,
+        )  # fmt: skip
+        system.ip("link", "set", info.ul_ifname, "master", naming.UNDERLAY_BRIDGE, "up", netns=ul)
+        system.ip("link", "set", "lo", "up", netns=ns)
+        system.ip(
+            "addr", "add", f"{info.address}/{naming.UNDERLAY_PREFIXLEN}", "dev", eth, netns=ns
+        )
+        system.ip("link", "set", eth, "up", netns=ns)
+        system.ip("route", "add", "default", "via", naming.GATEWAY_ADDRESS, netns=ns)
+        return LabHost(self, info)
+
+    def add_host(self, name: str, daemon: bool | None = None) -> LabHost:
+        """Add a host (with a daemon when ``daemon`` or, if None, when the lab has daemons)."""
+        host = self._make_host(name)
+        if self._state.daemons if daemon is None else daemon:
+            self._start_daemons([name], DEFAULT_DAEMON_TIMEOUT)
+        return host
+
+    def remove_host(self, name: str) -> None:
+        """Hard removal, like a host dying: SIGKILL everything in it, unmount, delete netns."""
+        info = self._state.hosts.get(name)
+        if info is None:
+            raise LabError(f"lab {self.name!r} has no host {name!r}")
+        problems = self._teardown_host(info, kill9=True)
+        if problems:
+            raise LabError(f"removing host {name!r}: " + "; ".join(problems))
+
+    # ----------------------------------------------------------------- daemons
+
+    def _daemon_argv(self, info: HostInfo) -> builtins.list[str]:
+        argv = [
+            *self._state.daemon_cmd,
+            "daemon",
+            "-H",
+            f"unix://{info.socket}",
+            "--data-root",
+            info.data_root,
+            "--exec-root",
+            info.exec_root,
+        ]
+        if self._state.want_etcd:
+            argv += [
+                "--cluster-store",
+                f"etcd://{naming.ETCD_ADDRESS}:{naming.ETCD_CLIENT_PORT}",
+                "--cluster-advertise",
+                info.address,
+            ]
+        return system.nsenter_argv(info.netns, argv)
+
+    def _daemon_env(self, info: HostInfo) -> dict[str, str]:
+        env = dict(os.environ)
+        pp = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = _package_path() + (os.pathsep + pp if pp else "")
+        env["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+        env["TETHER_LAB"] = self.name
+        env["TETHER_LAB_HOST"] = info.name
+        for k in ("DOCKER_HOST", "TETHER_HOST"):
+            env.pop(k, None)
+        return env
+
+    def _start_daemons(self, names: Iterable[str], timeout: float) -> None:
+        infos = [self._state.hosts[n] for n in names]
+        for info in infos:
+            if info.daemon is not None and procs.alive(info.daemon):
+                raise LabError(
+                    f"host {info.name!r}: daemon already running (pid {info.daemon.pid})"
+                )
+            with open(info.daemon_log, "ab") as log:
+                log.write(f"--- tether lab: starting daemon at {time.ctime()}\n".encode())
+            info.daemon = procs.spawn(
+                self._daemon_argv(info), info.daemon_log, env=self._daemon_env(info), cwd=info.dir
+            )
+            self._state.save()
+        self._wait_daemons(infos, timeout)
+
+    def _wait_daemons(self, infos: Sequence[HostInfo], timeout: float) -> None:
+        pending = list(infos)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for info in list(pending):
+                if probe.daemon_ready(info.socket, timeout=1.0):
+                    pending.remove(info)
+                    continue
+                assert info.daemon is not None
+                if not procs.alive(info.daemon):
+                    code = procs.exit_code(info.daemon)
+                    raise LabError(
+                        f"daemon of lab host {info.name!r} exited"
+                        f"{f' with status {code}' if code is not None else ''} before it was "
+                        f"ready; log {info.daemon_log}:\n{_tail(info.daemon_log)}"
+                    )
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                info = pending[0]
+                raise LabError(
+                    f"daemon of lab host {info.name!r} not ready after {timeout:.0f}s "
+                    f"(GET /_ping on {info.socket}); log {info.daemon_log}:\n"
+                    f"{_tail(info.daemon_log)}"
+                )
+            time.sleep(0.1)
+
+    def start_daemon(self, host: str, timeout: float = DEFAULT_DAEMON_TIMEOUT) -> None:
+        self.host(host)
+        self._start_daemons([host], timeout)
+
+    def stop_daemon(self, host: str, kill9: bool = False) -> None:
+        """Stop a host's daemon (SIGTERM then SIGKILL; only SIGKILL when ``kill9``).
+
+        Only the daemon's process group is signalled: containers it started in their own
+        sessions (conmon) keep running, as after a daemon crash.
+        """
+        self.host(host)
+        info = self._state.hosts[host]
+        if info.daemon is not None:
+            procs.stop(info.daemon, timeout=STOP_TIMEOUT, kill9=kill9)
+            info.daemon = None
+            self._state.save()
+
+    def restart_daemon(
+        self, host: str, kill9: bool = False, timeout: float = DEFAULT_DAEMON_TIMEOUT
+    ) -> None:
+        self.stop_daemon(host, kill9=kill9)
+        self._start_daemons([host], timeout)
+
+    # ----------------------------------------------------------------- etcd
+
+    def _etcd_dir(self) -> str:
+        return os.path.join(self.dir, "etcd")
+
+    @property
+    def etcd_log(self) -> str:
+        return os.path.join(self.dir, "etcd.log")
+
+    def etcd_healthy(self, timeout: float = 2.0) -> bool:
+        """True when etcd answers ``/health`` with ``"health":"true"`` on the underlay."""
+        if not self._state.want_etcd or self._state.ul_netns is None:
+            return False
+        r = probe.http_get_in_netns(self._state.ul_netns, f"{self.etcd_url}/health", timeout)
+        return r is not None and r[0] == 200 and '"health":"true"' in r[1].replace(" ", "")
+
+    def start_etcd(self, timeout: float = DEFAULT_ETCD_TIMEOUT) -> None:
+        """Start (or restart after :meth:`stop_etcd`) the lab's etcd in the underlay namespace."""
+        ul = self._state.ul_netns
+        if ul is None:
+            raise LabError(f"lab {self.name!r} has no underlay")
+        if self._state.etcd is not None and procs.alive(self._state.etcd):
+            raise LabError(f"lab {self.name!r}: etcd already running")
+        if not self._state.want_etcd:
+            self._state.want_etcd = True
+            self._state.save()
+        addr = naming.ETCD_ADDRESS
+        system.ip(
+            "addr", "replace", f"{addr}/{naming.UNDERLAY_PREFIXLEN}", "dev",
+            naming.UNDERLAY_BRIDGE, netns=ul,
+        )  # fmt: skip
+        os.makedirs(self._etcd_dir(), mode=0o700, exist_ok=True)
+        client = f"http://{addr}:{naming.ETCD_CLIENT_PORT}"
+        peer = f"http://{addr}:{naming.ETCD_PEER_PORT}"
+        argv = system.nsenter_argv(
+            ul,
+            [
+                "/usr/bin/etcd",
+                "--name=lab",
+                f"--data-dir={self._etcd_dir()}/data",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=lab={peer}",
+                f"--initial-cluster-token={naming.NETNS_PREFIX}{self.name}",
+                "--logger=zap",
+                "--log-outputs=stderr",
+            ],
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+        self._state.etcd = procs.spawn(argv, self.etcd_log, env=env, cwd=self._etcd_dir())
+        self._state.save()
+        deadline = time.monotonic() + timeout
+        while not self.etcd_healthy(timeout=1.0):
+            etcd = self._state.etcd
+            if not procs.alive(etcd):
+                raise LabError(f"etcd exited before it was ready; log:\n{_tail(self.etcd_log)}")
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    f"etcd not healthy after {timeout:.0f}s; log:\n{_tail(self.etcd_log)}"
+                )
+            time.sleep(0.1)
+
+    def stop_etcd(self, kill9: bool = False) -> None:
+        if self._state.etcd is not None:
+            procs.stop(self._state.etcd, timeout=STOP_TIMEOUT, kill9=kill9)
+            self._state.etcd = None
+            self._state.save()
+
+    # ----------------------------------------------------------------- teardown
+
+    def _teardown_host(self, info: HostInfo, kill9: bool) -> builtins.list[str]:
+        problems: builtins.list[str] = []
+        attempt = _collector(problems)
+        if info.daemon is not None:
+            daemon = info.daemon
+            attempt(f"stop daemon of {info.name}", lambda: procs.stop(daemon, STOP_TIMEOUT, kill9))
+
+        def kill_rest() -> None:
+            ids = system.netns_mounted_under(info.dir)
+            own = system.netns_id(info.netns)
+            if own is not None:
+                ids.add(own)
+            for _ in range(2):  # a second pass catches anything spawned meanwhile
+                procs.kill_in_netns(ids)
+
+        attempt(f"kill processes of {info.name}", kill_rest)
+        left = system.unmount_under(info.dir)
+        if left:
+            problems.append(f"still mounted: {', '.join(left)}")
+        attempt(f"delete netns {info.netns}", lambda: system.netns_delete(info.netns))
+        if system.netns_exists(info.netns):
+            problems.append(f"netns {info.netns} still exists")
+        if not left:
+            attempt(f"remove {info.dir}", lambda: _rmtree(info.dir))
+        if not problems:
+            self._state.hosts.pop(info.name, None)
+            self._state.save()
+        return problems
+
+    def down(self) -> None:
+        """Remove everything the lab created. Idempotent; keeps going past failures and
+        raises ``LabError`` at the end (keeping the state file) if something is left."""
+        problems: list[str] = []
+        attempt = _collector(problems)
+        for info in list(self._state.hosts.values()):
+            problems += self._teardown_host(info, kill9=False)
+        attempt("stop etcd", self.stop_etcd)
+        ul = self._state.ul_netns
+        if ul is not None:
+            ul_id = system.netns_id(ul)
+            if ul_id is not None:
+                attempt("kill processes in underlay", lambda: procs.kill_in_netns({ul_id}))
+            attempt(f"delete netns {ul}", lambda: system.netns_delete(ul))
+            if system.netns_exists(ul):
+                problems.append(f"netns {ul} still exists")
+            else:
+                self._state.ul_netns = None
+        left = system.unmount_under(self.dir)
+        if left:
+            problems.append(f"still mounted: {', '.join(left)}")
+        else:
+            attempt(f"remove {self.dir}", lambda: _rmtree(self.dir))
+        if problems:
+            if statefile.exists(self.name):
+                self._state.save()
+            raise LabError(f"lab {self.name!r} not fully removed: " + "; ".join(problems))
+        self._state.remove_file()
+
+    @classmethod
+    def destroy(cls, name: str) -> bool:
+        """``down`` the lab called ``name`` if it exists; False when there was none."""
+        if not statefile.exists(naming.check_lab_name(name)):
+            return False
+        cls.load(name).down()
+        return True
+
+
+def _collector(problems: list[str]) -> Callable[[str, Callable[[], object]], None]:
+    def attempt(what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            problems.append(f"{what}: {exc}")
+
+    return attempt
+
+
+def _rmtree(path: str) -> None:
+    # Never descend into a mount point (a bind mount of something real would be emptied).
+    if system.mounts_under(path):
+        raise LabError(f"{path} still has mounts; not removing it")
+    if os.path.exists(path):
+        shutil.rmtree(path)
+
+
+__all__ = ["Lab", "LabError", "LabHost", "ProcInfo"]
