@@ -1,0 +1,444 @@
+"""Desired state → tether's nftables tables, replaced whole in one atomic batch.
+
+The engine passes every bridge network (``NetRule``) and every published port
+(``PortRule``); ``render`` turns them into one libnftables JSON batch that
+replaces tether's tables; ``NftFirewall.apply`` sends it. There are no
+incremental rule edits to get wrong: the kernel always holds exactly what the
+store says, and reconcile-on-start is just ``apply`` again.
+
+Tables (IPv4 only, like tether's networks):
+
+``ip tether`` — owned by tether, replaced whole on every apply.
+  Sets ``bridges`` (every tether bridge), ``internal`` (internal bridges) and
+  ``icc`` (``bridge . bridge`` pairs of networks whose containers may talk),
+  maps ``dnat_any_addr``/``dnat_any_port`` (``proto . port → ip`` and
+  ``→ port``) and ``dnat_ip_addr``/``dnat_ip_port`` (``daddr . proto . port``
+  → ip, → port): a published port is a map element, never a rule, so the cost
+  per packet is flat with 10 or 10,000 ports. (One map to ``ip . port`` would
+  do, but nft 1.0.6's JSON parser silently makes a plain set of a map with
+  concatenated data; ``dnat to KEY map @addr : KEY map @port`` is equivalent.)
+
+  ``forward`` (filter, priority 0, policy accept — tether judges only traffic
+  touching its own bridges; everything else on the host is left alone)::
+
+      ct state established,related accept
+      iifname . oifname @icc accept          # within one bridge (only seen with br_netfilter)
+      iifname @internal drop                 # internal: nothing in or out
+      oifname @internal drop
+      oifname @bridges ct status dnat accept # published ports
+      oifname @bridges drop                  # other bridges (isolation), the outside
+      iifname @bridges accept                # non-internal bridge → outside
+
+  ``input`` (filter)::
+
+      iifname @bridges ct state established,related accept
+      iifname @bridges ip daddr 127.0.0.0/8 drop   # route_localnet guard (CVE-2020-8558)
+      iifname "<internal br>" ip daddr != <its gateway> drop
+
+  Internal networks are stricter than Docker's: a container there can reach
+  its own gateway address (ping works, as in Docker) but no other host
+  address, nothing beyond the host, and it publishes no ports. Its DNS server
+  (127.0.0.11) lives in the container's own namespace and is unaffected.
+
+  ``prerouting`` / ``output`` (nat, priority -100): ``fib daddr type local
+  jump published``; ``published`` looks up the ``dnat_ip_*`` maps, then
+  ``dnat_any_*`` (a miss in a map lookup is a non-match, so it falls through). The
+  ``output`` hook makes 127.0.0.1 and the host's own addresses work from the
+  host itself (this needs ``route_localnet`` on each bridge, see
+  ``tether.linux.sysctl``).
+
+  ``postrouting`` (nat, priority 100), per network: ``ip saddr SUBNET oifname
+  != BRIDGE masquerade`` (non-internal, masquerade on), ``ct status dnat ip
+  saddr SUBNET oifname BRIDGE masquerade`` (hairpin: a container reaching a
+  published port of its own network through a host address), and once
+  ``ip saddr 127.0.0.0/8 oifname @bridges masquerade`` (host loopback clients).
+
+``bridge tether`` — owned by tether, only while some network has icc=false.
+  Without br_netfilter, traffic between two ports of one Linux bridge never
+  reaches the ``ip`` hooks, so ``icc=false`` is enforced at the bridge layer:
+  ``ip saddr SUBNET ip daddr SUBNET drop`` in a ``bridge`` forward chain (this
+  kernel lacks ``meta ibrname``; tether's subnets never overlap on a host).
+  tether never loads br_netfilter (it would send every bridged frame on the
+  host, the lab's underlay too, through the IP hooks).
+
+``ip tether-user`` — the user's, like Docker's ``DOCKER-USER``.
+  Whole-table replace and a user chain inside tether's table cannot both hold,
+  so the user chain ``tether-user`` is the forward base chain of its own table
+  at priority -1 (before tether's ``forward``). tether creates the table and
+  chain when the table is missing (first apply after start) and never touches
+  them again; ``remove`` leaves them. nftables semantics: a ``drop`` there is
+  final; an ``accept`` only ends that chain (tether's forward still runs).
+  Packets arrive already DNAT'ed: match published ports with ``ct original
+  proto-dst``/``ct original ip daddr``, as with DOCKER-USER's ``--ctorigdstport``.
+
+Replacing idempotently on nft 1.0.6 (no ``destroy``): ``add table`` →
+``delete table`` → ``add table …`` in one batch. tether never flushes the
+ruleset.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tether.errors import Internal
+from tether.linux.nft import JSON, LibNft, Nft, NftError
+
+FAMILY = "ip"
+TABLE = "tether"
+BRIDGE_FAMILY = "bridge"
+USER_TABLE = "tether-user"
+USER_CHAIN = "tether-user"
+USER_PRIORITY = -1
+PROTOS = ("tcp", "udp", "sctp")
+
+
+@dataclass(frozen=True)
+class NetRule:
+    """One bridge network."""
+
+    id: str
+    bridge: str
+    subnet: str
+    gateway: str
+    internal: bool = False
+    icc: bool = True
+    masquerade: bool = True
+    host_binding_ipv4: str = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class PortRule:
+    """One published port."""
+
+    proto: str  # "tcp" | "udp" | "sctp"
+    host_ip: str  # "" or "0.0.0.0" = every host address
+    host_port: int
+    container_ip: str
+    container_port: int
+    bridge: str
+
+
+class Firewall(Protocol):
+    def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
+        """Make the kernel hold exactly this state (atomic); ``Internal`` on failure."""
+        ...
+
+    def remove(self) -> None:
+        """Delete tether's own tables (never the user's ``tether-user``)."""
+        ...
+
+    def current(self) -> JSON | None:
+        """tether's tables as the kernel lists them now, or None when absent."""
+        ...
+
+
+# --------------------------------------------------------------------------- expressions
+
+_IIF: JSON = {"meta": {"key": "iifname"}}
+_OIF: JSON = {"meta": {"key": "oifname"}}
+_SADDR: JSON = {"payload": {"protocol": "ip", "field": "saddr"}}
+_DADDR: JSON = {"payload": {"protocol": "ip", "field": "daddr"}}
+_L4PROTO: JSON = {"meta": {"key": "l4proto"}}
+_DPORT: JSON = {"payload": {"protocol": "th", "field": "dport"}}
+_ACCEPT: JSON = {"accept": None}
+_DROP: JSON = {"drop": None}
+_MASQ: JSON = {"masquerade": None}
+_LOOPBACK: JSON = {"prefix": {"addr": "127.0.0.0", "len": 8}}
+
+
+def _m(left: JSON, right: Any, op: str = "==") -> JSON:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _ct_state_est() -> JSON:
+    return _m({"ct": {"key": "state"}}, ["established", "related"], "in")
+
+
+def _ct_dnat() -> JSON:
+    return _m({"ct": {"key": "status"}}, "dnat", "in")
+
+
+def _fib_local() -> JSON:
+    return _m({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+
+
+def _prefix(cidr: str) -> JSON:
+    try:
+        net = ipaddress.IPv4Network(cidr, strict=False)
+    except ValueError as exc:
+        raise Internal(f"firewall: invalid IPv4 subnet {cidr!r}") from exc
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _ip(addr: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(addr))
+    except ValueError as exc:
+        raise Internal(f"firewall: invalid IPv4 address {addr!r}") from exc
+
+
+# --------------------------------------------------------------------------- render
+
+
+@dataclass
+class _Batch:
+    family: str
+    table: str
+    cmds: list[JSON] = field(default_factory=list)
+
+    def table_cmd(self) -> None:
+        self.cmds.append({"add": {"table": {"family": self.family, "name": self.table}}})
+
+    def chain(self, name: str, kind: str = "", hook: str = "", prio: int = 0) -> None:
+        obj: JSON = {"family": self.family, "table": self.table, "name": name}
+        if hook:
+            obj.update({"type": kind, "hook": hook, "prio": prio, "policy": "accept"})
+        self.cmds.append({"add": {"chain": obj}})
+
+    def set(self, name: str, typ: str | list[str], elems: list[Any], *, map_to: str = "") -> None:
+        obj: JSON = {"family": self.family, "table": self.table, "name": name, "type": typ}
+        if map_to:
+            obj["map"] = map_to
+        if elems:
+            obj["elem"] = elems
+        self.cmds.append({"add": {"map" if map_to else "set": obj}})
+
+    def rule(self, chain: str, *expr: JSON, comment: str = "") -> None:
+        obj: JSON = {"family": self.family, "table": self.table, "chain": chain}
+        obj["expr"] = list(expr)
+        if comment:
+            obj["comment"] = comment
+        self.cmds.append({"add": {"rule": obj}})
+
+
+def _replace_prefix(family: str, table: str) -> list[JSON]:
+    t = {"family": family, "name": table}
+    return [{"add": {"table": dict(t)}}, {"delete": {"table": dict(t)}}]
+
+
+def _check(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> dict[str, NetRule]:
+    by_bridge: dict[str, NetRule] = {}
+    for n in nets:
+        if not n.bridge or len(n.bridge) > 15:
+            raise Internal(f"firewall: invalid bridge name {n.bridge!r}")
+        if n.bridge in by_bridge:
+            raise Internal(f"firewall: bridge {n.bridge} belongs to two networks")
+        _prefix(n.subnet)
+        _ip(n.gateway)
+        by_bridge[n.bridge] = n
+    for p in ports:
+        if p.proto not in PROTOS:
+            raise Internal(f"firewall: invalid protocol {p.proto!r}")
+        for port in (p.host_port, p.container_port):
+            if not 1 <= port <= 65535:
+                raise Internal(f"firewall: invalid port {port}")
+        _ip(p.container_ip)
+        if p.host_ip not in ("", "0.0.0.0"):
+            _ip(p.host_ip)
+    return by_bridge
+
+
+def render(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> JSON:
+    """The batch that replaces tether's tables with exactly this state.
+
+    Pure and deterministic (sorted), so golden files can pin it. Ports whose
+    bridge is unknown or internal are not published. A port with no host ip
+    takes its network's ``host_binding_ipv4`` when that is not 0.0.0.0.
+    """
+    by_bridge = _check(nets, ports)
+    nets = sorted(by_bridge.values(), key=lambda n: n.bridge)
+    b = _Batch(FAMILY, TABLE, _replace_prefix(FAMILY, TABLE))
+    b.table_cmd()
+
+    bridges = [n.bridge for n in nets]
+    internal = [n.bridge for n in nets if n.internal]
+    icc = [{"concat": [n.bridge, n.bridge]} for n in nets if n.icc and not n.internal]
+    b.set("bridges", "ifname", bridges)
+    b.set("internal", "ifname", internal)
+    b.set("icc", ["ifname", "ifname"], icc)
+
+    # nft 1.0.6's JSON parser cannot declare a map with concatenated data
+    # (ip . port), so each lookup key has two maps: one to the address, one to the port.
+    any_addr: dict[tuple[str, int], list[Any]] = {}
+    any_port: list[list[Any]] = []
+    ip_addr: dict[tuple[str, str, int], list[Any]] = {}
+    ip_port: list[list[Any]] = []
+    for p in sorted(ports, key=lambda p: (p.proto, p.host_port, p.host_ip, p.container_ip)):
+        net = by_bridge.get(p.bridge)
+        if net is None or net.internal:
+            continue
+        host_ip = p.host_ip if p.host_ip not in ("", "0.0.0.0") else net.host_binding_ipv4
+        if host_ip in ("", "0.0.0.0"):
+            key = (p.proto, p.host_port)
+            if key in any_addr:
+                raise Internal(f"firewall: 0.0.0.0:{p.host_port}/{p.proto} published twice")
+            concat = {"concat": [p.proto, p.host_port]}
+            any_addr[key] = [concat, _ip(p.container_ip)]
+            any_port.append([concat, p.container_port])
+        else:
+            ikey = (_ip(host_ip), p.proto, p.host_port)
+            if ikey in ip_addr:
+                raise Internal(f"firewall: {host_ip}:{p.host_port}/{p.proto} published twice")
+            concat = {"concat": [ikey[0], p.proto, p.host_port]}
+            ip_addr[ikey] = [concat, _ip(p.container_ip)]
+            ip_port.append([concat, p.container_port])
+    ip_key_type = ["ipv4_addr", "inet_proto", "inet_service"]
+    any_key_type = ["inet_proto", "inet_service"]
+    b.set("dnat_ip_addr", ip_key_type, list(ip_addr.values()), map_to="ipv4_addr")
+    b.set("dnat_ip_port", ip_key_type, ip_port, map_to="inet_service")
+    b.set("dnat_any_addr", any_key_type, list(any_addr.values()), map_to="ipv4_addr")
+    b.set("dnat_any_port", any_key_type, any_port, map_to="inet_service")
+
+    # published ports: one rule per key kind, whatever the number of ports
+    b.chain("published")
+    for name, lookup_key in (
+        ("dnat_ip", [_DADDR, _L4PROTO, _DPORT]),
+        ("dnat_any", [_L4PROTO, _DPORT]),
+    ):
+        addr = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_addr"}}
+        port = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_port"}}
+        b.rule("published", {"dnat": {"family": "ip", "addr": addr, "port": port}})
+    b.chain("prerouting", "nat", "prerouting", -100)
+    b.rule("prerouting", _fib_local(), {"jump": {"target": "published"}})
+    b.chain("output", "nat", "output", -100)
+    b.rule("output", _fib_local(), {"jump": {"target": "published"}})
+
+    b.chain("postrouting", "nat", "postrouting", 100)
+    for n in nets:
+        if n.internal:
+            continue
+        subnet = _prefix(n.subnet)
+        c = f"net {n.id[:12]}"
+        if n.masquerade:
+            b.rule("postrouting", _m(_SADDR, subnet), _m(_OIF, n.bridge, "!="), _MASQ, comment=c)
+        hairpin = (_ct_dnat(), _m(_SADDR, subnet), _m(_OIF, n.bridge), _MASQ)
+        b.rule("postrouting", *hairpin, comment=c + " hairpin")
+    b.rule("postrouting", _m(_SADDR, _LOOPBACK), _m(_OIF, "@bridges"), _MASQ, comment="loopback")
+
+    b.chain("forward", "filter", "forward", 0)
+    b.rule("forward", _ct_state_est(), _ACCEPT)
+    b.rule("forward", _m({"concat": [_IIF, _OIF]}, "@icc"), _ACCEPT)
+    b.rule("forward", _m(_IIF, "@internal"), _DROP)
+    b.rule("forward", _m(_OIF, "@internal"), _DROP)
+    b.rule("forward", _m(_OIF, "@bridges"), _ct_dnat(), _ACCEPT)
+    b.rule("forward", _m(_OIF, "@bridges"), _DROP)
+    b.rule("forward", _m(_IIF, "@bridges"), _ACCEPT)
+
+    b.chain("input", "filter", "input", 0)
+    b.rule("input", _m(_IIF, "@bridges"), _ct_state_est(), _ACCEPT)
+    b.rule("input", _m(_IIF, "@bridges"), _m(_DADDR, _LOOPBACK), _DROP)
+    for n in nets:
+        if n.internal:
+            not_gw = _m(_DADDR, _ip(n.gateway), "!=")
+            b.rule("input", _m(_IIF, n.bridge), not_gw, _DROP, comment=f"net {n.id[:12]} internal")
+
+    # icc=false, enforced at the bridge layer (see module docstring)
+    br = _Batch(BRIDGE_FAMILY, TABLE, _replace_prefix(BRIDGE_FAMILY, TABLE))
+    noicc = [n for n in nets if not n.icc]
+    if noicc:
+        br.table_cmd()
+        br.chain("forward", "filter", "forward", -200)
+        for n in noicc:
+            subnet = _prefix(n.subnet)
+            within = (_m(_SADDR, subnet), _m(_DADDR, subnet), _DROP)
+            br.rule("forward", *within, comment=f"net {n.id[:12]} icc=false")
+    return {"nftables": b.cmds + br.cmds}
+
+
+def render_remove() -> JSON:
+    """The batch deleting tether's own tables (present or not)."""
+    return {"nftables": _replace_prefix(FAMILY, TABLE) + _replace_prefix(BRIDGE_FAMILY, TABLE)}
+
+
+def render_user_table() -> JSON:
+    """The batch creating the user's ``tether-user`` table and chain."""
+    return {
+        "nftables": [
+            {"add": {"table": {"family": FAMILY, "name": USER_TABLE}}},
+            {
+                "add": {
+                    "chain": {
+                        "family": FAMILY,
+                        "table": USER_TABLE,
+                        "name": USER_CHAIN,
+                        "type": "filter",
+                        "hook": "forward",
+                        "prio": USER_PRIORITY,
+                        "policy": "accept",
+                    }
+                }
+            },
+        ]
+    }
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def _list_table(nft: Nft, family: str, name: str) -> list[JSON] | None:
+    try:
+        out = nft.run({"nftables": [{"list": {"table": {"family": family, "name": name}}}]})
+    except NftError:
+        return None
+    items = out.get("nftables", [])
+    return [o for o in items if isinstance(o, dict) and "metainfo" not in o]
+
+
+class NftFirewall:
+    """The kernel firewall through libnftables (``LibNft`` unless given another ``Nft``)."""
+
+    def __init__(self, nft: Nft | None = None) -> None:
+        self._nft: Nft = nft if nft is not None else LibNft()
+        self._user_checked = False
+
+    def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
+        batch = render(nets, ports)
+        if not self._user_checked and _list_table(self._nft, FAMILY, USER_TABLE) is None:
+            batch = {"nftables": render_user_table()["nftables"] + batch["nftables"]}
+        try:
+            self._nft.run(batch)
+        except NftError as exc:
+            raise Internal(f"firewall: nftables rejected the update: {exc.message}") from exc
+        self._user_checked = True
+
+    def remove(self) -> None:
+        try:
+            self._nft.run(render_remove())
+        except NftError as exc:
+            raise Internal(f"firewall: cannot remove tether's tables: {exc.message}") from exc
+
+    def current(self) -> JSON | None:
+        main = _list_table(self._nft, FAMILY, TABLE)
+        if main is None:
+            return None
+        bridge = _list_table(self._nft, BRIDGE_FAMILY, TABLE) or []
+        return {"nftables": main + bridge}
+
+
+class FakeFirewall:
+    """Records what the engine asked for; ``fail_with`` makes the next apply fail."""
+
+    def __init__(self) -> None:
+        self.nets: tuple[NetRule, ...] = ()
+        self.ports: tuple[PortRule, ...] = ()
+        self.applied = 0
+        self.present = False
+        self.fail_with: str | None = None
+
+    def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
+        render(nets, ports)  # same validation as the real one
+        if self.fail_with is not None:
+            msg, self.fail_with = self.fail_with, None
+            raise Internal(f"firewall: nftables rejected the update: {msg}")
+        self.nets, self.ports = tuple(nets), tuple(ports)
+        self.applied += 1
+        self.present = True
+
+    def remove(self) -> None:
+        self.nets, self.ports, self.present = (), (), False
+
+    def current(self) -> JSON | None:
+        return render(self.nets, self.ports) if self.present else None
