@@ -1,0 +1,76 @@
+"""Daemon configuration: command-line flags merged over ``daemon.json``.
+
+``daemon.json`` takes Docker's keys where they exist: ``cluster-store``,
+``cluster-advertise``, ``default-address-pools`` (``[{"base": CIDR, "size": N}]``),
+``bip``, ``dns``, ``iptables``. Flags win over the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.errors import BadRequest
+
+
+@dataclass
+class DaemonConfig:
+    host: str = "unix:///run/tether/tether.sock"
+    data_root: Path = Path("/var/lib/tether")
+    exec_root: Path = Path("/run/tether")
+    cluster_store: str | None = None
+    cluster_advertise: str | None = None
+    default_pools: list[tuple[str, int]] | None = None
+    bip: str | None = None
+    dns: list[str] = field(default_factory=list)
+    iptables: bool = True
+    debug: bool = False
+
+    @property
+    def socket_path(self) -> str:
+        if not self.host.startswith("unix://"):
+            raise BadRequest(f"only unix sockets are supported: {self.host}")
+        return self.host[len("unix://") :]
+
+
+def load_config(
+    host: str | None,
+    data_root: str | None,
+    exec_root: str | None,
+    config_file: str | None,
+    cluster_store: str | None,
+    cluster_advertise: str | None,
+    debug: bool = False,
+) -> DaemonConfig:
+    cfg = DaemonConfig(debug=debug)
+    file_data: dict[str, Any] = {}
+    if config_file and Path(config_file).is_file():
+        try:
+            file_data = json.loads(Path(config_file).read_text())
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"invalid daemon configuration {config_file}: {exc}") from None
+    if "default-address-pools" in file_data:
+        cfg.default_pools = [
+            (str(p["base"]), int(p["size"])) for p in file_data["default-address-pools"]
+        ]
+    cfg.bip = file_data.get("bip")
+    cfg.dns = list(file_data.get("dns") or [])
+    cfg.iptables = bool(file_data.get("iptables", True))
+    cfg.cluster_store = cluster_store or file_data.get("cluster-store")
+    cfg.cluster_advertise = cluster_advertise or file_data.get("cluster-advertise")
+    if host:
+        cfg.host = host
+    elif file_data.get("hosts"):
+        cfg.host = str(file_data["hosts"][0])
+    if data_root:
+        cfg.data_root = Path(data_root)
+    elif file_data.get("data-root"):
+        cfg.data_root = Path(file_data["data-root"])
+    if exec_root:
+        cfg.exec_root = Path(exec_root)
+    elif file_data.get("exec-root"):
+        cfg.exec_root = Path(file_data["exec-root"])
+    cfg.debug = debug or bool(file_data.get("debug"))
+    return cfg

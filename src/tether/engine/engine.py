@@ -1,0 +1,154 @@
+"""The engine: networks, containers and the firewall behind one facade.
+
+The API layer talks only to this class. It owns every long-lived part
+(controllers, DNS server, background tasks) and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from tether.config import DaemonConfig
+from tether.engine.model import OPT_HOST_BINDING, OPT_ICC, OPT_MASQ, Network, opt_true
+from tether.engine.networks import CreateRequest, NetworkController
+from tether.errors import BadRequest
+
+log = logging.getLogger("tether.engine")
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: DaemonConfig,
+        networks: NetworkController,
+        firewall: Any,
+        containers: Any = None,
+        images: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.networks = networks
+        self.firewall = firewall
+        self.containers = containers
+        self.images = images
+        self._fw_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        await self.networks.load()
+        await self.networks.ensure_predefined(self.cfg.bip)
+        await self.networks.restore_all()
+        if self.containers is not None:
+            await self.containers.start()
+        await self.sync_firewall()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.containers is not None:
+            await self.containers.close()
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Start a background task the engine owns (cancelled by ``close``)."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- firewall --------------------------------------------------------------
+    def firewall_state(self) -> tuple[list[Any], list[Any]]:
+        from tether.engine.firewall import NetRule
+
+        nets = []
+        for net in self.networks.list():
+            if net.driver != "bridge" or not net.pools:
+                continue
+            pool = net.pools[0]
+            nets.append(
+                NetRule(
+                    id=net.id,
+                    bridge=net.ifname,
+                    subnet=str(pool.subnet),
+                    gateway=str(pool.gateway),
+                    internal=net.internal,
+                    icc=opt_true(net.options, OPT_ICC),
+                    masquerade=opt_true(net.options, OPT_MASQ),
+                    host_binding_ipv4=net.options.get(OPT_HOST_BINDING) or "0.0.0.0",
+                )
+            )
+        ports = self.containers.port_rules() if self.containers is not None else []
+        return nets, ports
+
+    async def sync_firewall(self) -> None:
+        if not self.cfg.iptables:
+            return
+        async with self._fw_lock:
+            nets, ports = self.firewall_state()
+            self.firewall.apply(nets, ports)
+
+    # ---- networks ----------------------------------------------------------------
+    def network_in_use(self, net: Network) -> bool:
+        if self.containers is None:
+            return False
+        return bool(self.containers.endpoints_on(net.id))
+
+    def network_containers(self, net: Network) -> dict[str, Any]:
+        if self.containers is None:
+            return {}
+        return dict(self.containers.network_containers_json(net))
+
+    async def create_network(self, req: CreateRequest) -> Network:
+        net = await self.networks.create(req)
+        try:
+            await self.sync_firewall()
+        except Exception:
+            await self.networks.remove(net.id, lambda _n: False)
+            raise
+        return net
+
+    async def remove_network(self, ref: str) -> None:
+        await self.networks.remove(ref, self.network_in_use)
+        await self.sync_firewall()
+
+    async def prune_networks(self, filters: dict[str, list[str]]) -> list[str]:
+        from tether.api.networks import match_filters
+
+        for key in filters:
+            if key not in ("label", "until"):
+                raise BadRequest(f"invalid filter '{key}'")
+        label_filters = {k: v for k, v in filters.items() if k == "label"}
+
+        def keep(net: Network) -> bool:
+            return not match_filters(net, label_filters, False)
+
+        gone = await self.networks.prune(self.network_in_use, keep)
+        await self.sync_firewall()
+        return gone
+
+    async def connect(self, net_ref: str, container_ref: str, cfg: dict[str, Any]) -> None:
+        if self.containers is None:
+            raise BadRequest("containers are not available")
+        await self.containers.connect(net_ref, container_ref, cfg)
+
+    async def disconnect(self, net_ref: str, container_ref: str, force: bool) -> None:
+        if self.containers is None:
+            raise BadRequest("containers are not available")
+        await self.containers.disconnect(net_ref, container_ref, force)
+
+    # ---- system ------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        from tether.api.system import host_info
+
+        counts: dict[str, int] = {}
+        if self.containers is not None:
+            counts.update(self.containers.counts())
+        if self.images is not None:
+            counts["images"] = len(self.images.list())
+        return host_info(counts, str(self.cfg.data_root), "tether")
+
+

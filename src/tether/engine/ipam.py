@@ -1,0 +1,211 @@
+"""IPAM: address pools for networks and addresses for endpoints.
+
+Two jobs, with Docker's rules and texts:
+
+* **Pools.** A network's subnet is either given (validated, and refused when it
+  overlaps another network in the same address space) or picked from the
+  default pools (``172.17-31.0.0/16`` then ``192.168.0.0/16`` cut in ``/20``;
+  ``default-address-pools`` in daemon.json replaces them), skipping subnets
+  used by networks or, for the default bridge, by the host's routes.
+* **Addresses.** ``AddressSpace`` hands out the lowest free address of the
+  network's range (``--ip-range`` or the whole subnet), skipping the network and
+  broadcast addresses, the gateway and aux addresses. It keeps a bitmap-free
+  in-memory set plus a "lowest possibly free" hint, so allocation on a /8 costs
+  what the allocated prefix costs, not the size of the subnet. The store is the
+  truth (``ipam/<network>/<ip>`` keys written by the caller's transaction);
+  this class is rebuilt from it at start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from tether.errors import BadRequest, Conflict, Forbidden
+
+DEFAULT_POOLS: list[tuple[str, int]] = [(f"172.{n}.0.0/16", 16) for n in range(17, 32)] + [
+    ("192.168.0.0/16", 20)
+]
+
+
+def parse_cidr(text: str, what: str = "subnet") -> IPv4Network:
+    """Parse ``A.B.C.D/N`` (host bits allowed) with Docker's texts on failure."""
+    try:
+        if "/" not in text:
+            raise ValueError(text)
+        iface = ipaddress.ip_interface(text)
+    except ValueError:
+        if what == "subnet":
+            raise BadRequest(
+                f"Invalid subnet {text} : invalid CIDR address: {text}"
+            ) from None
+        raise BadRequest(f"invalid CIDR address: {text}") from None
+    if iface.version != 4:
+        raise BadRequest(f"IPv6 is not supported by tether yet: {text}")
+    net = iface.network
+    assert isinstance(net, IPv4Network)
+    return net
+
+
+def parse_ip(text: str) -> IPv4Address:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise BadRequest(f"invalid IP address: {text}") from None
+    if not isinstance(ip, IPv4Address):
+        raise BadRequest(f"IPv6 is not supported by tether yet: {text}")
+    return ip
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """One IPAM config entry of a network, validated."""
+
+    subnet: IPv4Network
+    gateway: IPv4Address
+    ip_range: IPv4Network | None = None
+    aux: dict[str, IPv4Address] = field(default_factory=dict)
+    user_subnet: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Subnet": str(self.subnet)}
+        if self.ip_range is not None:
+            out["IPRange"] = str(self.ip_range)
+        out["Gateway"] = str(self.gateway)
+        if self.aux:
+            out["AuxiliaryAddresses"] = {k: str(v) for k, v in self.aux.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], user_subnet: bool = True) -> PoolConfig:
+        return cls(
+            subnet=IPv4Network(d["Subnet"]),
+            gateway=IPv4Address(d["Gateway"]),
+            ip_range=IPv4Network(d["IPRange"]) if d.get("IPRange") else None,
+            aux={k: IPv4Address(v) for k, v in (d.get("AuxiliaryAddresses") or {}).items()},
+            user_subnet=user_subnet,
+        )
+
+
+def validate_config(
+    subnet: str, gateway: str | None, ip_range: str | None, aux: dict[str, str] | None
+) -> PoolConfig:
+    """Check one user IPAM config with Docker's messages."""
+    net = parse_cidr(subnet)
+    if net.prefixlen > 30:
+        raise BadRequest(f"Invalid subnet {subnet} : the subnet is too small for a network")
+    rng: IPv4Network | None = None
+    if ip_range:
+        rng = parse_cidr(ip_range, what="range")
+        if not rng.subnet_of(net):
+            raise BadRequest(f"no matching subnet for range {ip_range}")
+    if gateway:
+        gw = parse_ip(gateway)
+        if gw not in net:
+            raise BadRequest(f"no matching subnet for gateway {gateway}")
+    else:
+        gw = net.network_address + 1
+    aux_ips: dict[str, IPv4Address] = {}
+    for name, value in (aux or {}).items():
+        ip = parse_ip(value)
+        if ip not in net:
+            raise BadRequest(f"no matching subnet for aux-address {value}")
+        aux_ips[name] = ip
+    return PoolConfig(net, gw, rng, aux_ips)
+
+
+class PoolPicker:
+    """Chooses subnets for networks from the default address pools."""
+
+    def __init__(self, pools: Sequence[tuple[str, int]] | None = None) -> None:
+        self.pools = [(IPv4Network(base), size) for base, size in (pools or DEFAULT_POOLS)]
+
+    def candidates(self) -> Iterable[IPv4Network]:
+        for base, size in self.pools:
+            if size < base.prefixlen:
+                yield base
+                continue
+            yield from base.subnets(new_prefix=size)
+
+    def pick(self, used: Iterable[IPv4Network], avoid: Iterable[IPv4Network] = ()) -> IPv4Network:
+        taken = list(used) + list(avoid)
+        for cand in self.candidates():
+            if not any(cand.overlaps(t) for t in taken):
+                return cand
+        raise Forbidden(
+            "could not find an available, non-overlapping IPv4 address pool among the "
+            "defaults to assign to the network"
+        )
+
+
+def check_overlap(new: IPv4Network, used: Iterable[IPv4Network]) -> None:
+    for u in used:
+        if new.overlaps(u):
+            raise Forbidden("Pool overlaps with other one on this address space")
+
+
+class AddressSpace:
+    """The addresses of one network: who holds which, and the next free one."""
+
+    def __init__(self, cfg: PoolConfig, label: str) -> None:
+        self.cfg = cfg
+        self.label = label
+        rng = cfg.ip_range or cfg.subnet
+        net = cfg.subnet
+        first = int(rng.network_address)
+        last = int(rng.broadcast_address)
+        # The subnet's own network and broadcast addresses are never handed out.
+        self._lo = max(first, int(net.network_address) + 1)
+        self._hi = min(last, int(net.broadcast_address) - 1)
+        self._reserved = {int(cfg.gateway)} | {int(a) for a in cfg.aux.values()}
+        self._used: set[int] = set()
+        self._hint = self._lo
+
+    def reserve(self, ip: IPv4Address) -> None:
+        """Record an address as held (restoring from the store)."""
+        self._used.add(int(ip))
+
+    def is_free(self, ip: IPv4Address) -> bool:
+        return int(ip) not in self._used and int(ip) not in self._reserved
+
+    def claim_static(self, ip: IPv4Address) -> IPv4Address:
+        """Take a user-chosen address (``--ip``): anywhere in the subnet, not just the range."""
+        if ip not in self.cfg.subnet:
+            raise BadRequest(
+                f"Invalid address {ip}: It does not belong to any of this network's subnets"
+            )
+        value = int(ip)
+        net = self.cfg.subnet
+        if (
+            value in self._used
+            or value in self._reserved
+            or ip in (net.network_address, net.broadcast_address)
+        ):
+            raise Conflict("Address already in use")
+        self._used.add(value)
+        return ip
+
+    def claim_next(self) -> IPv4Address:
+        value = self._hint
+        while value <= self._hi and (value in self._used or value in self._reserved):
+            value += 1
+        if value > self._hi:
+            raise Forbidden(
+                f"no available IPv4 addresses on this network's address pools: {self.label}"
+            )
+        self._used.add(value)
+        self._hint = value + 1
+        return IPv4Address(value)
+
+    def release(self, ip: IPv4Address) -> None:
+        value = int(ip)
+        self._used.discard(value)
+        if self._lo <= value < self._hint:
+            self._hint = value
+
+    @property
+    def used(self) -> int:
+        return len(self._used)

@@ -1,0 +1,128 @@
+"""The object model (libnetwork's CNM): networks and endpoints, as stored.
+
+These are plain records; their Docker JSON shapes are built in ``tether.api``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tether.engine.ipam import PoolConfig
+from tether.errors import BadRequest
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+MAX_NAME = 128
+
+OPT_BRIDGE_NAME = "com.docker.network.bridge.name"
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_ICC = "com.docker.network.bridge.enable_icc"
+OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
+OPT_HOST_BINDING = "com.docker.network.bridge.host_binding_ipv4"
+OPT_DEFAULT_BRIDGE = "com.docker.network.bridge.default_bridge"
+OPT_VXLANID = "com.docker.network.driver.overlay.vxlanid_list"
+
+
+def new_id() -> str:
+    return os.urandom(32).hex()
+
+
+def check_name(name: str, kind: str = "network") -> None:
+    """Reject names that cannot be valid (Docker 20.10 accepted some of these; we do not)."""
+    if not name:
+        raise BadRequest(f"{kind} name must not be empty")
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"{kind} name is longer than {MAX_NAME} characters")
+    if not NAME_RE.match(name):
+        raise BadRequest(
+            f"invalid {kind} name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+
+
+def opt_true(options: dict[str, str], key: str, default: bool = True) -> bool:
+    value = options.get(key)
+    if value is None or value == "":
+        return default
+    return value.lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Network:
+    id: str
+    name: str
+    driver: str
+    scope: str = "local"
+    created: str = ""
+    internal: bool = False
+    attachable: bool = False
+    ingress: bool = False
+    ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = field(default_factory=dict)
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    user_subnet: bool = True
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    ifname: str = ""  # the kernel bridge (bridge/overlay) or parent (macvlan)
+    vni: int = 0
+
+    @property
+    def predefined(self) -> bool:
+        return self.name in ("bridge", "host", "none")
+
+    @property
+    def pools(self) -> list[PoolConfig]:
+        return [PoolConfig.from_json(c, self.user_subnet) for c in self.configs]
+
+    @property
+    def mtu(self) -> int:
+        default = 1450 if self.driver == "overlay" else 1500
+        raw = self.options.get(OPT_MTU)
+        try:
+            return int(raw) if raw else default
+        except ValueError:
+            return default
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Network:
+        return cls(**d)
+
+
+@dataclass
+class Endpoint:
+    """One container's attachment to one network."""
+
+    id: str
+    network_id: str
+    network_name: str
+    container_id: str
+    container_name: str
+    ip: str = ""
+    prefixlen: int = 0
+    gateway: str = ""
+    mac: str = ""
+    ifname: str = ""  # inside the sandbox: eth0, eth1, ...
+    host_ifname: str = ""  # the host side (veth) when there is one
+    aliases: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    static_ip: str = ""  # what the user asked for (--ip), kept for restarts
+    host: str = ""  # the host that owns it (global networks)
+    vtep: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Endpoint:
+        return cls(**d)
+
+
+def mac_for(ip: str) -> str:
+    """Docker's MAC scheme: 02:42 followed by the four IPv4 bytes."""
+    parts = [int(p) for p in ip.split(".")]
+    return "02:42:" + ":".join(f"{p:02x}" for p in parts)

@@ -1,0 +1,370 @@
+"""The network controller: networks, their pools and their addresses.
+
+State lives in the store (``networks/<id>``, ``netnames/<name>``,
+``ipam/<network>/<ip>``); this class keeps a cache of it and the per-network
+``AddressSpace`` that decides the next address. Order of work, so that a crash
+at any point leaves something reconcile can finish or undo: a network's record
+is written before its kernel objects are made (a failure to make them deletes
+the record again), and on removal the kernel objects go first, then the record.
+Every kernel object tether makes is therefore named by a record, and reconcile
+never has to guess by name patterns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.drivers.base import Driver
+from tether.engine.ipam import (
+    AddressSpace,
+    PoolConfig,
+    PoolPicker,
+    check_overlap,
+    validate_config,
+)
+from tether.engine.model import (
+    OPT_BRIDGE_NAME,
+    OPT_DEFAULT_BRIDGE,
+    OPT_HOST_BINDING,
+    OPT_ICC,
+    OPT_MASQ,
+    OPT_MTU,
+    Network,
+    check_name,
+    new_id,
+)
+from tether.errors import BadRequest, Conflict, Forbidden, NotFound
+from tether.store.base import Op, Store
+
+PREDEFINED_DRIVERS = {"host": "host", "none": "null"}
+KNOWN_BRIDGE_OPTS = {OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQ, OPT_HOST_BINDING}
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class CreateRequest:
+    name: str
+    driver: str = "bridge"
+    internal: bool = False
+    attachable: bool = False
+    ipv6: bool = False
+    ipam_driver: str = "default"
+    ipam_options: dict[str, str] = field(default_factory=dict)
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    check_duplicate: bool = True
+
+
+class NetworkController:
+    def __init__(
+        self,
+        store: Store,
+        drivers: dict[str, Driver],
+        picker: PoolPicker,
+        host_routes: Callable[[], Any] | None = None,
+        on_change: Callable[[], Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.drivers = drivers
+        self.picker = picker
+        self._host_routes = host_routes
+        self._on_change = on_change
+        self.networks: dict[str, Network] = {}
+        self.spaces: dict[str, list[AddressSpace]] = {}
+        self.lock = asyncio.Lock()
+
+    # ---- loading -----------------------------------------------------------
+    async def load(self) -> None:
+        """Read every network and address holding from the store."""
+        self.networks.clear()
+        self.spaces.clear()
+        for rec in await self.store.list("networks/"):
+            net = Network.from_dict(rec.value)
+            self._index(net)
+        for rec in await self.store.list("ipam/"):
+            _, net_id, ip = rec.key.split("/", 2)
+            for space in self.spaces.get(net_id, []):
+                addr = ipaddress.IPv4Address(ip)
+                if addr in space.cfg.subnet:
+                    space.reserve(addr)
+
+    def _index(self, net: Network) -> None:
+        self.networks[net.id] = net
+        self.spaces[net.id] = [AddressSpace(p, f"{net.name} ({net.id})") for p in net.pools]
+
+    async def ensure_predefined(self, bip: str | None = None) -> None:
+        """Make ``bridge``, ``host`` and ``none`` exist (once, with stable ids)."""
+        for name, driver in PREDEFINED_DRIVERS.items():
+            if self.find(name) is None:
+                await self._persist_new(Network(new_id(), name, driver, created=now_rfc3339()))
+        if self.find("bridge") is None:
+            avoid = await self._routes()
+            if bip:
+                iface = ipaddress.ip_interface(bip)
+                cfg = PoolConfig(
+                    iface.network,  # type: ignore[arg-type]
+                    iface.ip,  # type: ignore[arg-type]
+                    user_subnet=False,
+                )
+            else:
+                subnet = self.picker.pick(self._used_subnets(), avoid)
+                cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
+            net = Network(
+                new_id(),
+                "bridge",
+                "bridge",
+                created=now_rfc3339(),
+                configs=[cfg.to_json()],
+                user_subnet=False,
+                options={
+                    OPT_DEFAULT_BRIDGE: "true",
+                    OPT_ICC: "true",
+                    OPT_MASQ: "true",
+                    OPT_HOST_BINDING: "0.0.0.0",
+                    OPT_BRIDGE_NAME: "tether0",
+                    OPT_MTU: "1500",
+                },
+            )
+            await self._persist_new(net)
+            await self._make_kernel(net)
+
+    async def _routes(self) -> list[ipaddress.IPv4Network]:
+        if self._host_routes is None:
+            return []
+        routes: list[ipaddress.IPv4Network] = await self._host_routes()
+        return routes
+
+    # ---- lookups -----------------------------------------------------------
+    def find(self, ref: str) -> Network | None:
+        """By exact id, exact name, then unique id prefix (Docker's order)."""
+        if ref in self.networks:
+            return self.networks[ref]
+        for net in self.networks.values():
+            if net.name == ref:
+                return net
+        if ref:
+            matches = [n for n in self.networks.values() if n.id.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise BadRequest(f"network {ref} is ambiguous ({len(matches)} matches found)")
+        return None
+
+    def get(self, ref: str) -> Network:
+        net = self.find(ref)
+        if net is None:
+            raise NotFound(f"network {ref} not found")
+        return net
+
+    def list(self) -> list[Network]:
+        return sorted(self.networks.values(), key=lambda n: n.name)
+
+    def _used_subnets(self, scope: str | None = None) -> list[ipaddress.IPv4Network]:
+        out: list[ipaddress.IPv4Network] = []
+        for net in self.networks.values():
+            if net.driver in ("macvlan", "ipvlan"):
+                continue  # they live on the parent's LAN, not in this address space
+            out.extend(p.subnet for p in net.pools)
+        return out
+
+    # ---- create / remove -----------------------------------------------------
+    def _driver(self, name: str) -> Driver:
+        drv = self.drivers.get(name)
+        if drv is None:
+            raise NotFound(f"plugin \"{name}\" not found")
+        return drv
+
+    async def create(self, req: CreateRequest) -> Network:
+        check_name(req.name)
+        if req.driver in ("host", "null"):
+            raise Forbidden(f'only one instance of "{req.driver}" network is allowed')
+        if req.driver == "overlay" and "overlay" not in self.drivers:
+            raise Forbidden(
+                "overlay networks need a cluster store: start the daemon with "
+                "--cluster-store etcd://HOST:PORT"
+            )
+        driver = self._driver(req.driver)
+        if req.ipv6:
+            raise BadRequest("IPv6 networks are not supported by tether yet")
+        if req.ipam_driver not in ("", "default"):
+            raise NotFound(f'plugin "{req.ipam_driver}" not found')
+        async with self.lock:
+            if self.find(req.name) is not None and any(
+                n.name == req.name for n in self.networks.values()
+            ):
+                raise Conflict(f"network with name {req.name} already exists")
+            net = Network(
+                id=new_id(),
+                name=req.name,
+                driver=req.driver,
+                scope=driver.scope,
+                created=now_rfc3339(),
+                internal=req.internal,
+                attachable=req.attachable,
+                ipam_options=dict(req.ipam_options),
+                options=dict(req.options),
+                labels=dict(req.labels),
+            )
+            if net.driver in ("macvlan", "ipvlan") and not net.options.get("parent"):
+                net.internal = True  # Docker: no parent means an internal network
+            net.configs, net.user_subnet = self._pools_for(req)
+            driver.validate(net)
+            await self._persist_new(net)
+            try:
+                await self._make_kernel(net)
+            except BaseException:
+                await self._forget(net)
+                raise
+        self._changed()
+        return net
+
+    def _pools_for(self, req: CreateRequest) -> tuple[list[dict[str, Any]], bool]:
+        used = self._used_subnets()
+        scoped = req.driver not in ("macvlan", "ipvlan")
+        if req.configs:
+            out: list[PoolConfig] = []
+            for c in req.configs:
+                if not c.get("Subnet"):
+                    if c.get("Gateway") or c.get("IPRange"):
+                        raise BadRequest("a gateway or ip-range needs a subnet")
+                    continue
+                cfg = validate_config(
+                    c["Subnet"], c.get("Gateway"), c.get("IPRange"), c.get("AuxiliaryAddresses")
+                )
+                if scoped:
+                    check_overlap(cfg.subnet, used + [o.subnet for o in out])
+                out.append(cfg)
+            if out:
+                return [o.to_json() for o in out], True
+        subnet = self.picker.pick(used)
+        cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
+        return [cfg.to_json()], False
+
+    async def _persist_new(self, net: Network) -> None:
+        res = await self.store.txn(
+            [
+                Op("create", f"netnames/{net.name}", {"id": net.id}),
+                Op("create", f"networks/{net.id}", net.to_dict()),
+            ]
+        )
+        if not res.ok:
+            raise Conflict(f"network with name {net.name} already exists")
+        self._index(net)
+
+    async def _make_kernel(self, net: Network) -> None:
+        driver = self._driver(net.driver)
+        await driver.create(net)
+        await self.store.put(f"networks/{net.id}", net.to_dict())
+
+    async def _forget(self, net: Network) -> None:
+        await self.store.txn(
+            [Op("delete", f"networks/{net.id}"), Op("delete", f"netnames/{net.name}")]
+        )
+        self.networks.pop(net.id, None)
+        self.spaces.pop(net.id, None)
+
+    async def remove(self, ref: str, in_use: Callable[[Network], bool]) -> None:
+        net = self.get(ref)
+        if net.predefined:
+            raise Forbidden(f"{net.name} is a pre-defined network and cannot be removed")
+        async with self.lock:
+            if in_use(net):
+                raise Forbidden(
+                    f"error while removing network: network {net.name} id {net.id} "
+                    "has active endpoints"
+                )
+            await self._driver(net.driver).delete(net)
+            await self.store.txn(
+                [Op("delete", f"networks/{net.id}"), Op("delete", f"netnames/{net.name}")]
+                + [Op("delete", r.key) for r in await self.store.list(f"ipam/{net.id}/")]
+            )
+            self.networks.pop(net.id, None)
+            self.spaces.pop(net.id, None)
+        self._changed()
+
+    async def prune(self, in_use: Callable[[Network], bool], keep: Callable[[Network], bool]) -> list[str]:
+        gone: list[str] = []
+        for net in self.list():
+            if net.predefined or in_use(net) or keep(net):
+                continue
+            try:
+                await self.remove(net.id, in_use)
+            except (Forbidden, NotFound):
+                continue
+            gone.append(net.name)
+        return gone
+
+    async def restore_all(self) -> None:
+        for net in self.networks.values():
+            await self._driver(net.driver).restore(net)
+
+    def owned_links(self) -> set[str]:
+        out: set[str] = set()
+        for net in self.networks.values():
+            drv = self.drivers.get(net.driver)
+            if drv is not None:
+                out |= drv.owned_links(net)
+        return out
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    # ---- addresses -----------------------------------------------------------
+    def allocate(self, net: Network, static: str | None) -> tuple[str, int, str]:
+        """Pick an address (the caller persists ``ipam/<net>/<ip>`` in its transaction).
+
+        Returns (ip, prefixlen, gateway). Raises before anything is held on error.
+        """
+        spaces = self.spaces.get(net.id, [])
+        if not spaces:
+            raise Forbidden(f"network {net.name} has no address pool")
+        if static:
+            if not net.user_subnet:
+                raise BadRequest(
+                    "user specified IP address is supported only when connecting to "
+                    "networks with user configured subnets"
+                )
+            ip = ipaddress.IPv4Address(static)
+            for space in spaces:
+                if ip in space.cfg.subnet:
+                    space.claim_static(ip)
+                    return str(ip), space.cfg.subnet.prefixlen, str(space.cfg.gateway)
+            raise BadRequest(
+                f"Invalid address {static}: It does not belong to any of this network's subnets"
+            )
+        last: Exception | None = None
+        for space in spaces:
+            try:
+                got = space.claim_next()
+            except Forbidden as exc:
+                last = exc
+                continue
+            return str(got), space.cfg.subnet.prefixlen, str(space.cfg.gateway)
+        assert last is not None
+        raise last
+
+    def release(self, net_id: str, ip: str) -> None:
+        if not ip:
+            return
+        addr = ipaddress.IPv4Address(ip)
+        for space in self.spaces.get(net_id, []):
+            if addr in space.cfg.subnet:
+                space.release(addr)
+
+    @staticmethod
+    def ipam_key(net_id: str, ip: str) -> str:
+        return f"ipam/{net_id}/{ip}"
+
+
+def subnets_of(nets: Iterable[Network]) -> Sequence[ipaddress.IPv4Network]:
+    return [p.subnet for n in nets for p in n.pools]

@@ -1,0 +1,369 @@
+"""Netlink: the links, addresses and routes tether makes, behind one small interface.
+
+``Netlink`` is the protocol the drivers use; ``PyrouteNetlink`` is the real
+backend (pyroute2's ``AsyncIPRoute``; one socket for the host namespace and one
+cached socket per sandbox namespace, since opening one forks a helper);
+``FakeNetlink`` (in ``tether.linux.fakes``) records the same calls in memory for unit tests.
+
+Veth peers are created directly inside the target namespace under their final
+name (``eth0``), which saves moving them (~19 ms each here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tether.errors import Internal
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """A container-side interface: where it lives and how it is addressed."""
+
+    ns_path: str
+    ifname: str
+    mac: str
+    address: str  # "IP/prefix"
+    gateway: str | None  # default route via this, or None
+    mtu: int = 1500
+
+
+class Netlink(Protocol):
+    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None: ...
+
+    async def delete_link(self, name: str, ns_path: str | None = None) -> None: ...
+
+    async def link_names(self) -> set[str]: ...
+
+    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None: ...
+
+    async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None: ...
+
+    async def ensure_vxlan(
+        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+    ) -> None: ...
+
+    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None: ...
+
+    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None: ...
+
+    async def loopback_up(self, ns_path: str) -> None: ...
+
+    async def host_routes(self) -> list[ipaddress.IPv4Network]: ...
+
+    async def link_exists(self, name: str, ns_path: str | None = None) -> bool: ...
+
+    async def forget_ns(self, ns_path: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _err(what: str, exc: BaseException) -> Internal:
+    return Internal(f"{what}: {exc}")
+
+
+class PyrouteNetlink:
+    """The real backend over pyroute2 0.9's asyncio API."""
+
+    def __init__(self) -> None:
+        self._host: Any = None
+        self._ns: dict[str, Any] = {}
+
+    async def _ipr(self, ns_path: str | None = None) -> Any:
+        from pyroute2 import AsyncIPRoute
+
+        if ns_path is None:
+            if self._host is None:
+                self._host = AsyncIPRoute()
+                await self._host.setup_endpoint()
+            return self._host
+        sock = self._ns.get(ns_path)
+        if sock is None:
+            sock = AsyncIPRoute(netns=ns_path, flags=0)
+            await sock.setup_endpoint()
+            self._ns[ns_path] = sock
+        return sock
+
+    async def _index(self, name: str, ns_path: str | None = None) -> int | None:
+        ipr = await self._ipr(ns_path)
+        found = await ipr.link_lookup(ifname=name)
+        return int(found[0]) if found else None
+
+    async def link_exists(self, name: str, ns_path: str | None = None) -> bool:
+        return await self._index(name, ns_path) is not None
+
+    async def link_names(self) -> set[str]:
+        ipr = await self._ipr()
+        names: set[str] = set()
+        async for link in await ipr.link("dump"):
+            names.add(str(link.get("ifname")))
+        return names
+
+    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        try:
+            idx = await self._index(name)
+            if idx is None:
+                await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                idx = await self._index(name)
+            assert idx is not None
+            if address:
+                ip, prefix = address.split("/")
+                have = [
+                    (a.get("address"), a.get("prefixlen"))
+                    async for a in await ipr.addr("dump", index=idx)
+                ]
+                if (ip, int(prefix)) not in have:
+                    await ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix))
+            await ipr.link("set", index=idx, state="up")
+        except NetlinkError as exc:
+            raise _err(f"cannot set up bridge {name}", exc) from exc
+
+    async def delete_link(self, name: str, ns_path: str | None = None) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            idx = await self._index(name, ns_path)
+            if idx is not None:
+                await (await self._ipr(ns_path)).link("del", index=idx)
+        except NetlinkError as exc:
+            if exc.code != 19:  # ENODEV: already gone
+                raise _err(f"cannot delete link {name}", exc) from exc
+
+    async def _configure_peer(self, spec: LinkSpec) -> None:
+        ns = await self._ipr(spec.ns_path)
+        idx = await self._index(spec.ifname, spec.ns_path)
+        if idx is None:
+            raise Internal(f"interface {spec.ifname} did not appear in {spec.ns_path}")
+        ip, prefix = spec.address.split("/")
+        await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix))
+        await ns.link("set", index=idx, state="up")
+        if spec.gateway:
+            await ns.route("add", dst="0.0.0.0/0", gateway=spec.gateway, oif=idx)
+
+    async def loopback_up(self, ns_path: str) -> None:
+        ns = await self._ipr(ns_path)
+        idx = await self._index("lo", ns_path)
+        if idx is not None:
+            await ns.link("set", index=idx, state="up")
+
+    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        try:
+            br = await self._index(bridge)
+            if br is None:
+                raise Internal(f"bridge {bridge} is missing")
+            await ipr.link(
+                "add",
+                ifname=host_ifname,
+                kind="veth",
+                mtu=spec.mtu,
+                peer={
+                    "ifname": spec.ifname,
+                    "net_ns_fd": spec.ns_path,
+                    "address": spec.mac,
+                    "mtu": spec.mtu,
+                },
+            )
+            idx = await self._index(host_ifname)
+            assert idx is not None
+            await ipr.link("set", index=idx, master=br, state="up")
+            await self._configure_peer(spec)
+        except NetlinkError as exc:
+            await self.delete_link(host_ifname)
+            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
+
+    async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        try:
+            link = await self._index(parent)
+            if link is None:
+                raise Internal(f"parent interface {parent} is missing")
+            tmp = "tm" + spec.mac.replace(":", "")[-10:]
+            await ipr.link(
+                "add",
+                ifname=tmp,
+                kind="macvlan",
+                link=link,
+                macvlan_mode=mode,
+                address=spec.mac,
+                mtu=spec.mtu,
+            )
+            idx = await self._index(tmp)
+            assert idx is not None
+            import os
+
+            fd = os.open(spec.ns_path, os.O_RDONLY)
+            try:
+                await ipr.link("set", index=idx, net_ns_fd=fd, ifname=spec.ifname)
+            finally:
+                os.close(fd)
+            await self._configure_peer(spec)
+        except NetlinkError as exc:
+            raise _err(f"cannot create macvlan endpoint {spec.ifname}", exc) from exc
+
+    async def ensure_vxlan(
+        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+    ) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        try:
+            idx = await self._index(name)
+            if idx is None:
+                await ipr.link(
+                    "add",
+                    ifname=name,
+                    kind="vxlan",
+                    vxlan_id=vni,
+                    vxlan_local=local,
+                    vxlan_port=port,
+                    vxlan_learning=0,
+                    mtu=mtu,
+                )
+                idx = await self._index(name)
+            br = await self._index(bridge)
+            assert idx is not None and br is not None
+            await ipr.link("set", index=idx, master=br, state="up")
+        except NetlinkError as exc:
+            raise _err(f"cannot set up vxlan {name}", exc) from exc
+
+    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        idx = await self._index(vxlan)
+        if idx is None:
+            return
+        try:
+            await ipr.fdb(
+                "replace" if present else "del",
+                ifindex=idx,
+                lladdr=mac,
+                dst=dst,
+                state=0x80,  # NUD_PERMANENT
+            )
+        except NetlinkError as exc:
+            if present or exc.code not in (2, 19):
+                raise _err(f"cannot program fdb {mac} on {vxlan}", exc) from exc
+
+    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        idx = await self._index(ifname)
+        if idx is None:
+            return
+        try:
+            await ipr.neigh(
+                "replace" if present else "del",
+                ifindex=idx,
+                dst=ip,
+                lladdr=mac,
+                state=0x80,
+            )
+        except NetlinkError as exc:
+            if present or exc.code not in (2, 19):
+                raise _err(f"cannot program neighbour {ip} on {ifname}", exc) from exc
+
+    async def host_routes(self) -> list[ipaddress.IPv4Network]:
+        ipr = await self._ipr()
+        nets: list[ipaddress.IPv4Network] = []
+        async for r in await ipr.route("dump", family=2):
+            dst = r.get("dst")
+            plen = r.get("dst_len")
+            if dst and plen and r.get("table") == 254:
+                nets.append(ipaddress.IPv4Network(f"{dst}/{plen}", strict=False))
+        return nets
+
+    async def forget_ns(self, ns_path: str) -> None:
+        sock = self._ns.pop(ns_path, None)
+        if sock is not None:
+            sock.close()
+
+    async def close(self) -> None:
+        for path in list(self._ns):
+            await self.forget_ns(path)
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+
+
+class ThreadedNetlink:
+    """Runs a ``PyrouteNetlink`` on its own plain-asyncio loop in one thread.
+
+    pyroute2's asyncio transport opens netlink sockets as datagram endpoints,
+    which uvloop refuses (``invalid family 16``). The daemon's loop is uvloop
+    (DNS and HTTP are ~3x faster on it), so netlink work runs on a private
+    loop in a dedicated thread; every call hops there and back (~50 µs).
+    The thread is owned by this object and stopped by ``close``.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
+        self._inner = PyrouteNetlink()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="netlink", daemon=True)
+        self._thread.start()
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        coro = getattr(self._inner, name)(*args, **kwargs)
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return await asyncio.wrap_future(fut)
+
+    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None:
+        await self._call("ensure_bridge", name, address, mtu)
+
+    async def delete_link(self, name: str, ns_path: str | None = None) -> None:
+        await self._call("delete_link", name, ns_path)
+
+    async def link_names(self) -> set[str]:
+        names: set[str] = await self._call("link_names")
+        return names
+
+    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None:
+        await self._call("add_veth", host_ifname, bridge, spec)
+
+    async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
+        await self._call("add_macvlan", parent, mode, spec)
+
+    async def ensure_vxlan(
+        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+    ) -> None:
+        await self._call("ensure_vxlan", name, vni, local, bridge, mtu, port)
+
+    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
+        await self._call("set_fdb", vxlan, mac, dst, present)
+
+    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
+        await self._call("set_neigh", ifname, ip, mac, present)
+
+    async def loopback_up(self, ns_path: str) -> None:
+        await self._call("loopback_up", ns_path)
+
+    async def host_routes(self) -> list[ipaddress.IPv4Network]:
+        routes: list[ipaddress.IPv4Network] = await self._call("host_routes")
+        return routes
+
+    async def link_exists(self, name: str, ns_path: str | None = None) -> bool:
+        found: bool = await self._call("link_exists", name, ns_path)
+        return found
+
+    async def forget_ns(self, ns_path: str) -> None:
+        await self._call("forget_ns", ns_path)
+
+    async def close(self) -> None:
+        await self._call("close")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()

@@ -1,0 +1,103 @@
+"""Network namespaces as files: made, listed and removed by path.
+
+A sandbox's namespace lives as a bind mount on a file under
+``<exec-root>/netns/``. It is made with ``unshare --net=FILE`` (a short-lived
+child: no daemon thread ever changes namespace). That needs the file's mount to
+have private propagation; when the folder sits on a shared mount we make the
+folder a private bind mount of itself first, as ``ip netns`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+
+from tether.errors import Internal
+
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def _umount(path: str) -> None:
+    if _libc.umount2(path.encode(), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (22, 2):  # EINVAL: not a mount point; ENOENT
+            raise OSError(err, os.strerror(err), path)
+
+
+def is_mounted_ns(path: str) -> bool:
+    """True when ``path`` is a live namespace mount (its inode differs from a plain file)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    # nsfs inodes live on a special device (st_dev of nsfs); a plain file is on the fs.
+    parent = os.stat(os.path.dirname(path) or ".")
+    return st.st_dev != parent.st_dev
+
+
+async def _run(*argv: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    return proc.returncode or 0, err.decode(errors="replace").strip()
+
+
+class NetnsDir:
+    """The folder that holds a daemon's sandbox namespaces."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._private_done = False
+
+    def path(self, name: str) -> str:
+        return str(self.root / name)
+
+    async def _make_private(self) -> None:
+        rc, err = await _run("mount", "--bind", str(self.root), str(self.root))
+        if rc == 0:
+            rc, err = await _run("mount", "--make-private", str(self.root))
+        if rc != 0:
+            raise Internal(f"cannot prepare namespace folder {self.root}: {err}")
+        self._private_done = True
+
+    async def create(self, name: str) -> str:
+        """Make a fresh network namespace at ``root/name`` and return its path."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.path(name)
+        if is_mounted_ns(path):
+            return path
+        Path(path).touch()
+        rc, err = await _run("unshare", f"--net={path}", "true")
+        if rc != 0 and not self._private_done:
+            await self._make_private()
+            rc, err = await _run("unshare", f"--net={path}", "true")
+        if rc != 0:
+            self._remove_file(path)
+            raise Internal(f"cannot create network namespace {path}: {err}")
+        return path
+
+    def delete(self, name: str) -> None:
+        path = self.path(name)
+        # Stacked mounts are possible after a crash: unmount until plain.
+        for _ in range(8):
+            if not is_mounted_ns(path):
+                break
+            _umount(path)
+        self._remove_file(path)
+
+    @staticmethod
+    def _remove_file(path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def list(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir())
