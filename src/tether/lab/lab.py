@@ -129,6 +129,11 @@ class LabHost:
         return f"unix://{self._info.socket}"
 
     @property
+    def config_file(self) -> str:
+        """The daemon's ``--config-file`` (absent by default; write it, then restart)."""
+        return self._info.config_file
+
+    @property
     def daemon_log(self) -> str:
         return self._info.daemon_log
 
@@ -381,6 +386,8 @@ class Lab:
             info.data_root,
             "--exec-root",
             info.exec_root,
+            "--config-file",
+            info.config_file,
         ]
         if self._state.want_etcd:
             argv += [

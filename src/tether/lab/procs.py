@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from tether.lab.errors import LabError
 from tether.lab.state import ProcInfo
 
 # Popen objects of children started by this process, so they are reaped (not left as zombies).
@@ -134,7 +135,8 @@ def kill_in_netns(namespaces: set[tuple[int, int]], timeout: float = 5.0) -> lis
     """SIGKILL every process living in one of ``namespaces`` and all their descendants.
 
     ``namespaces`` holds (st_dev, st_ino) pairs of network namespace files. The caller's own
-    namespace and ancestry are never touched. Returns the pids that were signalled.
+    namespace and ancestry are never touched. Returns the pids that were signalled;
+    ``LabError`` when some are still alive after ``timeout`` seconds.
     """
     own = os.stat("/proc/self/ns/net")
     namespaces = namespaces - {(own.st_dev, own.st_ino)}
@@ -166,4 +168,7 @@ def kill_in_netns(namespaces: set[tuple[int, int]], timeout: float = 5.0) -> lis
         child = _children.pop(info.pid, None)
         if child is not None:
             child.poll()
+    survivors = [i.pid for i in infos if alive(i)]
+    if survivors:
+        raise LabError(f"processes survived SIGKILL: {survivors}")
     return [i.pid for i in infos]

@@ -52,6 +52,11 @@ class HostInfo:
         return os.path.join(self.exec_root, "tether.sock")
 
     @property
+    def config_file(self) -> str:
+        """The host daemon's ``--config-file`` (may not exist: then defaults apply)."""
+        return os.path.join(self.dir, "daemon.json")
+
+    @property
     def daemon_log(self) -> str:
         return os.path.join(self.dir, "daemon.log")
 

@@ -1,0 +1,73 @@
+"""Fixtures for integration tests: labs of network namespaces, each host with its own daemon.
+
+Every test in this folder is marked ``lab`` and skipped (with the reason printed) when it
+cannot build namespaces here (not root, tools missing). Labs made through these fixtures are
+always removed, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tether.lab.lab import Lab, LabHost
+
+from .helpers import LabFactory, why_no_lab
+from .helpers import docker as _docker
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = why_no_lab()
+    mine = [i for i in items if _HERE in Path(str(i.path)).resolve().parents]
+    for item in mine:
+        item.add_marker(pytest.mark.lab)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+    if reason and mine:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        msg = f"tests/integration: skipping {len(mine)} tests: {reason}"
+        if tr is not None:
+            tr.write_line(msg)
+        else:
+            print(msg)
+
+
+@pytest.fixture
+def lab_factory() -> Iterator[LabFactory]:
+    """``lab_factory(hosts=("host1",), etcd=False, daemons=True, **kw) -> Lab``; torn down after."""
+    factory = LabFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_lab_factory() -> Iterator[LabFactory]:
+    factory = LabFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def lab1(module_lab_factory: LabFactory) -> Lab:
+    """One host (``host1``) running a tether daemon; shared by the tests of a module."""
+    return module_lab_factory(["host1"], daemons=True)
+
+
+@pytest.fixture(scope="module")
+def host1(lab1: Lab) -> LabHost:
+    return lab1.host("host1")
+
+
+@pytest.fixture
+def docker() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``docker(host, *args, check=False, timeout=120, input=None)`` -> CompletedProcess[str]."""
+    return _docker
