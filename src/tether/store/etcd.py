@@ -1,9 +1,79 @@
-"""The etcd v3 store (cluster scope), over the asyncio client aetcd.
+"""The etcd v3 store (cluster scope), over the asyncio gRPC client aetcd.
 
-Work in progress: the store itself lands in the next commit.
+``EtcdStore`` implements ``tether.store.base.Store``:
+
+- keys live under ``prefix`` (default ``/tether/``); values are JSON;
+- a record's revision is its etcd ``mod_revision``; etcd's revision is
+  global, so revisions compare across keys exactly as in the SQLite store;
+- ``txn(ops)`` is one etcd transaction: ``create`` compares ``version == 0``,
+  ``check`` compares ``mod_revision == rev`` (0 = absent); on failure the
+  same transaction reads the compared keys back, so ``failed_key`` names
+  the first op whose condition did not hold without a racy second read;
+- ``watch`` follows a prefix from a start revision over its own gRPC stream;
+  it resumes by itself after etcd restarts (from the last revision seen) and
+  raises ``WatchCompacted`` when the history it needs is gone. Cancelling the
+  consuming task (or ``aclose()``) cancels the stream: no task is left behind;
+- leases: ``grant_lease`` / ``keepalive`` / ``revoke_lease``, ``lease=`` on
+  ``put``/``create``/``txn``, and ``LeaseKeeper``, an owned refresh loop.
+
+Errors: when etcd cannot be reached every call fails within ``timeout``
+seconds with ``tether.errors.Unavailable("cluster store etcd://HOST:PORT is
+unreachable: ...")``; the same object works again once etcd is back (the
+gRPC channel reconnects with a short capped back-off). With several
+endpoints a failed call moves the next call on to the next endpoint.
+
+gRPC and fork: the daemon forks short-lived helpers (pyroute2 opens sockets
+in network namespaces that way). With gRPC loaded every fork logs a warning
+and gRPC's fork handlers run; this module sets ``GRPC_ENABLE_FORK_SUPPORT=false``
+before gRPC is imported. That only works if nothing imported ``grpc`` first:
+import ``tether.store.etcd`` (cheap: aetcd and grpc load lazily, on first
+connect) before anything else that may import grpc.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tether.errors import Internal, TetherError, Unavailable
+from tether.store.base import Event, Op, Record, TxnResult, Value
+
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+
+__all__ = [
+    "EtcdStore",
+    "LeaseExpired",
+    "LeaseKeeper",
+    "WatchCompacted",
+    "parse_endpoint",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 2379
+
+# gRPC channel options: reconnect quickly once etcd is back (the default
+# back-off grows to two minutes), notice dead peers on long streams (etcd
+# refuses pings more often than every 5 s), and accept large listings.
+_CHANNEL_OPTIONS: dict[str, Any] = {
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.min_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_permit_without_calls": 0,
+    "grpc.max_receive_message_length": 256 * 1024 * 1024,
+}
+
+# Watch resume back-off after the stream broke (etcd restarting).
+_RESUME_MIN = 0.2
+_RESUME_MAX = 2.0
 
 
 class WatchCompacted(Exception):
@@ -11,8 +81,8 @@ class WatchCompacted(Exception):
 
     Raised by every store's watch iterator when ``start_revision`` is older
     than the retained history (etcd compaction) or the watcher fell too far
-    behind. The caller lists the prefix again (full resync) and watches from
-    the listing's revision + 1.
+    behind. The caller lists the prefix again (full resync, e.g. with
+    ``snapshot()``) and watches from the listing's revision + 1.
     """
 
     def __init__(self, start_revision: int, compact_revision: int) -> None:
@@ -22,3 +92,537 @@ class WatchCompacted(Exception):
         )
         self.start_revision = start_revision
         self.compact_revision = compact_revision
+
+
+class LeaseExpired(TetherError):
+    """The lease is gone (expired or revoked); its keys were deleted."""
+
+    status = 410
+
+    def __init__(self, lease_id: int) -> None:
+        super().__init__(f"lease {lease_id:x} has expired")
+        self.lease_id = lease_id
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"etcd://{host}:{self.port}"
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``etcd://h:p``, ``http://h:p``, ``h:p``, ``h`` or ``[v6]:p``."""
+    rest = text.strip()
+    for scheme in ("etcd://", "http://"):
+        if rest.startswith(scheme):
+            rest = rest[len(scheme) :]
+    rest = rest.rstrip("/")
+    if not rest:
+        raise ValueError(f"invalid etcd endpoint {text!r}")
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    elif rest.count(":") == 1:
+        host, _, port = rest.partition(":")
+    else:
+        host, port = rest, ""
+    try:
+        number = int(port) if port else DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"invalid etcd endpoint {text!r}") from None
+    if not host or not 0 < number < 65536:
+        raise ValueError(f"invalid etcd endpoint {text!r}")
+    return Endpoint(host, number)
+
+
+def range_end(prefix: bytes) -> bytes:
+    """The etcd ``range_end`` that selects every key starting with prefix."""
+    out = bytearray(prefix)
+    while out:
+        if out[-1] < 0xFF:
+            out[-1] += 1
+            return bytes(out)
+        out.pop()
+    return b"\0"  # empty prefix: every key
+
+
+class EtcdStore:
+    """The Store over etcd v3. Connects lazily; see the module docstring."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        prefix: str = "/tether/",
+        timeout: float = 3.0,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        self.endpoints = [parse_endpoint(e) for e in endpoints]
+        self.prefix = prefix
+        self.timeout = timeout
+        self._raw_prefix = prefix.encode()
+        self._clients: dict[int, Any] = {}
+        self._active = 0
+        self._known_revision = 0
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        endpoints: Sequence[str],
+        prefix: str = "/tether/",
+        timeout: float = 3.0,
+    ) -> EtcdStore:
+        """Create a store and check etcd answers (``Unavailable`` if not)."""
+        store = cls(endpoints, prefix, timeout)
+        try:
+            await store.current_revision()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def __repr__(self) -> str:
+        return f"EtcdStore({self.name!r}, prefix={self.prefix!r})"
+
+    @property
+    def name(self) -> str:
+        return ",".join(str(e) for e in self.endpoints)
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _client(self) -> tuple[int, Any]:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        index = self._active
+        client = self._clients.get(index)
+        if client is None:
+            import aetcd
+
+            endpoint = self.endpoints[index]
+            client = aetcd.Client(
+                host=endpoint.host,
+                port=endpoint.port,
+                timeout=self.timeout,
+                options=dict(_CHANNEL_OPTIONS),
+            )
+            self._clients[index] = client
+        return index, client
+
+    def _unavailable(self, index: int, detail: str) -> Unavailable:
+        if len(self.endpoints) > 1 and index == self._active:
+            self._active = (index + 1) % len(self.endpoints)
+        return Unavailable(f"cluster store {self.endpoints[index]} is unreachable: {detail}")
+
+    def _translate(self, index: int, error: BaseException) -> TetherError:
+        from aetcd import exceptions as aexc
+        from aetcd import rpc
+
+        if isinstance(error, TimeoutError):
+            return self._unavailable(index, f"no answer within {self.timeout:g}s")
+        code = error.code() if isinstance(error, rpc.AioRpcError) else None
+        if isinstance(error, rpc.AioRpcError):
+            detail = error.details() or str(code)
+        else:
+            detail = str(error) or type(error).__name__
+        if isinstance(error, aexc.ConnectionFailedError | aexc.ConnectionTimeoutError) or code in (
+            rpc.StatusCode.UNAVAILABLE,
+            rpc.StatusCode.DEADLINE_EXCEEDED,
+            rpc.StatusCode.CANCELLED,
+        ):
+            return self._unavailable(index, _short(detail))
+        if code == rpc.StatusCode.RESOURCE_EXHAUSTED:
+            return Unavailable(f"cluster store {self.endpoints[index]} refused the write: {detail}")
+        return Internal(f"cluster store {self.endpoints[index]} failed: {detail}")
+
+    async def _call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run one RPC against the active endpoint, bounded by ``timeout``."""
+        index, client = self._client()
+        try:
+            await client.connect()
+            response = await asyncio.wait_for(fn(client), self.timeout)
+        except Exception as error:
+            if isinstance(error, TetherError | ValueError | TypeError):
+                raise
+            translated = self._translate(index, error)
+            raise translated from error
+        header = getattr(response, "header", None)
+        if header is not None and header.revision > self._known_revision:
+            self._known_revision = int(header.revision)
+        return response
+
+    def _key(self, key: str) -> bytes:
+        return self._raw_prefix + key.encode()
+
+    def _unkey(self, raw: bytes) -> str:
+        return raw[len(self._raw_prefix) :].decode()
+
+    def _record(self, kv: Any) -> Record:
+        from tether.store.memory import decode_value
+
+        return Record(self._unkey(kv.key), decode_value(kv.value.decode()), int(kv.mod_revision))
+
+    # -- the Store protocol -------------------------------------------------
+
+    async def get(self, key: str) -> Record | None:
+        from aetcd import rpc
+
+        request = rpc.RangeRequest(key=self._key(key))
+        response = await self._call(
+            lambda c: c.kvstub.Range(request, timeout=self.timeout, metadata=c.metadata)
+        )
+        return self._record(response.kvs[0]) if response.kvs else None
+
+    async def snapshot(self, prefix: str) -> tuple[list[Record], int]:
+        """``list(prefix)`` and the store revision it was read at.
+
+        Resync pattern: ``records, rev = await store.snapshot(p)`` then
+        ``store.watch(p, rev + 1)`` misses nothing and replays nothing.
+        """
+        from aetcd import rpc
+
+        start = self._key(prefix)
+        request = rpc.RangeRequest(
+            key=start,
+            range_end=range_end(start),
+            sort_order=rpc.RangeRequest.SortOrder.ASCEND,
+            sort_target=rpc.RangeRequest.SortTarget.KEY,
+        )
+        response = await self._call(
+            lambda c: c.kvstub.Range(request, timeout=self.timeout, metadata=c.metadata)
+        )
+        return [self._record(kv) for kv in response.kvs], int(response.header.revision)
+
+    async def list(self, prefix: str) -> list[Record]:
+        records, _ = await self.snapshot(prefix)
+        return records
+
+    async def current_revision(self) -> int:
+        """etcd's current revision (that of the last write cluster-wide)."""
+        _, revision = await self.snapshot("\0")  # an empty range: just the header
+        return revision
+
+    async def put(self, key: str, value: Value, *, lease: int = 0) -> int:
+        result = await self.txn([Op("put", key, value)], lease=lease)
+        return result.revision
+
+    async def put_with_lease(self, key: str, value: Value, lease: int) -> int:
+        """``put`` attaching the key to a lease (deleted when it expires)."""
+        return await self.put(key, value, lease=lease)
+
+    async def create(self, key: str, value: Value, *, lease: int = 0) -> bool:
+        result = await self.txn([Op("create", key, value)], lease=lease)
+        return result.ok
+
+    async def delete(self, key: str) -> bool:
+        from aetcd import rpc
+
+        request = rpc.DeleteRangeRequest(key=self._key(key))
+        response = await self._call(
+            lambda c: c.kvstub.DeleteRange(request, timeout=self.timeout, metadata=c.metadata)
+        )
+        return int(response.deleted) > 0
+
+    async def txn(self, ops: Sequence[Op], *, lease: int = 0) -> TxnResult:
+        """One etcd transaction; ``lease`` attaches every written key."""
+        from aetcd import rpc
+
+        from tether.store.memory import encode_ops
+
+        encoded = encode_ops(ops)
+        compares: list[Any] = []
+        conditioned: list[Op] = []
+        success: list[Any] = []
+        for op, text in zip(ops, encoded, strict=True):
+            raw = self._key(op.key)
+            if op.kind == "create":
+                compares.append(
+                    rpc.Compare(
+                        key=raw,
+                        target=rpc.Compare.CompareTarget.VERSION,
+                        result=rpc.Compare.CompareResult.EQUAL,
+                        version=0,
+                    )
+                )
+                conditioned.append(op)
+            elif op.kind == "check":
+                compares.append(
+                    rpc.Compare(
+                        key=raw,
+                        target=rpc.Compare.CompareTarget.MOD,
+                        result=rpc.Compare.CompareResult.EQUAL,
+                        mod_revision=op.revision,
+                    )
+                )
+                conditioned.append(op)
+            if text is not None:
+                put = rpc.PutRequest(key=raw, value=text.encode(), lease=lease)
+                success.append(rpc.RequestOp(request_put=put))
+            elif op.kind == "delete":
+                success.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=raw)))
+        # On failure, read back every compared key (metadata only) in the
+        # same transaction, to name the op that failed.
+        failure = [
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=self._key(op.key), keys_only=True))
+            for op in conditioned
+        ]
+        request = rpc.TxnRequest(compare=compares, success=success, failure=failure)
+        response = await self._call(
+            lambda c: c.kvstub.Txn(request, timeout=self.timeout, metadata=c.metadata)
+        )
+        revision = int(response.header.revision)
+        if response.succeeded:
+            return TxnResult(ok=True, revision=revision)
+        for op, reply in zip(conditioned, response.responses, strict=True):
+            kvs = reply.response_range.kvs
+            current = int(kvs[0].mod_revision) if kvs else 0
+            if (op.kind == "create" and kvs) or (op.kind == "check" and current != op.revision):
+                return TxnResult(ok=False, failed_key=op.key, revision=revision)
+        # Only reachable if etcd and this code disagree on a comparison.
+        return TxnResult(ok=False, failed_key=conditioned[0].key, revision=revision)
+
+    def watch(self, prefix: str, start_revision: int = 0) -> AsyncIterator[Event]:
+        """Events under ``prefix`` from ``start_revision`` (inclusive), in order.
+
+        ``start_revision=0`` means "from now": after the newest revision this
+        client has seen, so events after this call are never missed (a few
+        just before it may be replayed). Prefer ``snapshot()`` + ``rev + 1``.
+        """
+        if self._closed:
+            raise RuntimeError("store is closed")
+        start = start_revision
+        if start <= 0 and self._known_revision:
+            start = self._known_revision + 1
+        return self._follow(prefix, start)
+
+    async def _follow(self, prefix: str, start: int) -> AsyncIterator[Event]:
+        next_revision = start
+        delay = _RESUME_MIN
+        outage = False
+        while True:
+            index, client = self._client()
+            call: Any = None
+            try:
+                try:
+                    call = await self._open_watch(client, prefix, next_revision)
+                    created = await asyncio.wait_for(call.read(), self.timeout)
+                    self._check_watch_response(created, start, next_revision)
+                    if next_revision <= 0:
+                        next_revision = int(created.header.revision) + 1
+                    if outage:
+                        log.info("watch on %s%s resumed at %d", self, prefix, next_revision)
+                        outage = False
+                    delay = _RESUME_MIN
+                    while True:
+                        response = await call.read()
+                        self._check_watch_response(response, start, next_revision)
+                        for event in response.events:
+                            ev = self._event(event)
+                            next_revision = ev.revision + 1
+                            yield ev
+                except (WatchCompacted, TetherError):
+                    raise
+                except Exception as error:
+                    translated = self._translate(index, error)
+                    if not isinstance(translated, Unavailable):
+                        raise translated from error
+                    if not outage:
+                        log.warning("watch on %s%s interrupted: %s", self, prefix, translated)
+                        outage = True
+            finally:
+                if call is not None:
+                    call.cancel()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RESUME_MAX)
+
+    async def _open_watch(self, client: Any, prefix: str, start: int) -> Any:
+        from aetcd import rpc
+
+        await client.connect()
+        key = self._key(prefix)
+        create = rpc.WatchCreateRequest(key=key, range_end=range_end(key), start_revision=start)
+        stub = rpc.WatchStub(client.channel)
+        call = stub.Watch(metadata=client.metadata)
+        try:
+            request = rpc.WatchRequest(create_request=create)
+            await asyncio.wait_for(call.write(request), self.timeout)
+        except BaseException:
+            call.cancel()
+            raise
+        return call
+
+    def _check_watch_response(self, response: Any, start: int, next_revision: int) -> None:
+        if response is importlib.import_module("grpc.aio").EOF:
+            raise ConnectionError("watch stream closed by the server")
+        if response.compact_revision:
+            raise WatchCompacted(max(start, next_revision), int(response.compact_revision))
+        if response.canceled:
+            raise Internal(f"cluster store watch was cancelled: {response.cancel_reason}")
+        if response.header.revision > self._known_revision:
+            self._known_revision = int(response.header.revision)
+
+    def _event(self, event: Any) -> Event:
+        from aetcd import rpc
+
+        from tether.store.memory import decode_value
+
+        kv = event.kv
+        key = self._unkey(kv.key)
+        if event.type == rpc.Event.EventType.DELETE:
+            return Event("delete", key, None, int(kv.mod_revision))
+        return Event("put", key, decode_value(kv.value.decode()), int(kv.mod_revision))
+
+    # -- leases and maintenance ---------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds; returns its id."""
+        from aetcd import rpc
+
+        request = rpc.LeaseGrantRequest(TTL=ttl)
+        response = await self._call(
+            lambda c: c.leasestub.LeaseGrant(request, timeout=self.timeout, metadata=c.metadata)
+        )
+        if response.error:
+            raise Internal(f"cluster store {self.name} refused a lease: {response.error}")
+        return int(response.ID)
+
+    async def keepalive(self, lease_id: int) -> int:
+        """Refresh a lease once; returns its TTL. ``LeaseExpired`` if gone."""
+        from aetcd import rpc
+
+        async def refresh(client: Any) -> Any:
+            call = client.leasestub.LeaseKeepAlive(timeout=self.timeout, metadata=client.metadata)
+            try:
+                await call.write(rpc.LeaseKeepAliveRequest(ID=lease_id))
+                return await call.read()
+            finally:
+                call.cancel()
+
+        response = await self._call(refresh)
+        if int(response.TTL) <= 0:
+            raise LeaseExpired(lease_id)
+        return int(response.TTL)
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        """Revoke a lease now (its keys are deleted); a missing lease is fine."""
+        from aetcd import rpc
+
+        request = rpc.LeaseRevokeRequest(ID=lease_id)
+        try:
+            await self._call(
+                lambda c: c.leasestub.LeaseRevoke(
+                    request, timeout=self.timeout, metadata=c.metadata
+                )
+            )
+        except Internal as error:
+            cause = error.__cause__
+            if not (
+                isinstance(cause, rpc.AioRpcError) and cause.code() == rpc.StatusCode.NOT_FOUND
+            ):
+                raise
+
+    async def compact(self, revision: int) -> None:
+        """Drop history up to ``revision`` (watches from before it get
+        ``WatchCompacted``)."""
+        from aetcd import rpc
+
+        request = rpc.CompactionRequest(revision=revision, physical=True)
+        await self._call(
+            lambda c: c.kvstub.Compact(request, timeout=self.timeout, metadata=c.metadata)
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), self.timeout)
+
+
+class LeaseKeeper:
+    """Keeps one etcd lease alive with an owned refresh task.
+
+    ``await start()`` grants the lease and starts refreshing every ttl/3
+    seconds; ``lease_id`` is the live lease. While etcd is unreachable the
+    keeper retries every second. If the lease expired anyway (etcd down for
+    longer than ttl), the keeper grants a new one and awaits
+    ``on_regrant(new_id)`` so the owner can put its keys again. ``close()``
+    stops the task and, by default, revokes the lease (deleting its keys).
+    """
+
+    def __init__(
+        self,
+        store: EtcdStore,
+        ttl: int,
+        on_regrant: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
+        if ttl < 2:
+            raise ValueError("lease ttl must be at least 2 seconds")
+        self.store = store
+        self.ttl = ttl
+        self.on_regrant = on_regrant
+        self.lease_id = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        if self._task is not None:
+            raise RuntimeError("lease keeper already started")
+        self.lease_id = await self.store.grant_lease(self.ttl)
+        self._task = asyncio.create_task(self._run(), name=f"lease-keeper-{self.lease_id:x}")
+        return self.lease_id
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        interval = max(self.ttl / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.keepalive(self.lease_id)
+            except LeaseExpired:
+                log.warning("etcd lease %x expired; granting a new one", self.lease_id)
+                await self._regrant()
+            except Unavailable as error:
+                log.warning("lease %x not refreshed: %s", self.lease_id, error)
+                await asyncio.sleep(min(1.0, interval))
+            except Exception:
+                log.exception("lease %x refresh failed", self.lease_id)
+
+    async def _regrant(self) -> None:
+        while True:
+            try:
+                self.lease_id = await self.store.grant_lease(self.ttl)
+                break
+            except Unavailable:
+                await asyncio.sleep(1.0)
+        if self.on_regrant is not None:
+            try:
+                await self.on_regrant(self.lease_id)
+            except Exception:
+                log.exception("re-registering under lease %x failed", self.lease_id)
+
+    async def close(self, revoke: bool = True) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if revoke and self.lease_id:
+            with contextlib.suppress(Unavailable):
+                await self.store.revoke_lease(self.lease_id)
+
+
+def _short(detail: str) -> str:
+    """gRPC's connection details, trimmed to the part a person needs."""
+    lowered = detail.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "deadline" in lowered:
+        return "no answer in time"
+    return detail.splitlines()[0][:200] if detail else "unavailable"
