@@ -131,7 +131,7 @@ class Firewall(Protocol):
         ...
 
     def current(self) -> JSON | None:
-        """tether's tables as the kernel lists them now, or None when absent."""
+        """tether's tables as the kernel lists them now (without handles), or None."""
         ...
 
 
@@ -384,7 +384,12 @@ def _list_table(nft: Nft, family: str, name: str) -> list[JSON] | None:
     except NftError:
         return None
     items = out.get("nftables", [])
-    return [o for o in items if isinstance(o, dict) and "metainfo" not in o]
+    return [_no_handles(o) for o in items if isinstance(o, dict) and "metainfo" not in o]
+
+
+def _no_handles(obj: JSON) -> JSON:
+    """The object without kernel handles, which change on every replace."""
+    return {kind: {k: v for k, v in body.items() if k != "handle"} for kind, body in obj.items()}
 
 
 class NftFirewall:
