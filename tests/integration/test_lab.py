@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,42 @@ def test_cli_up_exec_ls_down() -> None:
         assert cli("down", name).returncode == 0
     finally:
         Lab.destroy(name)
+
+
+def test_macvlan_and_vxlan_work_across_hosts_on_the_underlay(lab_factory: LabFactory) -> None:
+    """The underlay carries what multi-host drivers need: macvlan frames and VXLAN."""
+    lab = lab_factory(["host1", "host2"], daemons=False)
+    hosts = [lab.host("host1"), lab.host("host2")]
+    for i, h in enumerate(hosts, start=1):
+        ns = h.netns
+        for cmd in (
+            ["link", "add", "mv0", "link", "eth0", "type", "macvlan", "mode", "bridge"],
+            ["addr", "add", f"198.19.1.{i}/24", "dev", "mv0"],
+            ["link", "set", "mv0", "up"],
+            ["link", "add", "vx0", "type", "vxlan", "id", "42", "dstport", "4789",
+             "local", h.address, "dev", "eth0"],
+            ["addr", "add", f"198.19.2.{i}/24", "dev", "vx0"],
+            ["link", "set", "vx0", "up"],
+        ):  # fmt: skip
+            subprocess.run(["ip", "-n", ns, *cmd], check=True)
+        peer = hosts[2 - i]
+        subprocess.run(
+            ["bridge", "-n", ns, "fdb", "append", "00:00:00:00:00:00", "dev", "vx0",
+             "dst", peer.address],
+            check=True,
+        )  # fmt: skip
+    assert ping(hosts[0], "198.19.1.2")
+    assert ping(hosts[1], "198.19.1.1")
+    assert ping(hosts[0], "198.19.2.2")
+    assert ping(hosts[1], "198.19.2.1")
+
+
+def test_lab1_daemon_answers_the_docker_cli(lab1: Lab, docker: Any) -> None:
+    h1 = lab1.host("host1")
+    assert probe.daemon_ready(h1.socket)
+    r = docker(h1, "version", "--format", "{{.Server.APIVersion}}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1.41"
+    r = docker(h1, "network", "ls", "--format", "{{.Name}}")
+    assert r.returncode == 0, r.stderr
+    assert {"bridge", "host", "none"} <= set(r.stdout.split())
