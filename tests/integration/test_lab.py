@@ -247,3 +247,20 @@ def test_lab1_daemon_answers_the_docker_cli(lab1: Lab, docker: Any) -> None:
     r = docker(h1, "network", "ls", "--format", "{{.Name}}")
     assert r.returncode == 0, r.stderr
     assert {"bridge", "host", "none"} <= set(r.stdout.split())
+
+
+def test_down_survives_things_already_gone() -> None:
+    name = unique_lab_name()
+    try:
+        lab = Lab.up(name, ["host1", "host2"], daemons=False)
+        h1 = lab.host("host1")
+        subprocess.run(["ip", "netns", "delete", h1.netns], check=True)
+        subprocess.run(["rm", "-rf", lab.host("host2").dir], check=True)
+        sleeper = lab.host("host2").popen(["sleep", "1000"])
+        again = Lab.load(name)  # as `tether lab down` in another process would
+        again.down()
+        assert lab_netns(name) == []
+        assert not naming.state_file(name).exists()
+        wait_until(lambda: sleeper.poll() is not None, 5, what="process in host2 to be killed")
+    finally:
+        Lab.destroy(name)
