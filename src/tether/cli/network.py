@@ -1,0 +1,410 @@
+"""``tether network ...``: create, ls, inspect, rm, connect, disconnect, prune."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from tether.cli.util import (
+    UsageFailure,
+    api_errors,
+    client,
+    fail,
+    filters_query,
+    go_time,
+    kv_list,
+    natural_key,
+    parse_time,
+    render_format,
+    tabwrite,
+)
+from tether.client import APIError
+
+CONTEXT = {"help_option_names": ["--help"]}
+
+
+def split_strings(values: Sequence[str]) -> list[str]:
+    """pflag ``strings`` semantics: each value may hold several, comma separated."""
+    return [p for v in values for p in v.split(",") if p != ""]
+
+
+def _subnet_contains(subnet: str, data: str) -> bool:
+    import ipaddress
+
+    try:
+        net = ipaddress.ip_network(subnet, strict=False)
+    except ValueError:
+        raise UsageFailure(f"invalid subnet: invalid CIDR address: {subnet}") from None
+    try:
+        ip = ipaddress.ip_interface(data).ip if "/" in data else ipaddress.ip_address(data)
+    except ValueError:
+        if "/" in data:
+            raise UsageFailure(f"invalid CIDR address: {data}") from None
+        return False
+    return ip in net
+
+
+def consolidate_ipam(
+    subnets: list[str], ranges: list[str], gateways: list[str], aux: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Group subnet/range/gateway/aux flags into IPAM configs, checking them as docker does."""
+    if len(subnets) < len(ranges) or len(subnets) < len(gateways):
+        raise UsageFailure("every ip-range or gateway must have a corresponding subnet")
+    data: dict[str, dict[str, Any]] = {}
+    for s in subnets:
+        for k in data:
+            if _subnet_contains(s, k.split("/")[0]) or _subnet_contains(k, s.split("/")[0]):
+                raise UsageFailure("multiple overlapping subnet configuration is not supported")
+        data[s] = {"Subnet": s}
+    for r in ranges:
+        match = False
+        for s in subnets:
+            if not _subnet_contains(s, r):
+                continue
+            if data[s].get("IPRange"):
+                raise UsageFailure(
+                    f"cannot configure multiple ranges ({r}, {data[s]['IPRange']}) "
+                    f"on the same subnet ({s})"
+                )
+            data[s]["IPRange"] = r
+            match = True
+        if not match:
+            raise UsageFailure(f"no matching subnet for range {r}")
+    for g in gateways:
+        match = False
+        for s in subnets:
+            if not _subnet_contains(s, g):
+                continue
+            if data[s].get("Gateway"):
+                raise UsageFailure(
+                    f"cannot configure multiple gateways ({g}, {data[s]['Gateway']}) "
+                    f"for the same subnet ({s})"
+                )
+            data[s]["Gateway"] = g
+            match = True
+        if not match:
+            raise UsageFailure(f"no matching subnet for gateway {g}")
+    for key, addr in aux.items():
+        match = False
+        for s in subnets:
+            if _subnet_contains(s, addr):
+                data[s].setdefault("AuxiliaryAddresses", {})[key] = addr
+                match = True
+        if not match:
+            raise UsageFailure(f"no matching subnet for aux-address {addr}")
+    return list(data.values())
+
+
+def create_body(
+    name: str,
+    driver: str,
+    subnets: list[str],
+    gateways: list[str],
+    ip_ranges: list[str],
+    aux: dict[str, str],
+    internal: bool,
+    labels: dict[str, str],
+    opts: dict[str, str],
+    attachable: bool,
+    ipam_driver: str,
+    ipam_opts: dict[str, str],
+    ipv6: bool,
+    scope: str,
+    ingress: bool,
+    config_only: bool,
+    config_from: str,
+) -> dict[str, Any]:
+    """The POST /networks/create body docker sends for these flags."""
+    body: dict[str, Any] = {
+        "Name": name,
+        "CheckDuplicate": True,
+        "Driver": driver,
+        "Scope": scope,
+        "EnableIPv6": ipv6,
+        "IPAM": {
+            "Driver": ipam_driver,
+            "Options": ipam_opts,
+            "Config": consolidate_ipam(subnets, ip_ranges, gateways, aux),
+        },
+        "Internal": internal,
+        "Attachable": attachable,
+        "Ingress": ingress,
+        "ConfigOnly": config_only,
+        "Options": opts,
+        "Labels": labels,
+    }
+    if config_from:
+        body["ConfigFrom"] = {"Network": config_from}
+    return body
+
+
+@click.group("network", context_settings=CONTEXT)
+def network() -> None:
+    """Manage networks"""
+
+
+@network.command("create", context_settings=CONTEXT)
+@click.option("--attachable", is_flag=True, help="Enable manual container attachment")
+@click.option("--aux-address", multiple=True, help="Auxiliary IPv4 or IPv6 addresses")
+@click.option("--config-from", default="", help="The network from which to copy the configuration")
+@click.option("--config-only", is_flag=True, help="Create a configuration only network")
+@click.option("-d", "--driver", default="bridge", help="Driver to manage the Network")
+@click.option("--gateway", multiple=True, help="IPv4 or IPv6 Gateway for the master subnet")
+@click.option("--ingress", is_flag=True, help="Create swarm routing-mesh network")
+@click.option("--internal", is_flag=True, help="Restrict external access to the network")
+@click.option("--ip-range", multiple=True, help="Allocate container ip from a sub-range")
+@click.option("--ipam-driver", default="default", help="IP Address Management Driver")
+@click.option("--ipam-opt", multiple=True, help="Set IPAM driver specific options")
+@click.option("--ipv6", is_flag=True, help="Enable or disable IPv6 address assignment")
+@click.option("--label", multiple=True, help="Set metadata on a network")
+@click.option("-o", "--opt", multiple=True, help="Set driver specific options")
+@click.option("--scope", default="", help="Control the network's scope")
+@click.option("--subnet", multiple=True, help="Subnet in CIDR format")
+@click.argument("name")
+@api_errors
+def create(
+    attachable: bool,
+    aux_address: tuple[str, ...],
+    config_from: str,
+    config_only: bool,
+    driver: str,
+    gateway: tuple[str, ...],
+    ingress: bool,
+    internal: bool,
+    ip_range: tuple[str, ...],
+    ipam_driver: str,
+    ipam_opt: tuple[str, ...],
+    ipv6: bool,
+    label: tuple[str, ...],
+    opt: tuple[str, ...],
+    scope: str,
+    subnet: tuple[str, ...],
+    name: str,
+) -> None:
+    """Create a network"""
+    body = create_body(
+        name,
+        driver,
+        split_strings(subnet),
+        split_strings(gateway),
+        split_strings(ip_range),
+        kv_list(aux_address),
+        internal,
+        kv_list(label),
+        kv_list(opt),
+        attachable,
+        ipam_driver,
+        kv_list(ipam_opt),
+        ipv6,
+        scope,
+        ingress,
+        config_only,
+        config_from,
+    )
+    resp = client().post("/networks/create", body=body)
+    click.echo(resp["Id"])
+
+
+NETWORK_HEADERS = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "CreatedAt": "CREATED AT",
+}
+
+
+def network_row(n: dict[str, Any], trunc: bool) -> dict[str, Any]:
+    """The fields ``network ls --format`` exposes for one network."""
+    labels = n.get("Labels") or {}
+    nid = n.get("Id", "")
+    return {
+        "ID": nid[:12] if trunc else nid,
+        "Name": n.get("Name", ""),
+        "Driver": n.get("Driver", ""),
+        "Scope": n.get("Scope", ""),
+        "IPv6": "true" if n.get("EnableIPv6") else "false",
+        "Internal": "true" if n.get("Internal") else "false",
+        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
+        "CreatedAt": go_time(parse_time(n.get("Created", ""))),
+        "Label": lambda key: labels.get(key, ""),
+    }
+
+
+def format_networks(nets: list[dict[str, Any]], fmt: str, quiet: bool, no_trunc: bool) -> str:
+    nets = sorted(nets, key=lambda n: natural_key(n.get("Name", "")))
+    rows = [network_row(n, not no_trunc) for n in nets]
+    if quiet:
+        return "".join(r["ID"] + "\n" for r in rows)
+    if not fmt or fmt == "table":
+        table = [["NETWORK ID", "NAME", "DRIVER", "SCOPE"]]
+        table += [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows]
+        return tabwrite(table)
+    if fmt == "json":
+        for r in rows:
+            del r["Label"]
+    return render_format(fmt, rows, NETWORK_HEADERS)
+
+
+@network.command("ls", context_settings=CONTEXT)
+@click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values")
+@click.option("--format", "fmt", default="", help="Format output using a custom template")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
+@click.option("-q", "--quiet", is_flag=True, help="Only display network IDs")
+@api_errors
+def ls(filters: tuple[str, ...], fmt: str, no_trunc: bool, quiet: bool) -> None:
+    """List networks"""
+    nets = client().get("/networks", {"filters": filters_query(filters)})
+    click.echo(format_networks(nets or [], fmt, quiet, no_trunc), nl=False)
+
+
+network.add_command(ls, "list")
+
+
+def print_inspect(items: list[Any], errors: list[str], fmt: str) -> None:
+    """Print inspect results (JSON array or a template per item), then errors (exit 1)."""
+    if fmt:
+        from tether.cli.gotemplate import Template, TemplateError
+
+        try:
+            tmpl = Template(fmt)
+            out = "".join(tmpl.execute(i) + "\n" for i in items)
+        except TemplateError as e:
+            fail(f"template parsing error: {e}")
+        click.echo(out, nl=False)
+    else:
+        text = json.dumps(items, indent=4, ensure_ascii=False) if items else "[]"
+        click.echo(text)
+    if errors:
+        fail("\n".join(errors))
+
+
+@network.command("inspect", context_settings=CONTEXT)
+@click.option("-f", "--format", "fmt", default="", help="Format output using a custom template")
+@click.option("-v", "--verbose", is_flag=True, help="Verbose output for diagnostics")
+@click.argument("networks", nargs=-1, required=True)
+@api_errors
+def inspect(fmt: str, verbose: bool, networks: tuple[str, ...]) -> None:
+    """Display detailed information on one or more networks"""
+    items: list[Any] = []
+    errors: list[str] = []
+    c = client()
+    for name in networks:
+        try:
+            items.append(c.get(f"/networks/{name}", {"verbose": verbose or None}))
+        except APIError as e:
+            errors.append(f"Error: No such network: {name}" if e.status == 404 else str(e))
+    print_inspect(items, errors, fmt)
+
+
+@network.command("rm", context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist")
+@click.argument("networks", nargs=-1, required=True)
+@api_errors
+def rm(force: bool, networks: tuple[str, ...]) -> None:
+    """Remove one or more networks"""
+    c = client()
+    status = 0
+    for name in networks:
+        try:
+            c.request("DELETE", f"/networks/{name}")
+        except APIError as e:
+            if force and e.status == 404:
+                continue
+            click.echo(str(e), err=True)
+            status = 1
+            continue
+        click.echo(name)
+    if status:
+        fail(f"exit status {status}", status)
+
+
+network.add_command(rm, "remove")
+
+
+@network.command("connect", context_settings=CONTEXT)
+@click.option("--alias", multiple=True, help="Add network-scoped alias for the container")
+@click.option("--driver-opt", multiple=True, help="driver options for the network")
+@click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+@click.option("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33)")
+@click.option("--link", multiple=True, help="Add link to another container")
+@click.option("--link-local-ip", multiple=True, help="Add a link-local address")
+@click.argument("net")
+@click.argument("container")
+@api_errors
+def connect(
+    alias: tuple[str, ...],
+    driver_opt: tuple[str, ...],
+    ip: str,
+    ip6: str,
+    link: tuple[str, ...],
+    link_local_ip: tuple[str, ...],
+    net: str,
+    container: str,
+) -> None:
+    """Connect a container to a network"""
+    ipam: dict[str, Any] = {}
+    if ip:
+        ipam["IPv4Address"] = ip
+    if ip6:
+        ipam["IPv6Address"] = ip6
+    if link_local_ip:
+        ipam["LinkLocalIPs"] = split_strings(link_local_ip)
+    endpoint = {
+        "IPAMConfig": ipam,
+        "Links": list(link) or None,
+        "Aliases": split_strings(alias) or None,
+        "DriverOpts": kv_list(split_strings(driver_opt)) or None,
+    }
+    client().request(
+        "POST",
+        f"/networks/{net}/connect",
+        body={"Container": container, "EndpointConfig": endpoint},
+    )
+
+
+@network.command("disconnect", context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Force the container to disconnect")
+@click.argument("net")
+@click.argument("container")
+@api_errors
+def disconnect(force: bool, net: str, container: str) -> None:
+    """Disconnect a container from a network"""
+    client().request(
+        "POST", f"/networks/{net}/disconnect", body={"Container": container, "Force": force}
+    )
+
+
+PRUNE_WARNING = (
+    "WARNING! This will remove all custom networks not used by at least one container.\n"
+    "Are you sure you want to continue? [y/N] "
+)
+
+
+def confirm(warning: str) -> bool:
+    click.echo(warning, nl=False)
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+@network.command("prune", context_settings=CONTEXT)
+@click.option("--filter", "filters", multiple=True, help="Provide filter values")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@api_errors
+def prune(filters: tuple[str, ...], force: bool) -> None:
+    """Remove all unused networks"""
+    if not force and not confirm(PRUNE_WARNING):
+        return
+    report = client().post("/networks/prune", {"filters": filters_query(filters)}) or {}
+    deleted = report.get("NetworksDeleted") or []
+    out = ""
+    if deleted:
+        out = "Deleted Networks:\n" + "".join(f"{n}\n" for n in deleted)
+    click.echo(out)

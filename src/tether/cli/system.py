@@ -1,0 +1,171 @@
+"""``tether version``, ``tether info`` and ``tether daemon``."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from typing import Any
+
+import click
+
+from tether.cli.util import client, fail
+from tether.client import APIError, ConnectionFailed
+
+CONTEXT = {"help_option_names": ["--help"]}
+
+
+def _client_section() -> str:
+    from tether import API_VERSION, __version__
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    return (
+        "Client:\n"
+        f" Version:           {__version__}\n"
+        f" API version:       {API_VERSION}\n"
+        f" Python version:    {platform.python_version()}\n"
+        f" OS/Arch:           linux/{arch}\n"
+    )
+
+
+def _server_section(v: dict[str, Any]) -> str:
+    return (
+        "\nServer:\n"
+        " Engine:\n"
+        f"  Version:          {v.get('Version', '')}\n"
+        f"  API version:      {v.get('ApiVersion', '')}"
+        f" (minimum version {v.get('MinAPIVersion', '')})\n"
+        f"  Go version:       {v.get('GoVersion', '')}\n"
+        f"  Git commit:       {v.get('GitCommit', '')}\n"
+        f"  Built:            {v.get('BuildTime', '')}\n"
+        f"  OS/Arch:          {v.get('Os', '')}/{v.get('Arch', '')}\n"
+        f"  Experimental:     {str(bool(v.get('Experimental'))).lower()}\n"
+    )
+
+
+@click.command("version", context_settings=CONTEXT)
+@click.option("-f", "--format", "fmt", default="", help="Format output using a custom template")
+def version(fmt: str) -> None:
+    """Show the tether version information"""
+    try:
+        server: dict[str, Any] | None = client().get("/version")
+        err = None
+    except (APIError, ConnectionFailed) as e:
+        server, err = None, e
+    if fmt:
+        from tether import API_VERSION, __version__
+        from tether.cli.gotemplate import TemplateError, render
+
+        data = {
+            "Client": {"Version": __version__, "ApiVersion": API_VERSION, "Os": "linux"},
+            "Server": server,
+        }
+        try:
+            click.echo(render(fmt, data))
+        except TemplateError as e:
+            fail(f"template parsing error: {e}")
+    else:
+        out = _client_section()
+        if server is not None:
+            out += _server_section(server)
+        click.echo(out, nl=False)
+    if err is not None:
+        fail(str(err))
+
+
+@click.command("info", context_settings=CONTEXT)
+@click.option("-f", "--format", "fmt", default="", help="Format output using a custom template")
+def info(fmt: str) -> None:
+    """Display system-wide information"""
+    from tether import __version__
+
+    try:
+        i = client().get("/info")
+    except (APIError, ConnectionFailed) as e:
+        fail(str(e))
+    if fmt:
+        from tether.cli.gotemplate import TemplateError, render
+
+        try:
+            click.echo(render(fmt, i))
+        except TemplateError as e:
+            fail(f"template parsing error: {e}")
+        return
+    lines = [
+        "Client:",
+        f" Version:    {__version__}",
+        " Context:    default",
+        " Debug Mode: false",
+        "",
+        "Server:",
+        f" Containers: {i.get('Containers', 0)}",
+        f"  Running: {i.get('ContainersRunning', 0)}",
+        f"  Paused: {i.get('ContainersPaused', 0)}",
+        f"  Stopped: {i.get('ContainersStopped', 0)}",
+        f" Images: {i.get('Images', 0)}",
+        f" Server Version: {i.get('ServerVersion', '')}",
+        f" Storage Driver: {i.get('Driver', '')}",
+        f" Logging Driver: {i.get('LoggingDriver', '')}",
+        f" Cgroup Driver: {i.get('CgroupDriver', '')}",
+        f" Cgroup Version: {i.get('CgroupVersion', '')}",
+    ]
+    plugins = i.get("Plugins") or {}
+    if plugins:
+        lines.append(" Plugins:")
+        for k in ("Volume", "Network", "Log"):
+            if plugins.get(k):
+                lines.append(f"  {k}: {' '.join(plugins[k])}")
+    lines += [
+        f" Kernel Version: {i.get('KernelVersion', '')}",
+        f" Operating System: {i.get('OperatingSystem', '')}",
+        f" OSType: {i.get('OSType', '')}",
+        f" Architecture: {i.get('Architecture', '')}",
+        f" CPUs: {i.get('NCPU', 0)}",
+        f" Total Memory: {_gib(i.get('MemTotal', 0))}",
+        f" Name: {i.get('Name', '')}",
+        f" ID: {i.get('ID', '')}",
+        f" Docker Root Dir: {i.get('DockerRootDir', '')}",
+        f" Debug Mode: {str(bool(i.get('Debug'))).lower()}",
+    ]
+    if i.get("ClusterStore"):
+        lines.append(f" Cluster Store: {i['ClusterStore']}")
+    if i.get("ClusterAdvertise"):
+        lines.append(f" Cluster Advertise: {i['ClusterAdvertise']}")
+    click.echo("\n".join(lines))
+    for w in i.get("Warnings") or []:
+        click.echo(w, err=True)
+
+
+def _gib(n: float) -> str:
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    v = float(n)
+    u = 0
+    while v >= 1024 and u < len(units) - 1:
+        v /= 1024
+        u += 1
+    return f"{v:.4g}{units[u]}"
+
+
+@click.command("daemon", context_settings=CONTEXT)
+@click.option(
+    "-H", "--host", default="unix:///run/tether/tether.sock", help="Daemon socket to listen on"
+)
+@click.option("--data-root", default="/var/lib/tether", help="Root directory of persistent state")
+@click.option("--exec-root", default="/run/tether", help="Root directory for execution state files")
+@click.option("--config-file", default="/etc/tether/daemon.json", help="Daemon configuration file")
+@click.option("--cluster-store", default=None, help="URL of the distributed storage backend")
+@click.option("--cluster-advertise", default=None, help="Address or interface name to advertise")
+@click.option("-D", "--debug", is_flag=True, help="Enable debug mode")
+def daemon(
+    host: str,
+    data_root: str,
+    exec_root: str,
+    config_file: str | None,
+    cluster_store: str | None,
+    cluster_advertise: str | None,
+    debug: bool,
+) -> None:
+    """Run the tether daemon"""
+    from tether.daemon import run_daemon  # type: ignore[attr-defined,unused-ignore]
+
+    run_daemon(host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug)
+    sys.exit(0)
