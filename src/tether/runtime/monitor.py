@@ -1,0 +1,620 @@
+"""Containers run by runc under conmon, so they outlive the daemon.
+
+Layout under ``state_dir``::
+
+    runc/          runc's private ``--root`` (container state)
+    exits/<cid>    exit code written by conmon when PID 1 exits (watched with inotify)
+    socks/<cid>/   conmon's attach socket
+    meta/<cid>.json  bundle, log path, tty/stdin flags (for attach/resize after a restart)
+    exec/<id>/     per-exec scratch (pid file, console socket)
+
+conmon is started in its own session with stdin from /dev/null; it double-forks, so
+neither it nor the container is a child of the daemon. The daemon runs ``runc start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal as _signal
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
+from tether.runtime.attach import Attachment
+from tether.runtime.execproc import ExecProcess
+from tether.runtime.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
+from tether.runtime.logs import LogItem
+from tether.runtime.logs import read_logs as _read_logs
+
+_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+_CREATE_TIMEOUT = 60.0
+
+
+class ContainerStartError(TetherError):
+    """``runc create``/``runc exec`` could not start the process.
+
+    ``message`` is Docker's text; ``exit_status`` is what ``docker run``/``docker exec``
+    exit with (127 command not found, 126 not executable, 125 otherwise).
+    """
+
+    status = 400
+
+    def __init__(self, message: str, exit_status: int = 125) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+def runc_message(stderr: str) -> str:
+    """The error text of runc's stderr (logrus ``msg="..."`` lines or plain text)."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    msgs: list[str] = []
+    for line in lines:
+        m = _MSG.search(line)
+        if m:
+            if "level=warning" in line:
+                continue
+            msgs.append(m.group(1).encode().decode("unicode_escape"))
+        else:
+            msgs.append(line)
+    return msgs[-1] if msgs else ""
+
+
+def _status_for(message: str) -> int:
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message:
+        return 126
+    return 125
+
+
+def create_error(message: str) -> ContainerStartError:
+    """Docker's text for a failed ``runc create``."""
+    msg = message.strip()
+    if not msg.startswith("runc create failed"):
+        msg = f"runc create failed: {msg}"
+    return ContainerStartError(
+        f"failed to create shim task: OCI runtime create failed: {msg}: unknown", _status_for(msg)
+    )
+
+
+def exec_error(message: str) -> ContainerStartError:
+    """Docker's text for a failed ``runc exec``."""
+    msg = message.strip()
+    for prefix in ("runc exec failed: ", "exec failed: "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    return ContainerStartError(f"OCI runtime exec failed: exec failed: {msg}: unknown", 126)
+
+
+def _signal_name(sig: int | str) -> str:
+    if isinstance(sig, int):
+        return str(sig)
+    name = sig.upper()
+    if name.isdigit():
+        return name
+    return name[3:] if name.startswith("SIG") else name
+
+
+def _remove_path(path: Path) -> None:
+    """Remove a file, a symlink (conmon links SOCKS/CID to the bundle) or a tree."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Runtime:
+    """runc + conmon, driven from asyncio. One per daemon."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        runc: str = "/usr/sbin/runc",
+        conmon: str = "/usr/bin/conmon",
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.runc = runc
+        self.conmon = conmon
+        self.runc_root = self.state_dir / "runc"
+        self.exits_dir = self.state_dir / "exits"
+        self.socks_dir = self.state_dir / "socks"
+        self.meta_dir = self.state_dir / "meta"
+        self.exec_dir = self.state_dir / "exec"
+        for d in (self.runc_root, self.exits_dir, self.socks_dir, self.meta_dir, self.exec_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._inotify: Inotify | None = None
+        self._waiters: dict[str, list[asyncio.Future[int]]] = {}
+        self._queues: list[asyncio.Queue[tuple[str, int]]] = []
+        self._delivered: dict[str, tuple[int, int]] = {}  # cid -> (inode, mtime) reported
+        self._deleted: set[str] = set()
+
+    # -- lifecycle of the watcher --------------------------------------------------
+
+    def _watcher(self) -> Inotify:
+        if self._inotify is None:
+            self._inotify = Inotify()
+            self._inotify.add_watch(self.exits_dir, IN_CLOSE_WRITE | IN_MOVED_TO, self._on_exit)
+            self._inotify.on_overflow(self._rescan)
+        return self._inotify
+
+    def close(self) -> None:
+        """Stop watching (containers keep running)."""
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None
+        for futs in self._waiters.values():
+            for f in futs:
+                f.cancel()
+        self._waiters.clear()
+
+    def _on_exit(self, name: str, _mask: int) -> None:
+        if not name or name.startswith("."):
+            return
+        self._deliver(name)
+
+    def _rescan(self) -> None:
+        for path in self.exits_dir.iterdir():
+            self._deliver(path.name)
+
+    def _deliver(self, cid: str) -> None:
+        path = self.exits_dir / cid
+        try:
+            st = path.stat()
+            code = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return  # not complete yet: IN_CLOSE_WRITE follows
+        key = (st.st_ino, st.st_mtime_ns)
+        if self._delivered.get(cid) == key or cid in self._deleted:
+            return
+        self._delivered[cid] = key
+        for fut in self._waiters.pop(cid, []):
+            if not fut.done():
+                fut.set_result(code)
+        for q in self._queues:
+            q.put_nowait((cid, code))
+
+    async def watch_exits(self) -> AsyncIterator[tuple[str, int]]:
+        """Yield ``(container_id, exit_code)`` as each container's PID 1 exits.
+
+        Every iterator gets every exit from the moment it starts; use one in the engine.
+        """
+        self._watcher()
+        q: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        self._queues.append(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._queues.remove(q)
+
+    async def wait_exit(self, cid: str, timeout: float | None = None) -> int | None:
+        """The exit code once PID 1 exited; None on timeout."""
+        self._watcher()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(cid, []).append(fut)
+        code = self.exit_code(cid)
+        if code is not None:
+            fut.cancel()
+            self._waiters[cid].remove(fut)
+            return code
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            with contextlib.suppress(ValueError, KeyError):
+                self._waiters[cid].remove(fut)
+
+    def exit_code(self, cid: str) -> int | None:
+        """The exit code conmon recorded, or None while running / never started."""
+        try:
+            return int((self.exits_dir / cid).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def scan(self, known: Iterable[str]) -> dict[str, int | None]:
+        """After a restart: which of ``known`` containers are no longer running.
+
+        Maps id -> exit code (None when the container is gone without an exit file,
+        e.g. the machine rebooted). Running containers are left out.
+        """
+        out: dict[str, int | None] = {}
+        for cid in known:
+            code = self.exit_code(cid)
+            if code is not None:
+                out[cid] = code
+                continue
+            pid = self.conmon_pid(cid)
+            if pid is None or not _pid_alive(pid):
+                out[cid] = None
+        return out
+
+    # -- runc helpers --------------------------------------------------------------
+
+    async def _runc(self, *args: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            self.runc,
+            "--root",
+            str(self.runc_root),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        out, err = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def _meta(self, cid: str) -> dict[str, Any]:
+        try:
+            value: dict[str, Any] = json.loads((self.meta_dir / f"{cid}.json").read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return value
+
+    def conmon_pid(self, cid: str) -> int | None:
+        bundle = self._meta(cid).get("bundle")
+        if not bundle:
+            return None
+        try:
+            return int((Path(bundle) / "conmon.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def container_pid(self, cid: str) -> int | None:
+        bundle = self._meta(cid).get("bundle")
+        if not bundle:
+            return None
+        try:
+            return int((Path(bundle) / "pidfile").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    # -- container lifecycle --------------------------------------------------------
+
+    async def create(
+        self,
+        cid: str,
+        bundle: Path,
+        log_path: Path,
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        log_size_max: int | None = None,
+        name: str | None = None,
+    ) -> int:
+        """``runc create`` under conmon; returns the container's PID 1 (host pid).
+
+        Raises ``ContainerStartError`` with Docker's text when runc fails (e.g.
+        ``failed to create shim task: OCI runtime create failed: runc create failed:
+        unable to start container process: exec: "x": executable file not found in
+        $PATH: unknown``).
+        """
+        self._watcher()
+        bundle = Path(bundle)
+        self._deleted.discard(cid)
+        self._delivered.pop(cid, None)
+        (self.exits_dir / cid).unlink(missing_ok=True)
+        _remove_path(self.socks_dir / cid)
+        for leftover in ("pidfile", "conmon.pid", "ctl", "winsz", "attach"):
+            with contextlib.suppress(OSError):
+                (bundle / leftover).unlink()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"bundle": str(bundle), "log_path": str(log_path), "tty": tty, "stdin": stdin}
+        tmp = self.meta_dir / f".{cid}.json"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, self.meta_dir / f"{cid}.json")
+
+        args = [
+            self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
+            "-r", self.runc, "--runtime-arg", "--root", "--runtime-arg", str(self.runc_root),
+            "-b", str(bundle), "-p", str(bundle / "pidfile"), "-P", str(bundle / "conmon.pid"),
+            "-l", f"k8s-file:{log_path}", "--exit-dir", str(self.exits_dir),
+            "--socket-dir-path", str(self.socks_dir), "--log-level", "error",
+        ]  # fmt: skip
+        if stdin:
+            args.append("-i")
+        if tty:
+            args.append("-t")
+        if log_size_max:
+            args += ["--log-size-max", str(log_size_max)]
+
+        loop = asyncio.get_running_loop()
+        sync_parent, sync_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        start_parent, start_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                "_OCI_SYNCPIPE": str(sync_child.fileno()),
+                "_OCI_STARTPIPE": str(start_child.fileno()),
+            }
+            with open(bundle / "conmon.err", "ab") as err_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=err_file,
+                    pass_fds=(sync_child.fileno(), start_child.fileno()),
+                    start_new_session=True,
+                    env=env,
+                )
+            sync_child.close()
+            start_child.close()
+            start_parent.send(b"0")
+            rc = await proc.wait()
+            if rc != 0:
+                raise Internal(f"conmon failed (exit {rc}): {self._conmon_err(bundle)}")
+            sync_parent.setblocking(False)
+            try:
+                raw = await asyncio.wait_for(loop.sock_recv(sync_parent, 65536), _CREATE_TIMEOUT)
+            except TimeoutError:
+                raise Internal("timed out waiting for runc create") from None
+        finally:
+            for s in (sync_parent, sync_child, start_parent, start_child):
+                s.close()
+        if not raw:
+            raise Internal(f"conmon exited without a pid: {self._conmon_err(bundle)}")
+        try:
+            reply = json.loads(raw)
+            pid = int(reply["data"])
+        except (ValueError, KeyError, TypeError):
+            raise Internal(f"unexpected reply from conmon: {raw!r}") from None
+        if pid < 0:
+            message = runc_message(str(reply.get("message", ""))) or "unknown error"
+            await self._forget(cid)
+            raise create_error(message)
+        return pid
+
+    def _conmon_err(self, bundle: Path) -> str:
+        try:
+            return (bundle / "conmon.err").read_text(errors="replace").strip()[-2000:]
+        except OSError:
+            return ""
+
+    async def start(self, cid: str) -> None:
+        """``runc start``: run the user process of a created container."""
+        rc, _out, err = await self._runc("start", cid)
+        if rc != 0:
+            self._raise(cid, err)
+
+    def _raise(self, cid: str, stderr: str) -> None:
+        msg = runc_message(stderr) or f"runc failed for {cid}"
+        if "does not exist" in msg or ("not found" in msg and "container" in msg):
+            raise NotFound(f"No such container: {cid}")
+        if "not running" in msg or "cannot start" in msg or "is stopped" in msg:
+            raise Conflict(msg)
+        raise Internal(msg)
+
+    async def kill(self, cid: str, sig: int | str = _signal.SIGTERM) -> None:
+        """``runc kill CID SIG`` (to PID 1). Conflict when it is not running."""
+        rc, _out, err = await self._runc("kill", cid, _signal_name(sig))
+        if rc != 0:
+            self._raise(cid, err)
+
+    async def stop(self, cid: str, timeout: float = 10, sig: int | str = "TERM") -> int | None:
+        """Send ``sig``, wait up to ``timeout`` seconds, then SIGKILL. Returns the exit code."""
+        code = self.exit_code(cid)
+        if code is not None:
+            return code
+        with contextlib.suppress(Conflict):
+            await self.kill(cid, sig)
+        code = await self.wait_exit(cid, timeout)
+        if code is None:
+            with contextlib.suppress(Conflict):
+                await self.kill(cid, "KILL")
+            code = await self.wait_exit(cid, 30)
+        return code
+
+    async def state(self, cid: str) -> dict[str, Any] | None:
+        """``runc state`` (``status``: created|running|stopped|paused), None if unknown."""
+        rc, out, _err = await self._runc("state", cid)
+        if rc != 0:
+            return None
+        value: dict[str, Any] = json.loads(out)
+        return value
+
+    async def delete(self, cid: str) -> None:
+        """Kill if needed, ``runc delete --force``, wait for conmon, remove leftovers.
+
+        Idempotent. The bundle directory and the log file are the caller's.
+        """
+        conmon = self.conmon_pid(cid)
+        self._deleted.add(cid)
+        rc, _out, err = await self._runc("delete", "--force", cid)
+        if rc != 0 and "does not exist" not in err and "not exist" not in err:
+            raise Internal(runc_message(err) or f"runc delete failed for {cid}")
+        if conmon is not None:
+            await self._wait_pid_gone(conmon, 10.0)
+        await self._forget(cid)
+
+    async def _forget(self, cid: str) -> None:
+        bundle = self._meta(cid).get("bundle")
+        if bundle:
+            for leftover in ("attach", "ctl", "winsz"):
+                with contextlib.suppress(OSError):
+                    (Path(bundle) / leftover).unlink()
+        (self.exits_dir / cid).unlink(missing_ok=True)
+        _remove_path(self.socks_dir / cid)
+        (self.meta_dir / f"{cid}.json").unlink(missing_ok=True)
+        self._delivered.pop(cid, None)
+
+    async def _wait_pid_gone(self, pid: int, timeout: float) -> None:
+        """Wait for a non-child process to exit, with a pidfd (no polling)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(pidfd, ready)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, _signal.SIGKILL)
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    # -- I/O --------------------------------------------------------------------------
+
+    async def attach(self, cid: str) -> Attachment:
+        """Connect to the container's conmon attach socket (stdin needs ``stdin=True``)."""
+        return await Attachment.connect(self.socks_dir / cid)
+
+    def read_logs(
+        self,
+        log_path: Path,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        stdout: bool = True,
+        stderr: bool = True,
+        since: float = 0.0,
+        until: float | None = None,
+        timestamps: bool = False,
+        stop: Awaitable[Any] | None = None,
+    ) -> AsyncIterator[LogItem]:
+        """``(stream, data)`` records of a conmon log; see ``tether.runtime.logs``."""
+        return _read_logs(
+            log_path,
+            follow=follow,
+            tail=tail,
+            stdout=stdout,
+            stderr=stderr,
+            since=since,
+            until=until,
+            timestamps=timestamps,
+            stop=stop,
+            inotify=self._watcher(),
+        )
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        """Resize the container's TTY (conmon's ``ctl`` fifo in the bundle)."""
+        bundle = self._meta(cid).get("bundle")
+        if not bundle:
+            raise NotFound(f"No such container: {cid}")
+        try:
+            fd = os.open(Path(bundle) / "ctl", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            raise Conflict(f"container {cid} is not running") from None
+        try:
+            os.write(fd, f"1 {height} {width}\n".encode())
+        finally:
+            os.close(fd)
+
+    async def exec(
+        self,
+        cid: str,
+        args: Sequence[str],
+        *,
+        env: Sequence[str] = (),
+        cwd: str | None = None,
+        user: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        privileged: bool = False,
+    ) -> ExecProcess:
+        """``runc exec``; returns once the process runs (or raises ``ContainerStartError``).
+
+        Without a TTY the streams are separate pipes; with one, output comes from the
+        pty (``ExecProcess.output()`` either way).
+        """
+        if not args:
+            raise BadRequest("No exec command specified")
+        watcher = self._watcher()
+        workdir = self.exec_dir / uuid.uuid4().hex[:16]
+        workdir.mkdir(parents=True)
+        pidfile = workdir / "pid"
+        cmd = [self.runc, "--root", str(self.runc_root), "exec", "--pid-file", str(pidfile)]
+        for e in env:
+            cmd += ["--env", e]
+        if cwd:
+            cmd += ["--cwd", cwd]
+        if user:
+            cmd += ["--user", user]
+        if privileged:
+            cmd.append("--privileged")
+        if tty:
+            cmd.append("--tty")
+            if not any(e.startswith("TERM=") for e in env):
+                cmd += ["--env", "TERM=xterm"]  # as Docker does for exec -t
+        cmd += [cid, *args]
+
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def on_event(name: str, _mask: int) -> None:
+            if name == "pid" and not started.done():
+                started.set_result(None)
+
+        wd = watcher.add_watch(workdir, IN_CLOSE_WRITE | IN_MOVED_TO, on_event)
+        pipe = asyncio.subprocess.PIPE
+        devnull = asyncio.subprocess.DEVNULL
+        master: int | None = None
+        try:
+            if tty:
+                # runc in the foreground with -t copies between the container's pty and
+                # its own stdio: give it a pty of ours, so that it sets it raw and forwards
+                # SIGWINCH sizes (runc only takes --console-socket when detached).
+                master, slave = os.openpty()
+                try:
+                    proc = await asyncio.create_subprocess_exec(
+                        *cmd, stdin=slave, stdout=slave, stderr=pipe, start_new_session=True
+                    )
+                finally:
+                    os.close(slave)
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd,
+                    stdin=pipe if stdin else devnull,
+                    stdout=pipe,
+                    stderr=pipe,
+                    start_new_session=True,
+                )
+            if pidfile.exists() and not started.done():
+                started.set_result(None)
+            exited = asyncio.ensure_future(proc.wait())
+            waits: set[asyncio.Future[Any]] = {started, exited}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                exited.cancel()
+            if not started.done() and not pidfile.exists():
+                _out, err = await proc.communicate()
+                raise exec_error(runc_message(err.decode(errors="replace")))
+            try:
+                pid = int(pidfile.read_text().strip())
+            except (OSError, ValueError):
+                pid = -1
+            return ExecProcess(proc, pid, workdir, master)
+        except BaseException:
+            if master is not None:
+                os.close(master)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            watcher.rm_watch(wd)

@@ -1,0 +1,272 @@
+"""OCI runtime bundles: the runc ``config.json`` of a container, Docker's defaults.
+
+``build_spec`` is pure (unit-tested without root); ``write_bundle`` writes it to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OCI_VERSION = "1.0.2-dev"
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Docker's default capability set (moby oci/caps/defaults.go).
+DEFAULT_CAPABILITIES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+]
+
+READONLY_PATHS = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+]
+
+
+def _dev_rule(kind: str, major: int | None, minor: int | None, access: str) -> dict[str, Any]:
+    return {"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
+
+
+# Deny everything, then allow what Docker allows by default.
+DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
+    {"allow": False, "access": "rwm"},
+    _dev_rule("c", None, None, "m"),
+    _dev_rule("b", None, None, "m"),
+    _dev_rule("c", 1, 3, "rwm"),  # /dev/null
+    _dev_rule("c", 1, 8, "rwm"),  # /dev/random
+    _dev_rule("c", 1, 7, "rwm"),  # /dev/full
+    _dev_rule("c", 5, 0, "rwm"),  # /dev/tty
+    _dev_rule("c", 1, 5, "rwm"),  # /dev/zero
+    _dev_rule("c", 1, 9, "rwm"),  # /dev/urandom
+    _dev_rule("c", 136, None, "rwm"),  # /dev/pts/*
+    _dev_rule("c", 5, 2, "rwm"),  # /dev/ptmx
+    _dev_rule("c", 10, 200, "rwm"),  # /dev/net/tun
+]
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path bind-mounted into the container (``-v /src:/dst[:ro]``)."""
+
+    source: str
+    destination: str
+    readonly: bool = False
+    propagation: str = "rprivate"
+
+
+@dataclass(frozen=True)
+class TmpfsMount:
+    """A tmpfs (``--tmpfs /run:size=1m``)."""
+
+    destination: str
+    options: Sequence[str] = field(default_factory=lambda: ("nosuid", "nodev", "noexec"))
+
+
+def _mount(dst: str, kind: str, src: str, options: Sequence[str]) -> dict[str, Any]:
+    return {"destination": dst, "type": kind, "source": src, "options": list(options)}
+
+
+def default_mounts() -> list[dict[str, Any]]:
+    """Docker's default mounts (proc, /dev, devpts, sysfs, cgroup, mqueue, shm)."""
+    return [
+        _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
+        _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+        _mount("/sys/fs/cgroup", "cgroup", "cgroup", ["ro", "nosuid", "noexec", "nodev"]),
+        _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+        _mount(
+            "/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]
+        ),
+    ]
+
+
+def with_default_path(env: Sequence[str]) -> list[str]:
+    """Docker adds ``PATH`` when the image and the user gave none."""
+    out = list(env)
+    if not any(e.startswith("PATH=") for e in out):
+        out.insert(0, f"PATH={DEFAULT_PATH}")
+    return out
+
+
+def build_spec(
+    *,
+    args: Sequence[str],
+    rootfs: Path | str,
+    env: Sequence[str] = (),
+    cwd: str = "/",
+    terminal: bool = False,
+    user: tuple[int, int] = (0, 0),
+    additional_gids: Sequence[int] = (),
+    hostname: str = "",
+    domainname: str = "",
+    netns_path: str | None = None,
+    uts_namespace: bool = True,
+    cgroups_path: str = "",
+    hosts_path: Path | str | None = None,
+    resolv_conf_path: Path | str | None = None,
+    hostname_path: Path | str | None = None,
+    binds: Sequence[BindMount] = (),
+    tmpfs: Sequence[TmpfsMount] = (),
+    readonly_rootfs: bool = False,
+    cap_add: Sequence[str] = (),
+    cap_drop: Sequence[str] = (),
+    sysctl: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    no_new_privileges: bool = False,
+) -> dict[str, Any]:
+    """The runc ``config.json`` of a container, with Docker's defaults.
+
+    ``netns_path``: a network namespace file to join (``/run/tether/netns/<id>``,
+    ``/proc/<pid>/ns/net`` for ``--network container:X``), or None to stay in the
+    host's network namespace (``--network host``; then pass ``uts_namespace=False`` to
+    share the host name as Docker does). ``cgroups_path`` must be absolute
+    (``/tether/<id>``): a relative one lands under conmon's cgroup. Capability names
+    take ``NET_ADMIN`` or ``CAP_NET_ADMIN``; ``ALL`` works in ``cap_add``/``cap_drop``.
+    rlimits are left alone (raising them fails on this host).
+    """
+    if cgroups_path and not cgroups_path.startswith("/"):
+        raise ValueError(f"cgroups_path must be absolute, got {cgroups_path!r}")
+    caps = _capabilities(cap_add, cap_drop)
+    process: dict[str, Any] = {
+        "terminal": terminal,
+        "user": {"uid": user[0], "gid": user[1]},
+        "args": list(args),
+        "env": with_default_path(env),
+        "cwd": cwd or "/",
+        "capabilities": {
+            "bounding": caps,
+            "effective": caps,
+            "permitted": caps,
+        },
+        "noNewPrivileges": no_new_privileges,
+    }
+    if additional_gids:
+        process["user"]["additionalGids"] = list(additional_gids)
+    if terminal:
+        process["consoleSize"] = {"height": 24, "width": 80}
+
+    mounts = default_mounts()
+    for dst, src in (
+        ("/etc/resolv.conf", resolv_conf_path),
+        ("/etc/hostname", hostname_path),
+        ("/etc/hosts", hosts_path),
+    ):
+        if src is not None:
+            mounts.append(_mount(dst, "bind", str(src), ["rbind", "rprivate"]))
+    for b in binds:
+        opts = ["rbind", b.propagation]
+        if b.readonly:
+            opts.append("ro")
+        mounts.append(_mount(b.destination, "bind", b.source, opts))
+    for t in tmpfs:
+        mounts.append(_mount(t.destination, "tmpfs", "tmpfs", list(t.options)))
+
+    namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "mount"}]
+    if uts_namespace:
+        namespaces.append({"type": "uts"})
+    if netns_path is not None:
+        namespaces.append({"type": "network", "path": str(netns_path)})
+
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+        "resources": {"devices": [dict(r) for r in DEFAULT_DEVICE_RULES]},
+    }
+    if cgroups_path:
+        linux["cgroupsPath"] = cgroups_path
+    if sysctl:
+        linux["sysctl"] = dict(sysctl)
+
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": process,
+        "root": {"path": str(rootfs), "readonly": readonly_rootfs},
+        "mounts": mounts,
+        "linux": linux,
+    }
+    if uts_namespace and hostname:
+        spec["hostname"] = hostname
+    if uts_namespace and domainname:
+        spec["domainname"] = domainname
+    if annotations:
+        spec["annotations"] = dict(annotations)
+    return spec
+
+
+def _cap_name(name: str) -> str:
+    upper = name.upper()
+    return upper if upper.startswith("CAP_") or upper == "ALL" else f"CAP_{upper}"
+
+
+def _all_capabilities() -> list[str]:
+    names = [
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    ]  # fmt: skip
+    return [f"CAP_{n}" for n in names]
+
+
+def _capabilities(cap_add: Sequence[str], cap_drop: Sequence[str]) -> list[str]:
+    add = [_cap_name(c) for c in cap_add]
+    drop = {_cap_name(c) for c in cap_drop}
+    caps = _all_capabilities() if "ALL" in add else list(DEFAULT_CAPABILITIES)
+    caps += [c for c in add if c != "ALL" and c not in caps]
+    if "ALL" in drop:
+        return [c for c in add if c != "ALL"]
+    return [c for c in caps if c not in drop]
+
+
+def write_bundle(bundle: Path, spec: Mapping[str, Any]) -> Path:
+    """Write ``bundle/config.json`` atomically (creating ``bundle``); return its path."""
+    bundle.mkdir(parents=True, exist_ok=True)
+    path = bundle / "config.json"
+    tmp = bundle / f".config.json.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.replace(tmp, path)
+    return path
