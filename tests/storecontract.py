@@ -198,6 +198,23 @@ class StoreContract:
         assert everything == sorted(everything) and len(everything) == 8
 
     @contract
+    async def test_snapshot_then_watch(self, store: Store) -> None:
+        """Stores also offer ``snapshot(prefix) -> (records, revision)``."""
+        await store.put("s/a", {})
+        await store.put("s/b", {})
+        await store.delete("s/a")
+        await store.put("t/x", {})
+        records, rev = await store.snapshot("s/")  # type: ignore[attr-defined]
+        assert [r.key for r in records] == ["s/b"]
+        assert rev == await store.current_revision()  # type: ignore[attr-defined]
+        events = store.watch("s/", rev + 1)
+        try:
+            await store.put("s/c", {"v": 1})
+            assert summary(await take(events, 1)) == [("put", "s/c", {"v": 1})]
+        finally:
+            await aclose(events)
+
+    @contract
     async def test_delete(self, store: Store) -> None:
         assert not await store.delete("d/1")
         await store.put("d/1", {})
@@ -285,6 +302,17 @@ class StoreContract:
         # the store still works afterwards
         await store.put("c/2", {})
         assert [r.key for r in await store.list("c/")] == ["c/1", "c/2"]
+
+    @contract
+    async def test_watch_ends_when_store_closes(self, store: Store) -> None:
+        events = store.watch("e/")
+        await store.put("e/1", {})
+        assert [e.key for e in await take(events, 1)] == ["e/1"]
+        pending = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0.1)  # let the iterator block waiting for more
+        await store.close()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, GUARD)
 
     @contract
     async def test_watch_compacted(self, store: Store) -> None:

@@ -39,7 +39,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
 from tether.store.base import Event, Op, Record, TxnResult, Value
@@ -244,7 +244,7 @@ class EtcdStore:
         index, client = self._client()
         try:
             await client.connect()
-            response = await asyncio.wait_for(fn(client), self.timeout)
+            response = await asyncio.wait_for(_not_foreign_cancel(fn(client)), self.timeout)
         except Exception as error:
             if isinstance(error, TetherError | ValueError | TypeError):
                 raise
@@ -403,13 +403,13 @@ class EtcdStore:
         next_revision = start
         delay = _RESUME_MIN
         outage = False
-        while True:
+        while not self._closed:
             index, client = self._client()
             call: Any = None
             try:
                 try:
                     call = await self._open_watch(client, prefix, next_revision)
-                    created = await asyncio.wait_for(call.read(), self.timeout)
+                    created = await asyncio.wait_for(_read(call), self.timeout)
                     self._check_watch_response(created, start, next_revision)
                     if next_revision <= 0:
                         next_revision = int(created.header.revision) + 1
@@ -418,7 +418,7 @@ class EtcdStore:
                         outage = False
                     delay = _RESUME_MIN
                     while True:
-                        response = await call.read()
+                        response = await _read(call)
                         self._check_watch_response(response, start, next_revision)
                         for event in response.events:
                             ev = self._event(event)
@@ -427,6 +427,8 @@ class EtcdStore:
                 except (WatchCompacted, TetherError):
                     raise
                 except Exception as error:
+                    if self._closed:
+                        return  # the store was closed under us: the watch ends
                     translated = self._translate(index, error)
                     if not isinstance(translated, Unavailable):
                         raise translated from error
@@ -616,6 +618,26 @@ class LeaseKeeper:
         if revoke and self.lease_id:
             with contextlib.suppress(Unavailable):
                 await self.store.revoke_lease(self.lease_id)
+
+
+T = TypeVar("T")
+
+
+async def _not_foreign_cancel(aw: Awaitable[T]) -> T:
+    """Await ``aw``; a CancelledError that is not this task's own cancellation
+    (grpc raises one when the channel is closed under a call) becomes
+    ``ConnectionError`` so it is handled like a broken connection."""
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        raise ConnectionError("the call was cancelled by a channel shutdown") from None
+
+
+async def _read(call: Any) -> Any:
+    return await _not_foreign_cancel(call.read())
 
 
 def _short(detail: str) -> str:

@@ -15,6 +15,7 @@ than the retained history, or a watcher that falls too far behind, gets
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import weakref
 from collections import deque
@@ -169,6 +170,14 @@ class MemoryStore:
             for key, (text, rev) in sorted(self._data.items())
             if key.startswith(prefix)
         ]
+
+    async def snapshot(self, prefix: str) -> tuple[builtins.list[Record], int]:
+        """``list(prefix)`` and the revision it reflects (watch from rev + 1)."""
+        return await self.list(prefix), self._revision
+
+    async def current_revision(self) -> int:
+        self._check_open()
+        return self._revision
 
     async def put(self, key: str, value: Value) -> int:
         result = await self.txn([Op("put", key, value)])

@@ -17,6 +17,7 @@ watch from an older revision raises ``WatchCompacted`` (caller resyncs).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,6 +108,12 @@ class SqliteStore:
         rows = self._db().execute(sql, args).fetchall()
         return [Record(k, decode_value(v), r) for k, v, r in rows]
 
+    def _snapshot(self, prefix: str) -> tuple[list[Record], int]:
+        # Every write runs on this same thread, so nothing lands in between.
+        records = self._list(prefix)
+        row = self._db().execute("SELECT value FROM meta WHERE name='revision'").fetchone()
+        return records, int(row[0])
+
     def _txn(
         self,
         ops: Sequence[Op],
@@ -192,6 +199,14 @@ class SqliteStore:
 
     async def list(self, prefix: str) -> list[Record]:
         return await self._run(self._list, prefix)
+
+    async def snapshot(self, prefix: str) -> tuple[builtins.list[Record], int]:
+        """``list(prefix)`` and the revision it reflects (watch from rev + 1)."""
+        return await self._run(self._snapshot, prefix)
+
+    async def current_revision(self) -> int:
+        _, revision = await self._run(self._snapshot, "\0")
+        return revision
 
     async def put(self, key: str, value: Value) -> int:
         result, _ = await self._apply([Op("put", key, value)])
