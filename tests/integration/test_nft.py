@@ -293,3 +293,122 @@ def test_published_port_traffic(netns: Netns) -> None:
     # unpublishing takes effect at once for new connections
     apply(host, [NET], [])
     assert connect(host, "127.0.0.1", 8080, timeout=1.0).startswith("ERR")
+
+
+def _bridge(host: str, name: str, gw_cidr: str) -> None:
+    sh("ip", "link", "add", name, "type", "bridge", ns=host)
+    sh("ip", "addr", "add", gw_cidr, "dev", name, ns=host)
+    sh("ip", "link", "set", name, "up", ns=host)
+
+
+def _container(netns: Netns, host: str, bridge: str, port: str, cidr: str, gw: str) -> str:
+    ctr = netns.new("c")
+    sh("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ctr, ns=host)
+    sh("ip", "link", "set", port, "master", bridge, "up", ns=host)
+    sh("ip", "addr", "add", cidr, "dev", "eth0", ns=ctr)
+    sh("ip", "link", "set", "eth0", "up", ns=ctr)
+    sh("ip", "route", "add", "default", "via", gw, ns=ctr)
+    server = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{ctr}", PY, "-c", _SERVER], stdout=subprocess.PIPE, text=True
+    )
+    netns.procs.append(server)
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    return ctr
+
+
+_UDP_RECV = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9999)); s.settimeout(1.5)
+print("ready", flush=True)
+try:
+    s.recv(100); print("got")
+except OSError:
+    print("none")
+"""
+
+_UDP_SEND = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(3):
+    s.sendto(b"x", ("127.0.0.1", 9999))
+"""
+
+
+def udp_to_host_loopback(host: str, sender: str) -> str:
+    """Does a datagram the container sends to 127.0.0.1 reach a host socket?"""
+    recv = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{host}", PY, "-c", _UDP_RECV],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
+        sh(PY, "-c", _UDP_SEND, ns=sender)
+        return recv.stdout.readline().strip()
+    finally:
+        recv.kill()
+        recv.wait(timeout=5)
+
+
+def test_isolation_internal_and_icc(netns: Netns) -> None:
+    """Two bridges are isolated; an internal network reaches only its gateway;
+    icc=false stops traffic between containers of one network; a published port
+    is reachable from another network through a host address."""
+    host = netns.new("h")
+    # a host address that is not on any bridge
+    sh("ip", "addr", "add", "198.18.201.1/32", "dev", "lo", ns=host)
+    a_net = NetRule("a" * 64, "tthA", "198.19.1.0/24", "198.19.1.1")
+    b_net = NetRule("b" * 64, "tthB", "198.19.2.0/24", "198.19.2.1", icc=False)
+    i_net = NetRule("c" * 64, "tthI", "198.19.3.0/24", "198.19.3.1", internal=True)
+    _bridge(host, "tthA", "198.19.1.1/24")
+    _bridge(host, "tthB", "198.19.2.1/24")
+    _bridge(host, "tthI", "198.19.3.1/24")
+    fw(host, "sysctl", bridges=["tthA", "tthB", "tthI"])
+    a1 = _container(netns, host, "tthA", "tthA1", "198.19.1.2/24", "198.19.1.1")
+    a2 = _container(netns, host, "tthA", "tthA2", "198.19.1.3/24", "198.19.1.1")
+    b1 = _container(netns, host, "tthB", "tthB1", "198.19.2.2/24", "198.19.2.1")
+    _container(netns, host, "tthB", "tthB2", "198.19.2.3/24", "198.19.2.1")
+    i1 = _container(netns, host, "tthI", "tthI1", "198.19.3.2/24", "198.19.3.1")
+    # a server on the host, on every host address
+    hostsrv = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{host}", PY, "-c", _SERVER],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    netns.procs.append(hostsrv)
+    assert hostsrv.stdout is not None and hostsrv.stdout.readline().strip() == "ready"
+
+    published = [PortRule("tcp", "", 8080, "198.19.1.2", 80, "tthA")]
+    apply(host, [a_net, b_net, i_net], published)
+
+    # within one icc network: allowed
+    assert connect(a2, "198.19.1.2", 80) == "hello 198.19.1.3"
+    # icc=false: container to container dropped, the gateway (host) still reachable
+    assert connect(b1, "198.19.2.3", 80, timeout=1.0).startswith("ERR")
+    assert connect(b1, "198.19.2.1", 80) == "hello 198.19.2.2"
+    # two networks are isolated both ways
+    assert connect(b1, "198.19.1.2", 80, timeout=1.0).startswith("ERR")
+    assert connect(a1, "198.19.2.2", 80, timeout=1.0).startswith("ERR")
+    # a published port is public: reachable from the other network through a host address
+    # (masqueraded to the target bridge's gateway, as the network's traffic leaving its bridge)
+    assert connect(b1, "198.18.201.1", 8080) == "hello 198.19.1.1"
+    # internal: its gateway yes; other host addresses, other networks, published ports no
+    assert connect(i1, "198.19.3.1", 80) == "hello 198.19.3.2"
+    assert connect(i1, "198.18.201.1", 80, timeout=1.0).startswith("ERR")
+    assert connect(i1, "198.19.1.2", 80, timeout=1.0).startswith("ERR")
+    assert connect(i1, "198.18.201.1", 8080, timeout=1.0).startswith("ERR")
+    # and nothing gets into it
+    assert connect(a1, "198.19.3.2", 80, timeout=1.0).startswith("ERR")
+    # containers cannot use route_localnet to reach the host's loopback services: make a1
+    # send 127.0.0.1 to its gateway instead of its own loopback
+    sh("sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet", ns=a1)
+    sh("ip", "route", "del", "table", "local", "127.0.0.0/8", ns=a1)
+    sh("ip", "route", "del", "table", "local", "127.0.0.1", ns=a1)
+    sh("ip", "route", "add", "127.0.0.0/8", "via", "198.19.1.1", "src", "198.19.1.2", ns=a1)
+    assert udp_to_host_loopback(host, a1) == "none"
+    # the rules do the dropping: without tether's table the same paths work
+    fw(host, "remove")
+    assert connect(b1, "198.19.1.2", 80) == "hello 198.19.2.2"
+    assert connect(i1, "198.18.201.1", 80) == "hello 198.19.3.2"
+    assert udp_to_host_loopback(host, a1) == "got"
