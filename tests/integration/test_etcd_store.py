@@ -158,6 +158,12 @@ def test_keys_live_under_the_prefix_and_values_are_json(etcd_server: EtcdServer)
                 got = await raw.get(prefix + "sub/x")
                 assert got is not None and got.value == {"a": [1, "b"]}
                 assert await raw.list(prefix + "sub/") != []
+                everything = await raw.list("")  # an empty prefix: the whole keyspace
+                assert prefix + "sub/x" in [r.key for r in everything]
+                events = raw.watch("")
+                await store.put("sub/y", {})
+                assert [e.key for e in await take(events, 1)] == [prefix + "sub/y"]
+                await aclose(events)
             finally:
                 await raw.close()
         finally:

@@ -287,7 +287,7 @@ class EtcdStore:
 
         start = self._key(prefix)
         request = rpc.RangeRequest(
-            key=start,
+            key=start or b"\0",  # etcd refuses an empty key; "\0" starts every range
             range_end=range_end(start),
             sort_order=rpc.RangeRequest.SortOrder.ASCEND,
             sort_target=rpc.RangeRequest.SortTarget.KEY,
@@ -446,7 +446,9 @@ class EtcdStore:
 
         await client.connect()
         key = self._key(prefix)
-        create = rpc.WatchCreateRequest(key=key, range_end=range_end(key), start_revision=start)
+        create = rpc.WatchCreateRequest(
+            key=key or b"\0", range_end=range_end(key), start_revision=start
+        )
         stub = rpc.WatchStub(client.channel)
         call = stub.Watch(metadata=client.metadata)
         try:
