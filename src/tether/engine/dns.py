@@ -94,23 +94,24 @@ class _Listener:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_cache", "_closed", "_listener", "_server", "transport")
+    __slots__ = ("_closed", "_get", "_listener", "_sendto", "_server", "transport")
 
     def __init__(self, server: DnsServer, listener: _Listener, closed: asyncio.Future[None]):
         self._server = server
         self._listener = listener
-        self._cache = listener.cache
+        self._get = listener.cache.get
         self._closed = closed
         self.transport: asyncio.DatagramTransport | None = None
+        self._sendto: Callable[[bytes, tuple[str, int]], None] = self.send
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+        self._sendto = self.transport.sendto
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        tail = self._cache.get(data[2:])
+        tail = self._get(data[2:])
         if tail:  # hot path: a precomputed answer, only the id differs
-            assert self.transport is not None
-            self.transport.sendto(data[:2] + tail, addr)
+            self._sendto(data[:2] + tail, addr)
             return
         self._server._udp_query(self._listener, self, data, addr)
 

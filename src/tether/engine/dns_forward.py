@@ -27,6 +27,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import socket
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,31 +75,25 @@ class _BadReply(Exception):
     """The upstream answered something that is not a reply to our query."""
 
 
-class _UdpExchange(asyncio.DatagramProtocol):
-    def __init__(self, query: bytes, question_end: int, fut: asyncio.Future[bytes]) -> None:
-        self._query = query
-        self._question_end = question_end
-        self._fut = fut
-
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        if self._fut.done():
+def _udp_readable(
+    sock: socket.socket, query: bytes, question_end: int, fut: asyncio.Future[bytes]
+) -> None:
+    """Reader callback of one exchange socket: accept the first reply that matches."""
+    while not fut.done():
+        try:
+            data = sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # ICMP port unreachable and the like: next upstream, now
+            fut.set_exception(exc)
             return
         if (
             len(data) >= wire.HEADER.size
-            and data[:2] == self._query[:2]
+            and data[:2] == query[:2]
             and data[2] & 0x80
-            and wire.question_matches(self._query, self._question_end, data)
+            and wire.question_matches(query, question_end, data)
         ):
-            self._fut.set_result(data)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: this upstream is down, try the next one now.
-        if not self._fut.done():
-            self._fut.set_exception(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._fut.done():
-            self._fut.set_exception(exc or ConnectionError("upstream socket closed"))
+            fut.set_result(data)
 
 
 class Forwarder:
@@ -164,18 +159,24 @@ class Forwarder:
         return full if len(full) <= query.max_udp_size() else truncated
 
     async def _udp(self, target: Upstream, out: bytes, question_end: int) -> bytes:
+        # A plain non-blocking connected socket watched with add_reader: cheaper than a
+        # transport per query, and still a fresh random source port for every exchange.
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bytes] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpExchange(out, question_end, fut),
-            remote_addr=(target.host, target.port),
-        )
+        family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            transport.sendto(out)
-            async with asyncio.timeout(self.timeout):
-                return await fut
+            sock.setblocking(False)
+            sock.connect((target.host, target.port))
+            fut: asyncio.Future[bytes] = loop.create_future()
+            loop.add_reader(sock.fileno(), _udp_readable, sock, out, question_end, fut)
+            try:
+                sock.send(out)
+                async with asyncio.timeout(self.timeout):
+                    return await fut
+            finally:
+                loop.remove_reader(sock.fileno())
         finally:
-            transport.close()
+            sock.close()
 
     async def _tcp(self, target: Upstream, out: bytes, question_end: int) -> bytes:
         async with asyncio.timeout(self.timeout):
