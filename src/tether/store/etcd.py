@@ -307,8 +307,17 @@ class EtcdStore:
         return revision
 
     async def put(self, key: str, value: Value, *, lease: int = 0) -> int:
-        result = await self.txn([Op("put", key, value)], lease=lease)
-        return result.revision
+        from aetcd import rpc
+
+        from tether.store.memory import encode_value
+
+        request = rpc.PutRequest(
+            key=self._key(key), value=encode_value(value).encode(), lease=lease
+        )
+        response = await self._call(
+            lambda c: c.kvstub.Put(request, timeout=self.timeout, metadata=c.metadata)
+        )
+        return int(response.header.revision)
 
     async def put_with_lease(self, key: str, value: Value, lease: int) -> int:
         """``put`` attaching the key to a lease (deleted when it expires)."""
