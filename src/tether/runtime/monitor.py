@@ -36,6 +36,8 @@ from tether.runtime.logs import read_logs as _read_logs
 
 _MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 _CREATE_TIMEOUT = 60.0
+# conmon writes CID.XXXXXX then renames it to CID (g_file_set_contents).
+_TMP_SUFFIX = re.compile(r"\.[A-Za-z0-9]{6}$")
 
 
 class ContainerStartError(TetherError):
@@ -166,13 +168,12 @@ class Runtime:
         self._waiters.clear()
 
     def _on_exit(self, name: str, _mask: int) -> None:
-        if not name or name.startswith("."):
-            return
-        self._deliver(name)
+        if name and not name.startswith(".") and not _TMP_SUFFIX.search(name):
+            self._deliver(name)
 
     def _rescan(self) -> None:
         for path in self.exits_dir.iterdir():
-            self._deliver(path.name)
+            self._on_exit(path.name, 0)
 
     def _deliver(self, cid: str) -> None:
         path = self.exits_dir / cid

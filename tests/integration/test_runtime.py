@@ -1,0 +1,268 @@
+"""runc + conmon end to end (root): image, netns, logs, exec, attach, stop, delete.
+
+Every container joins a network namespace made for the test (never the host's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from tether.runtime.images import Image, ImageStore
+from tether.runtime.monitor import ContainerStartError, Runtime
+from tether.runtime.oci import build_spec, write_bundle
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+CGROUP_PARENT = "tether-rt-test"
+T = TypeVar("T")
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (runc, conmon, overlayfs, network namespaces)"
+    for tool in ("/usr/sbin/runc", "/usr/bin/conmon", "/usr/bin/busybox"):
+        if not os.path.exists(tool):
+            return f"{tool} is not installed"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _need_root() -> None:
+    reason = _missing()
+    if reason:
+        print(f"skipping: {reason}")
+        pytest.skip(reason)
+
+
+def run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run on uvloop, as the daemon does."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(factory())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"tether-rt-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def rootfs_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bb") / "rootfs.tar"
+    subprocess.run([str(REPO / "scripts" / "build-busybox-image.sh"), str(out)], check=True)
+    return out
+
+
+class Env:
+    def __init__(self, base: Path, netns: str) -> None:
+        self.base = base
+        self.netns = netns
+        self.images = ImageStore(base / "images")
+        self.runtime = Runtime(base / "runtime")
+        self.image: Image | None = None
+        self.created: list[str] = []
+
+    async def setup(self, rootfs_tar: Path) -> None:
+        self.image = await self.images.import_tar(
+            rootfs_tar.read_bytes(), "alpine:latest", ['CMD ["/bin/sh"]']
+        )
+
+    async def container(self, args: list[str], *, stdin: bool = False) -> tuple[str, Path, int]:
+        assert self.image is not None
+        cid = uuid.uuid4().hex + uuid.uuid4().hex
+        self.created.append(cid)
+        rootfs = await self.images.mount_rootfs(self.image, cid)
+        bundle = self.base / "bundles" / cid
+        etc = self.base / "etc" / cid
+        etc.mkdir(parents=True)
+        (etc / "hosts").write_text("127.0.0.1\tlocalhost\n")
+        (etc / "resolv.conf").write_text("nameserver 127.0.0.11\n")
+        (etc / "hostname").write_text(cid[:12] + "\n")
+        spec = build_spec(
+            args=args,
+            rootfs=rootfs,
+            env=self.image.env,
+            hostname=cid[:12],
+            netns_path=self.netns,
+            cgroups_path=f"/{CGROUP_PARENT}/{cid}",
+            hosts_path=etc / "hosts",
+            resolv_conf_path=etc / "resolv.conf",
+            hostname_path=etc / "hostname",
+        )
+        write_bundle(bundle, spec)
+        log = self.base / "logs" / f"{cid}.log"
+        pid = await self.runtime.create(cid, bundle, log, stdin=stdin)
+        return cid, log, pid
+
+    async def cleanup(self) -> None:
+        for cid in self.created:
+            with contextlib.suppress(Exception):
+                await self.runtime.delete(cid)
+            await self.images.remove_rootfs(cid)
+        self.runtime.close()
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            with contextlib.suppress(OSError):
+                (hierarchy / CGROUP_PARENT).rmdir()
+
+
+async def first_match(stream: AsyncIterator[tuple[str, bytes]], needle: bytes) -> bytes:
+    seen = b""
+    async for _name, data in stream:
+        seen += data
+        if needle in seen:
+            return seen
+    return seen
+
+
+def process_alive(pid: int) -> bool:
+    """True when pid runs (a zombie waiting for init to reap it does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def cgroup_dirs(cid: str) -> list[Path]:
+    return [p for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_PARENT}/{cid}") if p.exists()]
+
+
+def test_container_lifecycle(tmp_path: Path, netns: str, rootfs_tar: Path) -> None:
+    async def body() -> None:
+        env = Env(tmp_path, netns)
+        try:
+            await env.setup(rootfs_tar)
+            cid, log, pid = await env.container(["sh", "-c", "echo hi; sleep 100"])
+            state = await env.runtime.state(cid)
+            assert state is not None and state["status"] == "created"
+            assert cgroup_dirs(cid), "runc placed the container under the absolute cgroup path"
+            # The container lives in the namespace the test made.
+            assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns).st_ino
+            await env.runtime.start(cid)
+
+            # Logs: "hi" arrives (follow until seen; bounded by a generous timeout).
+            seen = await asyncio.wait_for(
+                first_match(env.runtime.read_logs(log, follow=True), b"hi\n"), 30
+            )
+            assert b"hi\n" in seen
+            items = [i async for i in env.runtime.read_logs(log)]
+            assert ("stdout", b"hi\n") in items
+
+            # Exec: output and exit codes.
+            proc = await env.runtime.exec(cid, ["echo", "x"])
+            out = [i async for i in proc.output()]
+            assert await proc.wait() == 0
+            assert out == [("stdout", b"x\n")]
+            proc = await env.runtime.exec(cid, ["sh", "-c", "echo oops >&2; exit 3"])
+            out = [i async for i in proc.output()]
+            assert await proc.wait() == 3
+            assert out == [("stderr", b"oops\n")]
+            proc = await env.runtime.exec(cid, ["hostname"], tty=True)
+            out = [i async for i in proc.output()]
+            assert await proc.wait() == 0
+            assert b"".join(d for _s, d in out).strip() == cid[:12].encode()
+            with pytest.raises(ContainerStartError) as failed_exec:
+                await env.runtime.exec(cid, ["nosuchcmd"])
+            assert failed_exec.value.message == (
+                "OCI runtime exec failed: exec failed: unable to start container process: exec:"
+                ' "nosuchcmd": executable file not found in $PATH: unknown'
+            )
+
+            # The container does not depend on the Runtime object that launched it.
+            conmon = env.runtime.conmon_pid(cid)
+            assert conmon is not None
+            env.runtime.close()
+            env.runtime = Runtime(tmp_path / "runtime")
+            state = await env.runtime.state(cid)
+            assert state is not None and state["status"] == "running"
+            assert env.runtime.conmon_pid(cid) == conmon
+            with open(f"/proc/{conmon}/stat") as f:
+                assert int(f.read().rsplit(")", 1)[1].split()[1]) != os.getpid()
+            assert env.runtime.scan([cid]) == {}
+
+            # Stop: PID 1 ignores SIGTERM, so it takes SIGKILL.
+            code = await env.runtime.stop(cid, timeout=1)
+            assert code in (137, 143)
+            assert env.runtime.exit_code(cid) == code
+            assert env.runtime.scan([cid]) == {cid: code}
+
+            # Delete: no runc state, no mount, no cgroup, no conmon leftovers.
+            await env.runtime.delete(cid)
+            await env.images.remove_rootfs(cid)
+            assert await env.runtime.state(cid) is None
+            assert not os.path.ismount(env.images.rootfs_path(cid))
+            assert not (tmp_path / "images" / "containers" / cid).exists()
+            assert cgroup_dirs(cid) == []
+            assert not (tmp_path / "runtime" / "socks" / cid).exists()
+            assert env.runtime.exit_code(cid) is None
+            assert not process_alive(conmon)
+        finally:
+            await env.cleanup()
+
+    run(body)
+
+
+def test_attach_stdin_and_exit_notification(tmp_path: Path, netns: str, rootfs_tar: Path) -> None:
+    async def body() -> None:
+        env = Env(tmp_path, netns)
+        try:
+            await env.setup(rootfs_tar)
+            exits = env.runtime.watch_exits()
+            next_exit = asyncio.ensure_future(anext(exits))
+            await asyncio.sleep(0)
+            cid, _log, _pid = await env.container(["sh", "-c", "cat; exit 5"], stdin=True)
+            attach = await env.runtime.attach(cid)
+            await env.runtime.start(cid)
+            await attach.write(b"ping\n")
+            got = b""
+            while b"ping\n" not in got:
+                item = await asyncio.wait_for(attach.read(), 30)
+                assert item is not None
+                assert item[0] == "stdout"
+                got += item[1]
+            attach.close_stdin()
+            assert await asyncio.wait_for(next_exit, 30) == (cid, 5)
+            assert await attach.read() is None
+            attach.close()
+            await exits.aclose()
+        finally:
+            await env.cleanup()
+
+    run(body)
+
+
+def test_failing_command_gives_docker_error(tmp_path: Path, netns: str, rootfs_tar: Path) -> None:
+    async def body() -> None:
+        env = Env(tmp_path, netns)
+        try:
+            await env.setup(rootfs_tar)
+            with pytest.raises(ContainerStartError) as failed:
+                await env.container(["nosuchcmd"])
+            assert failed.value.message == (
+                "failed to create shim task: OCI runtime create failed: runc create failed:"
+                ' unable to start container process: exec: "nosuchcmd": executable file not'
+                " found in $PATH: unknown"
+            )
+            assert failed.value.exit_status == 127
+            cid = env.created[-1]
+            assert await env.runtime.state(cid) is None
+        finally:
+            await env.cleanup()
+
+    run(body)
