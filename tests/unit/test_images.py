@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -277,3 +278,14 @@ def test_load_rejects_non_save_tarball(tmp_path: Path) -> None:
     store = ImageStore(tmp_path)
     with pytest.raises(BadRequest):
         run(store.load(ROOTFS))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="overlay whiteouts (0/0 char devices) need root")
+def test_whiteouts_become_overlay_whiteouts(tmp_path: Path) -> None:
+    data = make_tar([("etc/", None), ("etc/.wh.passwd", b""), ("var/", None),
+                     ("var/.wh..wh..opq", b"")])  # fmt: skip
+    extract_layer(io.BytesIO(data), tmp_path / "l")
+    st = os.lstat(tmp_path / "l" / "etc" / "passwd")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert not (tmp_path / "l" / "etc" / ".wh.passwd").exists()
+    assert os.getxattr(tmp_path / "l" / "var", "trusted.overlay.opaque") == b"y"
