@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +21,6 @@ from tether.cli.util import (
     render_format,
     tabwrite,
 )
-from tether.client import APIError
 
 CONTEXT = {"help_option_names": ["--help"]}
 
@@ -270,6 +268,8 @@ network.add_command(ls, "list")
 
 def print_inspect(items: list[Any], errors: list[str], fmt: str) -> None:
     """Print inspect results (JSON array or a template per item), then errors (exit 1)."""
+    import json
+
     if fmt:
         from tether.cli.gotemplate import Template, TemplateError
 
@@ -293,6 +293,8 @@ def print_inspect(items: list[Any], errors: list[str], fmt: str) -> None:
 @api_errors
 def inspect(fmt: str, verbose: bool, networks: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks"""
+    from tether.client import APIError
+
     items: list[Any] = []
     errors: list[str] = []
     c = client()
@@ -310,6 +312,8 @@ def inspect(fmt: str, verbose: bool, networks: tuple[str, ...]) -> None:
 @api_errors
 def rm(force: bool, networks: tuple[str, ...]) -> None:
     """Remove one or more networks"""
+    from tether.client import APIError
+
     c = client()
     status = 0
     for name in networks:

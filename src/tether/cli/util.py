@@ -8,11 +8,12 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
-from tether.client import APIError, Client, ConnectionFailed, host_from_env
+if TYPE_CHECKING:
+    from tether.client import Client
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -20,6 +21,8 @@ R = TypeVar("R")
 
 def client() -> Client:
     """The API client for the current invocation (``-H`` / ``TETHER_HOST``)."""
+    from tether.client import Client, host_from_env
+
     ctx = click.get_current_context()
     root = ctx.find_root()
     host = root.params.get("host") if root.params else None
@@ -41,6 +44,8 @@ def api_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from tether.client import APIError, ConnectionFailed
+
         try:
             return fn(*args, **kwargs)
         except APIError as e:
@@ -57,6 +62,8 @@ def run_errors(verb: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def deco(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            from tether.client import APIError, ConnectionFailed
+
             try:
                 return fn(*args, **kwargs)
             except (APIError, ConnectionFailed, UsageFailure) as e:
