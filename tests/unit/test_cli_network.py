@@ -247,4 +247,8 @@ def test_inspect_json_and_format(daemon: FakeDaemon) -> None:
     r = run(daemon, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "n1")
     assert r.stdout == "10.0.0.0/24\n"
     r = run(daemon, "network", "inspect", "nope")
-    assert (r.exit_code, r.stdout, r.stderr) == (1, "[]\n", "Error: No such network: nope\n")
+    assert (r.exit_code, r.stdout, r.stderr) == (
+        1,
+        "[]\n",
+        "Error response from daemon: network nope not found\n",
+    )

@@ -588,7 +588,7 @@ def container_inspect(fmt: str, size: bool, names: tuple[str, ...]) -> None:
         try:
             items.append(c.get(f"/containers/{name}/json", {"size": size or None}))
         except APIError as e:
-            errors.append(f"Error: No such container: {name}" if e.status == 404 else str(e))
+            errors.append(str(e))
     print_inspect(items, errors, fmt)
 
 

@@ -245,7 +245,7 @@ def inspect(fmt: str, images: tuple[str, ...]) -> None:
         try:
             items.append(c.get(f"/images/{name}/json"))
         except APIError as e:
-            errors.append(f"Error: No such image: {name}" if e.status == 404 else str(e))
+            errors.append(str(e))
     print_inspect(items, errors, fmt)
 
 

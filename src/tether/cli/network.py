@@ -302,7 +302,7 @@ def inspect(fmt: str, verbose: bool, networks: tuple[str, ...]) -> None:
         try:
             items.append(c.get(f"/networks/{name}", {"verbose": verbose or None}))
         except APIError as e:
-            errors.append(f"Error: No such network: {name}" if e.status == 404 else str(e))
+            errors.append(str(e))
     print_inspect(items, errors, fmt)
 
 
