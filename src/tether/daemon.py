@@ -13,36 +13,63 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from tether.config import DaemonConfig, load_config
 
 log = logging.getLogger("tether.daemon")
 
 
-async def build_engine(cfg: DaemonConfig):  # type: ignore[no-untyped-def]
+async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
+    """Build every part; returns the engine and the parts to close, in order."""
     from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
+    from tether.engine.containers import ContainerController
+    from tether.engine.dns import DnsServer
     from tether.engine.engine import Engine
+    from tether.engine.firewall import NftFirewall
     from tether.engine.ipam import PoolPicker
     from tether.engine.networks import NetworkController
+    from tether.engine.resolver import EngineResolver
     from tether.linux.netlink import ThreadedNetlink
-    from tether.engine.firewall import NftFirewall
+    from tether.linux.netns import NetnsDir
+    from tether.runtime.images import ImageStore
+    from tether.runtime.monitor import Runtime
     from tether.store.sqlite import SqliteStore
 
     cfg.data_root.mkdir(parents=True, exist_ok=True)
     cfg.exec_root.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(cfg.data_root / "tether.db")
     netlink = ThreadedNetlink()
-    drivers = {
+    drivers: dict[str, Any] = {
         "bridge": BridgeDriver(netlink),
         "host": HostDriver(),
         "null": NullDriver(),
     }
     networks = NetworkController(
-        store, drivers, PoolPicker(cfg.default_pools), host_routes=netlink.host_routes  # type: ignore[arg-type]
+        store, drivers, PoolPicker(cfg.default_pools), host_routes=netlink.host_routes
     )
-    firewall = NftFirewall()
-    engine = Engine(cfg, networks, firewall)
-    return engine, store, netlink
+    images = ImageStore(cfg.data_root / "images")
+    runtime = Runtime(cfg.exec_root / "runtime")
+    engine = Engine(cfg, networks, NftFirewall(), images=images)
+    engine.runtime = runtime
+    containers = ContainerController(
+        store=store,
+        networks=networks,
+        drivers=drivers,
+        netns=NetnsDir(cfg.exec_root / "netns"),
+        netlink=netlink,
+        runtime=runtime,
+        images=images,
+        data_root=cfg.data_root,
+        dns=None,
+        dns_servers=cfg.dns,
+        on_ports_changed=engine.sync_firewall,
+        events=engine.events,
+    )
+    dns = DnsServer(EngineResolver(containers, networks, cfg.dns))
+    containers.dns = dns
+    engine.containers = containers
+    return engine, [dns, runtime, netlink, store]
 
 
 def _enable_ip_forward() -> None:
@@ -55,7 +82,7 @@ async def serve(cfg: DaemonConfig) -> None:
 
     from tether.api.app import make_app
     _enable_ip_forward()
-    engine, store, netlink = await build_engine(cfg)
+    engine, parts = await build_engine(cfg)
     await engine.start()
     app = make_app(engine)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -70,16 +97,24 @@ async def serve(cfg: DaemonConfig) -> None:
     log.info("API listening on %s", path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    import threading
+
+    def wait_signal() -> None:
+        info = signal.sigwaitinfo({signal.SIGTERM, signal.SIGINT})
+        log.info("received %s from pid %d", signal.Signals(info.si_signo).name, info.si_pid)
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait_signal, name="signals", daemon=True).start()
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
         await runner.cleanup()
         await engine.close()
-        await netlink.close()
-        await store.close()
+        for part in parts:
+            result = part.close()
+            if asyncio.iscoroutine(result):
+                await result
 
 
 def run_daemon(
@@ -105,4 +140,7 @@ def run_daemon(
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
+    # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
+    # block them before any thread starts so none of them receives one.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     asyncio.run(serve(cfg))

@@ -102,14 +102,14 @@ class Router:
 
 
 def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
-    from tether.api import networks, system
+    from tether.api import containers, exec_, images, networks, system
 
     app = web.Application(
         middlewares=[headers_middleware, error_middleware], client_max_size=client_max_size
     )
     app[ENGINE] = engine
     router = Router(app)
-    for module in (system, networks):
+    for module in (system, networks, containers, exec_, images):
         module.register(router)
     return app
 

@@ -149,7 +149,59 @@ def host_info(engine_counts: dict[str, int], data_root: str, name: str) -> dict[
     }
 
 
+async def events(request: web.Request) -> web.StreamResponse:
+    import asyncio
+    import json
+
+    from tether.api.app import parse_filters
+    from tether.engine.events import matches
+
+    engine = request.app[ENGINE]
+    filters = parse_filters(request)
+
+    def when(name: str) -> float | None:
+        raw = request.query.get(name)
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            import datetime as dt
+
+            return dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+
+    since, until = when("since"), when("until")
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    q = engine.events.subscribe()
+    try:
+        if since is not None:
+            for ev in list(engine.events.history):
+                t = ev["timeNano"] / 1e9
+                if t >= since and (until is None or t <= until) and matches(ev, filters):
+                    await resp.write(json.dumps(ev).encode() + b"\n")
+        while True:
+            timeout = None
+            if until is not None:
+                import time
+
+                timeout = until - time.time()
+                if timeout <= 0:
+                    break
+            try:
+                ev = await asyncio.wait_for(q.get(), timeout)
+            except TimeoutError:
+                break
+            if matches(ev, filters):
+                await resp.write(json.dumps(ev).encode() + b"\n")
+    finally:
+        engine.events.unsubscribe(q)
+    await resp.write_eof()
+    return resp
+
+
 def register(router: Router) -> None:
+    router.add("GET", "/events", events)
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)
     router.add("GET", "/version", version)

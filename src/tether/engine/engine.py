@@ -33,6 +33,10 @@ class Engine:
         self.firewall = firewall
         self.containers = containers
         self.images = images
+        from tether.engine.events import Events
+
+        self.events = Events()
+        self.runtime: Any = None
         self._fw_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
 

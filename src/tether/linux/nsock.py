@@ -144,7 +144,9 @@ def _receive(chan: socket.socket, count: int) -> list[socket.socket]:
     chan.settimeout(5.0)
     fds: list[int] = []
     try:
-        msg, ancdata, _flags, _addr = chan.recvmsg(_MAX_MSG, socket.CMSG_SPACE(count * 4))
+        msg, ancdata, _flags, _addr = chan.recvmsg(
+            _MAX_MSG, socket.CMSG_SPACE(count * 4), socket.MSG_CMSG_CLOEXEC
+        )
     except TimeoutError:
         raise OSError(errno_mod.ETIMEDOUT, "namespace socket helper did not answer") from None
     for level, kind, data in ancdata:

@@ -1,0 +1,508 @@
+"""Container routes and Docker's JSON shapes for containers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tether.api.app import ENGINE, Router, json_response, parse_filters, qbool, read_json
+from tether.api.streams import Hijacked
+from tether.engine import ports as portlib
+from tether.engine.containers import ZERO_TIME, Container, command_text
+from tether.engine.model import Endpoint
+from tether.errors import BadRequest, NotFound
+
+
+def _ts(text: str) -> float:
+    if not text or text.startswith("0001"):
+        return 0.0
+    base = text.rstrip("Z")[:26]
+    try:
+        return dt.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def human_duration(seconds: float) -> str:
+    """Go's ``units.HumanDuration`` as docker prints it."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def status_text(c: Container) -> str:
+    st = c.state
+    now = time.time()
+    if st.status == "running":
+        return "Up " + human_duration(now - _ts(st.started_at))
+    if st.status == "restarting":
+        return f"Restarting ({st.exit_code}) " + human_duration(now - _ts(st.finished_at)) + " ago"
+    if st.status == "created":
+        return "Created"
+    if st.finished_at == ZERO_TIME:
+        return "Exited" if st.status == "exited" else st.status.capitalize()
+    return f"Exited ({st.exit_code}) " + human_duration(now - _ts(st.finished_at)) + " ago"
+
+
+def _ep_json(c: Container, ep: Endpoint, user_net: bool, running: bool) -> dict[str, Any]:
+    aliases: list[str] | None = None
+    if user_net:
+        aliases = list(ep.aliases) + [c.id[:12]]
+    on = running or True
+    return {
+        "IPAMConfig": {"IPv4Address": ep.static_ip} if ep.static_ip else None,
+        "Links": ep.links or None,
+        "Aliases": aliases,
+        "NetworkID": ep.network_id,
+        "EndpointID": ep.id if running else "",
+        "Gateway": ep.gateway if on and running else "",
+        "IPAddress": ep.ip if running else "",
+        "IPPrefixLen": ep.prefixlen if running else 0,
+        "IPv6Gateway": "",
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "MacAddress": ep.mac if running else "",
+        "DriverOpts": None,
+    }
+
+
+def networks_json(engine: Any, c: Container) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    mode = c.network_mode
+    if mode in ("host", "none"):
+        net = engine.networks.find(mode)
+        if net is not None:
+            out[mode] = {
+                "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": net.id,
+                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "MacAddress": "", "DriverOpts": None,
+            }
+        return out
+    for ep in c.eps():
+        net = engine.networks.networks.get(ep.network_id)
+        name = net.name if net is not None else ep.network_name
+        out[name] = _ep_json(c, ep, net is not None and not net.predefined, c.running)
+    return out
+
+
+def ports_of(c: Container) -> dict[str, Any]:
+    bindings = [portlib.PortBinding(**p) for p in c.ports] if c.running else []
+    exposed = portlib.exposed_keys(c.config.get("ExposedPorts"), c.host_config.get("PortBindings"))
+    return portlib.ports_json(exposed, bindings)
+
+
+def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
+    st = c.state
+    d = engine.containers.files_dir(c)
+    nets = networks_json(engine, c)
+    bridge = nets.get("bridge") or {}
+    cfg = {k: v for k, v in c.config.items() if not k.startswith("_")}
+    cfg.setdefault("Hostname", c.config.get("Hostname") or c.id[:12])
+    for key, default in (
+        ("Domainname", ""), ("User", ""), ("AttachStdin", False), ("AttachStdout", False),
+        ("AttachStderr", False), ("Tty", False), ("OpenStdin", False), ("StdinOnce", False),
+        ("Volumes", None), ("OnBuild", None),
+    ):
+        cfg.setdefault(key, default)
+    if not cfg.get("ExposedPorts"):
+        cfg.pop("ExposedPorts", None)
+    hc = dict(c.host_config)
+    hc.setdefault("NetworkMode", c.network_mode)
+    hc.setdefault("PortBindings", {})
+    hc.setdefault("AutoRemove", False)
+    hc.setdefault("Links", None)
+    hc.setdefault("Dns", [])
+    ns = engine.containers.sandbox_ns(c) if c.running else None
+    return {
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": st.status,
+            "Running": st.status == "running",
+            "Paused": False,
+            "Restarting": st.status == "restarting",
+            "OOMKilled": False,
+            "Dead": st.status == "dead",
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+        },
+        "Image": c.image_id,
+        "ResolvConfPath": str(d / "resolv.conf"),
+        "HostnamePath": str(d / "hostname"),
+        "HostsPath": str(d / "hosts"),
+        "LogPath": str(d / "container.log"),
+        "Name": "/" + c.name,
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": hc,
+        "GraphDriver": {"Data": None, "Name": "overlay2"},
+        "Mounts": [],
+        "Config": cfg,
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": c.id if ns else "",
+            "HairpinMode": False,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "Ports": ports_of(c),
+            "SandboxKey": ns or "",
+            "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None,
+            "EndpointID": bridge.get("EndpointID", ""),
+            "Gateway": bridge.get("Gateway", ""),
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": bridge.get("IPAddress", ""),
+            "IPPrefixLen": bridge.get("IPPrefixLen", 0),
+            "IPv6Gateway": "",
+            "MacAddress": bridge.get("MacAddress", ""),
+            "Networks": nets,
+        },
+    }
+
+
+def summary_json(engine: Any, c: Container) -> dict[str, Any]:
+    ports = []
+    if c.running:
+        for p in c.ports:
+            ports.append({"IP": p["host_ip"], "PrivatePort": p["container_port"],
+                          "PublicPort": p["host_port"], "Type": p["proto"]})
+    bound = {(p["container_port"], p["proto"]) for p in c.ports} if c.running else set()
+    for key in portlib.exposed_keys(c.config.get("ExposedPorts")):
+        port, proto = portlib.parse_port_key(key)
+        if (port, proto) not in bound:
+            ports.append({"PrivatePort": port, "Type": proto})
+    return {
+        "Id": c.id,
+        "Names": ["/" + c.name],
+        "Image": c.image,
+        "ImageID": c.image_id,
+        "Command": command_text(c),
+        "Created": int(_ts(c.created)),
+        "Ports": ports,
+        "Labels": c.config.get("Labels") or {},
+        "State": c.state.status,
+        "Status": status_text(c),
+        "HostConfig": {"NetworkMode": c.network_mode},
+        "NetworkSettings": {"Networks": networks_json(engine, c)},
+        "Mounts": [],
+    }
+
+
+def _match(engine: Any, c: Container, filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        if not values:
+            continue
+        if key == "name":
+            if not any(v.lstrip("/") in c.name for v in values):
+                return False
+        elif key == "id":
+            if not any(c.id.startswith(v) for v in values):
+                return False
+        elif key == "status":
+            if c.state.status not in values:
+                return False
+        elif key == "exited":
+            if c.state.status != "exited" or str(c.state.exit_code) not in values:
+                return False
+        elif key == "label":
+            labels = c.config.get("Labels") or {}
+            for v in values:
+                k, eq, val = v.partition("=")
+                if k not in labels or (eq and labels[k] != val):
+                    return False
+        elif key == "network":
+            names = set()
+            for ep in c.eps():
+                names |= {ep.network_name, ep.network_id}
+            if not any(v in names or any(n.startswith(v) for n in names) for v in values):
+                return False
+        elif key == "ancestor":
+            if not any(v in (c.image, c.image_id) for v in values):
+                return False
+        else:
+            raise BadRequest(f"invalid filter '{key}'")
+    return True
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    show_all = qbool(request, "all")
+    filters = parse_filters(request)
+    out = []
+    for c in engine.containers.list():
+        if not show_all and not c.running and "status" not in filters:
+            continue
+        if _match(engine, c, filters):
+            out.append(summary_json(engine, c))
+    limit = request.query.get("limit")
+    if limit and limit.lstrip("-").isdigit() and int(limit) > 0:
+        out = out[: int(limit)]
+    return json_response(out)
+
+
+async def create(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    c = await engine.containers.create(body, request.query.get("name") or None)
+    return json_response({"Id": c.id, "Warnings": []}, status=201)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    c = engine.containers.get(request.match_info["id"])
+    return json_response(inspect_json(engine, c))
+
+
+async def start(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    await engine.containers.start_container(request.match_info["id"])
+    return web.Response(status=204)
+
+
+def _timeout(request: web.Request) -> int | None:
+    t = request.query.get("t")
+    if t is None or t == "":
+        return None
+    try:
+        return int(t)
+    except ValueError:
+        raise BadRequest(f"invalid value for t: {t}") from None
+
+
+async def stop(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    await engine.containers.stop(request.match_info["id"], _timeout(request))
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    await engine.containers.restart(request.match_info["id"], _timeout(request))
+    return web.Response(status=204)
+
+
+async def kill(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    await engine.containers.kill(request.match_info["id"], request.query.get("signal"))
+    return web.Response(status=204)
+
+
+async def remove(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    await engine.containers.remove(request.match_info["id"], qbool(request, "force"))
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    name = request.query.get("name")
+    if not name:
+        raise BadRequest("name is required")
+    await engine.containers.rename(request.match_info["id"], name)
+    return web.Response(status=204)
+
+
+async def update(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    body = await read_json(request)
+    if "RestartPolicy" in body:
+        await engine.containers.update_restart(request.match_info["id"], body["RestartPolicy"])
+    return json_response({"Warnings": []})
+
+
+async def wait(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    ctl = engine.containers
+    c = ctl.get(request.match_info["id"])
+    condition = request.query.get("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise BadRequest(f"invalid condition: {condition}")
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    if condition == "not-running" and not c.running and c.state.status != "restarting":
+        return json_response({"StatusCode": c.state.exit_code, "Error": None})
+    fut = ctl.exit_future(c)
+    await resp.prepare(request)
+    code = await fut
+    if condition == "removed":
+        while c.id in ctl.containers:
+            fut = ctl.exit_future(c)
+            code = await fut
+    with contextlib.suppress(ConnectionError):
+        await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+        await resp.write_eof()
+    return resp
+
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    ctl = engine.containers
+    c = ctl.get(request.match_info["id"])
+    want_stdin = qbool(request, "stdin")
+    logs = qbool(request, "logs")
+    hj = await Hijacked.open(request, multiplex=not c.tty)
+    done = ctl.exit_future(c)
+    try:
+        if logs:
+            log_path = ctl.files_dir(c) / "container.log"
+            async for stream, data in engine.runtime.read_logs(log_path):
+                hj.write(stream, data)
+        if c.running:
+            att = await engine.runtime.attach(c.id)
+        else:
+            # docker run attaches before it starts: connect between runc create and start
+            got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+            async def hook() -> None:
+                if not got.done():
+                    got.set_result(await engine.runtime.attach(c.id))
+
+            ctl.attach_hooks.setdefault(c.id, []).append(hook)
+            waiter = asyncio.ensure_future(asyncio.wait([got, done], return_when=asyncio.FIRST_COMPLETED))
+            await waiter
+            if not got.done():
+                return hj.resp
+            att = got.result()
+        pump_in: asyncio.Task[Any] | None = None
+        if want_stdin and c.config.get("OpenStdin"):
+            async def stdin_pump() -> None:
+                while True:
+                    data = await hj.read()
+                    if data is None:
+                        att.close_stdin()
+                        return
+                    await att.write(data)
+            pump_in = asyncio.ensure_future(stdin_pump())
+        try:
+            async for stream, data in att:
+                hj.write(stream, data)
+        finally:
+            if pump_in is not None:
+                pump_in.cancel()
+                with contextlib.suppress(BaseException):
+                    await pump_in
+            att.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(done), timeout=2)
+    finally:
+        await hj.finish()
+    return hj.resp
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    ctl = engine.containers
+    c = ctl.get(request.match_info["id"])
+    stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
+    if not stdout and not stderr:
+        raise BadRequest("You must choose at least one stream")
+    tail_q = request.query.get("tail", "all")
+    tail = None if tail_q in ("all", "") else int(tail_q) if tail_q.isdigit() else None
+    since = float(request.query.get("since") or 0)
+    follow = qbool(request, "follow") and c.running
+    resp = web.StreamResponse(status=200)
+    resp.headers["Content-Type"] = (
+        "application/vnd.docker.raw-stream" if c.tty else "application/vnd.docker.multiplexed-stream"
+    )
+    await resp.prepare(request)
+    from tether.api.streams import frame
+
+    stop = ctl.exit_future(c) if follow else None
+    async for stream, data in engine.runtime.read_logs(
+        ctl.files_dir(c) / "container.log",
+        follow=follow, tail=tail, stdout=stdout, stderr=stderr, since=since,
+        timestamps=qbool(request, "timestamps"), stop=stop,
+    ):
+        await resp.write(data if c.tty else frame(stream, data))
+    await resp.write_eof()
+    return resp
+
+
+async def resize(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    c = engine.containers.get(request.match_info["id"])
+    try:
+        h, w = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
+    except ValueError:
+        raise BadRequest("invalid size") from None
+    if c.running and c.tty:
+        with contextlib.suppress(Exception):
+            engine.runtime.resize(c.id, h, w)
+    return web.Response(status=200)
+
+
+async def prune(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    gone = []
+    for c in list(engine.containers.list()):
+        if c.running or c.state.status == "restarting":
+            continue
+        try:
+            await engine.containers.remove(c.id, force=False)
+        except NotFound:
+            continue
+        gone.append(c.id)
+    return json_response({"ContainersDeleted": gone, "SpaceReclaimed": 0})
+
+
+async def port(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    c = engine.containers.get(request.match_info["id"])
+    return json_response(ports_of(c))
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/containers/json", list_containers)
+    router.add("POST", "/containers/create", create)
+    router.add("POST", "/containers/prune", prune)
+    router.add("GET", "/containers/{id}/json", inspect)
+    router.add("POST", "/containers/{id}/start", start)
+    router.add("POST", "/containers/{id}/stop", stop)
+    router.add("POST", "/containers/{id}/restart", restart)
+    router.add("POST", "/containers/{id}/kill", kill)
+    router.add("DELETE", "/containers/{id}", remove)
+    router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/{id}/update", update)
+    router.add("POST", "/containers/{id}/wait", wait)
+    router.add("POST", "/containers/{id}/attach", attach)
+    router.add("GET", "/containers/{id}/logs", logs)
+    router.add("POST", "/containers/{id}/resize", resize)
+    router.add("GET", "/containers/{id}/port", port)

@@ -1,0 +1,171 @@
+"""Exec routes: create an exec, start it on a hijacked stream, inspect it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tether.api.app import ENGINE, Router, json_response, read_json
+from tether.api.streams import Hijacked
+from tether.errors import BadRequest, Conflict, NotFound
+
+
+@dataclass
+class ExecRecord:
+    id: str
+    container_id: str
+    cmd: list[str]
+    env: list[str]
+    tty: bool
+    stdin: bool
+    workdir: str
+    user: str
+    privileged: bool
+    running: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    proc: Any = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+EXECS: web.AppKey[dict[str, ExecRecord]] = web.AppKey("execs", dict)
+
+
+def _execs(app: web.Application) -> dict[str, ExecRecord]:
+    if EXECS not in app:
+        app[EXECS] = {}
+    return app[EXECS]
+
+
+async def create_exec(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    c = engine.containers.get(request.match_info["id"])
+    body = await read_json(request)
+    if not c.running:
+        raise Conflict(f"Container {c.id} is not running")
+    cmd = body.get("Cmd")
+    if not isinstance(cmd, list) or not cmd or not all(isinstance(x, str) for x in cmd):
+        raise BadRequest("No exec command specified")
+    env = body.get("Env") or []
+    rec = ExecRecord(
+        id=os.urandom(32).hex(),
+        container_id=c.id,
+        cmd=cmd,
+        env=list(c.config.get("Env") or []) + [e for e in env if isinstance(e, str)],
+        tty=bool(body.get("Tty")),
+        stdin=bool(body.get("AttachStdin")),
+        workdir=str(body.get("WorkingDir") or c.config.get("WorkingDir") or ""),
+        user=str(body.get("User") or ""),
+        privileged=bool(body.get("Privileged")),
+    )
+    _execs(request.app)[rec.id] = rec
+    return json_response({"Id": rec.id}, status=201)
+
+
+def _get(request: web.Request) -> ExecRecord:
+    rec = _execs(request.app).get(request.match_info["id"])
+    if rec is None:
+        raise NotFound(f"No such exec instance: {request.match_info['id']}")
+    return rec
+
+
+async def start_exec(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    rec = _get(request)
+    body = await read_json(request, required=False)
+    detach = bool(body.get("Detach"))
+    tty = bool(body.get("Tty", rec.tty))
+    if rec.running or rec.exit_code is not None:
+        raise Conflict(f"exec {rec.id} has already been started")
+    proc = await engine.runtime.exec(
+        rec.container_id, rec.cmd, env=rec.env, cwd=rec.workdir or None,
+        user=rec.user or None, tty=tty, stdin=rec.stdin and not detach,
+        privileged=rec.privileged,
+    )
+    rec.proc, rec.running, rec.pid = proc, True, proc.pid
+
+    async def reap() -> None:
+        try:
+            rec.exit_code = await proc.wait()
+        finally:
+            rec.running = False
+            rec.done.set()
+
+    if detach:
+        asyncio.ensure_future(_drain_and_reap(proc, reap))
+        return web.Response(status=200)
+    hj = await Hijacked.open(request, multiplex=not tty)
+    pump: asyncio.Task[Any] | None = None
+    if rec.stdin:
+        async def stdin_pump() -> None:
+            while True:
+                data = await hj.read()
+                if data is None:
+                    proc.close_stdin()
+                    return
+                await proc.write(data)
+
+        pump = asyncio.ensure_future(stdin_pump())
+    try:
+        async for stream, data in proc.output():
+            hj.write(stream, data)
+        await reap()
+    finally:
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+        await hj.finish()
+    return hj.resp
+
+
+async def _drain_and_reap(proc: Any, reap: Any) -> None:
+    async for _ in proc.output():
+        pass
+    await reap()
+
+
+async def inspect_exec(request: web.Request) -> web.Response:
+    rec = _get(request)
+    return json_response(
+        {
+            "ID": rec.id,
+            "Running": rec.running,
+            "ExitCode": rec.exit_code,
+            "ProcessConfig": {
+                "tty": rec.tty, "entrypoint": rec.cmd[0], "arguments": rec.cmd[1:],
+                "privileged": rec.privileged, "user": rec.user,
+            },
+            "OpenStdin": rec.stdin,
+            "OpenStderr": True,
+            "OpenStdout": True,
+            "CanRemove": False,
+            "ContainerID": rec.container_id,
+            "DetachKeys": "",
+            "Pid": rec.pid,
+        }
+    )
+
+
+async def resize_exec(request: web.Request) -> web.Response:
+    rec = _get(request)
+    try:
+        h, w = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
+    except ValueError:
+        raise BadRequest("invalid size") from None
+    if rec.proc is not None and rec.tty:
+        with contextlib.suppress(Exception):
+            rec.proc.resize(h, w)
+    return web.Response(status=200)
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/containers/{id}/exec", create_exec)
+    router.add("POST", "/exec/{id}/start", start_exec)
+    router.add("GET", "/exec/{id}/json", inspect_exec)
+    router.add("POST", "/exec/{id}/resize", resize_exec)

@@ -1,0 +1,98 @@
+"""Image routes: import, load, list, inspect, remove, tag."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from tether.api.app import ENGINE, Router, json_response, qbool
+from tether.errors import BadRequest, NotFound
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(1 << 20):
+        yield chunk
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    q = request.query
+    if q.get("fromSrc") not in (None, "-"):
+        raise BadRequest("importing from a URL is not supported: send the tarball as the body")
+    if q.get("fromImage"):
+        name = q["fromImage"] + (":" + q["tag"] if q.get("tag") else "")
+        raise NotFound(
+            f"pull access denied for {name}: tether has no registry access; "
+            "use docker import or docker load"
+        )
+    if q.get("fromSrc") != "-":
+        raise BadRequest("fromSrc or fromImage is required")
+    repo = q.get("repo") or ""
+    tag = q.get("tag") or ""
+    ref = None
+    if repo:
+        ref = repo + (":" + tag if tag else "")
+    changes = q.getall("changes", [])
+    image = await engine.images.import_tar(_body(request), ref, changes, message=q.get("message", ""))
+    return json_response({"status": image.id})
+
+
+async def load(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    tags = await engine.images.load(_body(request))
+    lines = []
+    for t in tags:
+        if t.startswith("sha256:"):
+            lines.append(json.dumps({"stream": f"Loaded image ID: {t}\n"}))
+        else:
+            lines.append(json.dumps({"stream": f"Loaded image: {t}\n"}))
+    return web.Response(
+        body=("\n".join(lines) + "\n").encode(), content_type="application/json"
+    )
+
+
+async def list_images(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    return json_response([engine.images.summary_json(i) for i in engine.images.list()])
+
+
+async def inspect(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    image = engine.images.get(request.match_info["name"])
+    return json_response(engine.images.inspect_json(image))
+
+
+async def remove(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+
+    def in_use(image_id: str) -> Any:
+        for c in engine.containers.containers.values():
+            if c.image_id == image_id:
+                return c.id, c.running
+        return None
+
+    out = await engine.images.remove(
+        request.match_info["name"], force=qbool(request, "force"), in_use=in_use
+    )
+    return json_response(out)
+
+
+async def tag(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    repo = request.query.get("repo")
+    if not repo:
+        raise BadRequest("repo is required")
+    await engine.images.tag(request.match_info["name"], repo, request.query.get("tag") or None)
+    return web.Response(status=201)
+
+
+def register(router: Router) -> None:
+    router.add("POST", "/images/create", create)
+    router.add("POST", "/images/load", load)
+    router.add("GET", "/images/json", list_images)
+    router.add("GET", "/images/{name:.+}/json", inspect)
+    router.add("POST", "/images/{name:.+}/tag", tag)
+    router.add("DELETE", "/images/{name:.+}", remove)

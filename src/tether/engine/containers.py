@@ -1,0 +1,1190 @@
+"""The container controller: lifecycle, endpoints, links, ports and restarts.
+
+State: ``containers/<id>`` (the record below) and ``cnames/<name>`` in the
+store, written with the address holdings (``ipam/<net>/<ip>``) in one
+transaction, so a container either exists whole or not at all.
+
+Resources and when they exist:
+
+* addresses and published host ports are held from create to remove (so a
+  ``--ip`` or port clash fails at create, before anything is made, and a
+  restarted container keeps its addresses);
+* the sandbox (network namespace, veths, DNS listener) exists while the
+  container runs; it is made before ``runc start`` and removed at exit;
+* the root filesystem is mounted from create to remove.
+
+Container processes are children of their monitor (conmon), never of the
+daemon; exits arrive from the runtime's exit watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import shlex
+import signal as _signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.engine import ports as portlib
+from tether.engine import sandbox as sbx
+from tether.engine.model import Endpoint, Network, check_name, mac_for, new_id
+from tether.engine.networks import NetworkController
+from tether.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Internal,
+    NotFound,
+    NotModified,
+    TetherError,
+)
+from tether.store.base import Op, Store
+
+log = logging.getLogger("tether.containers")
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+NAMES_LEFT = [
+    "admiring",
+    "bold",
+    "brave",
+    "clever",
+    "eager",
+    "focused",
+    "gallant",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "nifty",
+    "objective",
+    "quirky",
+    "sharp",
+    "vibrant",
+]
+NAMES_RIGHT = [
+    "lehmann",
+    "turing",
+    "hopper",
+    "lovelace",
+    "ritchie",
+    "thompson",
+    "torvalds",
+    "knuth",
+    "dijkstra",
+    "hamilton",
+    "shannon",
+    "noether",
+    "curie",
+    "pike",
+]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class State:
+    status: str = "created"  # created | running | restarting | exited | removing | dead
+    pid: int = 0
+    exit_code: int = 0
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    error: str = ""
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    created: str
+    image: str
+    image_id: str
+    config: dict[str, Any]
+    host_config: dict[str, Any]
+    network_mode: str
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # by network id
+    ports: list[dict[str, Any]] = field(default_factory=list)  # PortBinding dicts
+    state: State = field(default_factory=State)
+    restart_count: int = 0
+    manually_stopped: bool = False
+    links: list[list[str]] = field(default_factory=list)  # [target id, alias]
+    path: str = ""
+    args: list[str] = field(default_factory=list)
+    rootfs: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Container:
+        d = dict(d)
+        d["state"] = State(**d.get("state", {}))
+        return cls(**d)
+
+    @property
+    def running(self) -> bool:
+        return self.state.status in ("running",)
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.config.get("Tty"))
+
+    def eps(self) -> list[Endpoint]:
+        return [Endpoint.from_dict(e) for e in self.endpoints.values()]
+
+    @property
+    def restart_policy(self) -> dict[str, Any]:
+        rp = self.host_config.get("RestartPolicy") or {}
+        return {
+            "Name": rp.get("Name") or "no",
+            "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0),
+        }
+
+
+def parse_restart(rp: Any) -> dict[str, Any]:
+    if rp is None:
+        return {"Name": "no", "MaximumRetryCount": 0}
+    if not isinstance(rp, dict):
+        raise BadRequest("RestartPolicy must be an object")
+    name = rp.get("Name") or "no"
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise BadRequest(f"invalid restart policy '{name}'")
+    count = rp.get("MaximumRetryCount") or 0
+    if not isinstance(count, int) or count < 0:
+        raise BadRequest("invalid restart policy: maximum retry count cannot be negative")
+    if count and name != "on-failure":
+        raise BadRequest(
+            f"invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )
+    return {"Name": name, "MaximumRetryCount": count}
+
+
+class ContainerController:
+    def __init__(
+        self,
+        store: Store,
+        networks: NetworkController,
+        drivers: dict[str, Any],
+        netns: Any,
+        netlink: Any,
+        runtime: Any,
+        images: Any,
+        data_root: Path,
+        dns: Any | None,
+        dns_servers: list[str],
+        on_ports_changed: Callable[[], Any],
+        events: Any | None = None,
+    ) -> None:
+        self.store = store
+        self.networks = networks
+        self.drivers = drivers
+        self.netns = netns
+        self.netlink = netlink
+        self.runtime = runtime
+        self.images = images
+        self.root = data_root / "containers"
+        self.dns = dns
+        self.dns_servers = dns_servers
+        self._ports_changed = on_ports_changed
+        self.events = events
+        self.containers: dict[str, Container] = {}
+        self.allocator = portlib.PortAllocator()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._exit_waiters: dict[str, list[asyncio.Future[int]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._restart_timers: dict[str, asyncio.Task[Any]] = {}
+        self._backoff: dict[str, float] = {}
+        self.create_lock = asyncio.Lock()
+        self.attach_hooks: dict[str, list[Callable[[], Any]]] = {}
+
+    # ---- bookkeeping -------------------------------------------------------------
+    def lock(self, cid: str) -> asyncio.Lock:
+        lk = self._locks.get(cid)
+        if lk is None:
+            lk = self._locks[cid] = asyncio.Lock()
+        return lk
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def emit(self, action: str, c: Container, **attrs: str) -> None:
+        if self.events is not None:
+            self.events.emit("container", action, c.id, {"name": c.name, "image": c.image, **attrs})
+
+    async def save(self, c: Container) -> None:
+        await self.store.put(f"containers/{c.id}", c.to_dict())
+
+    def find(self, ref: str) -> Container | None:
+        ref = ref.lstrip("/") if ref.startswith("/") else ref
+        if ref in self.containers:
+            return self.containers[ref]
+        for c in self.containers.values():
+            if c.name == ref:
+                return c
+        if ref:
+            matches = [c for c in self.containers.values() if c.id.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise BadRequest(f"multiple IDs found with provided prefix: {ref}")
+        return None
+
+    def get(self, ref: str) -> Container:
+        c = self.find(ref)
+        if c is None:
+            raise NotFound(f"No such container: {ref}")
+        return c
+
+    def list(self) -> list[Container]:
+        return sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
+
+    def counts(self) -> dict[str, int]:
+        running = sum(1 for c in self.containers.values() if c.running)
+        return {
+            "containers": len(self.containers),
+            "running": running,
+            "stopped": len(self.containers) - running,
+        }
+
+    def endpoints_on(self, net_id: str) -> list[tuple[Container, Endpoint]]:
+        out = []
+        for c in self.containers.values():
+            ep = c.endpoints.get(net_id)
+            if ep is not None:
+                out.append((c, Endpoint.from_dict(ep)))
+        return out
+
+    def network_containers_json(self, net: Network) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for c, ep in self.endpoints_on(net.id):
+            if not c.running:
+                continue
+            out[c.id] = {
+                "Name": c.name,
+                "EndpointID": ep.id,
+                "MacAddress": ep.mac,
+                "IPv4Address": f"{ep.ip}/{ep.prefixlen}" if ep.ip else "",
+                "IPv6Address": "",
+            }
+        return out
+
+    def port_rules(self) -> list[Any]:
+        rules: list[Any] = []
+        for c in self.containers.values():
+            if not c.running or not c.ports:
+                continue
+            bindings = [portlib.PortBinding(**p) for p in c.ports]
+            for ep in c.eps():
+                net = self.networks.networks.get(ep.network_id)
+                if net is None or net.driver != "bridge" or net.internal or not ep.ip:
+                    continue
+                rules.extend(portlib.port_rules(bindings, ep.ip, net.ifname))
+                break
+        return rules
+
+    # ---- start-up ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load records, re-hold addresses and ports, adopt live containers."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for rec in await self.store.list("containers/"):
+            c = Container.from_dict(rec.value)
+            self.containers[c.id] = c
+            if c.ports:
+                self.allocator.reserve_all(portlib.PortBinding(**p) for p in c.ports)
+        self.spawn(self._exit_loop())
+        await self._reconcile()
+
+    async def close(self) -> None:
+        for t in list(self._restart_timers.values()):
+            t.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _reconcile(self) -> None:
+        """Containers that ran before: adopt those still alive, settle the others."""
+        live_ns: set[str] = set()
+        for c in list(self.containers.values()):
+            if c.state.status in ("running", "restarting"):
+                alive = await self._alive(c)
+                if alive:
+                    live_ns.add(c.id)
+                    if self.dns is not None and self._uses_embedded_dns(c):
+                        try:
+                            await self._dns_add(c)
+                        except TetherError as exc:
+                            log.error("DNS for %s: %s", c.id[:12], exc.message)
+                    continue
+                code = self.runtime.exit_code(c.id)
+                await self._handle_exit(c, 255 if code is None else code, from_restart=True)
+            elif c.state.status == "created" and not c.rootfs:
+                pass
+        # namespaces no running container owns
+        for name in self.netns.list():
+            if name not in live_ns:
+                self.netns.delete(name)
+        # veths of stopped containers that survived a crash
+        for c in self.containers.values():
+            if c.id in live_ns:
+                continue
+            for ep in c.eps():
+                if ep.host_ifname:
+                    await self.netlink.delete_link(ep.host_ifname)
+        # start "always" containers (and unless-stopped not stopped by hand)
+        for c in list(self.containers.values()):
+            if c.state.status in ("exited", "created") and c.state.started_at != ZERO_TIME:
+                pol = c.restart_policy["Name"]
+                if pol == "always" or (pol == "unless-stopped" and not c.manually_stopped):
+                    if c.id not in self._restart_timers:
+                        self.spawn(self._safe_start(c.id))
+
+    async def _safe_start(self, cid: str) -> None:
+        try:
+            await self.start_container(cid, from_policy=True)
+        except TetherError as exc:
+            log.warning("restart of %s failed: %s", cid[:12], exc.message)
+
+    async def _alive(self, c: Container) -> bool:
+        if c.state.pid <= 0:
+            return False
+        try:
+            os.kill(c.state.pid, 0)
+        except OSError:
+            return False
+        return self.runtime.exit_code(c.id) is None
+
+    # ---- create ---------------------------------------------------------------------
+    def _gen_name(self) -> str:
+        import random
+
+        for _ in range(100):
+            name = f"{random.choice(NAMES_LEFT)}_{random.choice(NAMES_RIGHT)}"
+            if self.find(name) is None:
+                return name
+        return "c_" + os.urandom(4).hex()
+
+    def _mode(self, host_config: dict[str, Any]) -> tuple[str, str]:
+        mode = host_config.get("NetworkMode") or "default"
+        if not isinstance(mode, str):
+            raise BadRequest("NetworkMode must be a string")
+        if mode == "default":
+            return "network", "bridge"
+        if mode in ("host", "none"):
+            return mode, mode
+        if mode.startswith("container:"):
+            return "container", mode.split(":", 1)[1]
+        return "network", mode
+
+    async def create(self, body: dict[str, Any], name: str | None) -> Container:
+        image_ref = body.get("Image")
+        if not isinstance(image_ref, str) or not image_ref:
+            raise BadRequest("No image was specified")
+        host_config = body.get("HostConfig") or {}
+        if not isinstance(host_config, dict):
+            raise BadRequest("HostConfig must be an object")
+        if name:
+            name = name.lstrip("/")
+            check_name(name, "container")
+        image = self.images.get(image_ref)
+        cfg = self._merge_config(body, image)
+        host_config["RestartPolicy"] = parse_restart(host_config.get("RestartPolicy"))
+        if host_config.get("AutoRemove") and host_config["RestartPolicy"]["Name"] != "no":
+            raise BadRequest("can't create 'AutoRemove' container with restart policy")
+        kind, target = self._mode(host_config)
+        if kind == "host" and (
+            host_config.get("PortBindings") or host_config.get("PublishAllPorts")
+        ):
+            host_config["PortBindings"] = {}
+            host_config["PublishAllPorts"] = False
+        netcfg = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+        if not isinstance(netcfg, dict):
+            raise BadRequest("NetworkingConfig.EndpointsConfig must be an object")
+        async with self.create_lock:
+            if name is None:
+                name = self._gen_name()
+            clash = self.find(name) if name else None
+            if clash is not None and clash.name == name:
+                raise Conflict(
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{clash.id}". You have to remove (or rename) that container to be able to '
+                    "reuse that name."
+                )
+            cid = new_id()
+            c = Container(
+                id=cid,
+                name=name,
+                created=now(),
+                image=image_ref,
+                image_id=image.id,
+                config=cfg,
+                host_config=host_config,
+                network_mode=host_config.get("NetworkMode") or "default",
+            )
+            c.path, c.args = (cfg["_argv"][0], cfg["_argv"][1:]) if cfg["_argv"] else ("", [])
+            if kind == "container":
+                other = self.get(target)
+                if not other.running:
+                    raise Conflict(f"cannot join network of a non running container: {other.id}")
+                c.network_mode = f"container:{other.id}"
+            networks: list[tuple[Network, dict[str, Any]]] = []
+            if kind == "network":
+                primary = self.networks.get(target)
+                if primary.driver in ("host", "null"):
+                    kind = "host" if primary.driver == "host" else "none"
+                else:
+                    mode_key = host_config.get("NetworkMode") or "default"
+                    first = netcfg.get(mode_key) or netcfg.get(target) or netcfg.get(primary.name)
+                    networks.append((primary, first or {}))
+                    for ref, epcfg in netcfg.items():
+                        if ref in (mode_key, target):
+                            continue
+                        other_net = self.networks.get(ref)
+                        if other_net.id != primary.id:
+                            networks.append((other_net, epcfg or {}))
+            c.links = self._check_links(c, host_config.get("Links") or [], networks)
+            held: list[tuple[str, str]] = []
+            bindings: list[portlib.PortBinding] = []
+            try:
+                for idx, (net, epcfg) in enumerate(networks):
+                    ep = self._new_endpoint(c, net, epcfg, f"eth{idx}")
+                    held.append((net.id, ep.ip))
+                    c.endpoints[net.id] = ep.to_dict()
+                if networks:
+                    requests = portlib.parse_bindings(
+                        host_config.get("PortBindings"),
+                        cfg.get("ExposedPorts"),
+                        bool(host_config.get("PublishAllPorts")),
+                    )
+                    bindings = self.allocator.allocate(requests)
+                    c.ports = [asdict(b) for b in bindings]
+                ops = [
+                    Op("create", f"cnames/{c.name}", {"id": c.id}),
+                    Op("create", f"containers/{c.id}", c.to_dict()),
+                ] + [
+                    Op("create", NetworkController.ipam_key(nid, ip), {"container": c.id})
+                    for nid, ip in held
+                    if ip
+                ]
+                res = await self.store.txn(ops)
+                if not res.ok:
+                    if res.failed_key and res.failed_key.startswith("ipam/"):
+                        raise Conflict("Address already in use")
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use')
+            except BaseException:
+                for nid, ip in held:
+                    self.networks.release(nid, ip)
+                self.allocator.release(bindings)
+                raise
+            self.containers[c.id] = c
+        try:
+            c.rootfs = str(await self.images.mount_rootfs(image, c.id))
+            await self.save(c)
+        except BaseException:
+            await self._destroy(c)
+            raise
+        self.emit("create", c)
+        return c
+
+    def _merge_config(self, body: dict[str, Any], image: Any) -> dict[str, Any]:
+        cfg: dict[str, Any] = {}
+        for key in (
+            "Hostname",
+            "Domainname",
+            "User",
+            "AttachStdin",
+            "AttachStdout",
+            "AttachStderr",
+            "Tty",
+            "OpenStdin",
+            "StdinOnce",
+            "Env",
+            "Cmd",
+            "Entrypoint",
+            "WorkingDir",
+            "Labels",
+            "ExposedPorts",
+            "StopSignal",
+            "StopTimeout",
+        ):
+            if key in body:
+                cfg[key] = body[key]
+        for key in ("Env", "Cmd", "Entrypoint"):
+            v = cfg.get(key)
+            if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+                if key == "Entrypoint" and isinstance(v, str):
+                    cfg[key] = [v] if v else []
+                    continue
+                raise BadRequest(f"{key} must be a list of strings")
+        env = list(image.env or [])
+        keys = {e.split("=", 1)[0]: i for i, e in enumerate(env)}
+        for e in cfg.get("Env") or []:
+            k = e.split("=", 1)[0]
+            if k in keys:
+                env[keys[k]] = e
+            else:
+                keys[k] = len(env)
+                env.append(e)
+        if not any(e.startswith("PATH=") for e in env):
+            env.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        cfg["Env"] = env
+        entry = cfg.get("Entrypoint")
+        if entry is None:
+            entry = image.entrypoint or []
+        cmd = cfg.get("Cmd")
+        if not cmd:
+            cmd = image.cmd or [] if cfg.get("Entrypoint") is None else cmd or []
+        cfg["Entrypoint"] = entry or None
+        cfg["Cmd"] = cmd or None
+        argv = list(entry or []) + list(cmd or [])
+        if not argv:
+            raise BadRequest("No command specified")
+        cfg["_argv"] = argv
+        cfg["WorkingDir"] = cfg.get("WorkingDir") or image.working_dir or ""
+        cfg["Image"] = body.get("Image")
+        exposed = dict(image.exposed_ports or {})
+        exposed.update(cfg.get("ExposedPorts") or {})
+        cfg["ExposedPorts"] = exposed
+        labels = dict(image.labels or {})
+        labels.update(cfg.get("Labels") or {})
+        cfg["Labels"] = labels
+        return cfg
+
+    def _new_endpoint(
+        self, c: Container, net: Network, epcfg: dict[str, Any], ifname: str
+    ) -> Endpoint:
+        ipam = epcfg.get("IPAMConfig") or {}
+        static = ipam.get("IPv4Address") or ""
+        if net.predefined and net.name == "bridge" and static:
+            raise BadRequest("user specified IP address is supported on user defined networks only")
+        aliases = [a for a in (epcfg.get("Aliases") or []) if isinstance(a, str)]
+        ip, prefix, gw = self.networks.allocate(net, static or None)
+        ep = Endpoint(
+            id=new_id(),
+            network_id=net.id,
+            network_name=net.name,
+            container_id=c.id,
+            container_name=c.name,
+            ip=ip,
+            prefixlen=prefix,
+            gateway="" if net.internal else gw,
+            mac=mac_for(ip),
+            ifname=ifname,
+            aliases=aliases,
+            links=[x for x in (epcfg.get("Links") or []) if isinstance(x, str)],
+            static_ip=static,
+        )
+        return ep
+
+    def _check_links(
+        self, c: Container, links: list[Any], networks: list[tuple[Network, dict[str, Any]]]
+    ) -> list[list[str]]:
+        out: list[list[str]] = []
+        default = any(n.name == "bridge" for n, _ in networks)
+        for link in links:
+            if not isinstance(link, str) or not link:
+                raise BadRequest(f"invalid link: {link!r}")
+            target, _, alias = link.partition(":")
+            target = target.lstrip("/")
+            alias = (alias or target).lstrip("/").split("/")[-1]
+            other = self.find(target)
+            if other is None:
+                raise NotFound(f"could not get container for {target}: No such container: {target}")
+            if default:
+                bridge = self.networks.find("bridge")
+                if bridge is None or bridge.id not in other.endpoints:
+                    raise BadRequest(
+                        f"Cannot link to /{other.name}, as it does not belong to the default network"
+                    )
+            if not other.running:
+                raise Conflict(
+                    f"Cannot link to a non running container: /{other.name} AS /{c.name}/{alias}"
+                )
+            out.append([other.id, alias])
+        return out
+
+    # ---- start ---------------------------------------------------------------------
+    def _uses_embedded_dns(self, c: Container) -> bool:
+        for ep in c.eps():
+            net = self.networks.networks.get(ep.network_id)
+            if net is not None and not net.predefined:
+                return True
+        return False
+
+    def ns_name(self, c: Container) -> str:
+        return c.id
+
+    def sandbox_ns(self, c: Container) -> str | None:
+        kind, target = self._mode(c.host_config)
+        if kind == "host":
+            return None
+        if kind == "container":
+            other = self.get(c.network_mode.split(":", 1)[1])
+            return self.netns.path(self.ns_name(other))
+        return self.netns.path(self.ns_name(c))
+
+    def files_dir(self, c: Container) -> Path:
+        return self.root / c.id
+
+    async def start_container(self, ref: str, from_policy: bool = False) -> Container:
+        c = self.get(ref)
+        async with self.lock(c.id):
+            if c.running:
+                raise NotModified("container already started")
+            if not from_policy:
+                self._cancel_restart(c)
+            await self._start(c)
+        self.emit("start", c)
+        return c
+
+    async def _start(self, c: Container) -> None:
+        kind, target = self._mode(c.host_config)
+        if kind == "container":
+            other = self.get(c.network_mode.split(":", 1)[1])
+            if not other.running:
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+        for tid, alias in c.links:
+            other = self.containers.get(tid)
+            if other is None or not other.running:
+                name = other.name if other else tid
+                raise Conflict(
+                    f"Cannot link to a non running container: /{name} AS /{c.name}/{alias}"
+                )
+        made_ns = False
+        try:
+            ns_path: str | None = None
+            if kind in ("network", "none"):
+                ns_path = await self.netns.create(self.ns_name(c))
+                made_ns = True
+                await self.netlink.loopback_up(ns_path)
+                for ep in c.eps():
+                    net = self.networks.get(ep.network_id)
+                    await self.drivers[net.driver].join(net, ep, ns_path)
+                    c.endpoints[net.id] = ep.to_dict()
+            elif kind == "container":
+                ns_path = self.sandbox_ns(c)
+            self._write_files(c, kind)
+            if self.dns is not None and kind == "network" and self._uses_embedded_dns(c):
+                await self._dns_add(c)
+            bundle = self._bundle(c, ns_path, kind)
+            log_path = self.files_dir(c) / "container.log"
+            c.state.error = ""
+            pid = await self.runtime.create(
+                c.id,
+                bundle,
+                log_path,
+                stdin=bool(c.config.get("OpenStdin")),
+                tty=c.tty,
+            )
+            for hook in self.attach_hooks.pop(c.id, []):
+                try:
+                    await hook()
+                except Exception as exc:
+                    log.warning("attach to %s: %s", c.id[:12], exc)
+            await self.runtime.start(c.id)
+        except BaseException as exc:
+            await self.runtime.delete(c.id)
+            await self._teardown(c, made_ns)
+            c.state.error = exc.message if isinstance(exc, TetherError) else str(exc)
+            if c.state.started_at != ZERO_TIME:
+                c.state.status = "exited"
+                c.state.exit_code = 128
+            await self.save(c)
+            raise
+        c.state.status = "running"
+        c.state.pid = pid
+        c.state.started_at = now()
+        c.state.finished_at = ZERO_TIME
+        c.state.exit_code = 0
+        c.manually_stopped = False
+        await self.save(c)
+        self._invalidate_dns()
+        if c.ports:
+            await self._ports_changed()
+
+    async def _dns_add(self, c: Container) -> None:
+        assert self.dns is not None
+        ns = self.netns.path(self.ns_name(c))
+        await self.dns.add_sandbox(c.id, ns)
+
+    def _invalidate_dns(self) -> None:
+        if self.dns is not None:
+            self.dns.invalidate()
+
+    def _write_files(self, c: Container, kind: str) -> None:
+        d = self.files_dir(c)
+        d.mkdir(parents=True, exist_ok=True)
+        hostname = c.config.get("Hostname") or c.id[:12]
+        if kind == "host":
+            hostname = os.uname().nodename
+        if kind == "container":
+            other = self.get(c.network_mode.split(":", 1)[1])
+            od = self.files_dir(other)
+            for fn in ("hosts", "resolv.conf"):
+                src = od / fn
+                sbx.write_atomic(d / fn, src.read_text() if src.exists() else "")
+            sbx.write_atomic(d / "hostname", (other.config.get("Hostname") or other.id[:12]) + "\n")
+            return
+        sbx.write_atomic(d / "hostname", hostname + "\n")
+        link_lines: list[tuple[str, str]] = []
+        eps = c.eps()
+        own_ip = eps[0].ip if eps else None
+        first_net = eps[0].network_id if eps else None
+        for tid, alias in c.links:
+            other = self.containers.get(tid)
+            if other is None:
+                continue
+            ip = ""
+            if first_net and first_net in other.endpoints:
+                ip = other.endpoints[first_net]["ip"]
+            elif other.endpoints:
+                ip = next(iter(other.endpoints.values()))["ip"]
+            if (
+                ip
+                and self.networks.networks.get(first_net or "") is not None
+                and self.networks.networks[first_net or ""].name == "bridge"
+            ):
+                link_lines.append((ip, f"{alias} {other.id[:12]} {other.name}"))
+        if kind == "host":
+            text = (
+                Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else sbx.HOSTS_HEADER
+            )
+        else:
+            text = sbx.hosts_text(link_lines, own_ip, hostname)
+        sbx.write_atomic(d / "hosts", text)
+        embedded = kind == "network" and self._uses_embedded_dns(c)
+        dns = c.host_config.get("Dns") or self.dns_servers
+        sbx.write_atomic(
+            d / "resolv.conf", sbx.resolv_text(embedded, dns, sbx.host_resolv(), kind == "host")
+        )
+
+    def _bundle(self, c: Container, ns_path: str | None, kind: str) -> Path:
+        from tether.runtime import oci
+
+        d = self.files_dir(c)
+        bundle = d / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        env = list(c.config.get("Env") or [])
+        hostname = (d / "hostname").read_text().strip()
+        if not any(e.startswith("HOSTNAME=") for e in env):
+            env.append(f"HOSTNAME={hostname}")
+        env.extend(self._link_env(c))
+        spec = oci.build_spec(
+            rootfs=c.rootfs,
+            args=c.config["_argv"],
+            env=env,
+            cwd=c.config.get("WorkingDir") or "/",
+            hostname=hostname,
+            terminal=c.tty,
+            netns_path=ns_path,
+            hosts_path=str(d / "hosts"),
+            resolv_conf_path=str(d / "resolv.conf"),
+            hostname_path=str(d / "hostname"),
+            cgroups_path=f"/tether/{c.id}",
+        )
+        oci.write_bundle(bundle, spec)
+        return bundle
+
+    def _link_env(self, c: Container) -> list[str]:
+        out: list[str] = []
+        for tid, alias in c.links:
+            other = self.containers.get(tid)
+            if other is None:
+                continue
+            prefix = alias.upper().replace("-", "_").replace(".", "_")
+            out.append(f"{prefix}_NAME=/{c.name}/{alias}")
+            ip = next(iter(other.endpoints.values()))["ip"] if other.endpoints else ""
+            exposed = portlib.exposed_keys(other.config.get("ExposedPorts"))
+            for i, key in enumerate(exposed):
+                port, proto = portlib.parse_port_key(key)
+                base = f"{prefix}_PORT_{port}_{proto.upper()}"
+                if i == 0:
+                    out.append(f"{prefix}_PORT={proto}://{ip}:{port}")
+                out += [
+                    f"{base}={proto}://{ip}:{port}",
+                    f"{base}_ADDR={ip}",
+                    f"{base}_PORT={port}",
+                    f"{base}_PROTO={proto}",
+                ]
+            for e in other.config.get("Env") or []:
+                k, _, v = e.partition("=")
+                if k in ("PATH", "HOME", "HOSTNAME") or not k:
+                    continue
+                out.append(f"{prefix}_ENV_{k}={v}")
+        return out
+
+    async def _teardown(self, c: Container, made_ns: bool = True) -> None:
+        """Remove the sandbox's kernel objects (addresses stay held)."""
+        if self.dns is not None:
+            try:
+                await self.dns.remove_sandbox(c.id)
+            except Exception as exc:  # never let cleanup hide the first error
+                log.warning("dns cleanup for %s: %s", c.id[:12], exc)
+        kind, _ = self._mode(c.host_config)
+        for ep in c.eps():
+            net = self.networks.networks.get(ep.network_id)
+            if net is not None and ep.host_ifname:
+                try:
+                    await self.drivers[net.driver].leave(net, ep, "")
+                except TetherError as exc:
+                    log.warning("leave %s: %s", ep.host_ifname, exc.message)
+        if kind in ("network", "none") and made_ns:
+            path = self.netns.path(self.ns_name(c))
+            await self.netlink.forget_ns(path)
+            self.netns.delete(self.ns_name(c))
+
+    # ---- exits and restarts ------------------------------------------------------------
+    async def _exit_loop(self) -> None:
+        async for cid, code in self.runtime.watch_exits():
+            c = self.containers.get(cid)
+            if c is None:
+                continue
+            try:
+                async with self.lock(cid):
+                    if c.state.status == "running":
+                        await self._handle_exit(c, code)
+            except Exception:
+                log.exception("handling exit of %s", cid[:12])
+
+    async def _handle_exit(self, c: Container, code: int, from_restart: bool = False) -> None:
+        ran = 0.0
+        try:
+            started = dt.datetime.strptime(
+                c.state.started_at[:26].rstrip("Z"), "%Y-%m-%dT%H:%M:%S.%f"
+            )
+            ran = time.time() - started.replace(tzinfo=dt.UTC).timestamp()
+        except ValueError:
+            pass
+        await self.runtime.delete(c.id)
+        await self._teardown(c)
+        c.state.status = "exited"
+        c.state.pid = 0
+        c.state.exit_code = code
+        c.state.finished_at = now()
+        self._invalidate_dns()
+        await self.save(c)
+        if c.ports:
+            await self._ports_changed()
+        self.emit("die", c, exitCode=str(code))
+        for fut in self._exit_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_result(code)
+        if c.host_config.get("AutoRemove"):
+            self.spawn(self._auto_remove(c.id))
+            return
+        if self._should_restart(c, code):
+            delay = self._backoff.get(c.id, 0.05)
+            delay = 0.1 if ran >= 10 else min(delay * 2, 60.0)
+            self._backoff[c.id] = delay
+            c.state.status = "restarting"
+            await self.save(c)
+            self._restart_timers[c.id] = self.spawn(self._restart_later(c.id, delay))
+
+    def _should_restart(self, c: Container, code: int) -> bool:
+        if c.manually_stopped:
+            return False
+        pol = c.restart_policy
+        if pol["Name"] in ("always", "unless-stopped"):
+            return True
+        if pol["Name"] == "on-failure" and code != 0:
+            limit = pol["MaximumRetryCount"]
+            return limit == 0 or c.restart_count < limit
+        return False
+
+    async def _restart_later(self, cid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        c = self.containers.get(cid)
+        self._restart_timers.pop(cid, None)
+        if c is None or c.state.status != "restarting":
+            return
+        async with self.lock(cid):
+            if c.state.status != "restarting":
+                return
+            c.restart_count += 1
+            try:
+                await self._start(c)
+            except TetherError as exc:
+                log.warning("restart of %s failed: %s", cid[:12], exc.message)
+                c.state.status = "exited"
+                await self.save(c)
+                return
+        self.emit("restart", c)
+
+    def _cancel_restart(self, c: Container) -> None:
+        t = self._restart_timers.pop(c.id, None)
+        if t is not None:
+            t.cancel()
+        if c.state.status == "restarting":
+            c.state.status = "exited"
+
+    async def _auto_remove(self, cid: str) -> None:
+        try:
+            await self.remove(cid, force=True)
+        except NotFound:
+            pass
+
+    def exit_future(self, c: Container) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._exit_waiters.setdefault(c.id, []).append(fut)
+        return fut
+
+    # ---- stop / kill / remove -------------------------------------------------------------
+    async def stop(self, ref: str, timeout: int | None) -> Container:
+        c = self.get(ref)
+        if c.state.status == "restarting":
+            self._cancel_restart(c)
+            c.manually_stopped = True
+            await self.save(c)
+            return c
+        if not c.running:
+            raise NotModified("container already stopped")
+        c.manually_stopped = True
+        fut = self.exit_future(c)
+        if timeout is None:
+            timeout = int(c.config.get("StopTimeout") or 10)
+        sig = self._stop_signal(c)
+        await self.runtime.kill(c.id, sig)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout=max(timeout, 0))
+        except TimeoutError:
+            await self.runtime.kill(c.id, _signal.SIGKILL)
+            try:
+                await asyncio.wait_for(fut, timeout=10)
+            except TimeoutError:
+                raise Internal(f"container {c.id} did not stop") from None
+        self.emit("stop", c)
+        return c
+
+    def _stop_signal(self, c: Container) -> int:
+        name = c.config.get("StopSignal") or "SIGTERM"
+        return parse_signal(name)
+
+    async def kill(self, ref: str, sig: str | None) -> Container:
+        c = self.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        signum = parse_signal(sig or "SIGKILL")
+        c.manually_stopped = True
+        await self.save(c)
+        fut = self.exit_future(c)
+        await self.runtime.kill(c.id, signum)
+        if signum == _signal.SIGKILL:
+            try:
+                await asyncio.wait_for(fut, timeout=10)
+            except TimeoutError:
+                pass
+        self.emit("kill", c, signal=str(signum))
+        return c
+
+    async def restart(self, ref: str, timeout: int | None) -> Container:
+        c = self.get(ref)
+        if c.running:
+            await self.stop(c.id, timeout)
+        self._cancel_restart(c)
+        await self.start_container(c.id)
+        return c
+
+    async def remove(self, ref: str, force: bool) -> None:
+        c = self.get(ref)
+        if c.running or c.state.status == "restarting":
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {c.id}. Stop the container before "
+                    "attempting removal or force remove"
+                )
+            self._cancel_restart(c)
+            if c.running:
+                c.manually_stopped = True
+                fut = self.exit_future(c)
+                await self.runtime.kill(c.id, _signal.SIGKILL)
+                try:
+                    await asyncio.wait_for(fut, timeout=10)
+                except TimeoutError:
+                    async with self.lock(c.id):
+                        await self._handle_exit(c, 137)
+        async with self.lock(c.id):
+            await self._destroy(c)
+        self.emit("destroy", c)
+
+    async def _destroy(self, c: Container) -> None:
+        await self.runtime.delete(c.id)
+        await self._teardown(c)
+        try:
+            await self.images.unmount_rootfs(c.id)
+            await self.images.remove_rootfs(c.id)
+        except Exception as exc:
+            log.warning("rootfs of %s: %s", c.id[:12], exc)
+        ops = [Op("delete", f"containers/{c.id}"), Op("delete", f"cnames/{c.name}")]
+        for ep in c.eps():
+            if ep.ip:
+                ops.append(Op("delete", NetworkController.ipam_key(ep.network_id, ep.ip)))
+        await self.store.txn(ops)
+        for ep in c.eps():
+            self.networks.release(ep.network_id, ep.ip)
+        self.allocator.release(portlib.PortBinding(**p) for p in c.ports)
+        self.containers.pop(c.id, None)
+        self._locks.pop(c.id, None)
+        self._backoff.pop(c.id, None)
+        import shutil
+
+        shutil.rmtree(self.files_dir(c), ignore_errors=True)
+        self._invalidate_dns()
+        for fut in self._exit_waiters.pop(c.id, []):
+            if not fut.done():
+                fut.set_result(c.state.exit_code)
+
+    async def rename(self, ref: str, new: str) -> None:
+        c = self.get(ref)
+        new = new.lstrip("/")
+        check_name(new, "container")
+        if new == c.name:
+            raise BadRequest("Renaming a container with the same name as its current name")
+        other = self.find(new)
+        if other is not None and other.name == new:
+            raise Conflict(
+                f'Conflict. The container name "/{new}" is already in use by container '
+                f'"{other.id}". You have to remove (or rename) that container to be able to '
+                "reuse that name."
+            )
+        res = await self.store.txn(
+            [Op("create", f"cnames/{new}", {"id": c.id}), Op("delete", f"cnames/{c.name}")]
+        )
+        if not res.ok:
+            raise Conflict(f"name {new} is in use")
+        c.name = new
+        for nid, ep in c.endpoints.items():
+            ep["container_name"] = new
+        await self.save(c)
+        self._invalidate_dns()
+        self.emit("rename", c)
+
+    async def update_restart(self, ref: str, rp: dict[str, Any]) -> None:
+        c = self.get(ref)
+        c.host_config["RestartPolicy"] = parse_restart(rp)
+        await self.save(c)
+
+    # ---- connect / disconnect ------------------------------------------------------------
+    async def connect(self, net_ref: str, container_ref: str, epcfg: dict[str, Any]) -> None:
+        net = self.networks.get(net_ref)
+        c = self.get(container_ref)
+        kind, _ = self._mode(c.host_config)
+        if net.driver == "host" or kind == "host":
+            raise Forbidden(
+                "container cannot be disconnected from host network or connected to host network"
+            )
+        if kind in ("container", "none") or net.driver == "null":
+            raise Forbidden(
+                "container sharing network namespace with another container or host cannot be connected to any other network"
+            )
+        async with self.lock(c.id):
+            if net.id in c.endpoints:
+                raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
+            ifname = f"eth{self._next_if(c)}"
+            ep = self._new_endpoint(c, net, epcfg, ifname)
+            res = await self.store.txn(
+                [Op("create", NetworkController.ipam_key(net.id, ep.ip), {"container": c.id})]
+            )
+            if not res.ok:
+                self.networks.release(net.id, ep.ip)
+                raise Conflict("Address already in use")
+            c.endpoints[net.id] = ep.to_dict()
+            try:
+                if c.running:
+                    ns = self.netns.path(self.ns_name(c))
+                    await self.drivers[net.driver].join(net, ep, ns)
+                    c.endpoints[net.id] = ep.to_dict()
+                    if self.dns is not None and not net.predefined:
+                        await self.dns.add_sandbox(c.id, ns)
+                        self._rewrite_resolv(c)
+                await self.save(c)
+            except BaseException:
+                c.endpoints.pop(net.id, None)
+                await self.drivers[net.driver].leave(net, ep, "")
+                await self.store.delete(NetworkController.ipam_key(net.id, ep.ip))
+                self.networks.release(net.id, ep.ip)
+                raise
+        self._invalidate_dns()
+        if self.events is not None:
+            self.events.emit(
+                "network",
+                "connect",
+                net.id,
+                {"container": c.id, "name": net.name, "type": net.driver},
+            )
+
+    def _rewrite_resolv(self, c: Container) -> None:
+        d = self.files_dir(c)
+        dns = c.host_config.get("Dns") or self.dns_servers
+        sbx.write_atomic(d / "resolv.conf", sbx.resolv_text(True, dns, sbx.host_resolv(), False))
+
+    def _next_if(self, c: Container) -> int:
+        used = {Endpoint.from_dict(e).ifname for e in c.endpoints.values()}
+        i = 0
+        while f"eth{i}" in used:
+            i += 1
+        return i
+
+    async def disconnect(self, net_ref: str, container_ref: str, force: bool) -> None:
+        net = self.networks.get(net_ref)
+        c = self.find(container_ref)
+        if c is None:
+            if force:
+                return
+            raise NotFound(f"No such container: {container_ref}")
+        if net.driver == "host":
+            raise Forbidden(
+                "container cannot be disconnected from host network or connected to host network"
+            )
+        async with self.lock(c.id):
+            raw = c.endpoints.get(net.id)
+            if raw is None:
+                raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+            ep = Endpoint.from_dict(raw)
+            if c.running:
+                await self.drivers[net.driver].leave(net, ep, "")
+            c.endpoints.pop(net.id)
+            await self.store.txn(
+                [
+                    Op("put", f"containers/{c.id}", c.to_dict()),
+                    Op("delete", NetworkController.ipam_key(net.id, ep.ip)),
+                ]
+            )
+            self.networks.release(net.id, ep.ip)
+        self._invalidate_dns()
+        if c.ports:
+            await self._ports_changed()
+        if self.events is not None:
+            self.events.emit(
+                "network",
+                "disconnect",
+                net.id,
+                {"container": c.id, "name": net.name, "type": net.driver},
+            )
+
+
+def parse_signal(name: str | int) -> int:
+    if isinstance(name, int):
+        return name
+    s = str(name).strip().upper()
+    if s.isdigit():
+        return int(s)
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(getattr(_signal, s))
+    except AttributeError:
+        raise BadRequest(f"Invalid signal: {name}") from None
+
+
+def command_text(c: Container) -> str:
+    return shlex.join(c.config.get("_argv") or [])

@@ -1,0 +1,73 @@
+"""The records the embedded DNS serves: what one container can see by name.
+
+A container sees, on each user-defined network it is attached to, the
+running containers of that network under their name, their network aliases
+and their short id, plus its own ``--link`` aliases (scoped to itself, as
+Docker does on user-defined networks). Every lookup reads the live container
+table, so a new name answers as soon as ``run`` returns and a removed one stops
+at once (the DNS server's answer cache is dropped on every change).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether.engine import sandbox as sbx
+
+
+class EngineResolver:
+    def __init__(self, containers: Any, networks: Any, dns: list[str]) -> None:
+        self.containers = containers
+        self.networks = networks
+        self.dns = dns
+
+    def _user_nets(self, c: Any) -> list[str]:
+        out = []
+        for nid in c.endpoints:
+            net = self.networks.networks.get(nid)
+            if net is not None and not net.predefined:
+                out.append(nid)
+        return out
+
+    def lookup(self, sandbox: str, name: str) -> list[str] | None:
+        asker = self.containers.containers.get(sandbox)
+        if asker is None:
+            return None
+        name = name.lower().rstrip(".")
+        nets = self._user_nets(asker)
+        # links are aliases only the linking container sees
+        for tid, alias in asker.links:
+            if alias.lower() == name:
+                target = self.containers.containers.get(tid)
+                if target is not None and target.running:
+                    for nid in nets:
+                        ep = target.endpoints.get(nid)
+                        if ep is not None:
+                            return [ep["ip"]]
+        found: list[str] = []
+        for nid in nets:
+            for c, ep in self.containers.endpoints_on(nid):
+                if not c.running or not ep.ip:
+                    continue
+                names = {c.name.lower(), c.id[:12]} | {a.lower() for a in ep.aliases}
+                if name in names and ep.ip not in found:
+                    found.append(ep.ip)
+        return found or None
+
+    def reverse(self, sandbox: str, ip: str) -> str | None:
+        asker = self.containers.containers.get(sandbox)
+        if asker is None:
+            return None
+        for nid in self._user_nets(asker):
+            net = self.networks.networks.get(nid)
+            for c, ep in self.containers.endpoints_on(nid):
+                if c.running and ep.ip == ip:
+                    return f"{c.name}.{net.name}" if net is not None else c.name
+        return None
+
+    def upstreams(self, sandbox: str) -> list[str]:
+        c = self.containers.containers.get(sandbox)
+        custom = (c.host_config.get("Dns") if c is not None else None) or self.dns
+        if custom:
+            return list(custom)
+        return sbx.host_nameservers(sbx.host_resolv())[:3]
