@@ -81,6 +81,7 @@ async def serve(cfg: DaemonConfig) -> None:
     from aiohttp import web
 
     from tether.api.app import make_app
+
     _enable_ip_forward()
     engine, parts = await build_engine(cfg)
     await engine.start()

@@ -74,7 +74,7 @@ def status_text(c: Container) -> str:
 def _ep_json(c: Container, ep: Endpoint, user_net: bool, running: bool) -> dict[str, Any]:
     aliases: list[str] | None = None
     if user_net:
-        aliases = list(ep.aliases) + [c.id[:12]]
+        aliases = [*list(ep.aliases), c.id[:12]]
     on = running or True
     return {
         "IPAMConfig": {"IPv4Address": ep.static_ip} if ep.static_ip else None,
@@ -100,10 +100,19 @@ def networks_json(engine: Any, c: Container) -> dict[str, Any]:
         net = engine.networks.find(mode)
         if net is not None:
             out[mode] = {
-                "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": net.id,
-                "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                "MacAddress": "", "DriverOpts": None,
+                "IPAMConfig": None,
+                "Links": None,
+                "Aliases": None,
+                "NetworkID": net.id,
+                "EndpointID": "",
+                "Gateway": "",
+                "IPAddress": "",
+                "IPPrefixLen": 0,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+                "MacAddress": "",
+                "DriverOpts": None,
             }
         return out
     for ep in c.eps():
@@ -127,9 +136,16 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
     cfg = {k: v for k, v in c.config.items() if not k.startswith("_")}
     cfg.setdefault("Hostname", c.config.get("Hostname") or c.id[:12])
     for key, default in (
-        ("Domainname", ""), ("User", ""), ("AttachStdin", False), ("AttachStdout", False),
-        ("AttachStderr", False), ("Tty", False), ("OpenStdin", False), ("StdinOnce", False),
-        ("Volumes", None), ("OnBuild", None),
+        ("Domainname", ""),
+        ("User", ""),
+        ("AttachStdin", False),
+        ("AttachStdout", False),
+        ("AttachStderr", False),
+        ("Tty", False),
+        ("OpenStdin", False),
+        ("StdinOnce", False),
+        ("Volumes", None),
+        ("OnBuild", None),
     ):
         cfg.setdefault(key, default)
     if not cfg.get("ExposedPorts"):
@@ -203,8 +219,14 @@ def summary_json(engine: Any, c: Container) -> dict[str, Any]:
     ports = []
     if c.running:
         for p in c.ports:
-            ports.append({"IP": p["host_ip"], "PrivatePort": p["container_port"],
-                          "PublicPort": p["host_port"], "Type": p["proto"]})
+            ports.append(
+                {
+                    "IP": p["host_ip"],
+                    "PrivatePort": p["container_port"],
+                    "PublicPort": p["host_port"],
+                    "Type": p["proto"],
+                }
+            )
     bound = {(p["container_port"], p["proto"]) for p in c.ports} if c.running else set()
     for key in portlib.exposed_keys(c.config.get("ExposedPorts")):
         port, proto = portlib.parse_port_key(key)
@@ -396,13 +418,16 @@ async def attach(request: web.Request) -> web.StreamResponse:
                     got.set_result(await engine.runtime.attach(c.id))
 
             ctl.attach_hooks.setdefault(c.id, []).append(hook)
-            waiter = asyncio.ensure_future(asyncio.wait([got, done], return_when=asyncio.FIRST_COMPLETED))
+            waiter = asyncio.ensure_future(
+                asyncio.wait([got, done], return_when=asyncio.FIRST_COMPLETED)
+            )
             await waiter
             if not got.done():
                 return hj.resp
             att = got.result()
         pump_in: asyncio.Task[Any] | None = None
         if want_stdin and c.config.get("OpenStdin"):
+
             async def stdin_pump() -> None:
                 while True:
                     data = await hj.read()
@@ -410,6 +435,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
                         att.close_stdin()
                         return
                     await att.write(data)
+
             pump_in = asyncio.ensure_future(stdin_pump())
         try:
             async for stream, data in att:
@@ -440,7 +466,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
     follow = qbool(request, "follow") and c.running
     resp = web.StreamResponse(status=200)
     resp.headers["Content-Type"] = (
-        "application/vnd.docker.raw-stream" if c.tty else "application/vnd.docker.multiplexed-stream"
+        "application/vnd.docker.raw-stream"
+        if c.tty
+        else "application/vnd.docker.multiplexed-stream"
     )
     await resp.prepare(request)
     from tether.api.streams import frame
@@ -448,8 +476,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stop = ctl.exit_future(c) if follow else None
     async for stream, data in engine.runtime.read_logs(
         ctl.files_dir(c) / "container.log",
-        follow=follow, tail=tail, stdout=stdout, stderr=stderr, since=since,
-        timestamps=qbool(request, "timestamps"), stop=stop,
+        follow=follow,
+        tail=tail,
+        stdout=stdout,
+        stderr=stderr,
+        since=since,
+        timestamps=qbool(request, "timestamps"),
+        stop=stop,
     ):
         await resp.write(data if c.tty else frame(stream, data))
     await resp.write_eof()

@@ -83,8 +83,13 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     if rec.running or rec.exit_code is not None:
         raise Conflict(f"exec {rec.id} has already been started")
     proc = await engine.runtime.exec(
-        rec.container_id, rec.cmd, env=rec.env, cwd=rec.workdir or None,
-        user=rec.user or None, tty=tty, stdin=rec.stdin and not detach,
+        rec.container_id,
+        rec.cmd,
+        env=rec.env,
+        cwd=rec.workdir or None,
+        user=rec.user or None,
+        tty=tty,
+        stdin=rec.stdin and not detach,
         privileged=rec.privileged,
     )
     rec.proc, rec.running, rec.pid = proc, True, proc.pid
@@ -97,11 +102,12 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
             rec.done.set()
 
     if detach:
-        asyncio.ensure_future(_drain_and_reap(proc, reap))
+        request.app[ENGINE].spawn(_drain_and_reap(proc, reap))
         return web.Response(status=200)
     hj = await Hijacked.open(request, multiplex=not tty)
     pump: asyncio.Task[Any] | None = None
     if rec.stdin:
+
         async def stdin_pump() -> None:
             while True:
                 data = await hj.read()
@@ -138,8 +144,11 @@ async def inspect_exec(request: web.Request) -> web.Response:
             "Running": rec.running,
             "ExitCode": rec.exit_code,
             "ProcessConfig": {
-                "tty": rec.tty, "entrypoint": rec.cmd[0], "arguments": rec.cmd[1:],
-                "privileged": rec.privileged, "user": rec.user,
+                "tty": rec.tty,
+                "entrypoint": rec.cmd[0],
+                "arguments": rec.cmd[1:],
+                "privileged": rec.privileged,
+                "user": rec.user,
             },
             "OpenStdin": rec.stdin,
             "OpenStderr": True,

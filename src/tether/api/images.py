@@ -36,7 +36,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     if repo:
         ref = repo + (":" + tag if tag else "")
     changes = q.getall("changes", [])
-    image = await engine.images.import_tar(_body(request), ref, changes, message=q.get("message", ""))
+    image = await engine.images.import_tar(
+        _body(request), ref, changes, message=q.get("message", "")
+    )
     return json_response({"status": image.id})
 
 
@@ -49,9 +51,7 @@ async def load(request: web.Request) -> web.Response:
             lines.append(json.dumps({"stream": f"Loaded image ID: {t}\n"}))
         else:
             lines.append(json.dumps({"stream": f"Loaded image: {t}\n"}))
-    return web.Response(
-        body=("\n".join(lines) + "\n").encode(), content_type="application/json"
-    )
+    return web.Response(body=("\n".join(lines) + "\n").encode(), content_type="application/json")
 
 
 async def list_images(request: web.Request) -> web.Response:

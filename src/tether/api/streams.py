@@ -84,7 +84,7 @@ class Hijacked:
         resp.force_close()
         writer = await resp.prepare(request)
         if writer is not None:
-            writer.send_headers()  # type: ignore[attr-defined]  # flush before raw bytes
+            writer.send_headers()  # flush the 101 before raw bytes
         self = cls(request, resp, multiplex)
         # Take the connection over: from now on our protocol gets the client's bytes.
         # It keeps the transport open on EOF (a client with no stdin half-closes at

@@ -20,6 +20,8 @@ daemon; exits arrive from the runtime's exit watcher.
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -110,13 +112,13 @@ class Container:
     host_config: dict[str, Any]
     network_mode: str
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # by network id
-    ports: list[dict[str, Any]] = field(default_factory=list)  # PortBinding dicts
+    ports: builtins.list[dict[str, Any]] = field(default_factory=list)  # PortBinding dicts
     state: State = field(default_factory=State)
     restart_count: int = 0
     manually_stopped: bool = False
-    links: list[list[str]] = field(default_factory=list)  # [target id, alias]
+    links: builtins.list[list[str]] = field(default_factory=list)  # [target id, alias]
     path: str = ""
-    args: list[str] = field(default_factory=list)
+    args: builtins.list[str] = field(default_factory=list)
     rootfs: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +138,7 @@ class Container:
     def tty(self) -> bool:
         return bool(self.config.get("Tty"))
 
-    def eps(self) -> list[Endpoint]:
+    def eps(self) -> builtins.list[Endpoint]:
         return [Endpoint.from_dict(e) for e in self.endpoints.values()]
 
     @property
@@ -161,7 +163,7 @@ def parse_restart(rp: Any) -> dict[str, Any]:
         raise BadRequest("invalid restart policy: maximum retry count cannot be negative")
     if count and name != "on-failure":
         raise BadRequest(
-            f"invalid restart policy: maximum retry count can only be used with 'on-failure'"
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
         )
     return {"Name": name, "MaximumRetryCount": count}
 
@@ -178,7 +180,7 @@ class ContainerController:
         images: Any,
         data_root: Path,
         dns: Any | None,
-        dns_servers: list[str],
+        dns_servers: builtins.list[str],
         on_ports_changed: Callable[[], Any],
         events: Any | None = None,
     ) -> None:
@@ -245,7 +247,7 @@ class ContainerController:
             raise NotFound(f"No such container: {ref}")
         return c
 
-    def list(self) -> list[Container]:
+    def list(self) -> builtins.list[Container]:
         return sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
 
     def counts(self) -> dict[str, int]:
@@ -256,7 +258,7 @@ class ContainerController:
             "stopped": len(self.containers) - running,
         }
 
-    def endpoints_on(self, net_id: str) -> list[tuple[Container, Endpoint]]:
+    def endpoints_on(self, net_id: str) -> builtins.list[tuple[Container, Endpoint]]:
         out = []
         for c in self.containers.values():
             ep = c.endpoints.get(net_id)
@@ -278,8 +280,8 @@ class ContainerController:
             }
         return out
 
-    def port_rules(self) -> list[Any]:
-        rules: list[Any] = []
+    def port_rules(self) -> builtins.list[Any]:
+        rules: builtins.list[Any] = []
         for c in self.containers.values():
             if not c.running or not c.ports:
                 continue
@@ -345,9 +347,9 @@ class ContainerController:
         for c in list(self.containers.values()):
             if c.state.status in ("exited", "created") and c.state.started_at != ZERO_TIME:
                 pol = c.restart_policy["Name"]
-                if pol == "always" or (pol == "unless-stopped" and not c.manually_stopped):
-                    if c.id not in self._restart_timers:
-                        self.spawn(self._safe_start(c.id))
+                wanted = pol == "always" or (pol == "unless-stopped" and not c.manually_stopped)
+                if wanted and c.id not in self._restart_timers:
+                    self.spawn(self._safe_start(c.id))
 
     async def _safe_start(self, cid: str) -> None:
         try:
@@ -437,7 +439,7 @@ class ContainerController:
                 if not other.running:
                     raise Conflict(f"cannot join network of a non running container: {other.id}")
                 c.network_mode = f"container:{other.id}"
-            networks: list[tuple[Network, dict[str, Any]]] = []
+            networks: builtins.list[tuple[Network, dict[str, Any]]] = []
             if kind == "network":
                 primary = self.networks.get(target)
                 if primary.driver in ("host", "null"):
@@ -453,8 +455,8 @@ class ContainerController:
                         if other_net.id != primary.id:
                             networks.append((other_net, epcfg or {}))
             c.links = self._check_links(c, host_config.get("Links") or [], networks)
-            held: list[tuple[str, str]] = []
-            bindings: list[portlib.PortBinding] = []
+            held: builtins.list[tuple[str, str]] = []
+            bindings: builtins.list[portlib.PortBinding] = []
             try:
                 for idx, (net, epcfg) in enumerate(networks):
                     ep = self._new_endpoint(c, net, epcfg, f"eth{idx}")
@@ -587,9 +589,12 @@ class ContainerController:
         return ep
 
     def _check_links(
-        self, c: Container, links: list[Any], networks: list[tuple[Network, dict[str, Any]]]
-    ) -> list[list[str]]:
-        out: list[list[str]] = []
+        self,
+        c: Container,
+        links: builtins.list[Any],
+        networks: builtins.list[tuple[Network, dict[str, Any]]],
+    ) -> builtins.list[builtins.list[str]]:
+        out: builtins.list[list[str]] = []
         default = any(n.name == "bridge" for n, _ in networks)
         for link in links:
             if not isinstance(link, str) or not link:
@@ -604,7 +609,8 @@ class ContainerController:
                 bridge = self.networks.find("bridge")
                 if bridge is None or bridge.id not in other.endpoints:
                     raise BadRequest(
-                        f"Cannot link to /{other.name}, as it does not belong to the default network"
+                        f"Cannot link to /{other.name}, as it does not belong to the default "
+                        "network"
                     )
             if not other.running:
                 raise Conflict(
@@ -625,13 +631,13 @@ class ContainerController:
         return c.id
 
     def sandbox_ns(self, c: Container) -> str | None:
-        kind, target = self._mode(c.host_config)
+        kind, _target = self._mode(c.host_config)
         if kind == "host":
             return None
         if kind == "container":
             other = self.get(c.network_mode.split(":", 1)[1])
-            return self.netns.path(self.ns_name(other))
-        return self.netns.path(self.ns_name(c))
+            return str(self.netns.path(self.ns_name(other)))
+        return str(self.netns.path(self.ns_name(c)))
 
     def files_dir(self, c: Container) -> Path:
         return self.root / c.id
@@ -648,15 +654,15 @@ class ContainerController:
         return c
 
     async def _start(self, c: Container) -> None:
-        kind, target = self._mode(c.host_config)
+        kind, _target = self._mode(c.host_config)
         if kind == "container":
             other = self.get(c.network_mode.split(":", 1)[1])
             if not other.running:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
         for tid, alias in c.links:
-            other = self.containers.get(tid)
-            if other is None or not other.running:
-                name = other.name if other else tid
+            target = self.containers.get(tid)
+            if target is None or not target.running:
+                name = target.name if target else tid
                 raise Conflict(
                     f"Cannot link to a non running container: /{name} AS /{c.name}/{alias}"
                 )
@@ -736,25 +742,25 @@ class ContainerController:
             sbx.write_atomic(d / "hostname", (other.config.get("Hostname") or other.id[:12]) + "\n")
             return
         sbx.write_atomic(d / "hostname", hostname + "\n")
-        link_lines: list[tuple[str, str]] = []
+        link_lines: builtins.list[tuple[str, str]] = []
         eps = c.eps()
         own_ip = eps[0].ip if eps else None
         first_net = eps[0].network_id if eps else None
         for tid, alias in c.links:
-            other = self.containers.get(tid)
-            if other is None:
+            linked = self.containers.get(tid)
+            if linked is None:
                 continue
             ip = ""
-            if first_net and first_net in other.endpoints:
-                ip = other.endpoints[first_net]["ip"]
-            elif other.endpoints:
-                ip = next(iter(other.endpoints.values()))["ip"]
+            if first_net and first_net in linked.endpoints:
+                ip = linked.endpoints[first_net]["ip"]
+            elif linked.endpoints:
+                ip = next(iter(linked.endpoints.values()))["ip"]
             if (
                 ip
                 and self.networks.networks.get(first_net or "") is not None
                 and self.networks.networks[first_net or ""].name == "bridge"
             ):
-                link_lines.append((ip, f"{alias} {other.id[:12]} {other.name}"))
+                link_lines.append((ip, f"{alias} {linked.id[:12]} {linked.name}"))
         if kind == "host":
             text = (
                 Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else sbx.HOSTS_HEADER
@@ -795,8 +801,8 @@ class ContainerController:
         oci.write_bundle(bundle, spec)
         return bundle
 
-    def _link_env(self, c: Container) -> list[str]:
-        out: list[str] = []
+    def _link_env(self, c: Container) -> builtins.list[str]:
+        out: builtins.list[str] = []
         for tid, alias in c.links:
             other = self.containers.get(tid)
             if other is None:
@@ -897,7 +903,7 @@ class ContainerController:
         if pol["Name"] in ("always", "unless-stopped"):
             return True
         if pol["Name"] == "on-failure" and code != 0:
-            limit = pol["MaximumRetryCount"]
+            limit = int(pol["MaximumRetryCount"])
             return limit == 0 or c.restart_count < limit
         return False
 
@@ -928,10 +934,8 @@ class ContainerController:
             c.state.status = "exited"
 
     async def _auto_remove(self, cid: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             await self.remove(cid, force=True)
-        except NotFound:
-            pass
 
     def exit_future(self, c: Container) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -979,10 +983,8 @@ class ContainerController:
         fut = self.exit_future(c)
         await self.runtime.kill(c.id, signum)
         if signum == _signal.SIGKILL:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, timeout=10)
-            except TimeoutError:
-                pass
         self.emit("kill", c, signal=str(signum))
         return c
 
@@ -1062,7 +1064,7 @@ class ContainerController:
         if not res.ok:
             raise Conflict(f"name {new} is in use")
         c.name = new
-        for nid, ep in c.endpoints.items():
+        for _nid, ep in c.endpoints.items():
             ep["container_name"] = new
         await self.save(c)
         self._invalidate_dns()
@@ -1084,7 +1086,8 @@ class ContainerController:
             )
         if kind in ("container", "none") or net.driver == "null":
             raise Forbidden(
-                "container sharing network namespace with another container or host cannot be connected to any other network"
+                "container sharing network namespace with another container or host cannot "
+                "be connected to any other network"
             )
         async with self.lock(c.id):
             if net.id in c.endpoints:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from tether.config import DaemonConfig
@@ -154,5 +153,3 @@ class Engine:
         if self.images is not None:
             counts["images"] = len(self.images.list())
         return host_info(counts, str(self.cfg.data_root), "tether")
-
-

@@ -39,9 +39,7 @@ def parse_cidr(text: str, what: str = "subnet") -> IPv4Network:
         iface = ipaddress.ip_interface(text)
     except ValueError:
         if what == "subnet":
-            raise BadRequest(
-                f"Invalid subnet {text} : invalid CIDR address: {text}"
-            ) from None
+            raise BadRequest(f"Invalid subnet {text} : invalid CIDR address: {text}") from None
         raise BadRequest(f"invalid CIDR address: {text}") from None
     if iface.version != 4:
         raise BadRequest(f"IPv6 is not supported by tether yet: {text}")

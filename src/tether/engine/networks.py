@@ -13,6 +13,7 @@ never has to guess by name patterns.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
@@ -58,7 +59,7 @@ class CreateRequest:
     ipv6: bool = False
     ipam_driver: str = "default"
     ipam_options: dict[str, str] = field(default_factory=dict)
-    configs: list[dict[str, Any]] = field(default_factory=list)
+    configs: builtins.list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     check_duplicate: bool = True
@@ -137,10 +138,10 @@ class NetworkController:
             await self._persist_new(net)
             await self._make_kernel(net)
 
-    async def _routes(self) -> list[ipaddress.IPv4Network]:
+    async def _routes(self) -> builtins.list[ipaddress.IPv4Network]:
         if self._host_routes is None:
             return []
-        routes: list[ipaddress.IPv4Network] = await self._host_routes()
+        routes: builtins.list[ipaddress.IPv4Network] = await self._host_routes()
         return routes
 
     # ---- lookups -----------------------------------------------------------
@@ -165,11 +166,11 @@ class NetworkController:
             raise NotFound(f"network {ref} not found")
         return net
 
-    def list(self) -> list[Network]:
+    def list(self) -> builtins.list[Network]:
         return sorted(self.networks.values(), key=lambda n: n.name)
 
-    def _used_subnets(self, scope: str | None = None) -> list[ipaddress.IPv4Network]:
-        out: list[ipaddress.IPv4Network] = []
+    def _used_subnets(self, scope: str | None = None) -> builtins.list[ipaddress.IPv4Network]:
+        out: builtins.list[ipaddress.IPv4Network] = []
         for net in self.networks.values():
             if net.driver in ("macvlan", "ipvlan"):
                 continue  # they live on the parent's LAN, not in this address space
@@ -180,7 +181,7 @@ class NetworkController:
     def _driver(self, name: str) -> Driver:
         drv = self.drivers.get(name)
         if drv is None:
-            raise NotFound(f"plugin \"{name}\" not found")
+            raise NotFound(f'plugin "{name}" not found')
         return drv
 
     async def create(self, req: CreateRequest) -> Network:
@@ -227,11 +228,11 @@ class NetworkController:
         self._changed()
         return net
 
-    def _pools_for(self, req: CreateRequest) -> tuple[list[dict[str, Any]], bool]:
+    def _pools_for(self, req: CreateRequest) -> tuple[builtins.list[dict[str, Any]], bool]:
         used = self._used_subnets()
         scoped = req.driver not in ("macvlan", "ipvlan")
         if req.configs:
-            out: list[PoolConfig] = []
+            out: builtins.list[PoolConfig] = []
             for c in req.configs:
                 if not c.get("Subnet"):
                     if c.get("Gateway") or c.get("IPRange"):
@@ -291,8 +292,10 @@ class NetworkController:
             self.spaces.pop(net.id, None)
         self._changed()
 
-    async def prune(self, in_use: Callable[[Network], bool], keep: Callable[[Network], bool]) -> list[str]:
-        gone: list[str] = []
+    async def prune(
+        self, in_use: Callable[[Network], bool], keep: Callable[[Network], bool]
+    ) -> builtins.list[str]:
+        gone: builtins.list[str] = []
         for net in self.list():
             if net.predefined or in_use(net) or keep(net):
                 continue

@@ -64,7 +64,7 @@ def resolv_text(embedded: bool, dns: Sequence[str], host_text: str, host_mode: b
     if host_mode:
         return host_text
     if embedded:
-        lines = [f"nameserver {EMBEDDED_DNS}"] + search + ["options ndots:0"]
+        lines = [f"nameserver {EMBEDDED_DNS}", *search, "options ndots:0"]
         return "\n".join(lines) + "\n"
     servers = list(dns) or [s for s in host_nameservers(host_text) if not _is_loopback(s)]
     if not servers:

@@ -10,6 +10,7 @@ folder a private bind mount of itself first, as ``ip netns`` does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -92,10 +93,8 @@ class NetnsDir:
 
     @staticmethod
     def _remove_file(path: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
     def list(self) -> list[str]:
         if not self.root.is_dir():
