@@ -1,0 +1,40 @@
+# Tether: the README's two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PY := /usr/bin/python3
+VENV := .venv
+APT_PACKAGES := iproute2 nftables python3-nftables python3-venv runc conmon etcd-server \
+	busybox-static curl iperf3 dnsperf docker-compose util-linux
+NFT_LINK := $(VENV)/debian-nftables
+
+.PHONY: setup demo test unit lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	@mkdir -p $(NFT_LINK) && ln -sfn /usr/lib/python3/dist-packages/nftables $(NFT_LINK)/nftables
+	@echo "$(abspath $(NFT_LINK))" > $$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/debian-nftables.pth
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/python -m tether.demo
+
+test: setup
+	bash scripts/run-tests.sh
+
+unit: setup
+	$(VENV)/bin/python -m pytest -q tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/mypy src/tether
+
+bench: setup
+	$(VENV)/bin/python -m bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info
