@@ -434,27 +434,36 @@ class ContainerController:
                 network_mode=host_config.get("NetworkMode") or "default",
             )
             c.path, c.args = (cfg["_argv"][0], cfg["_argv"][1:]) if cfg["_argv"] else ("", [])
-            if kind == "container":
-                other = self.get(target)
-                if not other.running:
-                    raise Conflict(f"cannot join network of a non running container: {other.id}")
-                c.network_mode = f"container:{other.id}"
-            networks: builtins.list[tuple[Network, dict[str, Any]]] = []
-            if kind == "network":
-                primary = self.networks.get(target)
-                if primary.driver in ("host", "null"):
-                    kind = "host" if primary.driver == "host" else "none"
-                else:
-                    mode_key = host_config.get("NetworkMode") or "default"
-                    first = netcfg.get(mode_key) or netcfg.get(target) or netcfg.get(primary.name)
-                    networks.append((primary, first or {}))
-                    for ref, epcfg in netcfg.items():
-                        if ref in (mode_key, target):
-                            continue
-                        other_net = self.networks.get(ref)
-                        if other_net.id != primary.id:
-                            networks.append((other_net, epcfg or {}))
-            c.links = self._check_links(c, host_config.get("Links") or [], networks)
+            # A missing network or container is the request's fault here: a 404 from create
+            # would make the docker CLI try to pull the image (Docker answers 400 as well).
+            try:
+                if kind == "container":
+                    other = self.get(target)
+                    if not other.running:
+                        raise Conflict(
+                            f"cannot join network of a non running container: {other.id}"
+                        )
+                    c.network_mode = f"container:{other.id}"
+                networks: builtins.list[tuple[Network, dict[str, Any]]] = []
+                if kind == "network":
+                    primary = self.networks.get(target)
+                    if primary.driver in ("host", "null"):
+                        kind = "host" if primary.driver == "host" else "none"
+                    else:
+                        mode_key = host_config.get("NetworkMode") or "default"
+                        first = (
+                            netcfg.get(mode_key) or netcfg.get(target) or netcfg.get(primary.name)
+                        )
+                        networks.append((primary, first or {}))
+                        for ref, epcfg in netcfg.items():
+                            if ref in (mode_key, target):
+                                continue
+                            other_net = self.networks.get(ref)
+                            if other_net.id != primary.id:
+                                networks.append((other_net, epcfg or {}))
+                c.links = self._check_links(c, host_config.get("Links") or [], networks)
+            except NotFound as exc:
+                raise BadRequest(exc.message) from exc
             held: builtins.list[tuple[str, str]] = []
             bindings: builtins.list[portlib.PortBinding] = []
             try:

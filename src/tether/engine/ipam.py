@@ -67,11 +67,12 @@ class PoolConfig:
     ip_range: IPv4Network | None = None
     aux: dict[str, IPv4Address] = field(default_factory=dict)
     user_subnet: bool = True
+    ip_range_text: str = ""  # the range as the user wrote it (Docker shows it unmasked)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Subnet": str(self.subnet)}
         if self.ip_range is not None:
-            out["IPRange"] = str(self.ip_range)
+            out["IPRange"] = self.ip_range_text or str(self.ip_range)
         out["Gateway"] = str(self.gateway)
         if self.aux:
             out["AuxiliaryAddresses"] = {k: str(v) for k, v in self.aux.items()}
@@ -85,6 +86,7 @@ class PoolConfig:
             ip_range=IPv4Network(d["IPRange"]) if d.get("IPRange") else None,
             aux={k: IPv4Address(v) for k, v in (d.get("AuxiliaryAddresses") or {}).items()},
             user_subnet=user_subnet,
+            ip_range_text=d.get("IPRange") or "",
         )
 
 
@@ -112,7 +114,7 @@ def validate_config(
         if ip not in net:
             raise BadRequest(f"no matching subnet for aux-address {value}")
         aux_ips[name] = ip
-    return PoolConfig(net, gw, rng, aux_ips)
+    return PoolConfig(net, gw, rng, aux_ips, ip_range_text=ip_range or "")
 
 
 class PoolPicker:

@@ -144,7 +144,13 @@ class PyrouteNetlink:
         await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix))
         await ns.link("set", index=idx, state="up")
         if spec.gateway:
-            await ns.route("add", dst="0.0.0.0/0", gateway=spec.gateway, oif=idx)
+            from pyroute2.netlink.exceptions import NetlinkError
+
+            try:
+                await ns.route("add", dst="0.0.0.0/0", gateway=spec.gateway, oif=idx)
+            except NetlinkError as exc:
+                if exc.code != 17:  # EEXIST: an earlier endpoint already gives the default route
+                    raise
 
     async def loopback_up(self, ns_path: str) -> None:
         ns = await self._ipr(ns_path)
@@ -175,6 +181,10 @@ class PyrouteNetlink:
             idx = await self._index(host_ifname)
             assert idx is not None
             await ipr.link("set", index=idx, master=br, state="up")
+            # hairpin: a frame may leave through the port it came in on, so a container
+            # reaches its own published port through a host address (DNAT sends it back).
+            # The attribute is IFLA_BRPORT_MODE ("mode"); pyroute2 ignores unknown names.
+            await ipr.brport("set", index=idx, mode=1)
             await self._configure_peer(spec)
         except NetlinkError as exc:
             await self.delete_link(host_ifname)
