@@ -46,6 +46,8 @@ class Netlink(Protocol):
         self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
     ) -> None: ...
 
+    async def ensure_vlan(self, name: str, parent: str, vid: int) -> None: ...
+
     async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None: ...
 
     async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None: ...
@@ -238,6 +240,7 @@ class PyrouteNetlink:
                     vxlan_local=local,
                     vxlan_port=port,
                     vxlan_learning=0,
+                    vxlan_proxy=1,  # answer ARP from the neighbour table (set_neigh)
                     mtu=mtu,
                 )
                 idx = await self._index(name)
@@ -246,6 +249,28 @@ class PyrouteNetlink:
             await ipr.link("set", index=idx, master=br, state="up")
         except NetlinkError as exc:
             raise _err(f"cannot set up vxlan {name}", exc) from exc
+
+    async def ensure_vlan(self, name: str, parent: str, vid: int) -> None:
+        """An 802.1Q sub-interface ``name`` of ``parent`` (kernels without vlan: 95)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        if await self._index(name) is not None:
+            return
+        link = await self._index(parent)
+        if link is None:
+            raise Internal(f"parent interface {parent} is missing")
+        try:
+            await ipr.link("add", ifname=name, kind="vlan", link=link, vlan_id=vid)
+            idx = await self._index(name)
+            await ipr.link("set", index=idx, state="up")
+        except NetlinkError as exc:
+            if exc.code == 95:
+                raise Internal(
+                    f"cannot create VLAN interface {name}: this kernel has no 802.1Q (vlan) "
+                    "support"
+                ) from exc
+            raise _err(f"cannot create VLAN interface {name}", exc) from exc
 
     async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
@@ -261,6 +286,7 @@ class PyrouteNetlink:
                 lladdr=mac,
                 dst=dst,
                 state=0x80,  # NUD_PERMANENT
+                flags=0x02,  # NTF_SELF: the vxlan device's own table, not the bridge's
             )
         except NetlinkError as exc:
             if present or exc.code not in (2, 19):
@@ -351,6 +377,9 @@ class ThreadedNetlink:
         self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
     ) -> None:
         await self._call("ensure_vxlan", name, vni, local, bridge, mtu, port)
+
+    async def ensure_vlan(self, name: str, parent: str, vid: int) -> None:
+        await self._call("ensure_vlan", name, parent, vid)
 
     async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
         await self._call("set_fdb", vxlan, mac, dst, present)
