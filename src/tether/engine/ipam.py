@@ -83,7 +83,7 @@ class PoolConfig:
         return cls(
             subnet=IPv4Network(d["Subnet"]),
             gateway=IPv4Address(d["Gateway"]),
-            ip_range=IPv4Network(d["IPRange"]) if d.get("IPRange") else None,
+            ip_range=IPv4Network(d["IPRange"], strict=False) if d.get("IPRange") else None,
             aux={k: IPv4Address(v) for k, v in (d.get("AuxiliaryAddresses") or {}).items()},
             user_subnet=user_subnet,
             ip_range_text=d.get("IPRange") or "",
