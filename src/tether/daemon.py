@@ -32,6 +32,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     from tether.engine.resolver import EngineResolver
     from tether.linux.netlink import ThreadedNetlink
     from tether.linux.netns import NetnsDir
+    from tether.linux.sysctl import ProcSysctl
     from tether.runtime.images import ImageStore
     from tether.runtime.monitor import Runtime
     from tether.store.sqlite import SqliteStore
@@ -41,7 +42,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     store = SqliteStore(cfg.data_root / "tether.db")
     netlink = ThreadedNetlink()
     drivers: dict[str, Any] = {
-        "bridge": BridgeDriver(netlink),
+        "bridge": BridgeDriver(netlink, ProcSysctl()),
         "host": HostDriver(),
         "null": NullDriver(),
     }
@@ -73,8 +74,9 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
 
 
 def _enable_ip_forward() -> None:
-    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-        f.write("1")
+    from tether.linux.sysctl import ProcSysctl, enable_ip_forward
+
+    enable_ip_forward(ProcSysctl())
 
 
 async def serve(cfg: DaemonConfig) -> None:
@@ -94,6 +96,10 @@ async def serve(cfg: DaemonConfig) -> None:
         os.unlink(path)
     site = web.UnixSite(runner, path)
     await site.start()
+    # Only root may drive the daemon: owner root, group root, 0660 (Docker uses a "docker"
+    # group). Born 0755 under the usual umask, the socket was never writable (connectable)
+    # by others, so there is no window before the chmod.
+    os.chown(path, 0, 0)
     os.chmod(path, 0o660)
     log.info("API listening on %s", path)
     stop = asyncio.Event()

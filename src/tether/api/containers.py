@@ -122,8 +122,15 @@ def networks_json(engine: Any, c: Container) -> dict[str, Any]:
     return out
 
 
+def _has_ports(c: Container) -> bool:
+    """Docker lists ports only while the sandbox exists, and none in host mode."""
+    return c.running and c.network_mode != "host"
+
+
 def ports_of(c: Container) -> dict[str, Any]:
-    bindings = [portlib.PortBinding(**p) for p in c.ports] if c.running else []
+    if not _has_ports(c):
+        return {}
+    bindings = [portlib.PortBinding(**p) for p in c.ports]
     exposed = portlib.exposed_keys(c.config.get("ExposedPorts"), c.host_config.get("PortBindings"))
     return portlib.ports_json(exposed, bindings)
 
@@ -216,8 +223,8 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
 
 
 def summary_json(engine: Any, c: Container) -> dict[str, Any]:
-    ports = []
-    if c.running:
+    ports: list[dict[str, Any]] = []
+    if _has_ports(c):
         for p in c.ports:
             ports.append(
                 {
@@ -227,11 +234,11 @@ def summary_json(engine: Any, c: Container) -> dict[str, Any]:
                     "Type": p["proto"],
                 }
             )
-    bound = {(p["container_port"], p["proto"]) for p in c.ports} if c.running else set()
-    for key in portlib.exposed_keys(c.config.get("ExposedPorts")):
-        port, proto = portlib.parse_port_key(key)
-        if (port, proto) not in bound:
-            ports.append({"PrivatePort": port, "Type": proto})
+        bound = {(p["container_port"], p["proto"]) for p in c.ports}
+        for key in portlib.exposed_keys(c.config.get("ExposedPorts")):
+            port, proto = portlib.parse_port_key(key)
+            if (port, proto) not in bound:
+                ports.append({"PrivatePort": port, "Type": proto})
     return {
         "Id": c.id,
         "Names": ["/" + c.name],
@@ -304,8 +311,17 @@ async def list_containers(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
+    warnings = create_warnings(body)
     c = await engine.containers.create(body, request.query.get("name") or None)
-    return json_response({"Id": c.id, "Warnings": []}, status=201)
+    return json_response({"Id": c.id, "Warnings": warnings}, status=201)
+
+
+def create_warnings(body: dict[str, Any]) -> list[str]:
+    """Docker's create warnings (the CLI prints each as ``WARNING: ...``)."""
+    hc = body.get("HostConfig") or {}
+    if isinstance(hc, dict) and hc.get("NetworkMode") == "host" and hc.get("PortBindings"):
+        return ["Published ports are discarded when using host network mode"]
+    return []
 
 
 async def inspect(request: web.Request) -> web.Response:

@@ -1,10 +1,19 @@
-"""The bridge driver: a Linux bridge per network, a veth pair per endpoint."""
+"""The bridge driver: a Linux bridge per network, a veth pair per endpoint.
+
+Published ports need two kernel settings besides tether's nftables table
+(``tether.engine.firewall``): ``route_localnet`` on each bridge (so traffic to
+127.0.0.1:PORT, DNAT'ed in the ``output`` hook, may leave through the bridge and
+its replies come back), set here when the bridge is made or restored; and
+hairpin mode on each veth bridge port (so a container reaches its own
+published port through a host address), set by ``Netlink.add_veth``.
+"""
 
 from __future__ import annotations
 
 from tether.engine.model import OPT_BRIDGE_NAME, Endpoint, Network
 from tether.errors import BadRequest
 from tether.linux.netlink import LinkSpec, Netlink
+from tether.linux.sysctl import Sysctl, set_route_localnet
 
 MAX_IFNAME = 15
 
@@ -26,8 +35,9 @@ class BridgeDriver:
     name = "bridge"
     scope = "local"
 
-    def __init__(self, netlink: Netlink) -> None:
+    def __init__(self, netlink: Netlink, sysctl: Sysctl | None = None) -> None:
         self.nl = netlink
+        self.sysctl = sysctl
 
     def validate(self, net: Network) -> None:
         name = bridge_name(net)
@@ -41,6 +51,8 @@ class BridgeDriver:
         pools = net.pools
         address = f"{pools[0].gateway}/{pools[0].subnet.prefixlen}" if pools else None
         await self.nl.ensure_bridge(net.ifname, address, net.mtu)
+        if self.sysctl is not None:
+            set_route_localnet(self.sysctl, net.ifname)
 
     async def restore(self, net: Network) -> None:
         await self.create(net)

@@ -477,7 +477,16 @@ class ContainerController:
                         cfg.get("ExposedPorts"),
                         bool(host_config.get("PublishAllPorts")),
                     )
-                    bindings = self.allocator.allocate(requests)
+                    try:
+                        bindings = self.allocator.allocate(requests)
+                        portlib.check_host_ips(bindings)
+                    except (Conflict, BadRequest) as exc:
+                        # Docker's text (it fails at start; tether at create, nothing made)
+                        epid = c.endpoints[networks[0][0].id]["id"]
+                        raise type(exc)(
+                            "driver failed programming external connectivity on endpoint "
+                            f"{c.name} ({epid}): {exc.message}"
+                        ) from exc
                     c.ports = [asdict(b) for b in bindings]
                 ops = [
                     Op("create", f"cnames/{c.name}", {"id": c.id}),

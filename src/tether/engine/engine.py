@@ -2,6 +2,13 @@
 
 The API layer talks only to this class. It owns every long-lived part
 (controllers, DNS server, background tasks) and closes them on shutdown.
+
+Firewall: the desired state is derived from the store (networks and running
+containers' published ports) and applied whole at start and on every change
+(``sync_firewall``). A background task owned by the engine checks every
+``firewall_check_s`` seconds that tether's nftables tables are still exactly
+what it installed and re-applies them otherwise (``nft flush ruleset``, a
+firewall reload, a table deleted by hand); ``close`` cancels it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class Engine:
         self.runtime: Any = None
         self._fw_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.firewall_check_s = 5.0
 
     # ---- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -47,6 +55,8 @@ class Engine:
         if self.containers is not None:
             await self.containers.start()
         await self.sync_firewall()
+        if self.cfg.iptables and self.firewall_check_s > 0:
+            self.spawn(self._watch_firewall())
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -93,6 +103,25 @@ class Engine:
         async with self._fw_lock:
             nets, ports = self.firewall_state()
             self.firewall.apply(nets, ports)
+
+    async def check_firewall(self) -> bool:
+        """Re-apply tether's tables when someone changed them; True when it did."""
+        if not self.cfg.iptables:
+            return False
+        async with self._fw_lock:
+            nets, ports = self.firewall_state()
+            redone: bool = self.firewall.ensure(nets, ports)
+        if redone:
+            log.warning("firewall: tether's nftables tables were changed or removed; re-applied")
+        return redone
+
+    async def _watch_firewall(self) -> None:
+        while True:
+            await asyncio.sleep(self.firewall_check_s)
+            try:
+                await self.check_firewall()
+            except Exception as exc:  # keep checking: the next round may succeed
+                log.error("firewall check failed: %s", exc)
 
     # ---- networks ----------------------------------------------------------------
     def network_in_use(self, net: Network) -> bool:

@@ -74,6 +74,13 @@ Tables (IPv4 only, like tether's networks):
 Replacing idempotently on nft 1.0.6 (no ``destroy``): ``add table`` →
 ``delete table`` → ``add table …`` in one batch. tether never flushes the
 ruleset.
+
+Drift (someone ran ``nft flush ruleset``, deleted tether's table or edited
+its chains): ``apply`` keeps the kernel's listing of what it just installed;
+``ensure`` lists again and re-applies the desired state when the two differ
+(and re-creates an empty ``tether-user`` when that is gone too). The engine
+calls it every few seconds and the daemon's start applies anyway, so the
+table comes back exactly, from the store, without touching other tables.
 """
 
 from __future__ import annotations
@@ -132,6 +139,10 @@ class Firewall(Protocol):
 
     def current(self) -> JSON | None:
         """tether's tables as the kernel lists them now (without handles), or None."""
+        ...
+
+    def ensure(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> bool:
+        """Re-apply when tether's tables are not as the last apply left them; True if so."""
         ...
 
 
@@ -398,6 +409,7 @@ class NftFirewall:
     def __init__(self, nft: Nft | None = None) -> None:
         self._nft: Nft = nft if nft is not None else LibNft()
         self._user_checked = False
+        self._last: JSON | None = None
 
     def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
         batch = render(nets, ports)
@@ -408,12 +420,21 @@ class NftFirewall:
         except NftError as exc:
             raise Internal(f"firewall: nftables rejected the update: {exc.message}") from exc
         self._user_checked = True
+        self._last = self.current()
 
     def remove(self) -> None:
         try:
             self._nft.run(render_remove())
         except NftError as exc:
             raise Internal(f"firewall: cannot remove tether's tables: {exc.message}") from exc
+        self._last = None
+
+    def ensure(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> bool:
+        if self._last is not None and self.current() == self._last:
+            return False
+        self._user_checked = False  # a flushed ruleset took the user's table too
+        self.apply(nets, ports)
+        return True
 
     def current(self) -> JSON | None:
         main = _list_table(self._nft, FAMILY, TABLE)
@@ -447,3 +468,10 @@ class FakeFirewall:
 
     def current(self) -> JSON | None:
         return render(self.nets, self.ports) if self.present else None
+
+    def ensure(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> bool:
+        """Re-apply when ``present`` was cleared (a test's stand-in for a flushed ruleset)."""
+        if self.present:
+            return False
+        self.apply(nets, ports)
+        return True

@@ -19,12 +19,21 @@ tether runs no userland proxy, so, like Docker with ``userland-proxy: false``,
 a port a host process already listens on is not detected.
 
 IPv4 only: a HostIp of ``::`` is refused (tether's networks are IPv4).
+
+A specific HostIp must be an address of this host (``check_host_ips``), as
+in Docker, whose port mapper binds the address and fails the start with
+``Error starting userland proxy: listen tcp4 IP:PORT: bind: cannot assign
+requested address``. tether checks at create (nothing is left behind) and
+says ``listen tcp4 IP:PORT: bind: cannot assign requested address``: it has
+no userland proxy, so that part of Docker's text would mislead.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+import socket
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +155,28 @@ def exposed_keys(
     for key in list(exposed or ()) + list(port_bindings or ()):
         keys.add(parse_port_key(key))
     return [f"{p}/{proto}" for p, proto in sorted(keys, key=lambda k: (k[1], k[0]))]
+
+
+def host_has_address(ip: str) -> bool:
+    """Whether ``ip`` is an address of this host (of the daemon's network namespace)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, 0))
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+    return True
+
+
+def check_host_ips(
+    bindings: Iterable[PortBinding], is_local: Callable[[str], bool] = host_has_address
+) -> None:
+    """``BadRequest`` when a binding names a host address this host does not have."""
+    for b in bindings:
+        if b.host_ip != ANY and not is_local(b.host_ip):
+            where = f"{b.proto}4 {b.host_ip}:{b.host_port}"
+            raise BadRequest(f"listen {where}: bind: cannot assign requested address")
 
 
 # --------------------------------------------------------------------------- output
