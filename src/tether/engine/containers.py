@@ -621,6 +621,11 @@ class ContainerController:
             target = target.lstrip("/")
             alias = (alias or target).lstrip("/").split("/")[-1]
             other = self.find(target)
+            if not default:
+                # User-defined network (Docker): a link is only a DNS alias of the target's
+                # name for the linking container; not checked, resolved at query time.
+                out.append([other.id if other is not None else target, alias])
+                continue
             if other is None:
                 raise NotFound(f"could not get container for {target}: No such container: {target}")
             if default:
@@ -638,6 +643,11 @@ class ContainerController:
         return out
 
     # ---- start ---------------------------------------------------------------------
+    def _on_default_bridge(self, c: Container) -> bool:
+        """Legacy links (hosts lines, env vars, start checks) exist only on ``bridge``."""
+        bridge = self.networks.find("bridge")
+        return bridge is not None and bridge.id in c.endpoints
+
     def _uses_embedded_dns(self, c: Container) -> bool:
         for ep in c.eps():
             net = self.networks.networks.get(ep.network_id)
@@ -677,7 +687,7 @@ class ContainerController:
             other = self.get(c.network_mode.split(":", 1)[1])
             if not other.running:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
-        for tid, alias in c.links:
+        for tid, alias in c.links if self._on_default_bridge(c) else []:
             target = self.containers.get(tid)
             if target is None or not target.running:
                 name = target.name if target else tid
@@ -787,10 +797,7 @@ class ContainerController:
             text = sbx.hosts_text(link_lines, own_ip, hostname)
         sbx.write_atomic(d / "hosts", text)
         embedded = kind == "network" and self._uses_embedded_dns(c)
-        dns = c.host_config.get("Dns") or self.dns_servers
-        sbx.write_atomic(
-            d / "resolv.conf", sbx.resolv_text(embedded, dns, sbx.host_resolv(), kind == "host")
-        )
+        sbx.write_atomic(d / "resolv.conf", self._resolv_text(c, embedded, kind == "host"))
 
     def _bundle(self, c: Container, ns_path: str | None, kind: str) -> Path:
         from tether.runtime import oci
@@ -821,13 +828,17 @@ class ContainerController:
 
     def _link_env(self, c: Container) -> builtins.list[str]:
         out: builtins.list[str] = []
+        if not self._on_default_bridge(c):
+            return out  # Docker sets link variables only on the default bridge
+        bridge = self.networks.find("bridge")
         for tid, alias in c.links:
             other = self.containers.get(tid)
             if other is None:
                 continue
             prefix = alias.upper().replace("-", "_").replace(".", "_")
             out.append(f"{prefix}_NAME=/{c.name}/{alias}")
-            ip = next(iter(other.endpoints.values()))["ip"] if other.endpoints else ""
+            bep = other.endpoints.get(bridge.id) if bridge is not None else None
+            ip = bep["ip"] if bep else ""
             exposed = portlib.exposed_keys(other.config.get("ExposedPorts"))
             for i, key in enumerate(exposed):
                 port, proto = portlib.parse_port_key(key)
@@ -1125,7 +1136,9 @@ class ContainerController:
                     await self.drivers[net.driver].join(net, ep, ns)
                     c.endpoints[net.id] = ep.to_dict()
                     if self.dns is not None and not net.predefined:
-                        await self.dns.add_sandbox(c.id, ns)
+                        # one listener per sandbox, whatever the number of networks
+                        if c.id not in self.dns.sandboxes():
+                            await self.dns.add_sandbox(c.id, ns)
                         self._rewrite_resolv(c)
                 await self.save(c)
             except BaseException:
@@ -1145,8 +1158,18 @@ class ContainerController:
 
     def _rewrite_resolv(self, c: Container) -> None:
         d = self.files_dir(c)
-        dns = c.host_config.get("Dns") or self.dns_servers
-        sbx.write_atomic(d / "resolv.conf", sbx.resolv_text(True, dns, sbx.host_resolv(), False))
+        sbx.write_atomic(d / "resolv.conf", self._resolv_text(c, True, False))
+
+    def _resolv_text(self, c: Container, embedded: bool, host_mode: bool) -> str:
+        hc = c.host_config
+        return sbx.resolv_text(
+            embedded,
+            hc.get("Dns") or self.dns_servers,
+            sbx.host_resolv(),
+            host_mode,
+            dns_search=hc.get("DnsSearch") or (),
+            dns_options=hc.get("DnsOptions") or (),
+        )
 
     def _next_if(self, c: Container) -> int:
         used = {Endpoint.from_dict(e).ifname for e in c.endpoints.values()}

@@ -6,6 +6,15 @@ and their short id, plus its own ``--link`` aliases (scoped to itself, as
 Docker does on user-defined networks). Every lookup reads the live container
 table, so a new name answers as soon as ``run`` returns and a removed one stops
 at once (the DNS server's answer cache is dropped on every change).
+
+Links on user-defined networks are Docker's: ``--link target:alias`` makes ``alias`` a name
+only the linking container resolves, to ``target``'s address on the networks the two share.
+The target is found by id, else by name, at query time (Docker resolves a link alias to the
+target's name, so a link to a container that starts later answers once it runs).
+
+Upstreams: the container's ``--dns``, else daemon.json ``dns``, else the host's nameservers
+(:func:`tether.engine.sandbox.host_resolv`), loopback ones included: forwarding runs in the
+daemon's namespace, where the host's 127.0.0.53 is reachable.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ class EngineResolver:
         # links are aliases only the linking container sees
         for tid, alias in asker.links:
             if alias.lower() == name:
-                target = self.containers.containers.get(tid)
+                target = self._link_target(tid)
                 if target is not None and target.running:
                     for nid in nets:
                         ep = target.endpoints.get(nid)
@@ -53,6 +62,14 @@ class EngineResolver:
                 if name in names and ep.ip not in found:
                     found.append(ep.ip)
         return found or None
+
+    def _link_target(self, ref: str) -> Any:
+        target = self.containers.containers.get(ref)
+        if target is None:
+            for c in self.containers.containers.values():
+                if c.name == ref:
+                    return c
+        return target
 
     def reverse(self, sandbox: str, ip: str) -> str | None:
         asker = self.containers.containers.get(sandbox)
