@@ -342,6 +342,27 @@ def test_rm_leaves_nothing(h: LabHost) -> None:
     assert cid not in containers
 
 
+def test_failed_start_leaves_nothing(h: LabHost) -> None:
+    nsdir = Path(h.exec_root) / "netns"
+
+    def ns_files() -> list[str]:
+        return sorted(os.listdir(nsdir)) if nsdir.exists() else []
+
+    links_before, ns_before = sorted(links(h)), ns_files()
+    r = docker(h, "run", "--name", "broken", "--network", "jasonyin2020", A, "/no/such/binary")
+    assert r.returncode != 0
+    assert "Error response from daemon" in r.stderr
+    cid = cinspect(h, "broken")["Id"]
+    assert cinspect(h, "broken")["State"]["Running"] is False
+    assert sorted(links(h)) == links_before
+    assert ns_files() == ns_before
+    ok(h, "rm", "broken")
+    assert mounts_mentioning([cid]) == []
+    assert "broken" not in ps_names(h)
+    containers = json.loads(ok(h, "network", "inspect", "jasonyin2020"))[0]["Containers"]
+    assert cid not in containers
+
+
 # ---------------------------------------------------------------- daemon crash (last)
 
 

@@ -368,6 +368,7 @@ def test_rm_with_active_endpoints(host1: LabHost, alpine: str) -> None:
             "Error response from daemon: error while removing network: network busy id "
             f"{nid} has active endpoints"
         )
+        assert "exit status 1" in r.stderr
         assert "busy" in ok(host1, "network", "ls", "--format", "{{.Name}}").split()
     finally:
         ok(host1, "rm", "-f", "busy-c")
