@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tether.api.app import ENGINE, Router, json_response, read_json
 from tether.api.streams import Hijacked
-from tether.errors import BadRequest, Conflict, NotFound
+from tether.errors import BadRequest, Conflict, NotFound, TetherError
 
 
 @dataclass
@@ -82,16 +82,29 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     tty = bool(body.get("Tty", rec.tty))
     if rec.running or rec.exit_code is not None:
         raise Conflict(f"exec {rec.id} has already been started")
-    proc = await engine.runtime.exec(
-        rec.container_id,
-        rec.cmd,
-        env=rec.env,
-        cwd=rec.workdir or None,
-        user=rec.user or None,
-        tty=tty,
-        stdin=rec.stdin and not detach,
-        privileged=rec.privileged,
-    )
+    # Like Docker, answer 101 before the process starts: output written together with the
+    # upgrade headers lands in the client's HTTP buffer, which docker-py never reads.
+    hj = None if detach else await Hijacked.open(request, multiplex=not tty)
+    try:
+        proc = await engine.runtime.exec(
+            rec.container_id,
+            rec.cmd,
+            env=rec.env,
+            cwd=rec.workdir or None,
+            user=rec.user or None,
+            tty=tty,
+            stdin=rec.stdin and not detach,
+            privileged=rec.privileged,
+        )
+    except TetherError as exc:
+        if hj is None:
+            raise
+        # after the upgrade the error goes on the stream; docker exec reads 126 from inspect
+        rec.exit_code = 126
+        rec.done.set()
+        hj.write("stderr", (exc.message + "\r\n").encode())
+        await hj.finish()
+        return hj.resp
     rec.proc, rec.running, rec.pid = proc, True, proc.pid
 
     async def reap() -> None:
@@ -104,7 +117,7 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     if detach:
         request.app[ENGINE].spawn(_drain_and_reap(proc, reap))
         return web.Response(status=200)
-    hj = await Hijacked.open(request, multiplex=not tty)
+    assert hj is not None
     pump: asyncio.Task[Any] | None = None
     if rec.stdin:
 
