@@ -23,6 +23,7 @@ log = logging.getLogger("tether.daemon")
 async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     """Build every part; returns the engine and the parts to close, in order."""
     from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
+    from tether.drivers.macvlan import IpvlanDriver, MacvlanDriver
     from tether.engine.containers import ContainerController
     from tether.engine.dns import DnsServer
     from tether.engine.engine import Engine
@@ -45,7 +46,16 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
         "bridge": BridgeDriver(netlink, ProcSysctl()),
         "host": HostDriver(),
         "null": NullDriver(),
+        "macvlan": MacvlanDriver(netlink),
+        "ipvlan": IpvlanDriver(netlink),
     }
+    overlay = None
+    if cfg.cluster_store:
+        from tether.drivers.overlay import OverlayDriver
+        from tether.engine.cluster import advertise_address
+
+        overlay = OverlayDriver(netlink, advertise_address(cfg.cluster_advertise))
+        drivers["overlay"] = overlay
     networks = NetworkController(
         store, drivers, PoolPicker(cfg.default_pools), host_routes=netlink.host_routes
     )
@@ -70,7 +80,16 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     dns = DnsServer(EngineResolver(containers, networks, cfg.dns))
     containers.dns = dns
     engine.containers = containers
-    return engine, [dns, runtime, netlink, store]
+    parts: list[Any] = [dns, runtime, netlink, store]
+    if overlay is not None and cfg.cluster_store:
+        from tether.engine.cluster import GatewayBridge, build_cluster
+
+        gateway = GatewayBridge(networks, netlink, store, on_change=engine.sync_firewall)
+        cluster = build_cluster(cfg.cluster_store, overlay, networks, gateway, dns.invalidate)
+        # started by NetworkController.load, adopted in serve()
+        engine.cluster = cluster  # type: ignore[attr-defined]
+        parts.insert(0, cluster)
+    return engine, parts
 
 
 def _enable_ip_forward() -> None:
@@ -87,6 +106,8 @@ async def serve(cfg: DaemonConfig) -> None:
     _enable_ip_forward()
     engine, parts = await build_engine(cfg)
     await engine.start()
+    if getattr(engine, "cluster", None) is not None:
+        await engine.cluster.adopt_local(engine.containers)
     app = make_app(engine)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

@@ -82,6 +82,7 @@ class NetworkController:
         self.networks: dict[str, Network] = {}
         self.spaces: dict[str, list[AddressSpace]] = {}
         self.lock = asyncio.Lock()
+        self.cluster: Any = None  # engine.cluster.ClusterView with --cluster-store (global nets)
 
     # ---- loading -----------------------------------------------------------
     async def load(self) -> None:
@@ -97,6 +98,8 @@ class NetworkController:
                 addr = ipaddress.IPv4Address(ip)
                 if addr in space.cfg.subnet:
                     space.reserve(addr)
+        if self.cluster is not None:
+            await self.cluster.start()  # global networks and their holdings, from etcd
 
     def _index(self, net: Network) -> None:
         self.networks[net.id] = net
@@ -219,6 +222,11 @@ class NetworkController:
                 net.internal = True  # Docker: no parent means an internal network
             net.configs, net.user_subnet = self._pools_for(req)
             driver.validate(net)
+            if net.scope == "global":
+                await self.cluster.create_network(net)  # etcd: name, VNI, pools, record
+                await driver.create(net)
+                self._changed()
+                return net
             await self._persist_new(net)
             try:
                 await self._make_kernel(net)
@@ -283,6 +291,11 @@ class NetworkController:
                     f"error while removing network: network {net.name} id {net.id} "
                     "has active endpoints"
                 )
+            if net.scope == "global" and self.cluster is not None:
+                await self.cluster.remove_network(net)
+                await self._driver(net.driver).delete(net)
+                self._changed()
+                return
             await self._driver(net.driver).delete(net)
             await self.store.txn(
                 [Op("delete", f"networks/{net.id}"), Op("delete", f"netnames/{net.name}")]
@@ -355,6 +368,33 @@ class NetworkController:
             return str(got), space.cfg.subnet.prefixlen, str(space.cfg.gateway)
         assert last is not None
         raise last
+
+    async def hold_global(self, net: Network, ip: str, static: str, owner: str) -> str:
+        """On a global network, hold ``ip`` (from ``allocate``) in the cluster store too.
+
+        Another host may hold it already (create-if-absent fails): a static address is
+        then ``Address already in use``; an automatic one moves on to the next free one.
+        Returns the address held. Local networks: ``ip`` unchanged.
+        """
+        if net.scope != "global" or self.cluster is None:
+            return ip
+        for _ in range(256):
+            try:
+                ok = await self.cluster.claim_ip(net.id, ip, owner)
+            except BaseException:
+                self.release(net.id, ip)
+                raise
+            if ok:
+                return ip
+            # someone else holds it: keep it reserved here, try another
+            if static:
+                raise Conflict("Address already in use")
+            ip, _prefix, _gw = self.allocate(net, None)
+        raise Conflict("Address already in use")
+
+    async def release_global(self, net_id: str, ip: str) -> None:
+        if self.cluster is not None and ip and self.cluster.is_global(net_id):
+            await self.cluster.release_ip(net_id, ip)
 
     def release(self, net_id: str, ip: str) -> None:
         if not ip:

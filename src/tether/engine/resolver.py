@@ -61,7 +61,21 @@ class EngineResolver:
                 names = {c.name.lower(), c.id[:12]} | {a.lower() for a in ep.aliases}
                 if name in names and ep.ip not in found:
                     found.append(ep.ip)
+            for rec in self._remote(nid):
+                names = {str(rec.get("name", "")).lower(), str(rec.get("container", ""))[:12]}
+                names |= {str(a).lower() for a in rec.get("aliases") or []}
+                ip = str(rec.get("ip") or "")
+                if name in names and ip and ip not in found:
+                    found.append(ip)
         return found or None
+
+    def _remote(self, nid: str) -> list[dict[str, Any]]:
+        """Endpoints of other hosts on a global network (the cluster view), else none."""
+        cluster = getattr(self.networks, "cluster", None)
+        if cluster is None:
+            return []
+        records: list[dict[str, Any]] = cluster.remote_endpoints(nid)
+        return records
 
     def _link_target(self, ref: str) -> Any:
         target = self.containers.containers.get(ref)
@@ -80,6 +94,10 @@ class EngineResolver:
             for c, ep in self.containers.endpoints_on(nid):
                 if c.running and ep.ip == ip:
                     return f"{c.name}.{net.name}" if net is not None else c.name
+            for rec in self._remote(nid):
+                if rec.get("ip") == ip:
+                    rname = str(rec.get("name", ""))
+                    return f"{rname}.{net.name}" if net is not None else rname
         return None
 
     def upstreams(self, sandbox: str) -> list[str]:

@@ -1,0 +1,137 @@
+"""The macvlan driver: each endpoint is a macvlan sub-interface of a host interface.
+
+``docker network create -d macvlan -o parent=IFACE [-o macvlan_mode=MODE]``:
+every container gets its own MAC on the parent's LAN (modes ``bridge``
+(default), ``private``, ``vepa``, ``passthru``). The sub-interface is made on
+the host and moved into the sandbox as ``eth<n>`` with the endpoint's address;
+addresses come from the network's own pool and are unique per host only
+(macvlan networks are local scope, as in Docker: give each host a distinct
+``--ip-range`` or static ``--ip`` addresses).
+
+Parents:
+
+- ``eth0.10`` (a dot and a number) means the 802.1Q sub-interface VLAN 10 of
+  ``eth0``; it is created with the network (and removed with it) when missing.
+  Kernels without the vlan link type (this one) refuse it with a clear error.
+- no parent: an *internal* network. Docker makes a ``dummy`` link as parent;
+  this kernel has no dummy type, so tether makes an empty Linux bridge
+  (``tmv-<id>``, no address, no ports) and hangs the macvlans off it: the
+  containers of the network reach each other (bridge mode) and nothing else.
+
+The kernel rule every macvlan user meets: the host cannot talk to its own
+macvlan containers through the parent (frames from a macvlan never go out and
+back in through its lower device). The usual fix is a macvlan "shim" on the host
+(``ip link add shim link PARENT type macvlan mode bridge`` plus an address and
+a route); tether does not make one unasked.
+
+ipvlan: the driver accepts ``-d ipvlan`` only where the kernel has the type;
+here creation fails with "this kernel has no ipvlan support".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from tether.engine.model import Endpoint, Network
+from tether.errors import BadRequest, Internal, TetherError
+from tether.linux.netlink import LinkSpec, Netlink
+
+MODES = ("bridge", "private", "vepa", "passthru")
+OPT_PARENT = "parent"
+OPT_MODE = "macvlan_mode"
+VLAN_RE = re.compile(r"^(?P<parent>[^.]+)\.(?P<vid>\d+)$")
+
+
+def internal_parent(net: Network) -> str:
+    return "tmv-" + net.id[:11]
+
+
+class MacvlanDriver:
+    name = "macvlan"
+    scope = "local"
+
+    def __init__(self, netlink: Netlink) -> None:
+        self.nl = netlink
+
+    def _parent(self, net: Network) -> str:
+        return net.options.get(OPT_PARENT) or internal_parent(net)
+
+    def validate(self, net: Network) -> None:
+        mode = net.options.get(OPT_MODE, "bridge")
+        if mode not in MODES:
+            raise BadRequest(
+                f"requested macvlan mode '{mode}' is not valid, 'bridge' mode is the macvlan "
+                "driver default"
+            )
+        parent = net.options.get(OPT_PARENT, "")
+        if parent and (len(parent) > 15 or "/" in parent or " " in parent):
+            raise BadRequest(f"invalid parent interface name {parent!r}")
+        m = VLAN_RE.match(parent)
+        if m and not 1 <= int(m["vid"]) <= 4094:
+            raise BadRequest(f"vlan id out of range: {m['vid']}")
+        if not 68 <= net.mtu <= 65535:
+            raise BadRequest(f"invalid MTU {net.mtu}")
+
+    async def create(self, net: Network) -> None:
+        parent = net.options.get(OPT_PARENT, "")
+        if not parent:
+            net.ifname = internal_parent(net)
+            await self.nl.ensure_bridge(net.ifname, None, net.mtu)
+            return
+        net.ifname = parent
+        if await self.nl.link_exists(parent):
+            return
+        m = VLAN_RE.match(parent)
+        if m is None:
+            raise BadRequest(f"-o parent interface was not found on the host: {parent}")
+        if not await self.nl.link_exists(m["parent"]):
+            raise BadRequest(f"-o parent interface was not found on the host: {m['parent']}")
+        await self.nl.ensure_vlan(parent, m["parent"], int(m["vid"]))
+        net.options["tether.created_vlan"] = "true"
+
+    async def restore(self, net: Network) -> None:
+        with contextlib.suppress(TetherError):  # a parent that went away: joins say so
+            await self.create(net)
+
+    async def delete(self, net: Network) -> None:
+        if not net.options.get(OPT_PARENT):
+            await self.nl.delete_link(internal_parent(net))
+        elif net.options.get("tether.created_vlan") == "true":
+            await self.nl.delete_link(net.options[OPT_PARENT])
+
+    async def join(self, net: Network, ep: Endpoint, ns_path: str) -> None:
+        parent = self._parent(net)
+        if not await self.nl.link_exists(parent):
+            raise Internal(f"parent interface {parent} of network {net.name} is missing")
+        spec = LinkSpec(
+            ns_path=ns_path,
+            ifname=ep.ifname,
+            mac=ep.mac,
+            address=f"{ep.ip}/{ep.prefixlen}",
+            gateway=ep.gateway or None,
+            mtu=net.mtu,
+        )
+        await self.nl.add_macvlan(parent, net.options.get(OPT_MODE, "bridge"), spec)
+
+    async def leave(self, net: Network, ep: Endpoint, ns_path: str) -> None:
+        return None  # the sub-interface lives in the sandbox and dies with it
+
+    def owned_links(self, net: Network) -> set[str]:
+        if not net.options.get(OPT_PARENT):
+            return {internal_parent(net)}
+        if net.options.get("tether.created_vlan") == "true":
+            return {net.options[OPT_PARENT]}
+        return set()
+
+
+class IpvlanDriver(MacvlanDriver):
+    """``-d ipvlan``: refused with a clear error on kernels without the ipvlan type."""
+
+    name = "ipvlan"
+
+    def validate(self, net: Network) -> None:
+        raise BadRequest(
+            "ipvlan networks cannot be created: this kernel has no ipvlan support "
+            "(link type ipvlan: Operation not supported)"
+        )

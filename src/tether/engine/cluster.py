@@ -1,0 +1,615 @@
+"""The cluster view: global networks, global IPAM and remote endpoints, kept in etcd.
+
+With ``--cluster-store`` the daemon builds one ``ClusterView``. Everything
+global lives in etcd under ``cluster/`` (below the store's own prefix):
+
+==============================  ====================================  =========
+key                             value                                 lifetime
+==============================  ====================================  =========
+``cluster/names/<name>``        ``{"id"}``                             network
+``cluster/networks/<id>``       the Network record (scope global)      network
+``cluster/vni/<vni>``           ``{"network"}``                        network
+``cluster/pools/<subnet>``      ``{"network"}``                        network
+``cluster/ipam/<net>/<ip>``     ``{"container", "host"}``              container
+``cluster/endpoints/<net>/<ep>`` name, aliases, ip, mac, vtep, host    host lease
+``cluster/hosts/<host>``        ``{"vtep"}``                           host lease
+==============================  ====================================  =========
+
+Every write that must not collide (a name, a VNI, a pool, an address) is a
+create-if-absent transaction, so two hosts racing can never both win; the
+loser retries (VNI, automatic addresses) or gets Docker's error text (names,
+pools, static addresses). Endpoint and host records are written under this
+host's lease (``LeaseKeeper``): when a host dies its records expire and every
+other host removes its FDB/neighbour entries from the watch. Address holdings
+are not leased (a container that is only stopped keeps its address, as in
+Docker); they are released when the container is removed.
+
+Every daemon reads a snapshot and then watches ``cluster/`` from the
+snapshot's revision + 1; ``WatchCompacted`` means a full resync (a new
+snapshot, compared with what is known, differences applied). While etcd is
+unreachable the watch waits and retries inside the store; the kernel entries
+stay, so existing containers keep talking; global writes fail with the
+store's ``Unavailable`` (503, naming the store). When etcd returns the watch
+resumes where it stopped, and this host re-puts its own endpoint records if
+its lease had expired meanwhile (``on_regrant``) and removes records of
+endpoints that went away while the store was unreachable.
+
+Global networks are shown through the ``NetworkController`` (its ``networks``
+dict and address spaces), so lookups, ``ls`` and ``inspect`` need no special
+case; the controller calls this class for creating, removing and holding
+addresses on global networks (``networks.cluster``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tether.drivers.overlay import VNI_MIN, OverlayDriver, Peer
+from tether.engine.model import (
+    OPT_BRIDGE_NAME,
+    OPT_ICC,
+    OPT_MASQ,
+    OPT_VXLANID,
+    Endpoint,
+    Network,
+    mac_for,
+)
+from tether.errors import BadRequest, Conflict, Forbidden, TetherError
+from tether.store.base import Event, Op, Store
+from tether.store.etcd import EtcdStore, LeaseKeeper, WatchCompacted
+
+log = logging.getLogger("tether.cluster")
+
+ROOT = "cluster/"
+LEASE_TTL = 10
+
+
+def _pool_key(subnet: str) -> str:
+    return ROOT + "pools/" + subnet.replace("/", "_")
+
+
+class ClusterView:
+    def __init__(
+        self,
+        store: EtcdStore,
+        host: str,
+        vtep: str,
+        networks: Any,
+        ttl: int = LEASE_TTL,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self.vtep = vtep
+        self.networks = networks  # the NetworkController
+        self.ttl = ttl
+        self.global_ids: set[str] = set()
+        self.endpoints: dict[str, dict[str, dict[str, Any]]] = {}  # net id -> ep id -> record
+        self.holdings: dict[str, set[str]] = {}  # net id -> ips held cluster-wide
+        self.hosts: dict[str, dict[str, Any]] = {}
+        self.mine: dict[str, dict[str, Any]] = {}  # key -> value of this host's endpoint records
+        self.pending_release: set[str] = set()  # ipam keys to delete when etcd is back
+        self.on_peer: Callable[[Network, Peer, bool], Awaitable[None]] | None = None
+        self.on_network_gone: Callable[[Network], Awaitable[None]] | None = None
+        self.on_resync: Callable[[Network], Awaitable[None]] | None = None
+        self.listeners: list[Callable[[], None]] = []
+        self.lease: LeaseKeeper | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.revision = 0
+        self.ready = asyncio.Event()
+        self.adopted = False  # own stale records are deleted only after adopt_local
+        self.driver: Any = None  # the OverlayDriver (set by build_cluster)
+
+    # ---- start / stop ----------------------------------------------------------
+    async def start(self) -> None:
+        """Register this host, read the snapshot, start the watch.
+
+        When etcd does not answer, the daemon still starts (local networks work) and
+        a background task keeps trying; global operations answer 503 meanwhile.
+        """
+        try:
+            await self._connect()
+        except TetherError as exc:
+            log.warning("cluster store not reachable at start (%s); retrying in background", exc)
+            self._task = asyncio.create_task(self._connect_then_run(), name="cluster-watch")
+            return
+        self._task = asyncio.create_task(self._run(), name="cluster-watch")
+
+    async def _connect(self) -> None:
+        lease = LeaseKeeper(self.store, self.ttl, on_regrant=self._regranted)
+        await lease.start()
+        self.lease = lease
+        try:
+            await self._register()
+            await self._resync()
+        except BaseException:
+            self.lease = None
+            await lease.close(revoke=False)
+            raise
+        self.ready.set()
+
+    async def _connect_then_run(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._connect()
+                break
+            except TetherError as exc:
+                log.debug("cluster store still unreachable: %s", exc)
+        await self._run()
+
+    async def adopt_local(self, containers: Any) -> None:
+        """After start: running local containers on overlays keep their records and data path."""
+        for c in containers.containers.values():
+            if not c.running:
+                continue
+            for ep in c.eps():
+                net = self.networks.networks.get(ep.network_id)
+                if net is None or net.id not in self.global_ids or self.driver is None:
+                    continue
+                try:
+                    await self.driver.adopt(net, ep)
+                except TetherError as exc:
+                    log.error("re-wiring overlay %s for %s: %s", net.name, c.name, exc.message)
+                self.adopt(net, ep)
+        self.adopted = True
+        if self.lease is not None:
+            try:
+                await self._reconcile_mine({k: dict(v) for k, v in self.endpoints.items()})
+            except TetherError as exc:
+                log.warning("own endpoint records not refreshed yet: %s", exc)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.lease is not None:
+            # Not revoked: containers outlive the daemon, and so must their records; if
+            # this host does not come back they expire with the lease.
+            await self.lease.close(revoke=False)
+        await self.store.close()
+
+    async def _register(self) -> None:
+        assert self.lease is not None
+        await self.store.put(
+            f"{ROOT}hosts/{self.host}", {"vtep": self.vtep}, lease=self.lease.lease_id
+        )
+
+    async def _regranted(self, lease_id: int) -> None:
+        await self._register()
+        for key, value in list(self.mine.items()):
+            await self.store.put(key, value, lease=lease_id)
+
+    # ---- watch -------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                async for ev in self.store.watch(ROOT, self.revision + 1):
+                    await self._apply(ev)
+                    self.revision = ev.revision
+                return  # the store was closed
+            except WatchCompacted:
+                log.warning("cluster watch compacted at %d: full resync", self.revision)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cluster watch failed: %s; resync", exc)
+            while True:
+                try:
+                    await self._resync()
+                    break
+                except TetherError as exc:
+                    log.warning("cluster resync failed: %s", exc)
+                    await asyncio.sleep(1.0)
+
+    def _notify(self) -> None:
+        for fn in self.listeners:
+            try:
+                fn()
+            except Exception:  # a listener must not stop the watch
+                log.exception("cluster listener failed")
+
+    async def _apply(self, ev: Event) -> None:
+        parts = ev.key[len(ROOT) :].split("/")
+        kind = parts[0]
+        if kind == "networks" and len(parts) == 2:
+            if ev.kind == "put" and ev.value is not None:
+                self._add_network(Network.from_dict(ev.value))
+            else:
+                await self._drop_network(parts[1])
+        elif kind == "ipam" and len(parts) == 3:
+            self._hold(parts[1], parts[2], ev.kind == "put")
+        elif kind == "endpoints" and len(parts) == 3:
+            await self._endpoint(parts[1], parts[2], ev.value if ev.kind == "put" else None)
+        elif kind == "hosts" and len(parts) == 2:
+            if ev.kind == "put" and ev.value is not None:
+                self.hosts[parts[1]] = ev.value
+            else:
+                self.hosts.pop(parts[1], None)
+        self._notify()
+
+    def _add_network(self, net: Network) -> None:
+        have = self.networks.networks.get(net.id)
+        self.global_ids.add(net.id)
+        if have is not None and have.vni == net.vni:
+            return
+        self.networks._index(net)
+        for ip in self.holdings.get(net.id, set()):
+            self._reserve(net.id, ip, True)
+
+    async def _drop_network(self, net_id: str) -> None:
+        net = self.networks.networks.pop(net_id, None)
+        self.networks.spaces.pop(net_id, None)
+        self.global_ids.discard(net_id)
+        self.endpoints.pop(net_id, None)
+        self.holdings.pop(net_id, None)
+        if net is not None and self.on_network_gone is not None:
+            await self.on_network_gone(net)
+
+    def _reserve(self, net_id: str, ip: str, held: bool) -> None:
+        addr = ipaddress.IPv4Address(ip)
+        for space in self.networks.spaces.get(net_id, []):
+            if addr in space.cfg.subnet:
+                if held:
+                    space.reserve(addr)
+                else:
+                    space.release(addr)
+
+    def _hold(self, net_id: str, ip: str, held: bool) -> None:
+        ips = self.holdings.setdefault(net_id, set())
+        if held:
+            ips.add(ip)
+        else:
+            ips.discard(ip)
+        self._reserve(net_id, ip, held)
+
+    async def _endpoint(self, net_id: str, ep_id: str, value: dict[str, Any] | None) -> None:
+        eps = self.endpoints.setdefault(net_id, {})
+        old = eps.get(ep_id)
+        if value is None:
+            eps.pop(ep_id, None)
+        else:
+            eps[ep_id] = value
+        net = self.networks.networks.get(net_id)
+        if net is None or self.on_peer is None:
+            return
+        changed = value is None or (old is not None and _peer(ep_id, old) != _peer(ep_id, value))
+        if old is not None and old.get("host") != self.host and changed:
+            await self.on_peer(net, _peer(ep_id, old), False)
+        if value is not None and value.get("host") != self.host:
+            await self.on_peer(net, _peer(ep_id, value), True)
+
+    async def _resync(self) -> None:
+        """Read everything under ``cluster/`` and make the view (and data path) equal to it."""
+        records, rev = await self.store.snapshot(ROOT)
+        nets: dict[str, Network] = {}
+        holdings: dict[str, set[str]] = {}
+        endpoints: dict[str, dict[str, dict[str, Any]]] = {}
+        hosts: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            parts = rec.key[len(ROOT) :].split("/")
+            if parts[0] == "networks" and len(parts) == 2:
+                nets[parts[1]] = Network.from_dict(rec.value)
+            elif parts[0] == "ipam" and len(parts) == 3:
+                holdings.setdefault(parts[1], set()).add(parts[2])
+            elif parts[0] == "endpoints" and len(parts) == 3:
+                endpoints.setdefault(parts[1], {})[parts[2]] = rec.value
+            elif parts[0] == "hosts" and len(parts) == 2:
+                hosts[parts[1]] = rec.value
+        for gone in self.global_ids - set(nets):
+            await self._drop_network(gone)
+        self.holdings = holdings
+        self.hosts = hosts
+        old_eps = self.endpoints
+        self.endpoints = endpoints
+        for net in nets.values():
+            self.global_ids.add(net.id)
+            self.networks._index(net)  # fresh spaces: held addresses re-reserved below
+            for ip in holdings.get(net.id, set()):
+                self._reserve(net.id, ip, True)
+        # addresses this host is using but whose holdings were lost are claimed again
+        self.revision = rev
+        await self._reconcile_mine(endpoints)
+        for net in nets.values():
+            if self.on_resync is not None:
+                await self.on_resync(net)
+        del old_eps
+        self._notify()
+
+    async def _reconcile_mine(self, seen: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Own records: put the missing ones, delete the ones no longer wanted."""
+        if self.lease is None:
+            return
+        for key, value in list(self.mine.items()):
+            _, _, nid, eid = key.split("/")
+            if eid not in seen.get(nid, {}):
+                await self.store.put(key, value, lease=self.lease.lease_id)
+                seen.setdefault(nid, {})[eid] = value
+        for nid, eps in seen.items():
+            for eid, value in list(eps.items()):
+                key = f"{ROOT}endpoints/{nid}/{eid}"
+                if self.adopted and value.get("host") == self.host and key not in self.mine:
+                    await self.store.delete(key)
+                    eps.pop(eid, None)
+        for key in list(self.pending_release):
+            await self.store.delete(key)
+            self.pending_release.discard(key)
+
+    # ---- what the driver and the resolver read ------------------------------------
+    def peers(self, net_id: str) -> list[Peer]:
+        return [
+            _peer(eid, rec)
+            for eid, rec in self.endpoints.get(net_id, {}).items()
+            if rec.get("host") != self.host
+        ]
+
+    def remote_endpoints(self, net_id: str) -> list[dict[str, Any]]:
+        return [
+            rec for rec in self.endpoints.get(net_id, {}).values() if rec.get("host") != self.host
+        ]
+
+    # ---- global networks ------------------------------------------------------------
+    async def create_network(self, net: Network) -> None:
+        """Write a new global network (name, VNI and pools claimed in one transaction)."""
+        net.scope = "global"
+        pools = [p for p in net.pools]
+        for _ in range(64):
+            net.vni = self._next_vni()
+            net.options[OPT_VXLANID] = str(net.vni)
+            ops = [
+                Op("create", f"{ROOT}names/{net.name}", {"id": net.id}),
+                Op("create", f"{ROOT}vni/{net.vni}", {"network": net.id}),
+            ]
+            ops += [Op("create", _pool_key(str(p.subnet)), {"network": net.id}) for p in pools]
+            ops.append(Op("create", f"{ROOT}networks/{net.id}", net.to_dict()))
+            res = await self.store.txn(ops)
+            if res.ok:
+                self._add_network(net)
+                self._notify()
+                return
+            failed = res.failed_key or ""
+            if failed.startswith(f"{ROOT}vni/"):
+                self._taken_vni.add(net.vni)
+                continue
+            if failed.startswith(f"{ROOT}pools/"):
+                raise Forbidden("Pool overlaps with other one on this address space")
+            raise Conflict(f"network with name {net.name} already exists")
+        raise Conflict("could not allocate a VXLAN id: too many concurrent network creations")
+
+    _taken_vni: set[int] = set()
+
+    def _next_vni(self) -> int:
+        used = {n.vni for n in self.networks.networks.values() if n.vni} | self._taken_vni
+        vni = VNI_MIN
+        while vni in used:
+            vni += 1
+        return vni
+
+    async def remove_network(self, net: Network) -> None:
+        prefix_ipam = f"{ROOT}ipam/{net.id}/"
+        prefix_eps = f"{ROOT}endpoints/{net.id}/"
+        if await self.store.list(prefix_ipam) or await self.store.list(prefix_eps):
+            raise Forbidden(
+                f"error while removing network: network {net.name} id {net.id} has active endpoints"
+            )
+        rec = await self.store.get(f"{ROOT}networks/{net.id}")
+        ops = [
+            Op("check", f"{ROOT}networks/{net.id}", revision=rec.revision if rec else 0),
+            Op("delete", f"{ROOT}networks/{net.id}"),
+            Op("delete", f"{ROOT}names/{net.name}"),
+            Op("delete", f"{ROOT}vni/{net.vni}"),
+        ] + [Op("delete", _pool_key(str(p.subnet))) for p in net.pools]
+        await self.store.txn(ops)
+        await self._drop_network(net.id)
+        self._notify()
+
+    def is_global(self, net_id: str) -> bool:
+        return net_id in self.global_ids
+
+    # ---- addresses ------------------------------------------------------------------
+    async def claim_ip(self, net_id: str, ip: str, container: str) -> bool:
+        ok = await self.store.create(
+            f"{ROOT}ipam/{net_id}/{ip}", {"container": container, "host": self.host}
+        )
+        if ok:
+            self.holdings.setdefault(net_id, set()).add(ip)
+        return ok
+
+    async def release_ip(self, net_id: str, ip: str) -> None:
+        key = f"{ROOT}ipam/{net_id}/{ip}"
+        self.holdings.get(net_id, set()).discard(ip)
+        try:
+            await self.store.delete(key)
+        except TetherError as exc:
+            log.warning("address %s stays held until the store is back: %s", ip, exc)
+            self.pending_release.add(key)
+
+    # ---- this host's endpoints ---------------------------------------------------------
+    async def publish(self, net: Network, ep: Endpoint, present: bool) -> None:
+        key = f"{ROOT}endpoints/{net.id}/{ep.id}"
+        if not present:
+            self.mine.pop(key, None)
+            self.endpoints.get(net.id, {}).pop(ep.id, None)
+            await self.store.delete(key)
+            return
+        value = {
+            "network": net.id,
+            "container": ep.container_id,
+            "name": ep.container_name,
+            "aliases": list(ep.aliases),
+            "ip": ep.ip,
+            "prefixlen": ep.prefixlen,
+            "mac": ep.mac,
+            "host": self.host,
+            "vtep": self.vtep,
+        }
+        assert self.lease is not None
+        await self.store.put(key, value, lease=self.lease.lease_id)
+        self.mine[key] = value
+        self.endpoints.setdefault(net.id, {})[ep.id] = value
+
+    def adopt(self, net: Network, ep: Endpoint) -> None:
+        """A running local endpoint found at start: its record must exist (put on resync)."""
+        key = f"{ROOT}endpoints/{net.id}/{ep.id}"
+        self.mine[key] = {
+            "network": net.id,
+            "container": ep.container_id,
+            "name": ep.container_name,
+            "aliases": list(ep.aliases),
+            "ip": ep.ip,
+            "prefixlen": ep.prefixlen,
+            "mac": ep.mac,
+            "host": self.host,
+            "vtep": self.vtep,
+        }
+
+
+def _peer(ep_id: str, rec: dict[str, Any]) -> Peer:
+    return Peer(ep_id, str(rec.get("ip", "")), str(rec.get("mac", "")), str(rec.get("vtep", "")))
+
+
+class GatewayBridge:
+    """The per-host gateway bridge (Docker's ``docker_gwbridge``): outside access for overlays.
+
+    A local bridge network ``tether_gwbridge`` (ICC off, masquerade on) made on
+    first use; each overlay endpoint ``eth<n>`` gets a second interface
+    ``eth<n+1>`` on it, which carries the default route. Its address is held in
+    the local store (``ipam/<gwnet>/<ip>``) and remembered under ``gwep/<ep>``.
+    """
+
+    NAME = "tether_gwbridge"
+
+    def __init__(
+        self,
+        networks: Any,
+        netlink: Any,
+        store: Store,
+        on_change: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.networks = networks
+        self.nl = netlink
+        self.store = store
+        self.on_change = on_change
+        self._lock = asyncio.Lock()
+
+    async def _network(self) -> Network:
+        net = self.networks.find(self.NAME)
+        if net is not None and net.name == self.NAME:
+            return net  # type: ignore[no-any-return]
+        from tether.engine.networks import CreateRequest
+
+        async with self._lock:
+            net = self.networks.find(self.NAME)
+            if net is not None and net.name == self.NAME:
+                return net  # type: ignore[no-any-return]
+            net = await self.networks.create(
+                CreateRequest(
+                    name=self.NAME,
+                    driver="bridge",
+                    options={OPT_BRIDGE_NAME: self.NAME, OPT_ICC: "false", OPT_MASQ: "true"},
+                )
+            )
+            if self.on_change is not None:
+                await self.on_change()
+            return net  # type: ignore[no-any-return]
+
+    @staticmethod
+    def ifname_for(ep: Endpoint) -> str:
+        n = int(ep.ifname[3:]) if ep.ifname.startswith("eth") and ep.ifname[3:].isdigit() else 0
+        return f"eth{n + 1}"
+
+    async def attach(self, ep: Endpoint, ns_path: str) -> None:
+        from tether.linux.netlink import LinkSpec
+
+        net = await self._network()
+        ip, prefix, gw = self.networks.allocate(net, None)
+        key = self.networks.ipam_key(net.id, ip)
+        res = await self.store.txn(
+            [
+                Op("create", key, {"gateway_for": ep.id}),
+                Op("put", f"gwep/{ep.id}", {"network": net.id, "ip": ip}),
+            ]
+        )
+        if not res.ok:
+            self.networks.release(net.id, ip)
+            raise Conflict("Address already in use")
+        spec = LinkSpec(
+            ns_path=ns_path,
+            ifname=self.ifname_for(ep),
+            mac=mac_for(ip),
+            address=f"{ip}/{prefix}",
+            gateway=gw,
+            mtu=1500,
+        )
+        try:
+            await self.nl.add_veth("tg" + ep.id[:13], net.ifname, spec)
+        except BaseException:
+            await self._release(ep.id, net.id, ip)
+            raise
+
+    async def detach(self, ep: Endpoint) -> None:
+        await self.nl.delete_link("tg" + ep.id[:13])
+        rec = await self.store.get(f"gwep/{ep.id}")
+        if rec is not None:
+            await self._release(ep.id, str(rec.value["network"]), str(rec.value["ip"]))
+
+    async def _release(self, ep_id: str, net_id: str, ip: str) -> None:
+        await self.store.txn(
+            [Op("delete", self.networks.ipam_key(net_id, ip)), Op("delete", f"gwep/{ep_id}")]
+        )
+        self.networks.release(net_id, ip)
+
+
+def open_cluster_store(url: str) -> EtcdStore:
+    """``etcd://HOST:PORT[,HOST:PORT]`` -> an ``EtcdStore`` (it connects lazily)."""
+    text = url.split("://", 1)[1] if "://" in url else url
+    endpoints = [e for e in text.split(",") if e]
+    if not url.startswith("etcd://") and "://" in url:
+        raise BadRequest(f"unsupported cluster store {url}: only etcd:// is supported")
+    return EtcdStore(endpoints)
+
+
+def advertise_address(value: str | None) -> str:
+    """``--cluster-advertise IP|IFACE[:PORT]`` -> the IPv4 address used as VTEP and host id."""
+    if not value:
+        raise BadRequest("--cluster-store needs --cluster-advertise IP|IFACE")
+    head = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+    try:
+        return str(ipaddress.IPv4Address(head))
+    except ValueError:
+        pass
+    import subprocess
+
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "dev", head], capture_output=True, text=True
+    ).stdout.split()
+    if "inet" in out:
+        return out[out.index("inet") + 1].split("/")[0]
+    raise BadRequest(f"--cluster-advertise {value}: no IPv4 address on interface {head}")
+
+
+def build_cluster(
+    url: str,
+    driver: OverlayDriver,
+    networks: Any,
+    gateway: GatewayBridge,
+    invalidate: Callable[[], None],
+) -> ClusterView:
+    """Wire the cluster view, the overlay driver and the gateway bridge together."""
+    view = ClusterView(open_cluster_store(url), driver.vtep, driver.vtep, networks)
+    view.driver = driver
+    view.on_peer = driver.peer_changed
+    view.on_resync = driver.resync
+    view.on_network_gone = driver.delete
+    view.listeners.append(invalidate)
+    driver.peers = view.peers
+    driver.publish = view.publish
+    driver.gateway = gateway
+    networks.cluster = view
+    return view
