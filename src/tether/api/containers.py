@@ -163,6 +163,10 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
     hc.setdefault("AutoRemove", False)
     hc.setdefault("Links", None)
     hc.setdefault("Dns", [])
+    if not isinstance(hc.get("LogConfig"), dict) or not hc["LogConfig"].get("Type"):
+        # Docker fills in its default driver; docker-py's run() reads logs only for
+        # json-file/journald, and tether's logs read back the same way
+        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
     ns = engine.containers.sandbox_ns(c) if c.running else None
     return {
         "Id": c.id,

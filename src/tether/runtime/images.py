@@ -572,10 +572,16 @@ class ImageStore:
             "Size": image.size,
             "VirtualSize": image.size,
             "GraphDriver": {
+                # the spec wants strings here: leave out what is absent, as Docker does
                 "Data": {
-                    "LowerDir": ":".join(str(p) for p in self.layer_paths(image)[1:]) or None,
-                    "UpperDir": str(self.layer_paths(image)[0]) if image.layers else None,
-                },
+                    k: v
+                    for k, v in (
+                        ("LowerDir", ":".join(str(p) for p in self.layer_paths(image)[1:])),
+                        ("UpperDir", str(self.layer_paths(image)[0]) if image.layers else ""),
+                    )
+                    if v
+                }
+                or None,
                 "Name": "overlay2",
             },
             "RootFS": {"Type": "layers", "Layers": image.layers},
