@@ -1,0 +1,206 @@
+"""Run every benchmark against tether, dockerd and podman side by side; write docs/benchmarks.md.
+
+    sudo .venv/bin/python -m bench.run [--quick] [--engines tether,docker,podman]
+                                      [--out docs/benchmarks.md] [--no-extras]
+
+Builds one lab (``tether.lab``) with a host (network namespace) per engine, starts the engines
+there (see bench/engines.py), imports the busybox image into each, runs the cases of
+bench/cases.py with the engines interleaved, then the per-area helper scripts (DNS, ports,
+restart: each run as its own process and its Markdown output kept), removes the lab and writes
+the report (bench/report.py). Loops are bounded: the full run takes under ~10 minutes, ``--quick``
+about 2. An engine that is not installed or does not start is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from bench import cases
+from bench.cases import Results, log
+from bench.engines import ENGINES, BenchError, Engine
+from bench.report import write
+from tether.lab.lab import Lab, LabError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB_PREFIX = "bnch"
+
+
+@dataclass
+class Sizes:
+    net: int
+    run: int
+    cd: int
+    many: int
+    restart: int
+    cli: int
+
+
+FULL = Sizes(net=10, run=10, cd=10, many=50, restart=5, cli=10)
+QUICK = Sizes(net=4, run=4, cd=4, many=20, restart=3, cli=5)
+
+
+@dataclass
+class Extra:
+    title: str
+    script: str
+    full: list[str]
+    quick: list[str]
+    timeout: float
+
+
+EXTRAS = [
+    Extra("Embedded DNS server queries/s (bench/dns_bench.py, loopback, no engine)",
+          "bench/dns_bench.py", ["--seconds", "5", "--loop", "uvloop"],
+          ["--seconds", "2", "--loop", "uvloop"], 120),
+    Extra("DNS from inside containers (bench/dns_cli_bench.py)", "bench/dns_cli_bench.py",
+          [], ["--quick"], 240),
+    Extra("Throughput (bench/ports_bench.py)", "bench/ports_bench.py", [], ["--quick"], 240),
+    Extra("Restart (bench/restart_bench.py)", "bench/restart_bench.py", [], ["--quick"], 180),
+]  # fmt: skip
+
+
+def run_extra(x: Extra, quick: bool) -> tuple[str, str] | None:
+    path = os.path.join(ROOT, x.script)
+    if not os.path.exists(path):
+        return None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + ROOT
+    argv = [sys.executable, path, *(x.quick if quick else x.full)]
+    log(f"extra: {' '.join(argv[1:])}")
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=x.timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return x.title, f"(did not finish within {x.timeout:.0f} s)"
+    took = time.monotonic() - t0
+    if p.returncode != 0:
+        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-8:])
+        return x.title, f"(failed with status {p.returncode}:)\n\n```\n{tail}\n```"
+    cmd = " ".join(["python", x.script, *(x.quick if quick else x.full)])
+    return x.title, f"`{cmd}` ({took:.0f} s):\n\n{p.stdout.strip()}"
+
+
+def remove_stale_labs() -> None:
+    for name in Lab.list():
+        if name.startswith(LAB_PREFIX):
+            log(f"removing lab {name} left by an earlier bench run")
+            try:
+                Lab.destroy(name)
+            except LabError as exc:
+                log(f"  could not: {exc}")
+
+
+def start_engines(lab: Lab, wanted: list[str], unavailable: dict[str, str]) -> list[Engine]:
+    engines: list[Engine] = []
+    for name in wanted:
+        host = lab.add_host(name, daemon=False)
+        eng = ENGINES[name](lab, host)
+        try:
+            eng.start()
+        except (BenchError, LabError, OSError, subprocess.SubprocessError) as exc:
+            unavailable[name] = str(exc).splitlines()[0][:300]
+            log(f"{name}: not measured: {unavailable[name]}")
+            eng.stop()
+            continue
+        log(f"{name}: {eng.version}")
+        engines.append(eng)
+    return engines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer samples: about 2 minutes")
+    ap.add_argument("--engines", default="tether,docker,podman")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--no-extras", action="store_true", help="skip the per-area helper scripts")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root (it builds network namespaces and runs engines)", file=sys.stderr)
+        return 2
+    wanted = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if "tether" not in wanted or any(e not in ENGINES for e in wanted):
+        ap.error(f"--engines: a subset of {','.join(ENGINES)} that includes tether")
+    sizes = QUICK if args.quick else FULL
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    t_start = time.monotonic()
+    res = Results()
+    unavailable: dict[str, str] = {}
+    versions: dict[str, str] = {}
+    remove_stale_labs()
+    tmp = tempfile.mkdtemp(prefix="tether-bench-")
+    tarball = os.path.join(tmp, "busybox.tar")
+    subprocess.run(["sh", os.path.join(ROOT, "scripts", "build-busybox-image.sh"), tarball],
+                   check=True)  # fmt: skip
+    name = f"{LAB_PREFIX}{secrets.token_hex(3)}"
+    log(f"lab {name}")
+    lab = Lab.up(name, [], daemons=False)
+    engines: list[Engine] = []
+    try:
+        engines = start_engines(lab, wanted, unavailable)
+        versions = {e.name: e.version for e in engines}
+        for e in engines:
+            e.import_image(tarball)
+        time.sleep(1)
+        cases.memory(engines, res, "rss_idle", "daemon RSS, idle after start and import (MiB)")
+        cases.setup_networks(engines)
+        log("§1 network create / rm")
+        cases.network_create_rm(engines, res, sizes.net)
+        log("§2 run until reachable")
+        cases.run_reachable(engines, res, sizes.run)
+        log("§3 connect / disconnect")
+        cases.connect_disconnect(engines, res, sizes.cd)
+        log("§8 CLI wall time")
+        cases.cli_wall(engines, res, sizes.cli, [os.path.join(ROOT, ".venv", "bin", "tether")])
+        for e in engines:
+            e.cleanup()
+        cases.setup_networks(engines)
+        log(f"§3 {sizes.many} containers")
+        cases.many_containers(engines, res, sizes.many)
+        time.sleep(1)
+        cases.memory(engines, res, "rss_many",
+                     f"daemon RSS with {sizes.many} containers running (MiB)")  # fmt: skip
+        cases.monitor_memory(engines, res)
+        t0 = time.monotonic()
+        for e in engines:
+            t = time.monotonic()
+            e.cleanup()
+            log(f"  {e.name}: removed {sizes.many} containers in {time.monotonic() - t:.1f} s")
+        cases.setup_networks(engines)
+        log("§7 restart latency")
+        cases.restart_latency(engines, res, sizes.restart)
+        log(f"  cleanup took {time.monotonic() - t0:.0f} s")
+    finally:
+        for e in engines:
+            try:
+                e.cleanup()
+            except Exception as exc:  # keep tearing down
+                log(f"{e.name}: cleanup: {exc}")
+            e.stop()
+        try:
+            lab.down()
+        except LabError as exc:
+            log(f"lab teardown: {exc}")
+    extras = []
+    if not args.no_extras:
+        for x in EXTRAS:
+            got = run_extra(x, args.quick)
+            if got is not None:
+                extras.append(got)
+    names = [e for e in wanted if e in versions] + [e for e in wanted if e in unavailable]
+    argv = [".venv/bin/python", "-m", "bench.run", *sys.argv[1:]]
+    write(args.out, res, [n for n in names if n not in unavailable], versions, unavailable,
+          argv, started, time.monotonic() - t_start, extras)  # fmt: skip
+    log(f"wrote {args.out} ({time.monotonic() - t_start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
