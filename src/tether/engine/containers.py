@@ -203,6 +203,7 @@ class ContainerController:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restart_timers: dict[str, asyncio.Task[Any]] = {}
         self._backoff: dict[str, float] = {}
+        self._kept: set[str] = set()  # restarting containers whose sandbox is kept
         self.create_lock = asyncio.Lock()
         self.attach_hooks: dict[str, list[Callable[[], Any]]] = {}
 
@@ -221,7 +222,9 @@ class ContainerController:
 
     def emit(self, action: str, c: Container, **attrs: str) -> None:
         if self.events is not None:
-            self.events.emit("container", action, c.id, {"name": c.name, "image": c.image, **attrs})
+            labels = {str(k): str(v) for k, v in (c.config.get("Labels") or {}).items()}
+            base = {**labels, "image": c.image, "name": c.name}
+            self.events.emit("container", action, c.id, {**base, **attrs})
 
     async def save(self, c: Container) -> None:
         await self.store.put(f"containers/{c.id}", c.to_dict())
@@ -315,34 +318,53 @@ class ContainerController:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _reconcile(self) -> None:
-        """Containers that ran before: adopt those still alive, settle the others."""
-        live_ns: set[str] = set()
+        """Make the kernel and the store agree again after the daemon went away.
+
+        Order: finish interrupted removals and creates; adopt live containers (same PID);
+        remove runtime state, namespaces and veths no live container owns; re-wire
+        endpoints of live containers whose host side is missing (a connect cut short);
+        drop address holdings no endpoint names; then settle the exits that happened
+        while the daemon was down (restart by policy) and start ``always`` containers.
+        """
         for c in list(self.containers.values()):
+            half_made = c.state.status == "created" and not c.rootfs
+            if c.state.status == "removing" or half_made:
+                try:
+                    await self._destroy(c)
+                except Exception:
+                    log.exception("finishing removal of %s", c.id[:12])
+        live_ns: set[str] = set()
+        dead: builtins.list[Container] = []
+        for c in list(self.containers.values()):
+            if c.state.status in ("running", "restarting") and await self._alive(c):
+                live_ns.add(c.id)
+                if self.dns is not None and self._uses_embedded_dns(c):
+                    try:
+                        await self._dns_add(c)
+                    except TetherError as exc:
+                        log.error("DNS for %s: %s", c.id[:12], exc.message)
+                continue
             if c.state.status in ("running", "restarting"):
-                alive = await self._alive(c)
-                if alive:
-                    live_ns.add(c.id)
-                    if self.dns is not None and self._uses_embedded_dns(c):
-                        try:
-                            await self._dns_add(c)
-                        except TetherError as exc:
-                            log.error("DNS for %s: %s", c.id[:12], exc.message)
-                    continue
-                code = self.runtime.exit_code(c.id)
-                await self._handle_exit(c, 255 if code is None else code, from_restart=True)
-            elif c.state.status == "created" and not c.rootfs:
-                pass
+                dead.append(c)
+            elif await self._has_runtime_state(c):
+                await self.runtime.delete(c.id)  # a start cut short: never reported running
         # namespaces no running container owns
         for name in self.netns.list():
             if name not in live_ns:
                 self.netns.delete(name)
-        # veths of stopped containers that survived a crash
         for c in self.containers.values():
             if c.id in live_ns:
+                await self._rewire(c)
                 continue
             for ep in c.eps():
-                if ep.host_ifname:
-                    await self.netlink.delete_link(ep.host_ifname)
+                name = ep.host_ifname or self._veth_guess(ep)
+                if name:
+                    await self.netlink.delete_link(name)
+        await self._sweep_addresses()
+        for c in dead:
+            code = self.runtime.exit_code(c.id)
+            async with self.lock(c.id):
+                await self._handle_exit(c, 255 if code is None else code, from_restart=True)
         # start "always" containers (and unless-stopped not stopped by hand)
         for c in list(self.containers.values()):
             if c.state.status in ("exited", "created") and c.state.started_at != ZERO_TIME:
@@ -350,6 +372,67 @@ class ContainerController:
                 wanted = pol == "always" or (pol == "unless-stopped" and not c.manually_stopped)
                 if wanted and c.id not in self._restart_timers:
                     self.spawn(self._safe_start(c.id))
+
+    async def _has_runtime_state(self, c: Container) -> bool:
+        root = getattr(self.runtime, "runc_root", None)
+        if root is not None:
+            return Path(root, c.id).exists()
+        return await self.runtime.state(c.id) is not None
+
+    def _veth_guess(self, ep: Endpoint) -> str:
+        """The host-side name a bridge join gives ``ep`` (for a join whose save was lost)."""
+        net = self.networks.networks.get(ep.network_id)
+        if net is None or net.driver != "bridge":
+            return ""
+        from tether.drivers.bridge import veth_name
+
+        return veth_name(ep)
+
+    async def _rewire(self, c: Container) -> None:
+        """Join again the endpoints of a live container whose host side is missing."""
+        changed = False
+        ns = self.netns.path(self.ns_name(c))
+        for ep in c.eps():
+            net = self.networks.networks.get(ep.network_id)
+            if net is None or net.driver != "bridge":
+                continue
+            name = ep.host_ifname or self._veth_guess(ep)
+            if await self.netlink.link_exists(name):
+                if not ep.host_ifname:
+                    ep.host_ifname = name
+                    c.endpoints[net.id] = ep.to_dict()
+                    changed = True
+                continue
+            with contextlib.suppress(Exception):
+                await self.netlink.delete_link(ep.ifname, ns)
+            try:
+                await self.drivers[net.driver].join(net, ep, ns)
+            except TetherError as exc:
+                log.error("re-wiring %s on %s: %s", c.id[:12], net.name, exc.message)
+                continue
+            c.endpoints[net.id] = ep.to_dict()
+            changed = True
+        if changed:
+            await self.save(c)
+
+    async def _sweep_addresses(self) -> None:
+        """Drop ``ipam/`` holdings of local networks that no container endpoint names."""
+        held = {
+            (nid, str(ep.get("ip") or ""))
+            for c in self.containers.values()
+            for nid, ep in c.endpoints.items()
+        }
+        for rec in await self.store.list("ipam/"):
+            _, nid, ip = rec.key.split("/", 2)
+            value = rec.value if isinstance(rec.value, dict) else {}
+            if "container" not in value or (nid, ip) in held:
+                continue
+            net = self.networks.networks.get(nid)
+            if net is not None and net.scope != "local":
+                continue  # other hosts' containers hold addresses of global networks
+            log.warning("releasing leaked address %s on %s", ip, nid[:12])
+            await self.store.delete(rec.key)
+            self.networks.release(nid, ip)
 
     async def _safe_start(self, cid: str) -> None:
         try:
@@ -676,12 +759,13 @@ class ContainerController:
             if c.running:
                 raise NotModified("container already started")
             if not from_policy:
-                self._cancel_restart(c)
+                await self._cancel_restart(c)
             await self._start(c)
         self.emit("start", c)
         return c
 
-    async def _start(self, c: Container) -> None:
+    async def _start(self, c: Container, reuse_sandbox: bool = False) -> None:
+        """Make the sandbox (or reuse the one kept across a policy restart) and run."""
         kind, _target = self._mode(c.host_config)
         if kind == "container":
             other = self.get(c.network_mode.split(":", 1)[1])
@@ -697,7 +781,10 @@ class ContainerController:
         made_ns = False
         try:
             ns_path: str | None = None
-            if kind in ("network", "none"):
+            if kind in ("network", "none") and reuse_sandbox:
+                ns_path = self.netns.path(self.ns_name(c))
+                made_ns = True
+            elif kind in ("network", "none"):
                 ns_path = await self.netns.create(self.ns_name(c))
                 made_ns = True
                 await self.netlink.loopback_up(ns_path)
@@ -708,7 +795,12 @@ class ContainerController:
             elif kind == "container":
                 ns_path = self.sandbox_ns(c)
             self._write_files(c, kind)
-            if self.dns is not None and kind == "network" and self._uses_embedded_dns(c):
+            if (
+                self.dns is not None
+                and kind == "network"
+                and not reuse_sandbox
+                and self._uses_embedded_dns(c)
+            ):
                 await self._dns_add(c)
             bundle = self._bundle(c, ns_path, kind)
             log_path = self.files_dir(c) / "container.log"
@@ -892,6 +984,13 @@ class ContainerController:
                 log.exception("handling exit of %s", cid[:12])
 
     async def _handle_exit(self, c: Container, code: int, from_restart: bool = False) -> None:
+        """Record an exit; schedule a restart by policy (Docker's restart manager rules).
+
+        When a restart will follow, the sandbox (namespace, veths, DNS listener) is kept
+        for it, and the backoff delay counts from the exit: the runtime clean-up below
+        runs inside that delay, not before it.
+        """
+        exited_at = asyncio.get_running_loop().time()
         ran = 0.0
         try:
             started = dt.datetime.strptime(
@@ -900,12 +999,24 @@ class ContainerController:
             ran = time.time() - started.replace(tzinfo=dt.UTC).timestamp()
         except ValueError:
             pass
-        await self.runtime.delete(c.id)
-        await self._teardown(c)
-        c.state.status = "exited"
+        restart = not c.host_config.get("AutoRemove") and self._should_restart(c, code)
         c.state.pid = 0
         c.state.exit_code = code
         c.state.finished_at = now()
+        c.state.status = "restarting" if restart else "exited"
+        delay = 0.0
+        if restart:
+            # 100 ms, doubling up to 1 min; back to 100 ms once a run lasted 10 s.
+            prev = self._backoff.get(c.id, 0.0)
+            delay = 0.1 if ran >= 10 or prev <= 0 else min(prev * 2, 60.0)
+            self._backoff[c.id] = delay
+            c.restart_count += 1
+        await self.runtime.delete(c.id)
+        if restart and not from_restart:
+            self._kept.add(c.id)
+        else:
+            self._kept.discard(c.id)
+            await self._teardown(c)
         self._invalidate_dns()
         await self.save(c)
         if c.ports:
@@ -917,13 +1028,8 @@ class ContainerController:
         if c.host_config.get("AutoRemove"):
             self.spawn(self._auto_remove(c.id))
             return
-        if self._should_restart(c, code):
-            delay = self._backoff.get(c.id, 0.05)
-            delay = 0.1 if ran >= 10 else min(delay * 2, 60.0)
-            self._backoff[c.id] = delay
-            c.state.status = "restarting"
-            await self.save(c)
-            self._restart_timers[c.id] = self.spawn(self._restart_later(c.id, delay))
+        if restart:
+            self._restart_timers[c.id] = self.spawn(self._restart_later(c.id, delay, exited_at))
 
     def _should_restart(self, c: Container, code: int) -> bool:
         if c.manually_stopped:
@@ -936,31 +1042,53 @@ class ContainerController:
             return limit == 0 or c.restart_count < limit
         return False
 
-    async def _restart_later(self, cid: str, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _restart_later(self, cid: str, delay: float, exited_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, exited_at + delay - loop.time()))
         c = self.containers.get(cid)
-        self._restart_timers.pop(cid, None)
+        if self._restart_timers.get(cid) is asyncio.current_task():
+            self._restart_timers.pop(cid, None)
         if c is None or c.state.status != "restarting":
             return
         async with self.lock(cid):
             if c.state.status != "restarting":
                 return
-            c.restart_count += 1
             try:
-                await self._start(c)
+                await self._start(c, reuse_sandbox=cid in self._kept)
             except TetherError as exc:
                 log.warning("restart of %s failed: %s", cid[:12], exc.message)
                 c.state.status = "exited"
                 await self.save(c)
                 return
-        self.emit("restart", c)
+            finally:
+                self._kept.discard(cid)
+        self.emit("start", c)
 
-    def _cancel_restart(self, c: Container) -> None:
+    async def _cancel_restart(self, c: Container) -> None:
+        """Stop a pending policy restart; the kept sandbox goes with it."""
         t = self._restart_timers.pop(c.id, None)
-        if t is not None:
+        if t is not None and t is not asyncio.current_task():
             t.cancel()
         if c.state.status == "restarting":
             c.state.status = "exited"
+        if c.id in self._kept:
+            self._kept.discard(c.id)
+            await self._teardown(c)
+            self._invalidate_dns()
+
+    def has_sandbox(self, c: Container) -> bool:
+        """True while the container's network kernel objects exist."""
+        return c.running or c.id in self._kept
+
+    async def _stop_restarting(self, c: Container) -> bool:
+        """Cancel a pending policy restart as a user's stop/kill does; True when there was one."""
+        async with self.lock(c.id):
+            if c.state.status != "restarting":
+                return False
+            await self._cancel_restart(c)
+            c.manually_stopped = True
+            await self.save(c)
+            return True
 
     async def _auto_remove(self, cid: str) -> None:
         with contextlib.suppress(NotFound):
@@ -974,10 +1102,8 @@ class ContainerController:
     # ---- stop / kill / remove -------------------------------------------------------------
     async def stop(self, ref: str, timeout: int | None) -> Container:
         c = self.get(ref)
-        if c.state.status == "restarting":
-            self._cancel_restart(c)
-            c.manually_stopped = True
-            await self.save(c)
+        if await self._stop_restarting(c):
+            self.emit("stop", c)
             return c
         if not c.running:
             raise NotModified("container already stopped")
@@ -1004,9 +1130,12 @@ class ContainerController:
 
     async def kill(self, ref: str, sig: str | None) -> Container:
         c = self.get(ref)
+        signum = parse_signal(sig or "SIGKILL")
+        if await self._stop_restarting(c):
+            self.emit("kill", c, signal=str(signum))
+            return c
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
-        signum = parse_signal(sig or "SIGKILL")
         c.manually_stopped = True
         await self.save(c)
         fut = self.exit_future(c)
@@ -1019,10 +1148,10 @@ class ContainerController:
 
     async def restart(self, ref: str, timeout: int | None) -> Container:
         c = self.get(ref)
-        if c.running:
+        if c.running or c.state.status == "restarting":
             await self.stop(c.id, timeout)
-        self._cancel_restart(c)
         await self.start_container(c.id)
+        self.emit("restart", c)
         return c
 
     async def remove(self, ref: str, force: bool) -> None:
@@ -1033,7 +1162,7 @@ class ContainerController:
                     f"You cannot remove a running container {c.id}. Stop the container before "
                     "attempting removal or force remove"
                 )
-            self._cancel_restart(c)
+            await self._stop_restarting(c)
             if c.running:
                 c.manually_stopped = True
                 fut = self.exit_future(c)
@@ -1048,6 +1177,14 @@ class ContainerController:
         self.emit("destroy", c)
 
     async def _destroy(self, c: Container) -> None:
+        """Remove a container. Marked ``removing`` first, so reconcile finishes a crashed rm."""
+        t = self._restart_timers.pop(c.id, None)
+        if t is not None and t is not asyncio.current_task():
+            t.cancel()
+        self._kept.discard(c.id)
+        if c.state.status != "removing":
+            c.state.status = "removing"
+            await self.save(c)
         await self.runtime.delete(c.id)
         await self._teardown(c)
         try:
@@ -1123,15 +1260,21 @@ class ContainerController:
                 raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
             ifname = f"eth{self._next_if(c)}"
             ep = self._new_endpoint(c, net, epcfg, ifname)
+            # The address and the endpoint are written together, before any kernel object:
+            # a crash leaves either nothing or an endpoint that reconcile can wire again.
+            c.endpoints[net.id] = ep.to_dict()
             res = await self.store.txn(
-                [Op("create", NetworkController.ipam_key(net.id, ep.ip), {"container": c.id})]
+                [
+                    Op("create", NetworkController.ipam_key(net.id, ep.ip), {"container": c.id}),
+                    Op("put", f"containers/{c.id}", c.to_dict()),
+                ]
             )
             if not res.ok:
+                c.endpoints.pop(net.id, None)
                 self.networks.release(net.id, ep.ip)
                 raise Conflict("Address already in use")
-            c.endpoints[net.id] = ep.to_dict()
             try:
-                if c.running:
+                if self.has_sandbox(c):
                     ns = self.netns.path(self.ns_name(c))
                     await self.drivers[net.driver].join(net, ep, ns)
                     c.endpoints[net.id] = ep.to_dict()
@@ -1144,7 +1287,12 @@ class ContainerController:
             except BaseException:
                 c.endpoints.pop(net.id, None)
                 await self.drivers[net.driver].leave(net, ep, "")
-                await self.store.delete(NetworkController.ipam_key(net.id, ep.ip))
+                await self.store.txn(
+                    [
+                        Op("put", f"containers/{c.id}", c.to_dict()),
+                        Op("delete", NetworkController.ipam_key(net.id, ep.ip)),
+                    ]
+                )
                 self.networks.release(net.id, ep.ip)
                 raise
         self._invalidate_dns()
@@ -1194,7 +1342,7 @@ class ContainerController:
             if raw is None:
                 raise Forbidden(f"container {c.id} is not connected to network {net.name}")
             ep = Endpoint.from_dict(raw)
-            if c.running:
+            if self.has_sandbox(c):
                 await self.drivers[net.driver].leave(net, ep, "")
             c.endpoints.pop(net.id)
             await self.store.txn(

@@ -141,11 +141,17 @@ class Engine:
         except Exception:
             await self.networks.remove(net.id, lambda _n: False)
             raise
+        self._network_event("create", net)
         return net
 
+    def _network_event(self, action: str, net: Network) -> None:
+        self.events.emit("network", action, net.id, {"name": net.name, "type": net.driver})
+
     async def remove_network(self, ref: str) -> None:
+        net = self.networks.get(ref)
         await self.networks.remove(ref, self.network_in_use)
         await self.sync_firewall()
+        self._network_event("destroy", net)
 
     async def prune_networks(self, filters: dict[str, list[str]]) -> list[str]:
         from tether.api.networks import match_filters
@@ -158,8 +164,12 @@ class Engine:
         def keep(net: Network) -> bool:
             return not match_filters(net, label_filters, False)
 
+        before = {n.name: n for n in self.networks.list()}
         gone = await self.networks.prune(self.network_in_use, keep)
         await self.sync_firewall()
+        for name in gone:
+            if name in before:
+                self._network_event("destroy", before[name])
         return gone
 
     async def connect(self, net_ref: str, container_ref: str, cfg: dict[str, Any]) -> None:

@@ -1,4 +1,13 @@
-"""The event bus behind ``GET /events``: container and network events as Docker emits them."""
+"""The event bus behind ``GET /events``: container and network events as Docker emits them.
+
+Container events carry ``name``, ``image`` and the container's labels as attributes (so
+``--filter label=...`` works); network events carry ``name`` and ``type``, plus
+``container`` for connect/disconnect. A policy restart shows as ``die`` then ``start``
+(Docker's restart manager); ``restart`` is emitted by ``docker restart`` only. Filters
+follow Docker's: ``type``/``event``/``scope`` exact, ``container``/``network`` by id prefix
+or name (and they select their own event type), ``image`` with or without tag, ``label``.
+The history kept for ``--since`` is bounded (the last 1000 events).
+"""
 
 from __future__ import annotations
 
@@ -56,6 +65,14 @@ def matches(ev: dict[str, Any], filters: dict[str, list[str]]) -> bool:
                 actor["ID"].startswith(v) or actor["Attributes"].get("name") == v for v in values
             ):
                 return False
+        if key == "scope" and ev.get("scope") not in values:
+            return False
+        if key == "image":
+            attrs = ev["Actor"]["Attributes"]
+            name = attrs.get("name" if ev["Type"] == "image" else "image", "")
+            cands = {ev["Actor"]["ID"], name, _strip_tag(ev["Actor"]["ID"]), _strip_tag(name)}
+            if not cands & set(values):
+                return False
         if key == "label":
             attrs = ev["Actor"]["Attributes"]
             for v in values:
@@ -63,3 +80,9 @@ def matches(ev: dict[str, Any], filters: dict[str, list[str]]) -> bool:
                 if k not in attrs or (eq and attrs[k] != val):
                     return False
     return True
+
+
+def _strip_tag(ref: str) -> str:
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    return ref[:colon] if colon > slash else ref
