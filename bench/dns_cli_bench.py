@@ -1,0 +1,268 @@
+"""Embedded DNS as containers see it: dnsperf in a container's namespace against 127.0.0.11.
+
+    PYTHONPATH=src .venv/bin/python bench/dns_cli_bench.py [--seconds 5] [--window 100]
+        [--single 2000] [--docker-host unix:///PATH --upstream-netns PATH|none]
+        [--upstream 127.0.0.53]
+
+Without ``--docker-host`` it builds a throw-away lab (one host running tether), imports the
+busybox image as ``alpine:latest`` and removes the lab afterwards. With ``--docker-host`` it
+drives that daemon instead (tether or dockerd: the same CLI, the same steps), which must
+already have an ``alpine:latest`` image; ``--upstream-netns`` is the daemon's network
+namespace (``none``: this process's own).
+
+Steps: a fake upstream (wire level, NXDOMAIN to everything, on uvloop) listens on
+``--upstream`` (a loopback address) in the daemon's namespace; a user-defined network holds
+``bench-web`` and ``bench-cli`` (``--dns <upstream>``: a host-loopback upstream, forwarded
+from the daemon's side by both Docker and tether). Then, inside ``bench-cli``'s namespace
+(``nsenter --net=<SandboxKey>``), for a container name and for a nonexistent name:
+- ``dnsperf -s 127.0.0.11`` for ``--seconds`` with ``--window`` queries outstanding → q/s;
+- ``--single`` sequential queries from a small Python client → p50/p99 latency (µs; the
+  client's own cost is included and the same for every daemon).
+Prints a Markdown table. Nothing leaves the machine (every address is loopback or the lab's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKER = os.environ.get("DOCKER", "/usr/local/bin/docker")
+NET = "bench-dns"
+WEB = "bench-web"
+CLI = "bench-cli"
+CASES = [
+    ("container name (A)", WEB, "A"),
+    ("nonexistent name (forwarded)", "nx.bench.invalid", "A"),
+]
+
+
+# ---- helper processes (run by this same file) -----------------------------------------------
+def serve_upstream(addr: str) -> None:
+    """NXDOMAIN to every query, at wire level; stops when stdin closes."""
+    import asyncio
+
+    import uvloop
+
+    class Nx(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+
+        def datagram_received(self, data: bytes, peer: tuple[str, int]) -> None:
+            if len(data) >= 12:
+                flags = 0x8000 | (data[2] << 8 & 0x7900) | 0x0480 | 3  # QR AA RD RA NXDOMAIN
+                self.transport.sendto(data[:2] + flags.to_bytes(2, "big") + data[4:], peer)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        host, _, port = addr.rpartition(":")
+        await loop.create_datagram_endpoint(Nx, local_addr=(host, int(port)))
+        print("READY", flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+
+    uvloop.run(main())
+
+
+def _query(qid: int, name: str) -> bytes:
+    q = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\x00\x00\x01\x00\x01"
+
+
+def single(server: str, name: str, count: int) -> None:
+    """Sequential queries; prints JSON with the latencies' p50/p99/mean in µs."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2.0)
+    s.connect((server, 53))
+    times: list[float] = []
+    lost = 0
+    for i in range(count + 50):
+        q = _query(i & 0xFFFF, name)
+        t0 = time.perf_counter_ns()
+        s.send(q)
+        try:
+            while True:
+                r = s.recv(4096)
+                if r[:2] == q[:2]:
+                    break
+        except TimeoutError:
+            lost += 1
+            continue
+        if i >= 50:  # warm-up excluded
+            times.append((time.perf_counter_ns() - t0) / 1000)
+    times.sort()
+    out = {
+        "p50": times[len(times) // 2] if times else None,
+        "p99": times[min(len(times) - 1, int(len(times) * 0.99))] if times else None,
+        "mean": statistics.fmean(times) if times else None,
+        "lost": lost,
+    }
+    print(json.dumps(out))
+
+
+# ---- driver ---------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, docker_host: str, netns: str | None, upstream: str) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        self.env["DOCKER_HOST"] = docker_host
+        self.netns = netns
+        self.upstream = upstream
+        self.proc: subprocess.Popen[str] | None = None
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        r = subprocess.run(
+            [DOCKER, *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if check and r.returncode != 0:
+            raise SystemExit(f"docker {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout.strip()
+
+    def in_ns(self, ns: str | None, argv: list[str]) -> list[str]:
+        return argv if ns is None else ["nsenter", f"--net={ns}", *argv]
+
+    def setup(self) -> str:
+        argv = [sys.executable, __file__, "--serve-upstream", f"{self.upstream}:53"]
+        self.proc = subprocess.Popen(
+            self.in_ns(self.netns, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "READY":
+            raise SystemExit("the fake upstream did not start")
+        self.cleanup_containers()
+        self.docker("network", "create", NET)
+        self.docker("run", "-d", "--name", WEB, "--network", NET, "alpine", "sleep", "3600")
+        self.docker(
+            "run", "-d", "--name", CLI, "--network", NET, "--dns", self.upstream,
+            "alpine", "sleep", "3600",
+        )  # fmt: skip
+        return self.docker("inspect", "-f", "{{.NetworkSettings.SandboxKey}}", CLI)
+
+    def cleanup_containers(self) -> None:
+        self.docker("rm", "-f", WEB, CLI, check=False)
+        self.docker("network", "rm", NET, check=False)
+
+    def close(self) -> None:
+        self.cleanup_containers()
+        if self.proc is not None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def dnsperf(
+        self, key: str, name: str, qtype: str, seconds: int, window: int
+    ) -> tuple[float, int]:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write(f"{name} {qtype}\n")
+            f.flush()
+            argv = ["dnsperf", "-s", "127.0.0.11", "-d", f.name, "-l", str(seconds)]
+            argv += ["-q", str(window), "-t", "2"]
+            out = subprocess.run(
+                self.in_ns(key, argv), capture_output=True, text=True, check=True
+            ).stdout
+        qps = re.search(r"Queries per second:\s+([\d.]+)", out)
+        lost = re.search(r"Queries lost:\s+(\d+)", out)
+        if qps is None:
+            raise SystemExit(f"cannot read dnsperf output:\n{out}")
+        return float(qps.group(1)), int(lost.group(1)) if lost else 0
+
+    def single(self, key: str, name: str, count: int) -> dict[str, Any]:
+        argv = [sys.executable, __file__, "--single-client", "127.0.0.11", name, str(count)]
+        out = subprocess.run(
+            self.in_ns(key, argv), capture_output=True, text=True, check=True, timeout=600
+        ).stdout
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def run(b: Bench, label: str, seconds: int, window: int, count: int) -> None:
+    key = b.setup()
+    rows = []
+    for case, name, qtype in CASES:
+        qps, lost = b.dnsperf(key, name, qtype, seconds, window)
+        lat = b.single(key, name, count)
+        rows.append((case, qps, lost, lat))
+    print(f"\n### embedded DNS via the docker CLI: {label}\n")
+    print(f"dnsperf {seconds} s, {window} outstanding; {count} sequential single queries\n")
+    print("| case | queries/s | lost | single p50 µs | single p99 µs | mean µs |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for case, qps, lost, lat in rows:
+        print(
+            f"| {case} | {qps:,.0f} | {lost} | {_fmt(lat['p50'])} | {_fmt(lat['p99'])} "
+            f"| {_fmt(lat['mean'])} |"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--window", type=int, default=100)
+    ap.add_argument("--single", type=int, default=2000)
+    ap.add_argument("--docker-host")
+    ap.add_argument("--upstream-netns", default="none")
+    ap.add_argument("--upstream", default="127.0.0.53")
+    ap.add_argument("--label")
+    ap.add_argument("--serve-upstream", help=argparse.SUPPRESS)
+    ap.add_argument("--single-client", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve_upstream:
+        serve_upstream(a.serve_upstream)
+        return
+    if a.single_client:
+        single(a.single_client[0], a.single_client[1], int(a.single_client[2]))
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (nsenter into container namespaces)")
+    if a.docker_host:
+        ns = None if a.upstream_netns == "none" else a.upstream_netns
+        b = Bench(a.docker_host, ns, a.upstream)
+        try:
+            run(b, a.label or a.docker_host, a.seconds, a.window, a.single)
+        finally:
+            b.close()
+        return
+    sys.path.insert(0, str(REPO / "src"))
+    from tether.lab.lab import Lab
+
+    name = f"dnsb{secrets.token_hex(3)}"
+    lab = Lab.up(name, ["h1"], daemons=True)
+    try:
+        host = lab.host("h1")
+        with tempfile.TemporaryDirectory() as tmp:
+            tar = Path(tmp) / "bb.tar"
+            subprocess.run(
+                [str(REPO / "scripts" / "build-busybox-image.sh"), str(tar)],
+                check=True,
+                capture_output=True,
+            )
+            b = Bench(host.docker_host, host.netns_path, a.upstream)
+            b.docker("import", "-c", 'CMD ["/bin/sh"]', str(tar), "alpine:latest")
+        try:
+            run(b, a.label or "tether (lab host)", a.seconds, a.window, a.single)
+        finally:
+            b.close()
+    finally:
+        Lab.destroy(name)
+
+
+if __name__ == "__main__":
+    main()
