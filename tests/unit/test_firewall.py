@@ -133,7 +133,8 @@ def test_internal_network_publishes_nothing_and_is_not_masqueraded() -> None:
     batch = render([INTERNAL], [PortRule("tcp", "", 8080, "172.22.0.2", 80, INTERNAL.bridge)])
     assert "elem" not in _named(batch, "map", "dnat_any_addr")
     assert _named(batch, "set", "internal")["elem"] == [INTERNAL.bridge]
-    assert "elem" not in _named(batch, "set", "icc")
+    # containers of one internal network still talk to each other (as in Docker)
+    assert _named(batch, "set", "icc")["elem"] == [{"concat": [INTERNAL.bridge, INTERNAL.bridge]}]
     assert not [
         r
         for r in _objs(batch, "rule")

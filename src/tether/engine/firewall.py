@@ -22,7 +22,8 @@ Tables (IPv4 only, like tether's networks):
   touching its own bridges; everything else on the host is left alone)::
 
       ct state established,related accept
-      iifname . oifname @icc accept          # within one bridge (only seen with br_netfilter)
+      iifname . oifname @icc accept          # within one bridge (seen with br_netfilter);
+                                             # internal networks too, unless icc=false
       iifname @internal drop                 # internal: nothing in or out
       oifname @internal drop
       oifname @bridges ct status dnat accept # published ports
@@ -266,7 +267,7 @@ def render(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> JSON:
 
     bridges = [n.bridge for n in nets]
     internal = [n.bridge for n in nets if n.internal]
-    icc = [{"concat": [n.bridge, n.bridge]} for n in nets if n.icc and not n.internal]
+    icc = [{"concat": [n.bridge, n.bridge]} for n in nets if n.icc]
     b.set("bridges", "ifname", bridges)
     b.set("internal", "ifname", internal)
     b.set("icc", ["ifname", "ifname"], icc)
