@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.compat.schema import load_spec
 from tests.integration.helpers import LabFactory, why_no_lab
+
 from tether.lab.lab import Lab, LabHost
 
 _HERE = Path(__file__).resolve().parent

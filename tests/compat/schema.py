@@ -22,7 +22,9 @@ import yaml
 
 SPEC_PATH = Path("/work/shared/reference/docker-engine-api-v1.41.yaml")
 if not SPEC_PATH.exists():  # the repo-relative copy, when the shared folder is elsewhere
-    SPEC_PATH = Path(__file__).resolve().parents[3] / "shared/reference/docker-engine-api-v1.41.yaml"
+    SPEC_PATH = (
+        Path(__file__).resolve().parents[3] / "shared/reference/docker-engine-api-v1.41.yaml"
+    )
 
 _VERSION_PREFIX = re.compile(r"^/v\d+\.\d+(?=/)")
 ERROR_SCHEMA: dict[str, Any] = {"$ref": "#/definitions/ErrorResponse"}
@@ -143,9 +145,8 @@ class Spec:
         elif kind == "number":
             if not isinstance(value, int | float) or isinstance(value, bool):
                 out.append(f"{where}: {value!r} where the spec wants number")
-        elif kind == "boolean":
-            if not isinstance(value, bool):
-                out.append(f"{where}: {value!r} where the spec wants boolean")
+        elif kind == "boolean" and not isinstance(value, bool):
+            out.append(f"{where}: {value!r} where the spec wants boolean")
         enum = schema.get("enum")
         if enum is not None and isinstance(value, str | int) and value not in enum and value != "":
             out.append(f"{where}: {value!r} is not one of {enum}")

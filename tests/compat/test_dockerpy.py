@@ -5,6 +5,7 @@ Every JSON answer docker-py receives is checked against the v1.41 spec (see conf
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -16,7 +17,6 @@ import docker
 import docker.errors
 import docker.types
 import pytest
-
 from tests.compat.conftest import IMAGE
 
 SLEEPER = ["sleep", "300"]
@@ -33,15 +33,11 @@ def cleanup(client: Any) -> Any:
     made: dict[str, list[str]] = {"containers": [], "networks": []}
     yield made
     for cid in made["containers"]:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(cid, force=True)
-        except docker.errors.NotFound:
-            pass
     for nid in made["networks"]:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_network(nid)
-        except docker.errors.NotFound:
-            pass
 
 
 def test_version_and_ping(client: Any) -> None:
@@ -66,7 +62,9 @@ def test_network_lifecycle_with_ipam(client: Any, cleanup: Any) -> None:
     got = client.networks.get("pynet")
     assert got.id == net.id
     cfg = got.attrs["IPAM"]["Config"]
-    assert cfg == [{"Subnet": "172.28.0.0/16", "IPRange": "172.28.5.0/24", "Gateway": "172.28.5.254"}]
+    assert cfg == [
+        {"Subnet": "172.28.0.0/16", "IPRange": "172.28.5.0/24", "Gateway": "172.28.5.254"}
+    ]
     assert got.attrs["Labels"] == {"com.example.purpose": "compat"}
     names = [n.name for n in client.networks.list()]
     assert {"bridge", "host", "none", "pynet"} <= set(names)
