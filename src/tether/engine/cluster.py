@@ -159,6 +159,9 @@ class ClusterView:
         self.adopted = True
         if self.lease is not None:
             try:
+                # put again under this run's lease: the old run's lease is about to expire
+                for key, value in list(self.mine.items()):
+                    await self.store.put(key, value, lease=self.lease.lease_id)
                 await self._reconcile_mine({k: dict(v) for k, v in self.endpoints.items()})
             except TetherError as exc:
                 log.warning("own endpoint records not refreshed yet: %s", exc)
@@ -270,6 +273,14 @@ class ClusterView:
         self._reserve(net_id, ip, held)
 
     async def _endpoint(self, net_id: str, ep_id: str, value: dict[str, Any] | None) -> None:
+        key = f"{ROOT}endpoints/{net_id}/{ep_id}"
+        if value is None and key in self.mine and self.lease is not None:
+            # one of ours vanished (an older lease of this host expired): put it back
+            value = self.mine[key]
+            try:
+                await self.store.put(key, value, lease=self.lease.lease_id)
+            except TetherError as exc:
+                log.warning("endpoint record %s not restored yet: %s", ep_id[:12], exc)
         eps = self.endpoints.setdefault(net_id, {})
         old = eps.get(ep_id)
         if value is None:

@@ -1,0 +1,125 @@
+"""macvlan across lab hosts (issue 7): each lab host's ``eth0`` (its underlay veth) is the parent.
+
+The lab underlay is a bridge, so macvlan containers on two hosts share one LAN: give them
+static addresses from one subnet and they ping each other. The kernel rule that a host
+cannot reach its own macvlan containers through the parent is checked too (it is why
+the usual "shim" interface exists; see ``tether.drivers.macvlan``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+
+import pytest
+
+from tether.lab.lab import Lab
+
+from .helpers import LabFactory, docker, in_host, wait_until
+from .imagefix import build_busybox_tar, import_alpine
+
+pytestmark = pytest.mark.lab
+
+SUBNET = "198.18.100.0/24"  # inside the lab's benchmark range, on the lab underlay only
+
+
+@pytest.fixture(scope="module")
+def mlab(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    if importlib.util.find_spec("tether.__main__") is None:
+        pytest.skip("no `python -m tether` yet: cannot start a daemon")
+    lab = module_lab_factory(["host1", "host2"])
+    tar = build_busybox_tar(tmp_path_factory.mktemp("img") / "busybox.tar")
+    for h in lab.hosts.values():
+        import_alpine(h, tar)
+        r = docker(
+            h,
+            "network",
+            "create",
+            "-d",
+            "macvlan",
+            "--subnet",
+            SUBNET,
+            "--gateway",
+            "198.18.100.1",
+            "-o",
+            "parent=eth0",
+            "mv",
+        )
+        assert r.returncode == 0, r.stderr
+    return lab
+
+
+def ok(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 0, r.stderr + r.stdout
+    return r.stdout
+
+
+def test_containers_on_two_hosts_ping_each_other(mlab: Lab) -> None:
+    h1, h2 = mlab.host("host1"), mlab.host("host2")
+    ok(docker(h1, "run", "-d", "--name", "m1", "--network", "mv", "--ip", "198.18.100.11",
+              "alpine", "sleep", "600"))  # fmt: skip
+    ok(docker(h2, "run", "-d", "--name", "m2", "--network", "mv", "--ip", "198.18.100.12",
+              "alpine", "sleep", "600"))  # fmt: skip
+    link = ok(docker(h1, "exec", "m1", "ip", "-d", "link", "show", "eth0"))
+    assert "macvlan mode bridge" in link
+    wait_until(
+        lambda: (
+            docker(h1, "exec", "m1", "ping", "-c", "1", "-W", "1", "198.18.100.12").returncode == 0
+        ),
+        10,
+        what="m1 -> m2 across hosts",
+    )
+    assert ok(docker(h2, "exec", "m2", "ping", "-c", "1", "-W", "2", "198.18.100.11"))
+    # the other host (not the container's own) reaches it over the shared LAN
+    assert in_host(h2, "busybox", "ping", "-c", "1", "-W", "2", "198.18.100.11").returncode == 0
+
+
+def test_duplicate_static_ip_is_refused_at_create(mlab: Lab) -> None:
+    h1 = mlab.host("host1")
+    r = docker(h1, "create", "--network", "mv", "--ip", "198.18.100.11", "alpine")
+    assert r.returncode != 0
+    assert "Address already in use" in r.stderr
+
+
+def test_host_cannot_reach_its_own_macvlan_container(mlab: Lab) -> None:
+    """The kernel drops frames between a macvlan and its lower device (documented rule)."""
+    h1 = mlab.host("host1")
+    r = in_host(h1, "busybox", "ping", "-c", "1", "-W", "1", "198.18.100.11")
+    assert r.returncode != 0
+
+
+def test_modes_and_bad_mode(mlab: Lab) -> None:
+    h1 = mlab.host("host1")
+    ok(docker(h1, "network", "create", "-d", "macvlan", "--subnet", "198.18.101.0/24",
+              "-o", "parent=eth0", "-o", "macvlan_mode=private", "mvp"))  # fmt: skip
+    ok(docker(h1, "run", "-d", "--name", "mp", "--network", "mvp", "alpine", "sleep", "600"))
+    assert "macvlan mode private" in ok(docker(h1, "exec", "mp", "ip", "-d", "link"))
+    r = docker(h1, "network", "create", "-d", "macvlan", "-o", "macvlan_mode=nope", "mvbad")
+    assert r.returncode != 0 and "macvlan mode 'nope' is not valid" in r.stderr
+
+
+def test_no_parent_is_an_internal_network(mlab: Lab) -> None:
+    h1 = mlab.host("host1")
+    ok(docker(h1, "network", "create", "-d", "macvlan", "--subnet", "10.90.0.0/24", "mvi"))
+    info = ok(docker(h1, "network", "inspect", "-f", "{{.Internal}}", "mvi"))
+    assert info.strip() == "true"
+    ok(docker(h1, "run", "-d", "--name", "i1", "--network", "mvi", "alpine", "sleep", "600"))
+    ok(docker(h1, "run", "-d", "--name", "i2", "--network", "mvi", "alpine", "sleep", "600"))
+    assert ok(docker(h1, "exec", "i1", "ping", "-c", "1", "-W", "2", "i2"))
+
+
+def test_vlan_parent_needs_8021q(mlab: Lab) -> None:
+    """``parent=eth0.10`` needs the kernel's vlan link type; this kernel lacks it."""
+    h1 = mlab.host("host1")
+    r = docker(h1, "network", "create", "-d", "macvlan", "-o", "parent=eth0.10", "mvlan")
+    if r.returncode == 0:
+        assert "eth0.10" in in_host(h1, "ip", "-br", "link").stdout
+        ok(docker(h1, "network", "rm", "mvlan"))
+        return
+    assert "802.1Q" in r.stderr, r.stderr
+    pytest.skip("this kernel has no 802.1Q (vlan) link type: VLAN sub-interface parents untested")
+
+
+def test_ipvlan_refused_clearly_without_kernel_support(mlab: Lab) -> None:
+    r = docker(mlab.host("host1"), "network", "create", "-d", "ipvlan", "-o", "parent=eth0", "iv")
+    assert r.returncode != 0 and "no ipvlan support" in r.stderr
