@@ -109,7 +109,7 @@ def test_step_prints_command_output_and_verdict() -> None:
     assert seen[0].argv == ("docker", "network", "ls")
     text = out.getvalue()
     assert "==== 2. types ====" in text
-    assert "+ [docker201] docker network ls\nNETWORK ID  NAME\n  -> ok   docker network ls" in text
+    assert "+ [docker201] docker network ls\nNETWORK ID  NAME\n  -> ok\n" in text
     assert [(x.section, x.status) for x in r.results] == [("2", Status.PASS)]
     assert summary.exit_status(r.results) == 0
 
@@ -319,3 +319,20 @@ def test_section_abort_raised_by_a_section_is_a_skip() -> None:
     assert [(x.status, x.detail) for x in r.results] == [
         (Status.SKIP, "not run: no parent interface")
     ]
+
+
+def test_sections_cover_the_seed_in_order() -> None:
+    from tether.demo.sections import SECTIONS
+
+    assert [key for key, _, _ in SECTIONS] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert all(callable(fn) for _, _, fn in SECTIONS)
+
+
+def test_demo_refuses_to_run_without_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tether.demo import __main__ as demo_main
+
+    monkeypatch.setattr(demo_main.os, "geteuid", lambda: 1000)
+    assert demo_main.main([]) == 2
+    assert "needs root" in capsys.readouterr().err

@@ -30,6 +30,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--sections", default="", help="comma-separated section numbers to run (default: all)"
     )
+    p.add_argument(
+        "--cli",
+        default="",
+        help="client to use instead of the docker CLI found on PATH (e.g. .venv/bin/tether)",
+    )
     p.add_argument("--no-color", action="store_true", help="plain output even on a terminal")
     return p.parse_args(argv)
 
@@ -52,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("the demo builds network namespaces and needs root", file=sys.stderr)
         return 2
     wanted = {s.strip() for s in args.sections.split(",") if s.strip()}
-    cli, cli_name = find_cli()
+    cli: tuple[str, ...]
+    if args.cli:
+        cli, cli_name = (args.cli,), os.path.basename(args.cli)
+    else:
+        cli, cli_name = find_cli()
     targets = LabTargets({}, (cli, cli_name))
     r = Runner(run_command, targets, sys.stdout, color=sys.stdout.isatty() and not args.no_color)
     r.note(

@@ -77,12 +77,26 @@ class Runner:
     def failed(self) -> list[StepResult]:
         return [r for r in self.results if r.status is Status.FAIL]
 
-    def record(self, title: str, status: Status, detail: str = "", seconds: float = 0.0) -> None:
+    def record(
+        self,
+        title: str,
+        status: Status,
+        detail: str = "",
+        seconds: float = 0.0,
+        *,
+        echo_title: bool = True,
+    ) -> None:
+        """Record a result and print its verdict line (the title is left out when the
+        command line just above already names the step)."""
         self._current.results.append(StepResult(self._current.key, title, status, detail, seconds))
-        mark = {Status.PASS: "ok  ", Status.FAIL: "FAIL", Status.SKIP: "skip"}[status]
+        mark = {Status.PASS: "ok", Status.FAIL: "FAIL", Status.SKIP: "skip"}[status]
         colour = {Status.PASS: "32", Status.FAIL: "31;1", Status.SKIP: "33"}[status]
-        line = f"  -> {mark} {title}" + (f": {detail}" if detail else "")
-        self._print(self._paint(line, colour))
+        parts = [f"  -> {mark}"]
+        if echo_title:
+            parts.append(f" {title}")
+        if detail:
+            parts.append(f": {detail}")
+        self._print(self._paint("".join(parts), colour))
 
     # ------------------------------------------------------------------ output
 
@@ -142,6 +156,7 @@ class Runner:
         """Run ``cmd``, print it and its output, check ``expect`` (default: exit 0)."""
         exp = expect if expect is not None else ok()
         name = title or cmd.shown
+        named = title is not None
         self._show_command(cmd)
         start = self._clock()
         deadline = start + retry_for
@@ -157,11 +172,11 @@ class Runner:
         self._show_output(out)
         if problems:
             tries = f" after {attempts} tries" if attempts > 1 else ""
-            self.record(name, Status.FAIL, "; ".join(problems) + tries, seconds)
+            self.record(name, Status.FAIL, "; ".join(problems) + tries, seconds, echo_title=named)
             if critical:
                 raise SectionAbort(f"{name!r} failed")
         else:
-            self.record(name, Status.PASS, "", seconds)
+            self.record(name, Status.PASS, "", seconds, echo_title=named)
         return out
 
     def docker(
@@ -223,11 +238,12 @@ class Runner:
         try:
             fn()
         except Exception as exc:
-            self.record(shown, Status.FAIL, f"{type(exc).__name__}: {exc}", self._clock() - start)
+            why = f"{type(exc).__name__}: {exc}"
+            self.record(shown, Status.FAIL, why, self._clock() - start, echo_title=False)
             if critical:
                 raise SectionAbort(f"{shown!r} failed") from exc
             return False
-        self.record(shown, Status.PASS, "", self._clock() - start)
+        self.record(shown, Status.PASS, "", self._clock() - start, echo_title=False)
         return True
 
     def skip(self, title: str, why: str) -> None:
