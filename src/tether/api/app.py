@@ -39,11 +39,16 @@ def _api_version(request: web.Request) -> str | None:
     return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
-def _too_old(version: str) -> bool:
-    def key(v: str) -> tuple[int, ...]:
-        return tuple(int(x) for x in v.split("."))
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
 
-    return key(version) < key(MIN_API_VERSION)
+
+def _too_old(version: str) -> bool:
+    return _vkey(version) < _vkey(MIN_API_VERSION)
+
+
+def _too_new(version: str) -> bool:
+    return _vkey(version) > _vkey(API_VERSION)
 
 
 @web.middleware
@@ -54,6 +59,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             400,
             f"client version {version} is too old. Minimum supported API version is "
             f"{MIN_API_VERSION}, please upgrade your client to a newer version",
+        )
+    if version is not None and _too_new(version):  # Docker 20.10 refuses these too
+        return error_response(
+            400,
+            f"client version {version} is too new. Maximum supported API version is {API_VERSION}",
         )
     try:
         resp = await handler(request)

@@ -10,7 +10,7 @@ published port through a host address), set by ``Netlink.add_veth``.
 
 from __future__ import annotations
 
-from tether.engine.model import OPT_BRIDGE_NAME, Endpoint, Network
+from tether.engine.model import OPT_BRIDGE_NAME, OPT_MTU, Endpoint, Network
 from tether.errors import BadRequest
 from tether.linux.netlink import LinkSpec, Netlink
 from tether.linux.sysctl import Sysctl, set_route_localnet
@@ -41,12 +41,29 @@ class BridgeDriver:
 
     def validate(self, net: Network) -> None:
         name = bridge_name(net)
-        if len(name) > MAX_IFNAME or "/" in name or " " in name:
+        # the kernel's dev_valid_name(): no "/", ":" or white space, not "." or ".."
+        bad = any(c in "/:" or c.isspace() or not c.isprintable() for c in name)
+        if not name or len(name) > MAX_IFNAME or bad or name in (".", ".."):
             raise BadRequest(f"invalid bridge name {name!r}")
+        raw_mtu = net.options.get(OPT_MTU)
+        if raw_mtu and not raw_mtu.lstrip("-").isdigit():
+            raise BadRequest(
+                f"failed to parse {OPT_MTU} value: {raw_mtu} "
+                f'(strconv.Atoi: parsing "{raw_mtu}": invalid syntax)'
+            )
         if not 68 <= net.mtu <= 65535:
             raise BadRequest(f"invalid MTU {net.mtu}")
 
     async def create(self, net: Network) -> None:
+        name = bridge_name(net)
+        # A name chosen by the user must not be an interface tether did not make: it would
+        # be re-addressed now and deleted with the network (the lab's eth0 was).
+        custom = bool(net.options.get(OPT_BRIDGE_NAME)) and not net.predefined
+        if custom and await self.nl.link_exists(name):
+            raise BadRequest(f"bridge name {name} is already used by an existing interface")
+        await self._setup(net)
+
+    async def _setup(self, net: Network) -> None:
         net.ifname = bridge_name(net)
         pools = net.pools
         address = f"{pools[0].gateway}/{pools[0].subnet.prefixlen}" if pools else None
@@ -55,7 +72,7 @@ class BridgeDriver:
             set_route_localnet(self.sysctl, net.ifname)
 
     async def restore(self, net: Network) -> None:
-        await self.create(net)
+        await self._setup(net)
 
     async def delete(self, net: Network) -> None:
         await self.nl.delete_link(net.ifname or bridge_name(net))
