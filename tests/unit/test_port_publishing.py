@@ -47,6 +47,7 @@ def test_ensure_repairs_an_edited_chain() -> None:
     fw = NftFirewall(nft)
     fw.apply([NET], [PORT])
     want = fw.current()
+    assert fw.ensure([NET], [PORT]) is False  # the first check records what apply installed
     nft.run({"nftables": [{"flush": {"chain": {"family": "ip", "table": "tether",
                                               "name": "forward"}}}]})  # fmt: skip
     assert fw.current() != want

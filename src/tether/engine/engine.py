@@ -110,7 +110,8 @@ class Engine:
             return False
         async with self._fw_lock:
             nets, ports = self.firewall_state()
-            redone: bool = self.firewall.ensure(nets, ports)
+            # listing a large table takes tens of ms: keep it off the event loop
+            redone: bool = await asyncio.to_thread(self.firewall.ensure, nets, ports)
         if redone:
             log.warning("firewall: tether's nftables tables were changed or removed; re-applied")
         return redone

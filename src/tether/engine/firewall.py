@@ -77,9 +77,11 @@ Replacing idempotently on nft 1.0.6 (no ``destroy``): ``add table`` →
 ruleset.
 
 Drift (someone ran ``nft flush ruleset``, deleted tether's table or edited
-its chains): ``apply`` keeps the kernel's listing of what it just installed;
-``ensure`` lists again and re-applies the desired state when the two differ
-(and re-creates an empty ``tether-user`` when that is gone too). The engine
+its chains): the first ``ensure`` after an ``apply`` records the kernel's
+listing of tether's tables (a missing table is drift at once); later ones list
+again and re-apply the desired state when the two differ (and re-create an
+empty ``tether-user`` when that is gone too). An edit made between an apply
+and the next check is taken as installed until the next apply. The engine
 calls it every few seconds and the daemon's start applies anyway, so the
 table comes back exactly, from the store, without touching other tables.
 """
@@ -411,6 +413,7 @@ class NftFirewall:
         self._nft: Nft = nft if nft is not None else LibNft()
         self._user_checked = False
         self._last: JSON | None = None
+        self._applied = False
 
     def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
         batch = render(nets, ports)
@@ -421,7 +424,10 @@ class NftFirewall:
         except NftError as exc:
             raise Internal(f"firewall: nftables rejected the update: {exc.message}") from exc
         self._user_checked = True
-        self._last = self.current()
+        # The listing is taken by the next ``ensure``, not here: listing 1,000 map elements
+        # costs ~55 ms, more than the apply itself, and would slow every publish.
+        self._last = None
+        self._applied = True
 
     def remove(self) -> None:
         try:
@@ -429,9 +435,14 @@ class NftFirewall:
         except NftError as exc:
             raise Internal(f"firewall: cannot remove tether's tables: {exc.message}") from exc
         self._last = None
+        self._applied = False
 
     def ensure(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> bool:
-        if self._last is not None and self.current() == self._last:
+        now = self.current()
+        if now is not None and self._applied and self._last is None:
+            self._last = now  # first check since an apply: this is what it installed
+            return False
+        if now is not None and now == self._last:
             return False
         self._user_checked = False  # a flushed ruleset took the user's table too
         self.apply(nets, ports)
