@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tether.api import bodycheck
 from tether.api.app import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked
 from tether.engine import ports as portlib
@@ -315,6 +316,7 @@ async def list_containers(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
+    bodycheck.check(body, bodycheck.CONTAINER_CREATE, "ContainerConfigWrapper")
     warnings = create_warnings(body)
     c = await engine.containers.create(body, request.query.get("name") or None)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
@@ -522,11 +524,44 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
+def _prune_match(c: Container, filters: dict[str, list[str]]) -> bool:
+    """Docker's prune filters: ``until`` (created before) and ``label`` / ``label!``."""
+    labels = c.config.get("Labels") or {}
+
+    def has(spec: str) -> bool:
+        k, eq, v = spec.partition("=")
+        return k in labels and (not eq or labels[k] == v)
+
+    for key, values in filters.items():
+        if key == "until":
+            for v in values:
+                try:
+                    limit = float(v)
+                except ValueError:
+                    limit = _ts(v if "T" in v else "") or 0.0
+                    if not limit:
+                        raise BadRequest(f"invalid filter 'until={v}'") from None
+                if _ts(c.created) >= limit:
+                    return False
+        elif key == "label":
+            if not all(has(v) for v in values):
+                return False
+        elif key == "label!":
+            if any(has(v) for v in values):
+                return False
+        else:
+            raise BadRequest(f"invalid filter '{key}'")
+    return True
+
+
 async def prune(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
+    filters = parse_filters(request)
     gone = []
     for c in list(engine.containers.list()):
         if c.running or c.state.status == "restarting":
+            continue
+        if not _prune_match(c, filters):
             continue
         try:
             await engine.containers.remove(c.id, force=False)

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tether.api import bodycheck
 from tether.api.app import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.engine.model import Network
 from tether.engine.networks import CreateRequest
@@ -176,6 +177,7 @@ async def remove_network(request: web.Request) -> web.Response:
 async def connect(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
+    bodycheck.check(body, bodycheck.NETWORK_CONNECT, "NetworkConnect")
     container = body.get("Container")
     if not isinstance(container, str) or not container:
         raise BadRequest("Container must be given")

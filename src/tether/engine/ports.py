@@ -132,7 +132,8 @@ def parse_bindings(
     bound: set[tuple[int, str]] = set()
     for key, entries in (port_bindings or {}).items():
         port, proto = parse_port_key(key)
-        for entry in entries or []:
+        for raw in entries or []:
+            entry = raw or {}  # a JSON null binding is Go's zero PortBinding
             host_ip = parse_host_ip(entry.get("HostIp"))
             lo, hi = parse_host_port(str(entry.get("HostPort") or ""))
             out.append(PortRequest(proto, port, host_ip, lo, hi))
