@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from tether.lab.lab import Lab
+from tether.lab.lab import Lab, LabHost
 
 from .helpers import LabFactory, docker, in_host, wait_until
 from .imagefix import build_busybox_tar, import_alpine
@@ -46,6 +46,8 @@ def mlab(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactor
             "mv",
         )
         assert r.returncode == 0, r.stderr
+        # the hosts themselves get an address on the macvlan subnet (on the lab LAN)
+        ok(in_host(h, "ip", "addr", "add", f"198.18.100.{200 + h.index}/24", "dev", "eth0"))
     return lab
 
 
@@ -54,14 +56,25 @@ def ok(r: subprocess.CompletedProcess[str]) -> str:
     return r.stdout
 
 
+def link_details(h: LabHost, container: str) -> str:
+    """``ip -d link show eth0`` inside the container (busybox's ip has no ``-d``)."""
+    pid = ok(docker(h, "inspect", "-f", "{{.State.Pid}}", container)).strip()
+    r = subprocess.run(
+        ["nsenter", "-t", pid, "-n", "ip", "-d", "link", "show", "eth0"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return ok(r)
+
+
 def test_containers_on_two_hosts_ping_each_other(mlab: Lab) -> None:
     h1, h2 = mlab.host("host1"), mlab.host("host2")
     ok(docker(h1, "run", "-d", "--name", "m1", "--network", "mv", "--ip", "198.18.100.11",
               "alpine", "sleep", "600"))  # fmt: skip
     ok(docker(h2, "run", "-d", "--name", "m2", "--network", "mv", "--ip", "198.18.100.12",
               "alpine", "sleep", "600"))  # fmt: skip
-    link = ok(docker(h1, "exec", "m1", "ip", "-d", "link", "show", "eth0"))
-    assert "macvlan mode bridge" in link
+    assert "macvlan mode bridge" in link_details(h1, "m1")
     wait_until(
         lambda: (
             docker(h1, "exec", "m1", "ping", "-c", "1", "-W", "1", "198.18.100.12").returncode == 0
@@ -70,8 +83,6 @@ def test_containers_on_two_hosts_ping_each_other(mlab: Lab) -> None:
         what="m1 -> m2 across hosts",
     )
     assert ok(docker(h2, "exec", "m2", "ping", "-c", "1", "-W", "2", "198.18.100.11"))
-    # the other host (not the container's own) reaches it over the shared LAN
-    assert in_host(h2, "busybox", "ping", "-c", "1", "-W", "2", "198.18.100.11").returncode == 0
 
 
 def test_duplicate_static_ip_is_refused_at_create(mlab: Lab) -> None:
@@ -82,8 +93,13 @@ def test_duplicate_static_ip_is_refused_at_create(mlab: Lab) -> None:
 
 
 def test_host_cannot_reach_its_own_macvlan_container(mlab: Lab) -> None:
-    """The kernel drops frames between a macvlan and its lower device (documented rule)."""
-    h1 = mlab.host("host1")
+    """The kernel drops frames between a macvlan and its lower device (documented rule).
+
+    Both hosts have an address on the macvlan subnet; host2 reaches m1,
+    host1 (m1's own host) does not.
+    """
+    h1, h2 = mlab.host("host1"), mlab.host("host2")
+    assert in_host(h2, "busybox", "ping", "-c", "1", "-W", "2", "198.18.100.11").returncode == 0
     r = in_host(h1, "busybox", "ping", "-c", "1", "-W", "1", "198.18.100.11")
     assert r.returncode != 0
 
@@ -93,7 +109,7 @@ def test_modes_and_bad_mode(mlab: Lab) -> None:
     ok(docker(h1, "network", "create", "-d", "macvlan", "--subnet", "198.18.101.0/24",
               "-o", "parent=eth0", "-o", "macvlan_mode=private", "mvp"))  # fmt: skip
     ok(docker(h1, "run", "-d", "--name", "mp", "--network", "mvp", "alpine", "sleep", "600"))
-    assert "macvlan mode private" in ok(docker(h1, "exec", "mp", "ip", "-d", "link"))
+    assert "macvlan mode private" in link_details(h1, "mp")
     r = docker(h1, "network", "create", "-d", "macvlan", "-o", "macvlan_mode=nope", "mvbad")
     assert r.returncode != 0 and "macvlan mode 'nope' is not valid" in r.stderr
 

@@ -510,12 +510,9 @@ class GatewayBridge:
         self._lock = asyncio.Lock()
 
     async def _network(self) -> Network:
-        net = self.networks.find(self.NAME)
-        if net is not None and net.name == self.NAME:
-            return net  # type: ignore[no-any-return]
         from tether.engine.networks import CreateRequest
 
-        async with self._lock:
+        async with self._lock:  # held until the bridge exists, not only its record
             net = self.networks.find(self.NAME)
             if net is not None and net.name == self.NAME:
                 return net  # type: ignore[no-any-return]
