@@ -550,10 +550,13 @@ class ContainerController:
             held: builtins.list[tuple[str, str]] = []
             bindings: builtins.list[portlib.PortBinding] = []
             try:
-                for idx, (net, epcfg) in enumerate(networks):
-                    ep = self._new_endpoint(c, net, epcfg, f"eth{idx}")
+                ifno = 0
+                for net, epcfg in networks:
+                    ep = self._new_endpoint(c, net, epcfg, f"eth{ifno}")
+                    await self._hold_global(net, ep, c.id)
                     held.append((net.id, ep.ip))
                     c.endpoints[net.id] = ep.to_dict()
+                    ifno += 1 + self._extra_ifs(net)
                 if networks:
                     requests = portlib.parse_bindings(
                         host_config.get("PortBindings"),
@@ -587,6 +590,7 @@ class ContainerController:
             except BaseException:
                 for nid, ip in held:
                     self.networks.release(nid, ip)
+                    await self._release_global(nid, ip)
                 self.allocator.release(bindings)
                 raise
             self.containers[c.id] = c
@@ -1199,6 +1203,7 @@ class ContainerController:
         await self.store.txn(ops)
         for ep in c.eps():
             self.networks.release(ep.network_id, ep.ip)
+            await self._release_global(ep.network_id, ep.ip)
         self.allocator.release(portlib.PortBinding(**p) for p in c.ports)
         self.containers.pop(c.id, None)
         self._locks.pop(c.id, None)
@@ -1260,6 +1265,7 @@ class ContainerController:
                 raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
             ifname = f"eth{self._next_if(c)}"
             ep = self._new_endpoint(c, net, epcfg, ifname)
+            await self._hold_global(net, ep, c.id)
             # The address and the endpoint are written together, before any kernel object:
             # a crash leaves either nothing or an endpoint that reconcile can wire again.
             c.endpoints[net.id] = ep.to_dict()
@@ -1272,6 +1278,7 @@ class ContainerController:
             if not res.ok:
                 c.endpoints.pop(net.id, None)
                 self.networks.release(net.id, ep.ip)
+                await self._release_global(net.id, ep.ip)
                 raise Conflict("Address already in use")
             try:
                 if self.has_sandbox(c):
@@ -1294,6 +1301,7 @@ class ContainerController:
                     ]
                 )
                 self.networks.release(net.id, ep.ip)
+                await self._release_global(net.id, ep.ip)
                 raise
         self._invalidate_dns()
         if self.events is not None:
@@ -1319,8 +1327,29 @@ class ContainerController:
             dns_options=hc.get("DnsOptions") or (),
         )
 
+    # ---- global networks (cluster store): small hooks, no-ops on one host -------------
+    def _extra_ifs(self, net: Network) -> int:
+        """Interfaces a driver adds after an endpoint's own (overlay: the gateway eth<n+1>)."""
+        return 1 if net.driver == "overlay" and not net.internal else 0
+
+    async def _hold_global(self, net: Network, ep: Endpoint, owner: str) -> None:
+        ip = await self.networks.hold_global(net, ep.ip, ep.static_ip, owner)
+        if ip != ep.ip:
+            ep.ip, ep.mac = ip, mac_for(ip)
+
+    async def _release_global(self, net_id: str, ip: str) -> None:
+        try:
+            await self.networks.release_global(net_id, ip)
+        except TetherError as exc:
+            log.warning("global address %s: %s", ip, exc.message)
+
     def _next_if(self, c: Container) -> int:
         used = {Endpoint.from_dict(e).ifname for e in c.endpoints.values()}
+        for e in c.endpoints.values():
+            net = self.networks.networks.get(e.get("network_id", ""))
+            name = str(e.get("ifname", ""))
+            if net is not None and self._extra_ifs(net) and name[3:].isdigit():
+                used.add(f"eth{int(name[3:]) + 1}")
         i = 0
         while f"eth{i}" in used:
             i += 1
@@ -1352,6 +1381,7 @@ class ContainerController:
                 ]
             )
             self.networks.release(net.id, ep.ip)
+            await self._release_global(net.id, ep.ip)
         self._invalidate_dns()
         if c.ports:
             await self._ports_changed()
