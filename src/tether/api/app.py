@@ -136,6 +136,8 @@ async def read_json(request: web.Request, *, required: bool = True) -> dict[str,
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("invalid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     return data
@@ -150,7 +152,7 @@ def parse_filters(request: web.Request) -> dict[str, list[str]]:
         return {}
     try:
         data = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise BadRequest(f"invalid filter '{raw}'") from None
     if not isinstance(data, dict):
         raise BadRequest(f"invalid filter '{raw}'")

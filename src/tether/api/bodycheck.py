@@ -9,6 +9,8 @@ answer 500, or store it). ``check(body, SHAPE, root)`` gives the same early 400.
 A shape is ``"string" | "int" | "bool" | "number" | "any"``, ``"strslice"`` (a string or a
 list of strings, Docker's ``StrSlice``), ``("list", shape)``, ``("map", shape)`` (any keys)
 or a dict of known keys to shapes (an object; other keys pass unchecked).
+``check_endpoint_addresses`` refuses static addresses that do not parse, as Docker does
+before it looks at any network.
 """
 
 from __future__ import annotations
@@ -109,6 +111,25 @@ CONTAINER_CREATE: Shape = {
 
 NETWORK_CONNECT: Shape = {"Container": "string", "EndpointConfig": ENDPOINT_SETTINGS}
 NETWORK_DISCONNECT: Shape = {"Container": "string", "Force": "bool"}
+
+
+def check_endpoint_addresses(settings: Any) -> None:
+    """``IPAMConfig`` addresses must parse (Docker: ``invalid IPv4 address: ...``)."""
+    import ipaddress
+
+    ipam = (settings or {}).get("IPAMConfig") if isinstance(settings, dict) else None
+    if not isinstance(ipam, dict):
+        return
+    for key, family in (("IPv4Address", 4), ("IPv6Address", 6)):
+        value = ipam.get(key)
+        if not value:
+            continue
+        try:
+            ok = ipaddress.ip_address(value).version == family
+        except ValueError:
+            ok = False
+        if not ok:
+            raise BadRequest(f"invalid IPv{family} address: {value}")
 
 
 def _json_kind(value: Any) -> str:

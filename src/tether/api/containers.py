@@ -317,6 +317,8 @@ async def create(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
     bodycheck.check(body, bodycheck.CONTAINER_CREATE, "ContainerConfigWrapper")
+    for settings in ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).values():
+        bodycheck.check_endpoint_addresses(settings)
     warnings = create_warnings(body)
     c = await engine.containers.create(body, request.query.get("name") or None)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
@@ -484,7 +486,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise BadRequest("You must choose at least one stream")
     tail_q = request.query.get("tail", "all")
     tail = None if tail_q in ("all", "") else int(tail_q) if tail_q.isdigit() else None
-    since = float(request.query.get("since") or 0)
+    try:
+        since = float(request.query.get("since") or 0)
+    except ValueError:
+        raise BadRequest(f"invalid value for since: {request.query['since']!r}") from None
     follow = qbool(request, "follow") and c.running
     resp = web.StreamResponse(status=200)
     resp.headers["Content-Type"] = (
@@ -557,6 +562,9 @@ def _prune_match(c: Container, filters: dict[str, list[str]]) -> bool:
 async def prune(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     filters = parse_filters(request)
+    for key in filters:
+        if key not in ("until", "label", "label!"):
+            raise BadRequest(f"invalid filter '{key}'")
     gone = []
     for c in list(engine.containers.list()):
         if c.running or c.state.status == "restarting":

@@ -178,6 +178,7 @@ async def connect(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
     bodycheck.check(body, bodycheck.NETWORK_CONNECT, "NetworkConnect")
+    bodycheck.check_endpoint_addresses(body.get("EndpointConfig"))
     container = body.get("Container")
     if not isinstance(container, str) or not container:
         raise BadRequest("Container must be given")

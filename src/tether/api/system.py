@@ -10,6 +10,7 @@ from aiohttp import web
 
 from tether import API_VERSION, MIN_API_VERSION, __version__
 from tether.api.app import ENGINE, Router, json_response
+from tether.errors import BadRequest
 
 
 def _ping_headers() -> dict[str, str]:
@@ -168,7 +169,10 @@ async def events(request: web.Request) -> web.StreamResponse:
         except ValueError:
             import datetime as dt
 
-            return dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+            try:
+                return dt.datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise BadRequest(f"invalid value for {name}: {raw!r} is not a timestamp") from None
 
     since, until = when("since"), when("until")
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})

@@ -20,8 +20,10 @@ import builtins
 import contextlib
 import ctypes
 import ctypes.util
+import gzip
 import hashlib
 import json
+import lzma
 import os
 import platform
 import shutil
@@ -29,6 +31,7 @@ import tarfile
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -402,6 +405,8 @@ class ImageStore:
         spool = await self._spool(data)
         try:
             found = await loop.run_in_executor(None, self._load_archive, spool)
+        except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as exc:
+            raise BadRequest(f"invalid tar archive: {exc}") from None
         finally:
             spool.unlink(missing_ok=True)
         loaded: builtins.list[str] = []
