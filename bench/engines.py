@@ -96,6 +96,11 @@ class Engine:
         self.run_opts: list[str] = []
         self.rm_opts: list[str] = ["-f"]
 
+    @property
+    def docker_host(self) -> str | None:
+        """``unix://...`` of a Docker-API socket, None for podman."""
+        return self.host.docker_host
+
     # -- the client
     def argv(self, args: tuple[str, ...]) -> list[str]:
         return [DOCKER_CLI, *args]
@@ -184,6 +189,10 @@ class Docker(Engine):
         self.log = os.path.join(d, "dockerd.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def docker_host(self) -> str | None:
+        return f"unix://{self.sock}"
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["DOCKER_HOST"] = f"unix://{self.sock}"
@@ -254,6 +263,10 @@ class Podman(Engine):
             "--runtime", "runc", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
             "--storage-driver", "overlay", *args,
         ]  # fmt: skip
+
+    @property
+    def docker_host(self) -> str | None:
+        return None
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)

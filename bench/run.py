@@ -14,12 +14,14 @@ about 2. An engine that is not installed or does not start is reported, not fata
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import cases
@@ -55,28 +57,113 @@ class Extra:
     timeout: float
 
 
+# Standalone helper scripts (they build what they need), run after the lab is gone.
 EXTRAS = [
     Extra("Embedded DNS server queries/s (bench/dns_bench.py, loopback, no engine)",
           "bench/dns_bench.py", ["--seconds", "5", "--loop", "uvloop"],
           ["--seconds", "2", "--loop", "uvloop"], 120),
-    Extra("DNS from inside containers (bench/dns_cli_bench.py)", "bench/dns_cli_bench.py",
-          [], ["--quick"], 240),
-    Extra("Throughput (bench/ports_bench.py)", "bench/ports_bench.py", [], ["--quick"], 240),
-    Extra("Restart (bench/restart_bench.py)", "bench/restart_bench.py", [], ["--quick"], 180),
 ]  # fmt: skip
+
+
+def _script_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + ROOT
+    return env
+
+
+def in_lab_extras(
+    engines: list[Engine], res: Results, quick: bool, extras: list[tuple[str, str]]
+) -> None:
+    """The helper scripts that can drive a given Docker-API socket, run against our engines."""
+    api = [e for e in engines if e.docker_host is not None]
+    script = os.path.join(ROOT, "bench", "restart_bench.py")
+    if os.path.exists(script) and api:
+        n = 3 if quick else 5
+        argv = [sys.executable, script, "-n", str(n), "--json"]
+        for e in api:
+            argv += ["--engine", f"{e.name}={e.docker_host}"]
+        log("extra: restart_bench.py")
+        key = "restart_event"
+        res.fig(key, "7", "`--restart always`: kill -9 → the engine's `start` event "
+                "(ms, bench/restart_bench.py)")  # fmt: skip
+        try:
+            p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True,
+                               text=True, timeout=240)  # fmt: skip
+            samples = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            samples = {}
+        for e in api:
+            for v in samples.get(e.name, []):
+                res.add(key, e.name, float(v))
+            if not samples.get(e.name):
+                res.note(key, e.name, "script failed")
+        for e in engines:
+            if e.docker_host is None:
+                res.note(key, e.name, "not run (docker API only)")
+    secs, single = ("2", "300") if quick else ("5", "1000")
+    per_engine_script(
+        engines, extras, "DNS from inside a container, per engine (bench/dns_cli_bench.py)",
+        "dns_cli_bench.py", ["--seconds", secs, "--single", single],
+        lambda e: ["--docker-host", str(e.docker_host), "--upstream-netns", e.host.netns_path,
+                   "--label", e.name], 120,
+    )  # fmt: skip
+    secs, runs = ("1", "1") if quick else ("3", "3")
+    per_engine_script(
+        engines, extras, "Throughput, per engine (bench/ports_bench.py, iperf3)",
+        "ports_bench.py", ["--seconds", secs, "--runs", runs, "--scale", "0"],
+        lambda e: ["--docker-host", str(e.docker_host), "--netns", e.host.netns_path,
+                   "--address", e.host.address], 150,
+    )  # fmt: skip
+
+
+def per_engine_script(
+    engines: list[Engine],
+    extras: list[tuple[str, str]],
+    title: str,
+    name: str,
+    common: list[str],
+    per: Callable[[Engine], list[str]],
+    timeout: float,
+) -> None:
+    """Run a helper script once per Docker-API engine (in the lab) and keep its Markdown."""
+    script = os.path.join(ROOT, "bench", name)
+    api = [e for e in engines if e.docker_host is not None]
+    if not os.path.exists(script) or not api:
+        return
+    parts = []
+    for e in api:
+        log(f"extra: {name} against {e.name}")
+        argv = [sys.executable, script, *common, *per(e)]
+        try:
+            p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True,
+                               text=True, timeout=timeout)  # fmt: skip
+            if p.returncode == 0:
+                out = f"**{e.name}**:\n\n{p.stdout.strip()}"
+            else:
+                tail = " ".join(p.stderr.strip().splitlines()[-3:])
+                out = f"**{e.name}**: failed ({p.returncode}): {tail}"
+        except subprocess.TimeoutExpired as exc:
+            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+            tail = " ".join(err.strip().splitlines()[-3:])
+            out = f"**{e.name}**: did not finish within {timeout:.0f} s {tail}".rstrip()
+        parts.append(out)
+    others = [e.name for e in engines if e.docker_host is None]
+    if others:
+        parts.append(f"({', '.join(others)}: not run; the script drives the docker CLI)")
+    cmd = f"python bench/{name} {' '.join(common)} --docker-host ... (per engine)"
+    extras.append((title, f"`{cmd}`, in the same lab and run as the table above:\n\n"
+                   + "\n\n".join(parts)))  # fmt: skip
 
 
 def run_extra(x: Extra, quick: bool) -> tuple[str, str] | None:
     path = os.path.join(ROOT, x.script)
     if not os.path.exists(path):
         return None
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.join(ROOT, "src") + os.pathsep + ROOT
     argv = [sys.executable, path, *(x.quick if quick else x.full)]
     log(f"extra: {' '.join(argv[1:])}")
     t0 = time.monotonic()
     try:
-        p = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True,
+        p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True, text=True,
                            timeout=x.timeout)  # fmt: skip
     except subprocess.TimeoutExpired:
         return x.title, f"(did not finish within {x.timeout:.0f} s)"
@@ -134,6 +221,7 @@ def main() -> int:
     res = Results()
     unavailable: dict[str, str] = {}
     versions: dict[str, str] = {}
+    load0 = os.getloadavg()
     remove_stale_labs()
     tmp = tempfile.mkdtemp(prefix="tether-bench-")
     tarball = os.path.join(tmp, "busybox.tar")
@@ -143,6 +231,7 @@ def main() -> int:
     log(f"lab {name}")
     lab = Lab.up(name, [], daemons=False)
     engines: list[Engine] = []
+    extras: list[tuple[str, str]] = []
     try:
         engines = start_engines(lab, wanted, unavailable)
         versions = {e.name: e.version for e in engines}
@@ -176,6 +265,10 @@ def main() -> int:
         cases.setup_networks(engines)
         log("§7 restart latency")
         cases.restart_latency(engines, res, sizes.restart)
+        if not args.no_extras:
+            for e in engines:
+                e.cleanup()
+            in_lab_extras(engines, res, args.quick, extras)
         log(f"  cleanup took {time.monotonic() - t0:.0f} s")
     finally:
         for e in engines:
@@ -188,12 +281,17 @@ def main() -> int:
             lab.down()
         except LabError as exc:
             log(f"lab teardown: {exc}")
-    extras = []
     if not args.no_extras:
         for x in EXTRAS:
             got = run_extra(x, args.quick)
             if got is not None:
                 extras.append(got)
+    load1 = os.getloadavg()
+    res.notes.append(
+        f"load average (1/5/15 min) at the start {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, "
+        f"at the end {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} on {os.cpu_count()} cores: "
+        "other work on the machine slows every column alike, so compare ratios."
+    )
     names = [e for e in wanted if e in versions] + [e for e in wanted if e in unavailable]
     argv = [".venv/bin/python", "-m", "bench.run", *sys.argv[1:]]
     write(args.out, res, [n for n in names if n not in unavailable], versions, unavailable,
