@@ -1015,6 +1015,9 @@ class ContainerController:
             delay = 0.1 if ran >= 10 or prev <= 0 else min(prev * 2, 60.0)
             self._backoff[c.id] = delay
             c.restart_count += 1
+        # Announce the exit as soon as the state says so: a client that sees
+        # "exited" in inspect must also find the die event.
+        self.emit("die", c, exitCode=str(code))
         await self.runtime.delete(c.id)
         if restart and not from_restart:
             self._kept.add(c.id)
@@ -1025,7 +1028,6 @@ class ContainerController:
         await self.save(c)
         if c.ports:
             await self._ports_changed()
-        self.emit("die", c, exitCode=str(code))
         for fut in self._exit_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_result(code)
