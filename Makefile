@@ -33,7 +33,11 @@ lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src/tether
 
+BENCH_PACKAGES := docker.io podman
+
 bench: setup
+	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES) >/dev/null
+	@$(VENV)/bin/pip install -q --disable-pip-version-check pyinstrument==5.1.3
 	$(VENV)/bin/python -m bench.run
 
 clean:
