@@ -181,7 +181,7 @@ class ContainerController:
         data_root: Path,
         dns: Any | None,
         dns_servers: builtins.list[str],
-        on_ports_changed: Callable[[], Any],
+        on_ports_changed: Callable[[str], Any],
         events: Any | None = None,
     ) -> None:
         self.store = store
@@ -284,18 +284,20 @@ class ContainerController:
         return out
 
     def port_rules(self) -> builtins.list[Any]:
-        rules: builtins.list[Any] = []
-        for c in self.containers.values():
-            if not c.running or not c.ports:
+        return [r for cid in self.containers for r in self.container_port_rules(cid)]
+
+    def container_port_rules(self, cid: str) -> builtins.list[Any]:
+        """The firewall's ``PortRule``s of one container (none unless it runs)."""
+        c = self.containers.get(cid)
+        if c is None or not c.running or not c.ports:
+            return []
+        bindings = [portlib.PortBinding(**p) for p in c.ports]
+        for ep in c.eps():
+            net = self.networks.networks.get(ep.network_id)
+            if net is None or net.driver != "bridge" or net.internal or not ep.ip:
                 continue
-            bindings = [portlib.PortBinding(**p) for p in c.ports]
-            for ep in c.eps():
-                net = self.networks.networks.get(ep.network_id)
-                if net is None or net.driver != "bridge" or net.internal or not ep.ip:
-                    continue
-                rules.extend(portlib.port_rules(bindings, ep.ip, net.ifname))
-                break
-        return rules
+            return list(portlib.port_rules(bindings, ep.ip, net.ifname))
+        return []
 
     # ---- start-up ------------------------------------------------------------------
     async def start(self) -> None:
@@ -840,7 +842,7 @@ class ContainerController:
         await self.save(c)
         self._invalidate_dns()
         if c.ports:
-            await self._ports_changed()
+            await self._ports_changed(c.id)
 
     async def _dns_add(self, c: Container) -> None:
         assert self.dns is not None
@@ -1027,7 +1029,7 @@ class ContainerController:
         self._invalidate_dns()
         await self.save(c)
         if c.ports:
-            await self._ports_changed()
+            await self._ports_changed(c.id)
         for fut in self._exit_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_result(code)
@@ -1386,7 +1388,7 @@ class ContainerController:
             await self._release_global(net.id, ep.ip)
         self._invalidate_dns()
         if c.ports:
-            await self._ports_changed()
+            await self._ports_changed(c.id)
         if self.events is not None:
             self.events.emit(
                 "network",

@@ -1,10 +1,25 @@
-"""Desired state → tether's nftables tables, replaced whole in one atomic batch.
+"""Desired state → tether's nftables tables: replaced whole, or port elements edited.
 
 The engine passes every bridge network (``NetRule``) and every published port
 (``PortRule``); ``render`` turns them into one libnftables JSON batch that
-replaces tether's tables; ``NftFirewall.apply`` sends it. There are no
-incremental rule edits to get wrong: the kernel always holds exactly what the
-store says, and reconcile-on-start is just ``apply`` again.
+replaces tether's tables; ``NftFirewall.apply`` sends it. That whole replace
+is the reference: network changes, start-up (reconcile is just ``apply``
+again) and drift repair use it, and the kernel then holds exactly what the
+store says.
+
+Publishing or unpublishing a container's ports (start, stop, disconnect)
+changes only map elements, so ``update_ports(remove, add)`` sends one small
+atomic batch of ``delete element`` then ``add element`` commands to the
+``dnat_*`` maps instead. Its cost does not grow with the number of ports
+already published (measured here: ~0.4 ms with 2, 1,000 or 10,000 ports
+published, against ~45 ms / ~385 ms for a whole replace at 1,000 / 10,000).
+The firewall remembers the networks and the elements of what it installed,
+so the update is computed against the kernel's content, and it refuses
+(``Internal``, nothing sent) an update that does not fit it — removing a port
+that is not published as given, adding a taken key — so that the caller falls
+back to a whole ``apply``. The invariant, tested with ``FakeNft`` and in a
+netns with the kernel: after any sequence of updates the table equals the
+one ``render(nets, current ports)`` installs.
 
 Tables (IPv4 only, like tether's networks):
 
@@ -78,17 +93,22 @@ ruleset.
 
 Drift (someone ran ``nft flush ruleset``, deleted tether's table or edited
 its chains): the first ``ensure`` after an ``apply`` records the kernel's
-listing of tether's tables (a missing table is drift at once); later ones list
-again and re-apply the desired state when the two differ (and re-create an
-empty ``tether-user`` when that is gone too). An edit made between an apply
-and the next check is taken as installed until the next apply. The engine
-calls it every few seconds and the daemon's start applies anyway, so the
-table comes back exactly, from the store, without touching other tables.
+listing of tether's tables as a ``Snapshot`` (set and map elements as
+unordered dicts: the kernel lists a hash set in no fixed order; a missing
+table is drift at once); later ones list again and re-apply the desired state
+when the two differ (and re-create an empty ``tether-user`` when that is gone
+too). ``update_ports`` patches the recorded snapshot with the elements it
+changed (no listing on the publish path), so the check keeps comparing
+against exactly what is installed. An edit made between an apply and the next
+check is taken as installed until the next apply. The engine calls it every
+few seconds and the daemon's start applies anyway, so the table comes back
+exactly, from the store, without touching other tables.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -134,6 +154,11 @@ class PortRule:
 class Firewall(Protocol):
     def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
         """Make the kernel hold exactly this state (atomic); ``Internal`` on failure."""
+        ...
+
+    def update_ports(self, remove: Sequence[PortRule], add: Sequence[PortRule]) -> None:
+        """Change only port map elements, against the last ``apply``; ``Internal`` when the
+        update does not fit what is installed (the caller then applies the whole state)."""
         ...
 
     def remove(self) -> None:
@@ -244,15 +269,53 @@ def _check(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> dict[str, NetR
         _ip(n.gateway)
         by_bridge[n.bridge] = n
     for p in ports:
-        if p.proto not in PROTOS:
-            raise Internal(f"firewall: invalid protocol {p.proto!r}")
-        for port in (p.host_port, p.container_port):
-            if not 1 <= port <= 65535:
-                raise Internal(f"firewall: invalid port {port}")
-        _ip(p.container_ip)
-        if p.host_ip not in ("", "0.0.0.0"):
-            _ip(p.host_ip)
+        _check_port(p)
     return by_bridge
+
+
+def _check_port(p: PortRule) -> None:
+    if p.proto not in PROTOS:
+        raise Internal(f"firewall: invalid protocol {p.proto!r}")
+    for port in (p.host_port, p.container_port):
+        if not 1 <= port <= 65535:
+            raise Internal(f"firewall: invalid port {port}")
+    _ip(p.container_ip)
+    if p.host_ip not in ("", "0.0.0.0"):
+        _ip(p.host_ip)
+
+
+@dataclass(frozen=True)
+class _Elem:
+    """One published port as its two map elements: ``maps`` ``_addr``/``_port`` share a key."""
+
+    maps: str  # "dnat_ip" | "dnat_any"
+    key: tuple[Any, ...]  # (host ip, proto, port) or (proto, port)
+    addr: str
+    port: int
+
+    @property
+    def concat(self) -> JSON:
+        return {"concat": list(self.key)}
+
+    def taken(self) -> str:
+        if self.maps == "dnat_any":
+            return f"0.0.0.0:{self.key[1]}/{self.key[0]}"
+        return f"{self.key[0]}:{self.key[2]}/{self.key[1]}"
+
+
+def _port_elem(p: PortRule, by_bridge: dict[str, NetRule]) -> _Elem | None:
+    """The map elements of one port, None when it is not published (unknown/internal bridge)."""
+    net = by_bridge.get(p.bridge)
+    if net is None or net.internal:
+        return None
+    host_ip = p.host_ip if p.host_ip not in ("", "0.0.0.0") else net.host_binding_ipv4
+    addr = _ip(p.container_ip)
+    if host_ip in ("", "0.0.0.0"):
+        return _Elem("dnat_any", (p.proto, p.host_port), addr, p.container_port)
+    return _Elem("dnat_ip", (_ip(host_ip), p.proto, p.host_port), addr, p.container_port)
+
+
+_Published = dict[tuple[str, tuple[Any, ...]], _Elem]
 
 
 def render(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> JSON:
@@ -262,6 +325,13 @@ def render(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> JSON:
     bridge is unknown or internal are not published. A port with no host ip
     takes its network's ``host_binding_ipv4`` when that is not 0.0.0.0.
     """
+    return _render(nets, ports)[0]
+
+
+def _render(
+    nets: Sequence[NetRule], ports: Sequence[PortRule]
+) -> tuple[JSON, dict[str, NetRule], _Published]:
+    """``render``'s batch, the networks by bridge and the published elements it holds."""
     by_bridge = _check(nets, ports)
     nets = sorted(by_bridge.values(), key=lambda n: n.bridge)
     b = _Batch(FAMILY, TABLE, _replace_prefix(FAMILY, TABLE))
@@ -276,34 +346,23 @@ def render(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> JSON:
 
     # nft 1.0.6's JSON parser cannot declare a map with concatenated data
     # (ip . port), so each lookup key has two maps: one to the address, one to the port.
-    any_addr: dict[tuple[str, int], list[Any]] = {}
-    any_port: list[list[Any]] = []
-    ip_addr: dict[tuple[str, str, int], list[Any]] = {}
-    ip_port: list[list[Any]] = []
+    elems: dict[str, dict[tuple[Any, ...], _Elem]] = {"dnat_ip": {}, "dnat_any": {}}
     for p in sorted(ports, key=lambda p: (p.proto, p.host_port, p.host_ip, p.container_ip)):
-        net = by_bridge.get(p.bridge)
-        if net is None or net.internal:
+        e = _port_elem(p, by_bridge)
+        if e is None:
             continue
-        host_ip = p.host_ip if p.host_ip not in ("", "0.0.0.0") else net.host_binding_ipv4
-        if host_ip in ("", "0.0.0.0"):
-            key = (p.proto, p.host_port)
-            if key in any_addr:
-                raise Internal(f"firewall: 0.0.0.0:{p.host_port}/{p.proto} published twice")
-            concat = {"concat": [p.proto, p.host_port]}
-            any_addr[key] = [concat, _ip(p.container_ip)]
-            any_port.append([concat, p.container_port])
-        else:
-            ikey = (_ip(host_ip), p.proto, p.host_port)
-            if ikey in ip_addr:
-                raise Internal(f"firewall: {host_ip}:{p.host_port}/{p.proto} published twice")
-            concat = {"concat": [ikey[0], p.proto, p.host_port]}
-            ip_addr[ikey] = [concat, _ip(p.container_ip)]
-            ip_port.append([concat, p.container_port])
+        if e.key in elems[e.maps]:
+            raise Internal(f"firewall: {e.taken()} published twice")
+        elems[e.maps][e.key] = e
+    ip_addr = [[e.concat, e.addr] for e in elems["dnat_ip"].values()]
+    ip_port = [[e.concat, e.port] for e in elems["dnat_ip"].values()]
+    any_addr = [[e.concat, e.addr] for e in elems["dnat_any"].values()]
+    any_port = [[e.concat, e.port] for e in elems["dnat_any"].values()]
     ip_key_type = ["ipv4_addr", "inet_proto", "inet_service"]
     any_key_type = ["inet_proto", "inet_service"]
-    b.set("dnat_ip_addr", ip_key_type, list(ip_addr.values()), map_to="ipv4_addr")
+    b.set("dnat_ip_addr", ip_key_type, ip_addr, map_to="ipv4_addr")
     b.set("dnat_ip_port", ip_key_type, ip_port, map_to="inet_service")
-    b.set("dnat_any_addr", any_key_type, list(any_addr.values()), map_to="ipv4_addr")
+    b.set("dnat_any_addr", any_key_type, any_addr, map_to="ipv4_addr")
     b.set("dnat_any_port", any_key_type, any_port, map_to="inet_service")
 
     # published ports: one rule per key kind, whatever the number of ports
@@ -359,7 +418,26 @@ def render(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> JSON:
             subnet = _prefix(n.subnet)
             within = (_m(_SADDR, subnet), _m(_DADDR, subnet), _DROP)
             br.rule("forward", *within, comment=f"net {n.id[:12]} icc=false")
-    return {"nftables": b.cmds + br.cmds}
+    published = {(e.maps, e.key): e for kind in elems.values() for e in kind.values()}
+    return {"nftables": b.cmds + br.cmds}, by_bridge, published
+
+
+def render_port_update(gone: Sequence[_Elem], new: Sequence[_Elem]) -> JSON:
+    """The small batch that deletes ``gone`` and adds ``new`` port elements (deletes first)."""
+    cmds: list[JSON] = []
+    for verb, elems in (("delete", gone), ("add", new)):
+        for maps in ("dnat_ip", "dnat_any"):
+            mine = [e for e in elems if e.maps == maps]
+            if not mine:
+                continue
+            for suffix in ("_addr", "_port"):
+                if verb == "delete":
+                    items: list[Any] = [e.concat for e in mine]
+                else:
+                    items = [[e.concat, e.addr if suffix == "_addr" else e.port] for e in mine]
+                obj = {"family": FAMILY, "table": TABLE, "name": maps + suffix, "elem": items}
+                cmds.append({verb: {"element": obj}})
+    return {"nftables": cmds}
 
 
 def render_remove() -> JSON:
@@ -406,17 +484,66 @@ def _no_handles(obj: JSON) -> JSON:
     return {kind: {k: v for k, v in body.items() if k != "handle"} for kind, body in obj.items()}
 
 
+def _ekey(key: Any) -> str:
+    return json.dumps(key, sort_keys=True)
+
+
+@dataclass
+class Snapshot:
+    """A listing of tether's tables, with set and map elements as unordered dicts.
+
+    The kernel lists a hash set's elements in no fixed order, so elements are
+    compared as ``{key: data}`` (``None`` for a plain set); everything else is
+    compared as listed. ``patch`` applies a port update without listing again.
+    """
+
+    objects: list[JSON]
+    elems: dict[tuple[str, str, str], dict[str, Any]]
+
+    @classmethod
+    def of(cls, listing: list[JSON]) -> Snapshot:
+        objects: list[JSON] = []
+        elems: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for o in listing:
+            kind = "set" if "set" in o else "map" if "map" in o else ""
+            if not kind:
+                objects.append(o)
+                continue
+            body = dict(o[kind])
+            raw = body.pop("elem", [])
+            objects.append({kind: body})
+            if kind == "map":
+                got = {_ekey(e[0]): e[1] for e in raw}
+            else:
+                got = {_ekey(e): None for e in raw}
+            elems[(body.get("family", ""), body.get("table", ""), body.get("name", ""))] = got
+        return cls(objects, elems)
+
+    def patch(self, gone: Sequence[_Elem], new: Sequence[_Elem]) -> None:
+        for e in gone:
+            k = _ekey(e.concat)
+            for suffix in ("_addr", "_port"):
+                self.elems.setdefault((FAMILY, TABLE, e.maps + suffix), {}).pop(k, None)
+        for e in new:
+            k = _ekey(e.concat)
+            self.elems.setdefault((FAMILY, TABLE, e.maps + "_addr"), {})[k] = e.addr
+            self.elems.setdefault((FAMILY, TABLE, e.maps + "_port"), {})[k] = e.port
+
+
 class NftFirewall:
     """The kernel firewall through libnftables (``LibNft`` unless given another ``Nft``)."""
 
     def __init__(self, nft: Nft | None = None) -> None:
         self._nft: Nft = nft if nft is not None else LibNft()
         self._user_checked = False
-        self._last: JSON | None = None
+        self._last: Snapshot | None = None
         self._applied = False
+        # what the kernel holds since the last apply (None: nothing applied)
+        self._by_bridge: dict[str, NetRule] | None = None
+        self._published: _Published = {}
 
     def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
-        batch = render(nets, ports)
+        batch, by_bridge, published = _render(nets, ports)
         if not self._user_checked and _list_table(self._nft, FAMILY, USER_TABLE) is None:
             batch = {"nftables": render_user_table()["nftables"] + batch["nftables"]}
         try:
@@ -428,6 +555,58 @@ class NftFirewall:
         # costs ~55 ms, more than the apply itself, and would slow every publish.
         self._last = None
         self._applied = True
+        self._by_bridge, self._published = by_bridge, published
+
+    def update_ports(self, remove: Sequence[PortRule], add: Sequence[PortRule]) -> None:
+        """Unpublish ``remove`` and publish ``add`` in one small atomic batch.
+
+        The networks are those of the last ``apply``. ``Internal`` (and nothing
+        changed) when no apply came first, a removed port is not published as
+        given, an added one is taken, or nft rejects the batch: the caller then
+        applies the whole state.
+        """
+        by_bridge = self._by_bridge
+        if by_bridge is None:
+            raise Internal("firewall: no table applied yet")
+        for p in (*remove, *add):
+            _check_port(p)
+        gone: _Published = {}
+        for p in remove:
+            e = _port_elem(p, by_bridge)
+            if e is not None:
+                gone[(e.maps, e.key)] = e
+        new: _Published = {}
+        for p in add:
+            e = _port_elem(p, by_bridge)
+            if e is None:
+                continue
+            if (e.maps, e.key) in new:
+                raise Internal(f"firewall: {e.taken()} published twice")
+            new[(e.maps, e.key)] = e
+        for k, e in list(gone.items()):
+            if self._published.get(k) != e:
+                raise Internal(f"firewall: {e.taken()} is not published as the update expects")
+            if new.get(k) == e:  # unchanged
+                del gone[k], new[k]
+        for k, e in new.items():
+            if k in self._published and k not in gone:
+                raise Internal(f"firewall: {e.taken()} published twice")
+        if not gone and not new:
+            return
+        batch = render_port_update(list(gone.values()), list(new.values()))
+        try:
+            self._nft.run(batch)
+        except NftError as exc:
+            raise Internal(f"firewall: nftables rejected the port update: {exc.message}") from exc
+        for k in gone:
+            del self._published[k]
+        self._published.update(new)
+        if self._last is not None:
+            self._last.patch(list(gone.values()), list(new.values()))
+
+    def published(self) -> list[tuple[str, tuple[Any, ...], str, int]]:
+        """What the maps hold by tether's account: (map, key, container ip, container port)."""
+        return sorted((e.maps, e.key, e.addr, e.port) for e in self._published.values())
 
     def remove(self) -> None:
         try:
@@ -436,9 +615,10 @@ class NftFirewall:
             raise Internal(f"firewall: cannot remove tether's tables: {exc.message}") from exc
         self._last = None
         self._applied = False
+        self._by_bridge, self._published = None, {}
 
     def ensure(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> bool:
-        now = self.current()
+        now = self.snapshot()
         if now is not None and self._applied and self._last is None:
             self._last = now  # first check since an apply: this is what it installed
             return False
@@ -455,25 +635,48 @@ class NftFirewall:
         bridge = _list_table(self._nft, BRIDGE_FAMILY, TABLE) or []
         return {"nftables": main + bridge}
 
+    def snapshot(self) -> Snapshot | None:
+        """``current`` in the order-free form the drift check compares."""
+        now = self.current()
+        return None if now is None else Snapshot.of(now["nftables"])
+
 
 class FakeFirewall:
-    """Records what the engine asked for; ``fail_with`` makes the next apply fail."""
+    """Records what the engine asked for; ``fail_with`` makes the next apply or update fail."""
 
     def __init__(self) -> None:
         self.nets: tuple[NetRule, ...] = ()
         self.ports: tuple[PortRule, ...] = ()
         self.applied = 0
+        self.updated = 0
         self.present = False
         self.fail_with: str | None = None
 
-    def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
-        render(nets, ports)  # same validation as the real one
+    def _fail(self) -> None:
         if self.fail_with is not None:
             msg, self.fail_with = self.fail_with, None
             raise Internal(f"firewall: nftables rejected the update: {msg}")
+
+    def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
+        render(nets, ports)  # same validation as the real one
+        self._fail()
         self.nets, self.ports = tuple(nets), tuple(ports)
         self.applied += 1
         self.present = True
+
+    def update_ports(self, remove: Sequence[PortRule], add: Sequence[PortRule]) -> None:
+        if not self.present:
+            raise Internal("firewall: no table applied yet")
+        ports = list(self.ports)
+        for p in remove:
+            if p not in ports:
+                raise Internal(f"firewall: {p} is not published as the update expects")
+            ports.remove(p)
+        ports.extend(add)
+        render(self.nets, ports)
+        self._fail()
+        self.ports = tuple(ports)
+        self.updated += 1
 
     def remove(self) -> None:
         self.nets, self.ports, self.present = (), (), False

@@ -178,7 +178,8 @@ class FakeNft:
         elif kind == "element":
             s = _set(table, obj)
             for e in obj.get("elem", []):
-                key = e[0] if s.get("map") else e
+                # the kernel takes a map element by its key alone or as [key, data]
+                key = e[0] if s.get("map") and isinstance(e, list) else e
                 before = len(s["elem"])
                 s["elem"] = [x for x in s["elem"] if (x[0] if s.get("map") else x) != key]
                 if len(s["elem"]) == before:
@@ -243,14 +244,16 @@ def _set(table: JSON, obj: JSON) -> JSON:
 
 
 def _add_elems(s: JSON, elems: list[Any]) -> None:
-    keys = [json.dumps(e[0] if s.get("map") else e, sort_keys=True) for e in s["elem"]]
+    """Add elements as the kernel does: an existing key is fine with the same data, and
+    ``File exists`` with other data."""
+    have = {json.dumps(e[0] if s.get("map") else e, sort_keys=True): e for e in s["elem"]}
     for e in elems:
         k = json.dumps(e[0] if s.get("map") else e, sort_keys=True)
-        if k in keys:
-            if s.get("map"):
+        if k in have:
+            if s.get("map") and have[k] != e:
                 raise NftError("Error: Could not process rule: File exists")
             continue
-        keys.append(k)
+        have[k] = e
         s["elem"].append(copy.deepcopy(e))
 
 
