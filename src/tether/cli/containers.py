@@ -4,7 +4,6 @@ logs, wait, attach, rename, port, update."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import threading
 from collections.abc import Callable
@@ -13,19 +12,25 @@ from typing import Any
 import click
 
 from tether.cli.runopts import build_create_body, options_from_kwargs, run_options
+from tether.cli.text import human_size
 from tether.cli.util import (
     UsageFailure,
-    ago,
     api_errors,
     client,
     fail,
     filters_query,
-    go_time,
-    render_format,
     run_errors,
-    tabwrite,
+)
+from tether.cli.views import (
+    PS_HEADERS,
+    container_row,
+    displayable_ports,
+    format_containers,
+    list_containers,
 )
 from tether.client import APIError, Client, ConnectionFailed
+
+__all__ = ["PS_HEADERS", "container_row", "displayable_ports", "format_containers", "human_size"]
 
 CONTEXT = {"help_option_names": ["--help"]}
 RUN_CONTEXT = {"help_option_names": ["--help"], "allow_interspersed_args": False}
@@ -352,148 +357,6 @@ def update(
 
 # ---------------------------------------------------------------- ps
 
-PS_HEADERS = {
-    "ID": "CONTAINER ID",
-    "Image": "IMAGE",
-    "Command": "COMMAND",
-    "CreatedAt": "CREATED AT",
-    "RunningFor": "CREATED",
-    "Ports": "PORTS",
-    "Status": "STATUS",
-    "Size": "SIZE",
-    "Names": "NAMES",
-    "Labels": "LABELS",
-    "Mounts": "MOUNTS",
-    "Networks": "NETWORKS",
-    "State": "STATE",
-    "LocalVolumes": "LOCAL VOLUMES",
-}
-
-
-def ellipsis(s: str, n: int) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
-def go_quote(s: str) -> str:
-    """Go's strconv.Quote (close enough: JSON escapes without \\/ and with UTF-8 kept)."""
-    return json.dumps(s, ensure_ascii=False).replace("\\u007f", "\\x7f")
-
-
-def displayable_ports(ports: list[dict[str, Any]]) -> str:
-    """docker's DisplayablePorts: group consecutive ports, host mappings last."""
-
-    def key(p: dict[str, Any]) -> tuple[int, str, int, str]:
-        return (
-            int(p.get("PrivatePort", 0)),
-            str(p.get("IP", "")),
-            int(p.get("PublicPort", 0)),
-            str(p.get("Type", "")),
-        )
-
-    groups: dict[str, list[int]] = {}
-    order: list[str] = []
-    result: list[str] = []
-    host_maps: list[str] = []
-
-    def form(k: str, first: int, last: int) -> str:
-        ip, _, typ = k.rpartition("/")
-        g = str(first) if first == last else f"{first}-{last}"
-        if ip:
-            g = f"{ip}:{g}->{g}"
-        return f"{g}/{typ}"
-
-    for p in sorted(ports, key=key):
-        cur = int(p.get("PrivatePort", 0))
-        typ = str(p.get("Type", "tcp"))
-        ip = str(p.get("IP", ""))
-        pkey = typ
-        if ip:
-            pub = int(p.get("PublicPort", 0))
-            if pub != cur:
-                host = f"[{ip}]" if ":" in ip else ip
-                host_maps.append(f"{host}:{pub}->{cur}/{typ}")
-                continue
-            pkey = f"{ip}/{typ}"
-        g = groups.get(pkey)
-        if g is None:
-            groups[pkey] = [cur, cur]
-            order.append(pkey)
-            continue
-        if cur == g[1] + 1:
-            g[1] = cur
-            continue
-        result.append(form(pkey, g[0], g[1]))
-        groups[pkey] = [cur, cur]
-    result += [form(k, groups[k][0], groups[k][1]) for k in order]
-    return ", ".join(result + host_maps)
-
-
-def container_row(ct: dict[str, Any], trunc: bool, now: float | None = None) -> dict[str, Any]:
-    """The fields ``ps --format`` exposes for one container of GET /containers/json."""
-    names = [n[1:] if n.startswith("/") else n for n in ct.get("Names") or []]
-    if trunc:
-        for n in names:
-            if "/" not in n:
-                names = [n]
-                break
-    cid = str(ct.get("Id", ""))
-    image = str(ct.get("Image", ""))
-    if trunc and image.startswith("sha256:"):
-        image = image[7:19]
-    command = str(ct.get("Command", ""))
-    labels: dict[str, str] = ct.get("Labels") or {}
-    nets = sorted(((ct.get("NetworkSettings") or {}).get("Networks") or {}).keys())
-    created = float(ct.get("Created", 0))
-    size = ""
-    if "SizeRw" in ct or "SizeRootFs" in ct:
-        size = f"{human_size(ct.get('SizeRw', 0))} (virtual {human_size(ct.get('SizeRootFs', 0))})"
-    return {
-        "ID": cid[:12] if trunc else cid,
-        "Image": image,
-        "Command": go_quote(ellipsis(command, 20) if trunc else command),
-        "CreatedAt": go_time(created),
-        "RunningFor": ago(created, now),
-        "Ports": displayable_ports(ct.get("Ports") or []),
-        "Status": str(ct.get("Status", "")),
-        "State": str(ct.get("State", "")),
-        "Size": size,
-        "Names": ",".join(names),
-        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
-        "Mounts": ",".join(
-            str(m.get("Name") or m.get("Source", "")) for m in ct.get("Mounts") or []
-        ),
-        "Networks": ",".join(nets),
-        "LocalVolumes": "0",
-        "Label": lambda k: labels.get(k, ""),
-    }
-
-
-def human_size(size: float) -> str:
-    """docker's HumanSizeWithPrecision(size, 3) with decimal units."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    i = 0
-    s = float(size)
-    while s >= 1000 and i < len(units) - 1:
-        s /= 1000
-        i += 1
-    return f"{s:.3g}{units[i]}"
-
-
-def format_containers(
-    cts: list[dict[str, Any]], fmt: str, quiet: bool, no_trunc: bool, now: float | None = None
-) -> str:
-    rows = [container_row(ct, not no_trunc, now) for ct in cts]
-    if quiet:
-        return "".join(r["ID"] + "\n" for r in rows)
-    if not fmt or fmt == "table":
-        cols = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
-        table = [[PS_HEADERS[k] for k in cols]] + [[r[k] for k in cols] for r in rows]
-        return tabwrite(table)
-    if fmt == "json":
-        for r in rows:
-            del r["Label"]
-    return render_format(fmt, rows, PS_HEADERS)
-
 
 @click.command("ps", context_settings=CONTEXT)
 @click.option(
@@ -520,15 +383,10 @@ def ps(
     size: bool,
 ) -> None:
     """List containers"""
-    limit = 1 if latest else last
-    q = {
-        "all": (all_ or limit > 0) or None,
-        "limit": limit if limit > 0 else None,
-        "size": size or None,
-        "filters": filters_query(filters),
-    }
-    cts = client().get("/containers/json", q) or []
-    click.echo(format_containers(cts, fmt, quiet, no_trunc), nl=False)
+    text = list_containers(
+        client(), all_, filters_query(filters), fmt, last, latest, no_trunc, quiet, size
+    )
+    click.echo(text, nl=False)
 
 
 # ---------------------------------------------------------------- inspect

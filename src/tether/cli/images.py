@@ -11,30 +11,17 @@ import click
 
 from tether.cli.util import (
     UsageFailure,
-    ago,
     api_errors,
     client,
     fail,
     filters_query,
-    go_time,
-    render_format,
-    short_id,
-    tabwrite,
 )
+from tether.cli.views import IMAGE_HEADERS, image_filters, image_rows, list_images, split_reference
 from tether.client import APIError
 
+__all__ = ["IMAGE_HEADERS", "image_rows", "split_reference"]
+
 CONTEXT = {"help_option_names": ["--help"]}
-
-
-def split_reference(ref: str) -> tuple[str, str]:
-    """``name[:tag]`` -> (name, tag); a ``:`` before the last ``/`` is a registry port."""
-    if "@" in ref:
-        return ref, ""
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        return ref[:colon], ref[colon + 1 :]
-    return ref, ""
 
 
 def print_json_messages(lines: Iterator[bytes]) -> None:
@@ -132,41 +119,6 @@ def load(input_: str, quiet: bool) -> None:
         resp.close()
 
 
-IMAGE_HEADERS = {
-    "ID": "IMAGE ID",
-    "Repository": "REPOSITORY",
-    "Tag": "TAG",
-    "Digest": "DIGEST",
-    "CreatedSince": "CREATED",
-    "CreatedAt": "CREATED AT",
-    "Size": "SIZE",
-}
-
-
-def image_rows(images: list[dict[str, Any]], trunc: bool) -> list[dict[str, Any]]:
-    from tether.cli.containers import human_size
-
-    rows = []
-    for im in images:
-        tags = im.get("RepoTags") or ["<none>:<none>"]
-        for t in tags:
-            repo, tag = split_reference(t)
-            created = float(im.get("Created", 0))
-            iid = str(im.get("Id", ""))
-            rows.append(
-                {
-                    "ID": short_id(iid) if trunc else iid,
-                    "Repository": repo,
-                    "Tag": tag or "<none>",
-                    "Digest": "<none>",
-                    "CreatedSince": ago(created),
-                    "CreatedAt": go_time(created),
-                    "Size": human_size(float(im.get("Size", 0))),
-                }
-            )
-    return rows
-
-
 @click.command("ls", context_settings=CONTEXT)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all images")
 @click.option(
@@ -186,22 +138,8 @@ def ls(
     repository: str | None,
 ) -> None:
     """List images"""
-    flt = list(filters) + ([f"reference={repository}"] if repository else [])
-    images = client().get("/images/json", {"all": all_ or None, "filters": filters_query(flt)})
-    rows = image_rows(images or [], not no_trunc)
-    if quiet:
-        seen: list[str] = []
-        for r in rows:
-            if r["ID"] not in seen:
-                seen.append(r["ID"])
-        click.echo("".join(i + "\n" for i in seen), nl=False)
-        return
-    if not fmt or fmt == "table":
-        cols = ["Repository", "Tag", "ID", "CreatedSince", "Size"]
-        table = [[IMAGE_HEADERS[k] for k in cols]] + [[r[k] for k in cols] for r in rows]
-        click.echo(tabwrite(table), nl=False)
-        return
-    click.echo(render_format(fmt, rows, IMAGE_HEADERS), nl=False)
+    flt = filters_query(image_filters(list(filters), repository))
+    click.echo(list_images(client(), all_, flt, fmt, no_trunc, quiet), nl=False)
 
 
 @click.command("rm", context_settings=CONTEXT)

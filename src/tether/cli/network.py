@@ -14,13 +14,18 @@ from tether.cli.util import (
     client,
     fail,
     filters_query,
-    go_time,
     kv_list,
-    natural_key,
-    parse_time,
-    render_format,
-    tabwrite,
 )
+from tether.cli.views import (
+    NETWORK_HEADERS,
+    format_networks,
+    inspect_networks,
+    inspect_text,
+    list_networks,
+    network_row,
+)
+
+__all__ = ["NETWORK_HEADERS", "format_networks", "network_row", "print_inspect"]
 
 CONTEXT = {"help_option_names": ["--help"]}
 
@@ -207,50 +212,6 @@ def create(
     click.echo(resp["Id"])
 
 
-NETWORK_HEADERS = {
-    "ID": "NETWORK ID",
-    "Name": "NAME",
-    "Driver": "DRIVER",
-    "Scope": "SCOPE",
-    "IPv6": "IPV6",
-    "Internal": "INTERNAL",
-    "Labels": "LABELS",
-    "CreatedAt": "CREATED AT",
-}
-
-
-def network_row(n: dict[str, Any], trunc: bool) -> dict[str, Any]:
-    """The fields ``network ls --format`` exposes for one network."""
-    labels = n.get("Labels") or {}
-    nid = n.get("Id", "")
-    return {
-        "ID": nid[:12] if trunc else nid,
-        "Name": n.get("Name", ""),
-        "Driver": n.get("Driver", ""),
-        "Scope": n.get("Scope", ""),
-        "IPv6": "true" if n.get("EnableIPv6") else "false",
-        "Internal": "true" if n.get("Internal") else "false",
-        "Labels": ",".join(f"{k}={v}" for k, v in labels.items()),
-        "CreatedAt": go_time(parse_time(n.get("Created", ""))),
-        "Label": lambda key: labels.get(key, ""),
-    }
-
-
-def format_networks(nets: list[dict[str, Any]], fmt: str, quiet: bool, no_trunc: bool) -> str:
-    nets = sorted(nets, key=lambda n: natural_key(n.get("Name", "")))
-    rows = [network_row(n, not no_trunc) for n in nets]
-    if quiet:
-        return "".join(r["ID"] + "\n" for r in rows)
-    if not fmt or fmt == "table":
-        table = [["NETWORK ID", "NAME", "DRIVER", "SCOPE"]]
-        table += [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows]
-        return tabwrite(table)
-    if fmt == "json":
-        for r in rows:
-            del r["Label"]
-    return render_format(fmt, rows, NETWORK_HEADERS)
-
-
 @network.command("ls", context_settings=CONTEXT)
 @click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values")
 @click.option("--format", "fmt", default="", help="Format output using a custom template")
@@ -259,8 +220,8 @@ def format_networks(nets: list[dict[str, Any]], fmt: str, quiet: bool, no_trunc:
 @api_errors
 def ls(filters: tuple[str, ...], fmt: str, no_trunc: bool, quiet: bool) -> None:
     """List networks"""
-    nets = client().get("/networks", {"filters": filters_query(filters)})
-    click.echo(format_networks(nets or [], fmt, quiet, no_trunc), nl=False)
+    text = list_networks(client(), filters_query(filters), fmt, quiet, no_trunc)
+    click.echo(text, nl=False)
 
 
 network.add_command(ls, "list")
@@ -268,20 +229,7 @@ network.add_command(ls, "list")
 
 def print_inspect(items: list[Any], errors: list[str], fmt: str) -> None:
     """Print inspect results (JSON array or a template per item), then errors (exit 1)."""
-    import json
-
-    if fmt:
-        from tether.cli.gotemplate import Template, TemplateError
-
-        try:
-            tmpl = Template(fmt)
-            out = "".join(tmpl.execute(i) + "\n" for i in items)
-        except TemplateError as e:
-            fail(f"template parsing error: {e}")
-        click.echo(out, nl=False)
-    else:
-        text = json.dumps(items, indent=4, ensure_ascii=False) if items else "[]"
-        click.echo(text)
+    click.echo(inspect_text(items, fmt), nl=False)
     if errors:
         fail("\n".join(errors))
 
@@ -293,16 +241,7 @@ def print_inspect(items: list[Any], errors: list[str], fmt: str) -> None:
 @api_errors
 def inspect(fmt: str, verbose: bool, networks: tuple[str, ...]) -> None:
     """Display detailed information on one or more networks"""
-    from tether.client import APIError
-
-    items: list[Any] = []
-    errors: list[str] = []
-    c = client()
-    for name in networks:
-        try:
-            items.append(c.get(f"/networks/{name}", {"verbose": verbose or None}))
-        except APIError as e:
-            errors.append(str(e))
+    items, errors = inspect_networks(client(), list(networks), fmt, verbose)
     print_inspect(items, errors, fmt)
 
 

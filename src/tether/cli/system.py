@@ -2,74 +2,25 @@
 
 from __future__ import annotations
 
-import platform
 import sys
-from typing import Any
 
 import click
 
 from tether.cli.util import client, fail
+from tether.cli.views import version_text
 from tether.client import APIError, ConnectionFailed
 
 CONTEXT = {"help_option_names": ["--help"]}
-
-
-def _client_section() -> str:
-    from tether import API_VERSION, __version__
-
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-    return (
-        "Client:\n"
-        f" Version:           {__version__}\n"
-        f" API version:       {API_VERSION}\n"
-        f" Python version:    {platform.python_version()}\n"
-        f" OS/Arch:           linux/{arch}\n"
-    )
-
-
-def _server_section(v: dict[str, Any]) -> str:
-    return (
-        "\nServer:\n"
-        " Engine:\n"
-        f"  Version:          {v.get('Version', '')}\n"
-        f"  API version:      {v.get('ApiVersion', '')}"
-        f" (minimum version {v.get('MinAPIVersion', '')})\n"
-        f"  Go version:       {v.get('GoVersion', '')}\n"
-        f"  Git commit:       {v.get('GitCommit', '')}\n"
-        f"  Built:            {v.get('BuildTime', '')}\n"
-        f"  OS/Arch:          {v.get('Os', '')}/{v.get('Arch', '')}\n"
-        f"  Experimental:     {str(bool(v.get('Experimental'))).lower()}\n"
-    )
 
 
 @click.command("version", context_settings=CONTEXT)
 @click.option("-f", "--format", "fmt", default="", help="Format output using a custom template")
 def version(fmt: str) -> None:
     """Show the tether version information"""
-    try:
-        server: dict[str, Any] | None = client().get("/version")
-        err = None
-    except (APIError, ConnectionFailed) as e:
-        server, err = None, e
-    if fmt:
-        from tether import API_VERSION, __version__
-        from tether.cli.gotemplate import TemplateError, render
-
-        data = {
-            "Client": {"Version": __version__, "ApiVersion": API_VERSION, "Os": "linux"},
-            "Server": server,
-        }
-        try:
-            click.echo(render(fmt, data))
-        except TemplateError as e:
-            fail(f"template parsing error: {e}")
-    else:
-        out = _client_section()
-        if server is not None:
-            out += _server_section(server)
-        click.echo(out, nl=False)
+    out, err = version_text(client(), fmt)
+    click.echo(out, nl=False)
     if err is not None:
-        fail(str(err))
+        fail(err)
 
 
 @click.command("info", context_settings=CONTEXT)

@@ -1,19 +1,55 @@
-"""Shared CLI helpers: client access, error printing, tables, humanised times."""
+"""Shared helpers of the click commands: client access, error printing, filters.
+
+The click-free text helpers live in :mod:`tether.cli.text` and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import functools
-import re
-import sys
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 
+from tether.cli import text
+from tether.cli.text import (
+    ago,
+    fail,
+    go_time,
+    human_duration,
+    human_size,
+    natural_key,
+    parse_time,
+    render_format,
+    short_id,
+    tabwrite,
+    tabwrite_text,
+)
+
 if TYPE_CHECKING:
     from tether.client import Client
+
+__all__ = [
+    "UsageFailure",
+    "ago",
+    "api_errors",
+    "client",
+    "echo",
+    "fail",
+    "filters_query",
+    "go_time",
+    "human_duration",
+    "human_size",
+    "kv_list",
+    "natural_key",
+    "parse_filters",
+    "parse_time",
+    "render_format",
+    "run_errors",
+    "short_id",
+    "tabwrite",
+    "tabwrite_text",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,11 +68,6 @@ def client() -> Client:
     c = Client(host_from_env(host))
     root._tether_client = c  # type: ignore[attr-defined]
     return c
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(message, err=True)
-    sys.exit(code)
 
 
 def api_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -78,182 +109,23 @@ class UsageFailure(Exception):
     """A flag value the CLI itself rejects (before talking to the daemon)."""
 
 
-# ---------------------------------------------------------------- tables
-
-
-def tabwrite(rows: Sequence[Sequence[str]], minwidth: int = 10, padding: int = 3) -> str:
-    """Align tab-separated cells like Go's tabwriter(minwidth 10, padding 3).
-
-    Every cell but the last in a row is padded to its column's width
-    (the widest cell plus ``padding``, at least ``minwidth``).
-    """
-    widths: dict[int, int] = {}
-    for row in rows:
-        for i, cell in enumerate(row[:-1]):
-            widths[i] = max(widths.get(i, 0), max(len(cell) + padding, minwidth))
-    out = []
-    for row in rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        if row:
-            cells.append(row[-1])
-        out.append("".join(cells))
-    return "\n".join(out) + ("\n" if out else "")
-
-
-def tabwrite_text(text: str) -> str:
-    """Align a block of text whose cells are separated by tabs (Go tabwriter style).
-
-    Like Go, consecutive lines sharing a column form one block: a line with
-    fewer cells ends the blocks of the columns it lacks.
-    """
-    lines = text.split("\n")
-    trailing = text.endswith("\n")
-    if trailing:
-        lines = lines[:-1]
-    rows = [line.split("\t") for line in lines]
-    col_width: dict[tuple[int, int], int] = {}
-    # compute blocks per column
-    max_cols = max((len(r) for r in rows), default=0)
-    for c in range(max_cols - 1):
-        start = None
-        for i in range(len(rows) + 1):
-            has = i < len(rows) and len(rows[i]) - 1 > c
-            if has and start is None:
-                start = i
-            elif not has and start is not None:
-                w = max(max(len(rows[j][c]) + 3, 10) for j in range(start, i))
-                for j in range(start, i):
-                    col_width[(j, c)] = w
-                start = None
-    out = []
-    for i, r in enumerate(rows):
-        cells = [cell.ljust(col_width[(i, c)]) for c, cell in enumerate(r[:-1])]
-        cells.append(r[-1])
-        out.append("".join(cells))
-    return "\n".join(out) + ("\n" if trailing else "")
-
-
-def render_format(
-    fmt: str,
-    items: Iterable[Mapping[str, Any]],
-    headers: Mapping[str, str],
-) -> str:
-    """Render ``--format`` (``table ...``, ``json``, or a template) for a list."""
-    from tether.cli.gotemplate import Template, TemplateError
-
-    if fmt == "json":
-        from tether.cli.gotemplate import FUNCS
-
-        return "".join(FUNCS["json"](dict(item)) + "\n" for item in items)
-    is_table = fmt.startswith("table")
-    body = fmt[len("table") :] if is_table else fmt
-    body = body.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
-    try:
-        tmpl = Template(body)
-        out = [tmpl.execute(item) + "\n" for item in items]
-        if not is_table:
-            return "".join(out)
-        header_ctx = {k: v for k, v in headers.items()}
-        header = tmpl.execute(header_ctx) + "\n"
-    except TemplateError as e:
-        fail(f"template parsing error: {e}")
-    return tabwrite_text(header + "".join(out))
-
-
-# ---------------------------------------------------------------- humanising
-
-
-def human_duration(seconds: float) -> str:
-    """Go's ``units.HumanDuration``."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
-
-
-def ago(created: float, now: float | None = None) -> str:
-    """``"2 minutes ago"`` for a unix timestamp."""
-    now = time.time() if now is None else now
-    return human_duration(max(0.0, now - created)) + " ago"
-
-
-_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?")
-
-
-def parse_time(value: str) -> float:
-    """Parse an RFC 3339 timestamp (nanoseconds allowed) to a unix time."""
-    m = _RFC3339.match(value or "")
-    if not m:
-        return 0.0
-    d = m.group(1)  # fixed positions; datetime.strptime would import _strptime (~3 ms)
-    base = datetime(int(d[0:4]), int(d[5:7]), int(d[8:10]), int(d[11:13]), int(d[14:16]),
-                    int(d[17:19]))  # fmt: skip
-    tz = m.group(3) or "Z"
-    offset = 0
-    if tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        offset = sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
-    frac = float("0" + m.group(2)) if m.group(2) else 0.0
-    return base.replace(tzinfo=UTC).timestamp() - offset + frac
-
-
-def go_time(ts: float) -> str:
-    """Go's ``time.Time.String()`` for a local time: ``2006-01-02 15:04:05 -0700 MST``."""
-    dt = datetime.fromtimestamp(ts).astimezone()
-    off = dt.strftime("%z")
-    name = dt.strftime("%Z") or off
-    return dt.strftime("%Y-%m-%d %H:%M:%S ") + f"{off} {name}"
-
-
-# ---------------------------------------------------------------- misc
-
-
-def natural_key(s: str) -> list[Any]:
-    """Sort key for docker's natural sort order (digits compare as numbers)."""
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", s) if p]
+# ---------------------------------------------------------------- filters
 
 
 def parse_filters(values: Sequence[str]) -> dict[str, list[str]] | None:
     """``-f key=value`` pairs as the API's filters map."""
-    if not values:
-        return None
-    out: dict[str, list[str]] = {}
-    for v in values:
-        if "=" not in v:
-            raise click.BadParameter(f"bad format of filter (expected name=value): {v}")
-        k, val = v.split("=", 1)
-        out.setdefault(k.strip().lower(), []).append(val)
-    return out
+    try:
+        return text.parse_filters(values)
+    except text.BadFilter as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def filters_query(values: Sequence[str]) -> str | None:
     """The ``filters`` query parameter (JSON of name -> {value: true})."""
-    import json
-
-    f = parse_filters(values)
-    if f is None:
-        return None
-    return json.dumps({k: {v: True for v in vs} for k, vs in f.items()})
+    try:
+        return text.filters_query(values)
+    except text.BadFilter as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def kv_list(values: Sequence[str]) -> dict[str, str]:
@@ -265,11 +137,5 @@ def kv_list(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def short_id(value: str) -> str:
-    if value.startswith("sha256:"):
-        value = value[7:]
-    return value[:12]
-
-
-def echo(text: str) -> None:
-    click.echo(text)
+def echo(message: str) -> None:
+    click.echo(message)
