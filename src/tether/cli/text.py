@@ -14,10 +14,12 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+# typing is not imported at run time (~2.5 ms of start-up); mypy reads the names below.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from typing import IO, Any, NoReturn
 
 
 def emit(text: str, err: bool = False) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from tether.cli.text import (
     ago,
@@ -25,7 +24,11 @@ from tether.cli.text import (
     tabwrite,
 )
 
+# typing is not imported at run time (~2.5 ms of start-up); mypy reads the names below.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from tether.client import Client
 
 # ---------------------------------------------------------------- inspect
