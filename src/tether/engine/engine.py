@@ -9,10 +9,11 @@ change (``sync_firewall()``). When one container's ports change (start, stop,
 disconnect: ``sync_firewall(container_id)``), only that container's port map
 elements are updated, against the rules the engine last handed the firewall
 (``_fw_ports``), so publishing costs the same with 10 or 10,000 ports
-published; an update that does not fit falls back to the whole apply. A background task owned by the engine checks every
-``firewall_check_s`` seconds that tether's nftables tables are still exactly
-what it installed and re-applies them otherwise (``nft flush ruleset``, a
-firewall reload, a table deleted by hand); ``close`` cancels it.
+published; an update that does not fit falls back to the whole apply. A
+background task owned by the engine checks every ``firewall_check_s`` seconds
+that tether's nftables tables are still exactly what it installed and
+re-applies them otherwise (``nft flush ruleset``, a firewall reload, a table
+deleted by hand); ``close`` cancels it.
 """
 
 from __future__ import annotations
