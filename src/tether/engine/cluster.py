@@ -9,20 +9,45 @@ key                             value                                 lifetime
 ``cluster/names/<name>``        ``{"id"}``                             network
 ``cluster/networks/<id>``       the Network record (scope global)      network
 ``cluster/vni/<vni>``           ``{"network"}``                        network
-``cluster/pools/<subnet>``      ``{"network"}``                        network
-``cluster/ipam/<net>/<ip>``     ``{"container", "host"}``              container
+``cluster/pool-index``          ``{"pools": [{"subnet", "network"}]}`` cluster
+``cluster/ipam/<net>/<ip>``     ``{"container", "host"}``              see below
 ``cluster/endpoints/<net>/<ep>`` name, aliases, ip, mac, vtep, host    host lease
 ``cluster/hosts/<host>``        ``{"vtep"}``                           host lease
 ==============================  ====================================  =========
 
-Every write that must not collide (a name, a VNI, a pool, an address) is a
-create-if-absent transaction, so two hosts racing can never both win; the
-loser retries (VNI, automatic addresses) or gets Docker's error text (names,
-pools, static addresses). Endpoint and host records are written under this
-host's lease (``LeaseKeeper``): when a host dies its records expire and every
-other host removes its FDB/neighbour entries from the watch. Address holdings
-are not leased (a container that is only stopped keeps its address, as in
-Docker); they are released when the container is removed.
+Every write that must not collide (a name, a VNI, a pool, an address) is an
+etcd transaction, so two hosts racing can never both win; the loser retries
+(VNI, automatic addresses and automatic pools) or gets Docker's error text
+(names, user pools, static addresses). Names, VNIs and addresses are
+create-if-absent keys. Pools cannot be: two *different* subnets may overlap
+(10.1.0.0/16 and 10.1.2.0/24), and two create-if-absent keys named by subnet
+would both succeed. So every global pool is listed in one document,
+``cluster/pool-index``: a create reads it, checks its subnets against the
+list, and writes the grown list in the same transaction as the network, on the
+condition that the document's revision did not change (compare-and-swap).
+Any concurrent pool change (a create or a remove on another host) fails the
+transaction, and the create re-reads and re-checks. The document is small (one
+line per global network) and pool changes are rare, so one hot key costs
+nothing measurable.
+
+Endpoint and host records are written under this host's lease
+(``LeaseKeeper``): when a host dies its records expire and every other host
+removes its FDB/neighbour entries from the watch.
+
+Address holdings (``cluster/ipam``) are *not* leased: a daemon restart, or an
+etcd outage longer than the lease TTL, must not free the address of a
+container that keeps running (another host would hand it out again and two
+containers would answer for one IP). They are released when the container is
+removed, and the holdings of a host that is gone are *swept*: once a host's
+record (``cluster/hosts/<host>``, leased) has been absent for ``sweep_after``
+seconds (default 300 s, as seen by a live host's clock), the live host with
+the smallest name deletes that host's holdings in one transaction that also
+checks that the host record is still absent, so a host that came back in the
+meantime keeps them. A host that returns after the sweep claims the addresses
+of its running endpoints again (create-if-absent, on resync); if another host
+took one meanwhile, that is logged as an error naming both. Sweeping after a
+grace period (rather than leasing the holdings) keeps short outages and
+restarts harmless while still bounding the leak to ``sweep_after``.
 
 Every daemon reads a snapshot and then watches ``cluster/`` from the
 snapshot's revision + 1; ``WatchCompacted`` means a full resync (a new
@@ -46,10 +71,12 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tether.drivers.overlay import VNI_MIN, OverlayDriver, Peer
+from tether.engine.ipam import PoolConfig, check_overlap
 from tether.engine.model import (
     OPT_BRIDGE_NAME,
     OPT_ICC,
@@ -67,10 +94,8 @@ log = logging.getLogger("tether.cluster")
 
 ROOT = "cluster/"
 LEASE_TTL = 10
-
-
-def _pool_key(subnet: str) -> str:
-    return ROOT + "pools/" + subnet.replace("/", "_")
+SWEEP_AFTER = 300.0  # seconds a host must be gone before its address holdings are freed
+POOLS_KEY = ROOT + "pool-index"
 
 
 class ClusterView:
@@ -81,15 +106,20 @@ class ClusterView:
         vtep: str,
         networks: Any,
         ttl: int = LEASE_TTL,
+        sweep_after: float = SWEEP_AFTER,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.host = host
         self.vtep = vtep
         self.networks = networks  # the NetworkController
         self.ttl = ttl
+        self.sweep_after = sweep_after
+        self.clock = clock
         self.global_ids: set[str] = set()
         self.endpoints: dict[str, dict[str, dict[str, Any]]] = {}  # net id -> ep id -> record
-        self.holdings: dict[str, set[str]] = {}  # net id -> ips held cluster-wide
+        self.holdings: dict[str, dict[str, str]] = {}  # net id -> ip held cluster-wide -> host
+        self.gone_since: dict[str, float] = {}  # host without a host record -> since (clock)
         self.hosts: dict[str, dict[str, Any]] = {}
         self.mine: dict[str, dict[str, Any]] = {}  # key -> value of this host's endpoint records
         self.pending_release: set[str] = set()  # ipam keys to delete when etcd is back
@@ -99,6 +129,8 @@ class ClusterView:
         self.listeners: list[Callable[[], None]] = []
         self.lease: LeaseKeeper | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._taken_vni: set[int] = set()
         self.revision = 0
         self.ready = asyncio.Event()
         self.adopted = False  # own stale records are deleted only after adopt_local
@@ -111,6 +143,7 @@ class ClusterView:
         When etcd does not answer, the daemon still starts (local networks work) and
         a background task keeps trying; global operations answer 503 meanwhile.
         """
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="cluster-sweep")
         try:
             await self._connect()
         except TetherError as exc:
@@ -167,8 +200,9 @@ class ClusterView:
                 log.warning("own endpoint records not refreshed yet: %s", exc)
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks = [t for t in (self._task, self._sweeper) if t is not None]
+        self._task = self._sweeper = None
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -227,14 +261,17 @@ class ClusterView:
             else:
                 await self._drop_network(parts[1])
         elif kind == "ipam" and len(parts) == 3:
-            self._hold(parts[1], parts[2], ev.kind == "put")
+            owner = str(ev.value.get("host", "")) if ev.value is not None else ""
+            self._hold(parts[1], parts[2], owner if ev.kind == "put" else None)
         elif kind == "endpoints" and len(parts) == 3:
             await self._endpoint(parts[1], parts[2], ev.value if ev.kind == "put" else None)
         elif kind == "hosts" and len(parts) == 2:
             if ev.kind == "put" and ev.value is not None:
                 self.hosts[parts[1]] = ev.value
+                self.gone_since.pop(parts[1], None)
             else:
                 self.hosts.pop(parts[1], None)
+                self.gone_since.setdefault(parts[1], self.clock())
         self._notify()
 
     def _add_network(self, net: Network) -> None:
@@ -243,7 +280,7 @@ class ClusterView:
         if have is not None and have.vni == net.vni:
             return
         self.networks._index(net)
-        for ip in self.holdings.get(net.id, set()):
+        for ip in self.holdings.get(net.id, {}):
             self._reserve(net.id, ip, True)
 
     async def _drop_network(self, net_id: str) -> None:
@@ -264,13 +301,14 @@ class ClusterView:
                 else:
                     space.release(addr)
 
-    def _hold(self, net_id: str, ip: str, held: bool) -> None:
-        ips = self.holdings.setdefault(net_id, set())
-        if held:
-            ips.add(ip)
+    def _hold(self, net_id: str, ip: str, owner: str | None) -> None:
+        """``owner`` is the holding host, None when the holding went away."""
+        ips = self.holdings.setdefault(net_id, {})
+        if owner is not None:
+            ips[ip] = owner
         else:
-            ips.discard(ip)
-        self._reserve(net_id, ip, held)
+            ips.pop(ip, None)
+        self._reserve(net_id, ip, owner is not None)
 
     async def _endpoint(self, net_id: str, ep_id: str, value: dict[str, Any] | None) -> None:
         key = f"{ROOT}endpoints/{net_id}/{ep_id}"
@@ -300,7 +338,7 @@ class ClusterView:
         """Read everything under ``cluster/`` and make the view (and data path) equal to it."""
         records, rev = await self.store.snapshot(ROOT)
         nets: dict[str, Network] = {}
-        holdings: dict[str, set[str]] = {}
+        holdings: dict[str, dict[str, str]] = {}
         endpoints: dict[str, dict[str, dict[str, Any]]] = {}
         hosts: dict[str, dict[str, Any]] = {}
         for rec in records:
@@ -308,7 +346,7 @@ class ClusterView:
             if parts[0] == "networks" and len(parts) == 2:
                 nets[parts[1]] = Network.from_dict(rec.value)
             elif parts[0] == "ipam" and len(parts) == 3:
-                holdings.setdefault(parts[1], set()).add(parts[2])
+                holdings.setdefault(parts[1], {})[parts[2]] = str(rec.value.get("host", ""))
             elif parts[0] == "endpoints" and len(parts) == 3:
                 endpoints.setdefault(parts[1], {})[parts[2]] = rec.value
             elif parts[0] == "hosts" and len(parts) == 2:
@@ -317,12 +355,18 @@ class ClusterView:
             await self._drop_network(gone)
         self.holdings = holdings
         self.hosts = hosts
+        owners = {h for ips in holdings.values() for h in ips.values() if h}
+        for h in list(self.gone_since):
+            if h in hosts:
+                del self.gone_since[h]
+        for h in owners - set(hosts) - {self.host}:
+            self.gone_since.setdefault(h, self.clock())
         old_eps = self.endpoints
         self.endpoints = endpoints
         for net in nets.values():
             self.global_ids.add(net.id)
             self.networks._index(net)  # fresh spaces: held addresses re-reserved below
-            for ip in holdings.get(net.id, set()):
+            for ip in holdings.get(net.id, {}):
                 self._reserve(net.id, ip, True)
         # addresses this host is using but whose holdings were lost are claimed again
         self.revision = rev
@@ -351,6 +395,74 @@ class ClusterView:
         for key in list(self.pending_release):
             await self.store.delete(key)
             self.pending_release.discard(key)
+        await self._reclaim_mine()
+
+    async def _reclaim_mine(self) -> None:
+        """Addresses of this host's endpoints whose holdings are gone (swept while this
+        host was away) are claimed again; one taken by another host is an error to see."""
+        for value in list(self.mine.values()):
+            nid, ip = str(value.get("network", "")), str(value.get("ip", ""))
+            if not nid or not ip:
+                continue
+            owner = self.holdings.get(nid, {}).get(ip)
+            if owner in (self.host, ""):
+                continue
+            if owner is None and await self.claim_ip(nid, ip, str(value.get("container", ""))):
+                log.warning("address %s of %s held again after a sweep", ip, value.get("name"))
+                continue
+            log.error(
+                "address %s of container %s on network %s is now held by host %s",
+                ip,
+                value.get("name"),
+                nid[:12],
+                owner or "another host",
+            )
+
+    # ---- sweeping the holdings of hosts that are gone ----------------------------------
+    async def _sweep_loop(self) -> None:
+        interval = max(1.0, min(self.sweep_after / 4, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except TetherError as exc:
+                log.debug("holdings sweep skipped: %s", exc)
+
+    async def sweep(self) -> int:
+        """Delete the address holdings of hosts gone for ``sweep_after`` seconds.
+
+        Only the live host with the smallest name sweeps (the others would do the same
+        work); each gone host's holdings go in one transaction that checks its host
+        record is still absent. Returns how many holdings were deleted.
+        """
+        live = set(self.hosts) | {self.host}
+        if self.lease is None or min(live) != self.host:
+            return 0
+        now = self.clock()
+        removed = 0
+        for host, since in list(self.gone_since.items()):
+            if host in self.hosts or host == self.host:
+                self.gone_since.pop(host, None)
+                continue
+            if now - since < self.sweep_after:
+                continue
+            keys = [
+                f"{ROOT}ipam/{nid}/{ip}"
+                for nid, ips in self.holdings.items()
+                for ip, owner in ips.items()
+                if owner == host
+            ]
+            if not keys:
+                self.gone_since.pop(host, None)
+                continue
+            ops = [Op("check", f"{ROOT}hosts/{host}", revision=0)]
+            ops += [Op("delete", k) for k in keys]
+            res = await self.store.txn(ops)
+            if res.ok:
+                log.info("host %s gone for %.0fs: freed %d addresses", host, now - since, len(keys))
+                removed += len(keys)
+                self.gone_since.pop(host, None)
+        return removed
 
     # ---- what the driver and the resolver read ------------------------------------
     def peers(self, net_id: str) -> list[Peer]:
@@ -367,33 +479,58 @@ class ClusterView:
 
     # ---- global networks ------------------------------------------------------------
     async def create_network(self, net: Network) -> None:
-        """Write a new global network (name, VNI and pools claimed in one transaction)."""
+        """Write a new global network: name, VNI, pools and record in one transaction.
+
+        The pools are checked against ``cluster/pool-index`` and the grown index is
+        written on the condition that its revision is unchanged (see the module
+        docstring); a lost race re-reads and re-checks. An automatic pool that turns out
+        to overlap is picked again; a user pool gets Docker's overlap error.
+        """
         net.scope = "global"
-        pools = [p for p in net.pools]
         for _ in range(64):
+            rec = await self.store.get(POOLS_KEY)
+            listed = list(rec.value.get("pools", [])) if rec is not None else []
+            taken = [ipaddress.IPv4Network(p["subnet"]) for p in listed]
+            pools = self._fit_pools(net, taken)
             net.vni = self._next_vni()
             net.options[OPT_VXLANID] = str(net.vni)
+            grown = listed + [{"subnet": str(p.subnet), "network": net.id} for p in pools]
             ops = [
+                Op("check", POOLS_KEY, revision=rec.revision if rec is not None else 0),
+                Op("put", POOLS_KEY, {"pools": grown}),
                 Op("create", f"{ROOT}names/{net.name}", {"id": net.id}),
                 Op("create", f"{ROOT}vni/{net.vni}", {"network": net.id}),
+                Op("create", f"{ROOT}networks/{net.id}", net.to_dict()),
             ]
-            ops += [Op("create", _pool_key(str(p.subnet)), {"network": net.id}) for p in pools]
-            ops.append(Op("create", f"{ROOT}networks/{net.id}", net.to_dict()))
             res = await self.store.txn(ops)
             if res.ok:
                 self._add_network(net)
                 self._notify()
                 return
             failed = res.failed_key or ""
+            if failed == POOLS_KEY:
+                continue  # another pool change won: read the index again
             if failed.startswith(f"{ROOT}vni/"):
                 self._taken_vni.add(net.vni)
                 continue
-            if failed.startswith(f"{ROOT}pools/"):
-                raise Forbidden("Pool overlaps with other one on this address space")
             raise Conflict(f"network with name {net.name} already exists")
-        raise Conflict("could not allocate a VXLAN id: too many concurrent network creations")
+        raise Conflict("could not create the network: too many concurrent network changes")
 
-    _taken_vni: set[int] = set()
+    def _fit_pools(self, net: Network, taken: list[ipaddress.IPv4Network]) -> list[PoolConfig]:
+        """The network's pools, checked against the global ones (re-picked if automatic)."""
+        pools = net.pools
+        try:
+            for p in pools:
+                check_overlap(p.subnet, taken)
+            return pools
+        except Forbidden:
+            if net.user_subnet:
+                raise
+        used = list(self.networks._used_subnets()) + taken
+        subnet = self.networks.picker.pick(used)
+        cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
+        net.configs = [cfg.to_json()]
+        return [cfg]
 
     def _next_vni(self) -> int:
         used = {n.vni for n in self.networks.networks.values() if n.vni} | self._taken_vni
@@ -409,14 +546,25 @@ class ClusterView:
             raise Forbidden(
                 f"error while removing network: network {net.name} id {net.id} has active endpoints"
             )
-        rec = await self.store.get(f"{ROOT}networks/{net.id}")
-        ops = [
-            Op("check", f"{ROOT}networks/{net.id}", revision=rec.revision if rec else 0),
-            Op("delete", f"{ROOT}networks/{net.id}"),
-            Op("delete", f"{ROOT}names/{net.name}"),
-            Op("delete", f"{ROOT}vni/{net.vni}"),
-        ] + [Op("delete", _pool_key(str(p.subnet))) for p in net.pools]
-        await self.store.txn(ops)
+        for _ in range(64):
+            rec = await self.store.get(f"{ROOT}networks/{net.id}")
+            if rec is None:
+                break  # removed by another host meanwhile
+            index = await self.store.get(POOLS_KEY)
+            listed = list(index.value.get("pools", [])) if index is not None else []
+            kept = [p for p in listed if p.get("network") != net.id]
+            ops = [
+                Op("check", f"{ROOT}networks/{net.id}", revision=rec.revision),
+                Op("check", POOLS_KEY, revision=index.revision if index is not None else 0),
+                Op("put", POOLS_KEY, {"pools": kept}),
+                Op("delete", f"{ROOT}networks/{net.id}"),
+                Op("delete", f"{ROOT}names/{net.name}"),
+                Op("delete", f"{ROOT}vni/{net.vni}"),
+            ]
+            if (await self.store.txn(ops)).ok:
+                break
+        else:
+            raise Conflict("could not remove the network: too many concurrent network changes")
         await self._drop_network(net.id)
         self._notify()
 
@@ -429,12 +577,12 @@ class ClusterView:
             f"{ROOT}ipam/{net_id}/{ip}", {"container": container, "host": self.host}
         )
         if ok:
-            self.holdings.setdefault(net_id, set()).add(ip)
+            self.holdings.setdefault(net_id, {})[ip] = self.host
         return ok
 
     async def release_ip(self, net_id: str, ip: str) -> None:
         key = f"{ROOT}ipam/{net_id}/{ip}"
-        self.holdings.get(net_id, set()).discard(ip)
+        self.holdings.get(net_id, {}).pop(ip, None)
         try:
             await self.store.delete(key)
         except TetherError as exc:
@@ -608,9 +756,21 @@ def build_cluster(
     networks: Any,
     gateway: GatewayBridge,
     invalidate: Callable[[], None],
+    store: EtcdStore | None = None,
+    **options: Any,
 ) -> ClusterView:
-    """Wire the cluster view, the overlay driver and the gateway bridge together."""
-    view = ClusterView(open_cluster_store(url), driver.vtep, driver.vtep, networks)
+    """Wire the cluster view, the overlay driver and the gateway bridge together.
+
+    ``store`` replaces the etcd store named by ``url`` (tests pass a fake);
+    ``options`` go to ``ClusterView`` (``ttl``, ``sweep_after``, ``clock``).
+    """
+    view = ClusterView(
+        store if store is not None else open_cluster_store(url),
+        driver.vtep,
+        driver.vtep,
+        networks,
+        **options,
+    )
     view.driver = driver
     view.on_peer = driver.peer_changed
     view.on_resync = driver.resync

@@ -1,0 +1,145 @@
+"""In-memory fakes of the Linux adapters, for unit tests (no root, no kernel).
+
+``FakeNetlink`` implements ``tether.linux.netlink.Netlink``: it keeps the host
+namespace's links (with their master and kind), each vxlan device's FDB and
+each device's neighbour table in dicts, and records every call in ``calls``,
+so a test can check both the resulting state and the order of work. It follows
+the real backend's rules where drivers rely on them: deleting a missing link is
+fine, FDB/neighbour writes on a missing device are ignored (the device went
+away with its entries), deleting a link drops its entries, and ``add_veth``
+onto a missing bridge fails with ``Internal`` as the kernel call would.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.errors import Internal
+from tether.linux.netlink import LinkSpec
+
+
+@dataclass
+class FakeLink:
+    name: str
+    kind: str
+    master: str | None = None
+    mtu: int = 1500
+    address: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeNetlink:
+    """Records links, FDB and neighbour entries in memory (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.links: dict[str, FakeLink] = {}
+        self.fdb: dict[str, dict[str, str]] = {}  # vxlan -> mac -> remote VTEP
+        self.neigh: dict[str, dict[str, str]] = {}  # device -> ip -> mac
+        self.sandboxes: dict[str, dict[str, LinkSpec]] = {}  # ns path -> ifname -> spec
+        self.routes: list[ipaddress.IPv4Network] = []
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail: dict[str, BaseException] = {}  # method name -> error to raise once
+
+    def _call(self, name: str, *args: Any) -> None:
+        self.calls.append((name, *args))
+        err = self.fail.pop(name, None)
+        if err is not None:
+            raise err
+
+    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None:
+        self._call("ensure_bridge", name, address, mtu)
+        link = self.links.setdefault(name, FakeLink(name, "bridge", mtu=mtu))
+        link.address = address or link.address
+
+    async def delete_link(self, name: str, ns_path: str | None = None) -> None:
+        self._call("delete_link", name, ns_path)
+        if ns_path is not None:
+            self.sandboxes.get(ns_path, {}).pop(name, None)
+            return
+        link = self.links.pop(name, None)
+        self.fdb.pop(name, None)
+        self.neigh.pop(name, None)
+        if link is not None and link.kind == "veth":
+            peer = link.info.get("peer")
+            if isinstance(peer, LinkSpec):
+                self.sandboxes.get(peer.ns_path, {}).pop(peer.ifname, None)
+        for other in self.links.values():
+            if other.master == name:
+                other.master = None
+
+    async def link_names(self) -> set[str]:
+        return set(self.links)
+
+    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None:
+        self._call("add_veth", host_ifname, bridge, spec)
+        if bridge not in self.links:
+            raise Internal(f"bridge {bridge} is missing")
+        if host_ifname in self.links:
+            raise Internal(f"cannot create endpoint {spec.ifname}: File exists")
+        self.links[host_ifname] = FakeLink(
+            host_ifname, "veth", master=bridge, mtu=spec.mtu, info={"peer": spec}
+        )
+        self.sandboxes.setdefault(spec.ns_path, {})[spec.ifname] = spec
+
+    async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
+        self._call("add_macvlan", parent, mode, spec)
+        if parent not in self.links:
+            raise Internal(f"parent interface {parent} is missing")
+        self.sandboxes.setdefault(spec.ns_path, {})[spec.ifname] = spec
+
+    async def ensure_vxlan(
+        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+    ) -> None:
+        self._call("ensure_vxlan", name, vni, local, bridge, mtu, port)
+        if bridge not in self.links:
+            raise Internal(f"cannot set up vxlan {name}: bridge {bridge} is missing")
+        link = self.links.get(name)
+        if link is None:
+            link = FakeLink(name, "vxlan", mtu=mtu, info={"vni": vni, "local": local, "port": port})
+            self.links[name] = link
+        link.master = bridge
+
+    async def ensure_vlan(self, name: str, parent: str, vid: int) -> None:
+        self._call("ensure_vlan", name, parent, vid)
+        if parent not in self.links:
+            raise Internal(f"parent interface {parent} is missing")
+        self.links.setdefault(name, FakeLink(name, "vlan", info={"parent": parent, "vid": vid}))
+
+    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
+        self._call("set_fdb", vxlan, mac, dst, present)
+        if vxlan not in self.links:
+            return
+        table = self.fdb.setdefault(vxlan, {})
+        if present:
+            table[mac] = dst
+        elif table.get(mac) == dst:
+            del table[mac]
+
+    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
+        self._call("set_neigh", ifname, ip, mac, present)
+        if ifname not in self.links:
+            return
+        table = self.neigh.setdefault(ifname, {})
+        if present:
+            table[ip] = mac
+        elif table.get(ip) == mac:
+            del table[ip]
+
+    async def loopback_up(self, ns_path: str) -> None:
+        self._call("loopback_up", ns_path)
+
+    async def host_routes(self) -> list[ipaddress.IPv4Network]:
+        return list(self.routes)
+
+    async def link_exists(self, name: str, ns_path: str | None = None) -> bool:
+        if ns_path is None:
+            return name in self.links
+        return name in self.sandboxes.get(ns_path, {})
+
+    async def forget_ns(self, ns_path: str) -> None:
+        self._call("forget_ns", ns_path)
+
+    async def close(self) -> None:
+        self._call("close")

@@ -1,0 +1,200 @@
+"""OverlayDriver against FakeNetlink: devices, FDB and neighbour entries, no root."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tether.drivers.overlay import OverlayDriver, Peer, bridge_name, veth_name, vxlan_name
+from tether.engine.ipam import PoolConfig
+from tether.engine.model import Endpoint, Network, mac_for, new_id
+from tether.errors import BadRequest, Internal
+from tether.linux.fakes import FakeNetlink
+
+LOCAL, REMOTE, REMOTE2 = "198.18.0.1", "198.18.0.2", "198.18.0.3"
+
+
+def network(vni: int = 4096) -> Network:
+    import ipaddress
+
+    subnet = ipaddress.IPv4Network("10.77.0.0/24")
+    cfg = PoolConfig(subnet, subnet.network_address + 1)
+    return Network(new_id(), "ov", "overlay", scope="global", configs=[cfg.to_json()], vni=vni)
+
+
+def endpoint(net: Network, ip: str, name: str = "c") -> Endpoint:
+    return Endpoint(
+        new_id(), net.id, net.name, name, name, ip=ip, prefixlen=24, mac=mac_for(ip), ifname="eth0"
+    )
+
+
+def peer(ip: str, vtep: str = REMOTE) -> Peer:
+    return Peer("ep-" + ip, ip, mac_for(ip), vtep)
+
+
+class Published:
+    def __init__(self) -> None:
+        self.records: dict[str, bool] = {}
+
+    async def __call__(self, net: Network, ep: Endpoint, present: bool) -> None:
+        self.records[ep.id] = present
+
+
+def setup(peers: list[Peer] | None = None) -> tuple[FakeNetlink, OverlayDriver, Published]:
+    nl = FakeNetlink()
+    drv = OverlayDriver(nl, LOCAL)
+    known = peers if peers is not None else []
+    drv.peers = lambda _nid: list(known)
+    pub = Published()
+    drv.publish = pub
+    return nl, drv, pub
+
+
+def test_first_join_wires_bridge_and_vxlan_and_programs_known_peers() -> None:
+    async def main() -> None:
+        p = peer("10.77.0.9")
+        nl, drv, pub = setup([p])
+        net = network()
+        await drv.create(net)
+        assert nl.links == {}  # nothing before the first local container
+        ep = endpoint(net, "10.77.0.2")
+        await drv.join(net, ep, "/run/fake/c")
+        br, vx = bridge_name(net), vxlan_name(net)
+        assert nl.links[br].kind == "bridge" and nl.links[br].mtu == 1450
+        assert nl.links[vx].kind == "vxlan" and nl.links[vx].master == br
+        assert nl.links[vx].info == {"vni": 4096, "local": LOCAL, "port": 4789}
+        assert nl.links[veth_name(ep)].master == br
+        spec = nl.sandboxes["/run/fake/c"]["eth0"]
+        assert spec.mtu == 1450 and spec.address == "10.77.0.2/24" and spec.gateway is None
+        assert nl.fdb[vx] == {p.mac: REMOTE}
+        assert nl.neigh[vx] == {p.ip: p.mac}
+        assert pub.records == {ep.id: True}
+        # the vxlan device exists before any entry is programmed on it
+        order = [c[0] for c in nl.calls]
+        assert order.index("ensure_vxlan") < order.index("set_fdb")
+
+    asyncio.run(main())
+
+
+def test_remote_endpoint_events_program_and_remove_entries() -> None:
+    async def main() -> None:
+        nl, drv, _ = setup()
+        net = network()
+        await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        vx = vxlan_name(net)
+        a, b = peer("10.77.0.10"), peer("10.77.0.11", REMOTE2)
+        await drv.peer_changed(net, a, True)
+        await drv.peer_changed(net, b, True)
+        assert nl.fdb[vx] == {a.mac: REMOTE, b.mac: REMOTE2}
+        assert nl.neigh[vx] == {a.ip: a.mac, b.ip: b.mac}
+        await drv.peer_changed(net, a, False)
+        assert nl.fdb[vx] == {b.mac: REMOTE2}
+        assert nl.neigh[vx] == {b.ip: b.mac}
+        # the same event twice is programmed once
+        before = len(nl.calls)
+        await drv.peer_changed(net, b, True)
+        assert len(nl.calls) == before
+
+    asyncio.run(main())
+
+
+def test_an_endpoint_that_moved_is_reprogrammed() -> None:
+    async def main() -> None:
+        nl, drv, _ = setup()
+        net = network()
+        await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        vx = vxlan_name(net)
+        a = peer("10.77.0.10")
+        await drv.peer_changed(net, a, True)
+        moved = Peer(a.endpoint_id, "10.77.0.12", mac_for("10.77.0.12"), REMOTE2)
+        await drv.peer_changed(net, moved, True)
+        assert nl.fdb[vx] == {moved.mac: REMOTE2}
+        assert nl.neigh[vx] == {moved.ip: moved.mac}
+
+    asyncio.run(main())
+
+
+def test_own_vtep_and_unwired_networks_are_ignored() -> None:
+    async def main() -> None:
+        nl, drv, _ = setup()
+        net = network()
+        await drv.peer_changed(net, peer("10.77.0.10"), True)  # not wired here
+        assert nl.calls == []
+        await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        await drv.peer_changed(net, peer("10.77.0.11", LOCAL), True)
+        assert nl.fdb.get(vxlan_name(net), {}) == {}
+
+    asyncio.run(main())
+
+
+def test_resync_removes_stale_and_adds_missing_entries() -> None:
+    async def main() -> None:
+        known: list[Peer] = []
+        nl, drv, _ = setup(known)
+        net = network()
+        await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        vx = vxlan_name(net)
+        stale, kept, new = peer("10.77.0.10"), peer("10.77.0.11"), peer("10.77.0.12", REMOTE2)
+        for p in (stale, kept):
+            await drv.peer_changed(net, p, True)
+        known[:] = [kept, new]
+        await drv.resync(net)
+        assert nl.fdb[vx] == {kept.mac: REMOTE, new.mac: REMOTE2}
+        assert nl.neigh[vx] == {kept.ip: kept.mac, new.ip: new.mac}
+
+    asyncio.run(main())
+
+
+def test_last_leave_unwires_and_a_rejoin_reprograms() -> None:
+    async def main() -> None:
+        known = [peer("10.77.0.10")]
+        nl, drv, pub = setup(known)
+        net = network()
+        e1, e2 = endpoint(net, "10.77.0.2", "a"), endpoint(net, "10.77.0.3", "b")
+        await drv.join(net, e1, "/run/fake/a")
+        await drv.join(net, e2, "/run/fake/b")
+        await drv.leave(net, e1, "/run/fake/a")
+        assert vxlan_name(net) in nl.links and drv.wired(net.id)
+        await drv.leave(net, e2, "/run/fake/b")
+        assert nl.links == {} and not drv.wired(net.id)
+        assert pub.records == {e1.id: False, e2.id: False}
+        await drv.join(net, endpoint(net, "10.77.0.4", "c"), "/run/fake/c")
+        assert nl.fdb[vxlan_name(net)] == {known[0].mac: REMOTE}
+
+    asyncio.run(main())
+
+
+def test_failed_join_leaves_nothing_behind() -> None:
+    async def main() -> None:
+        nl, drv, pub = setup()
+        net = network()
+        nl.fail["add_veth"] = Internal("cannot create endpoint eth0: boom")
+        with pytest.raises(Internal):
+            await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        assert nl.links == {} and not drv.wired(net.id) and pub.records == {}
+
+    asyncio.run(main())
+
+
+def test_a_network_without_vni_is_refused() -> None:
+    async def main() -> None:
+        _, drv, _ = setup()
+        net = network(vni=0)
+        with pytest.raises(BadRequest):
+            await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+
+    asyncio.run(main())
+
+
+def test_delete_removes_both_devices() -> None:
+    async def main() -> None:
+        nl, drv, _ = setup([peer("10.77.0.10")])
+        net = network()
+        await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        await drv.delete(net)
+        assert bridge_name(net) not in nl.links and vxlan_name(net) not in nl.links
+        assert nl.fdb == {} and nl.neigh == {}
+        assert drv.owned_links(net) == {bridge_name(net), vxlan_name(net)}
+
+    asyncio.run(main())
