@@ -102,7 +102,10 @@ changed (no listing on the publish path), so the check keeps comparing
 against exactly what is installed. An edit made between an apply and the next
 check is taken as installed until the next apply. The engine calls it every
 few seconds and the daemon's start applies anyway, so the table comes back
-exactly, from the store, without touching other tables.
+exactly, from the store, without touching other tables. Its cost does grow
+with the ports: listing 1,000 / 10,000 elements takes ~65 / ~710 ms (+ ~11 /
+~110 ms for the ``Snapshot``), and a publish that arrives meanwhile waits for
+it (the engine holds its firewall lock; libnftables serialises the calls).
 """
 
 from __future__ import annotations
