@@ -32,7 +32,9 @@ class Results:
     data: dict[str, dict[str, Samples]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def fig(self, key: str, section: str, label: str, fmt: str = "{:.0f}", lower: bool = True):
+    def fig(
+        self, key: str, section: str, label: str, fmt: str = "{:.0f}", lower: bool = True
+    ) -> dict[str, Samples]:
         self.figures.setdefault(key, Figure(section, label, fmt, lower))
         return self.data.setdefault(key, {})
 
@@ -131,11 +133,70 @@ def many_containers(engines: list[Engine], res: Results, n: int) -> None:
             log(f"  {i + 1}/{n} containers per engine")
     for name, v in per.items():
         res.add("many_total", name, sum(v) / 1000)
-        k = min(10, len(v) // 2)
-        first, last = statistics.median(v[:k]), statistics.median(v[-k:])
+        first, last, flat = flatness(v)
         res.add("many_first", name, first)
         res.add("many_last", name, last)
-        res.add("many_flat", name, last / first)
+        res.add("many_flat", name, flat)
+
+
+def flatness(v: list[float], k: int = 10) -> tuple[float, float, float]:
+    """(median of the first k, median of the last k, last / first) of per-container times."""
+    k = max(1, min(k, len(v) // 2))
+    first, last = statistics.median(v[:k]), statistics.median(v[-k:])
+    return first, last, last / first
+
+
+def many_scale(engines: list[Engine], res: Results, n: int, limit_s: float) -> None:
+    """``n`` containers on a fresh network ``benchbig`` (10.60.0.0/16), interleaved, bounded.
+
+    Stops adding after ``limit_s`` seconds (all engines together) and says how many each got.
+    The containers are left running: the caller measures memory, then removes them (timed).
+    """
+    res.fig("big_total", "3", f"{n} containers in sequence on one network: total (s)", "{:.1f}")
+    res.fig("big_first", "3", f"per-container median, first 10 of {n} (ms)")
+    res.fig("big_last", "3", f"per-container median, last 10 of {n} (ms)")
+    res.fig("big_flat", "3", f"last-10 / first-10 median, {n} containers", "{:.2f}")
+    for e in engines:
+        e.cli("network", "create", "--subnet", "10.60.0.0/16", "--gateway", "10.60.0.1",
+              "benchbig")  # fmt: skip
+    per: dict[str, list[float]] = {e.name: [] for e in engines}
+    deadline = time.monotonic() + limit_s
+    for i, order in rotations(engines, n):
+        if time.monotonic() > deadline:
+            log(f"  stopped at {i} containers per engine (limit {limit_s:.0f} s)")
+            break
+        for e in order:
+            r = e.cli("run", "-d", *e.run_opts, "--name", f"big{i}", "--network", "benchbig",
+                      "alpine", "sleep", "100000", check=False)  # fmt: skip
+            if r.rc == 0:
+                per[e.name].append(r.ms)
+        if (i + 1) % 50 == 0:
+            log(f"  {i + 1}/{n} containers per engine")
+    for name, v in per.items():
+        if len(v) < 2:
+            res.note("big_total", name, "failed")
+            continue
+        res.add("big_total", name, sum(v) / 1000)
+        if len(v) < n:
+            res.note("big_total", name, f"only {len(v)} in the time limit")
+        first, last, flat = flatness(v)
+        res.add("big_first", name, first)
+        res.add("big_last", name, last)
+        res.add("big_flat", name, flat)
+
+
+def remove_all(engines: list[Engine], res: Results, key: str, label: str) -> None:
+    """Time one ``rm -f`` of every container of each engine (the CLI call, in seconds)."""
+    res.fig(key, "3", label, "{:.1f}")
+    for e in engines:
+        ids = e.cli("ps", "-aq", check=False).out.split()
+        if not ids:
+            continue
+        r = e.cli("rm", *e.rm_opts, *ids, check=False, timeout=600)
+        res.add(key, e.name, r.ms / 1000)
+        if r.rc != 0:
+            res.note(key, e.name, f"rm failed ({r.rc})")
+        log(f"  {e.name}: removed {len(ids)} containers in {r.ms / 1000:.1f} s")
 
 
 # ---------------------------------------------------------------------------------- § 6

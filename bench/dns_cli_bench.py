@@ -2,7 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python bench/dns_cli_bench.py [--seconds 5] [--window 100]
         [--single 2000] [--docker-host unix:///PATH --upstream-netns PATH|none]
-        [--upstream 127.0.0.53]
+        [--upstream ADDRESS]
 
 Without ``--docker-host`` it builds a throw-away lab (one host running tether), imports the
 busybox image as ``alpine:latest`` and removes the lab afterwards. With ``--docker-host`` it
@@ -11,9 +11,15 @@ already have an ``alpine:latest`` image; ``--upstream-netns`` is the daemon's ne
 namespace (``none``: this process's own).
 
 Steps: a fake upstream (wire level, NXDOMAIN to everything, on uvloop) listens on
-``--upstream`` (a loopback address) in the daemon's namespace; a user-defined network holds
-``bench-web`` and ``bench-cli`` (``--dns <upstream>``: a host-loopback upstream, forwarded
-from the daemon's side by both Docker and tether). Then, inside ``bench-cli``'s namespace
+``--upstream`` in the daemon's namespace, an address put on that namespace's ``lo``; a
+user-defined network holds ``bench-web`` and ``bench-cli`` (``--dns <upstream>``). The upstream
+must not be a 127/8 address: Docker treats a per-container ``--dns 127.x`` as an ordinary
+server and forwards from the container's namespace, where nothing listens, so every forwarded
+query timed out (that is why this script never finished against dockerd at first). An address
+on the daemon namespace's ``lo`` is reached by every engine, whichever side it forwards from.
+The default is the machine's own first resolv.conf nameserver (aardvark-dns, podman's server,
+forwards there whatever ``--dns`` says, see bench/dns_case.py), so nothing is sent to it: the
+address is local to the lab namespace. Then, inside ``bench-cli``'s namespace
 (``nsenter --net=<SandboxKey>``), for a container name and for a nonexistent name:
 - ``dnsperf -s 127.0.0.11`` for ``--seconds`` with ``--window`` queries outstanding → q/s;
 - ``--single`` sequential queries from a small Python client → p50/p99 latency (µs; the
@@ -74,6 +80,30 @@ def serve_upstream(addr: str) -> None:
     uvloop.run(main())
 
 
+def upstream_address() -> str:
+    """The first IPv4, non-loopback nameserver of /etc/resolv.conf, else 198.18.255.53."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    addr = parts[1]
+                    if addr.count(".") == 3 and not addr.startswith("127."):
+                        return addr
+    except OSError:
+        pass
+    return "198.18.255.53"
+
+
+def add_local_address(netns: str, addr: str) -> None:
+    """Put ``addr``/32 on ``lo`` inside ``netns`` (a namespace the bench made)."""
+    subprocess.run(
+        ["nsenter", f"--net={netns}", "ip", "addr", "replace", f"{addr}/32", "dev", "lo"],
+        check=True,
+        capture_output=True,
+    )
+
+
 def _query(qid: int, name: str) -> bytes:
     q = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
     for label in name.rstrip(".").split("."):
@@ -81,14 +111,19 @@ def _query(qid: int, name: str) -> bytes:
     return q + b"\x00\x00\x01\x00\x01"
 
 
+MAX_LOST = 20  # an unanswered name costs a whole timeout: give up rather than hang
+
+
 def single(server: str, name: str, count: int) -> None:
     """Sequential queries; prints JSON with the latencies' p50/p99/mean in µs."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(2.0)
+    s.settimeout(1.0)
     s.connect((server, 53))
     times: list[float] = []
     lost = 0
     for i in range(count + 50):
+        if lost >= MAX_LOST:
+            break
         q = _query(i & 0xFFFF, name)
         t0 = time.perf_counter_ns()
         s.send(q)
@@ -108,6 +143,7 @@ def single(server: str, name: str, count: int) -> None:
         "p99": times[min(len(times) - 1, int(len(times) * 0.99))] if times else None,
         "mean": statistics.fmean(times) if times else None,
         "lost": lost,
+        "answered": len(times),
     }
     print(json.dumps(out))
 
@@ -133,6 +169,8 @@ class Bench:
         return argv if ns is None else ["nsenter", f"--net={ns}", *argv]
 
     def setup(self) -> str:
+        if self.netns is not None:
+            add_local_address(self.netns, self.upstream)
         argv = [sys.executable, __file__, "--serve-upstream", f"{self.upstream}:53"]
         self.proc = subprocess.Popen(
             self.in_ns(self.netns, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -219,7 +257,7 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=2000)
     ap.add_argument("--docker-host")
     ap.add_argument("--upstream-netns", default="none")
-    ap.add_argument("--upstream", default="127.0.0.53")
+    ap.add_argument("--upstream", default=None)
     ap.add_argument("--label")
     ap.add_argument("--serve-upstream", help=argparse.SUPPRESS)
     ap.add_argument("--single-client", nargs=3, help=argparse.SUPPRESS)
@@ -232,6 +270,8 @@ def main() -> None:
         return
     if os.geteuid() != 0:
         raise SystemExit("needs root (nsenter into container namespaces)")
+    if a.upstream is None:
+        a.upstream = upstream_address()
     if a.docker_host:
         ns = None if a.upstream_netns == "none" else a.upstream_netns
         b = Bench(a.docker_host, ns, a.upstream)

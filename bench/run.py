@@ -5,10 +5,13 @@
 
 Builds one lab (``tether.lab``) with a host (network namespace) per engine, starts the engines
 there (see bench/engines.py), imports the busybox image into each, runs the cases of
-bench/cases.py with the engines interleaved, then the per-area helper scripts (DNS, ports,
-restart: each run as its own process and its Markdown output kept), removes the lab and writes
-the report (bench/report.py). Loops are bounded: the full run takes under ~10 minutes, ``--quick``
-about 2. An engine that is not installed or does not start is reported, not fatal.
+bench/cases.py with the engines interleaved, DNS from inside a container (bench/dns_case.py,
+every engine), then the per-area helper scripts (ports, restart: each run as its own process and
+its Markdown output kept), then ``--scale`` containers on one network (tether and Docker; timed
+removal), removes the lab and writes the report (bench/report.py). Loops are bounded: the full
+run takes about 15 minutes (half of it the 500 containers), ``--quick`` about 2 (fewer samples,
+short DNS case, no helper scripts, no scale case). An engine that is not installed or does not
+start is reported, not fatal.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import cases
+from bench import cases, dns_case
 from bench.cases import Results, log
 from bench.engines import ENGINES, BenchError, Engine
 from bench.report import write
@@ -42,10 +45,18 @@ class Sizes:
     many: int
     restart: int
     cli: int
+    dns_rounds: int
+    dns_seconds: int
+    dns_single: int
+    scale: int  # 0: no scale case
+    scale_limit: float  # seconds for adding the scale containers, all engines together
 
 
-FULL = Sizes(net=10, run=10, cd=10, many=50, restart=5, cli=10)
-QUICK = Sizes(net=4, run=4, cd=4, many=20, restart=3, cli=5)
+FULL = Sizes(net=10, run=10, cd=10, many=50, restart=5, cli=10, dns_rounds=3, dns_seconds=3,
+             dns_single=1000, scale=500, scale_limit=540)  # fmt: skip
+QUICK = Sizes(net=4, run=4, cd=4, many=20, restart=3, cli=5, dns_rounds=1, dns_seconds=1,
+              dns_single=200, scale=0, scale_limit=0)  # fmt: skip
+SCALE_ENGINES = ("tether", "docker")  # podman would add ~2 minutes per 500 containers
 
 
 @dataclass
@@ -71,14 +82,12 @@ def _script_env() -> dict[str, str]:
     return env
 
 
-def in_lab_extras(
-    engines: list[Engine], res: Results, quick: bool, extras: list[tuple[str, str]]
-) -> None:
+def in_lab_extras(engines: list[Engine], res: Results, extras: list[tuple[str, str]]) -> None:
     """The helper scripts that can drive a given Docker-API socket, run against our engines."""
     api = [e for e in engines if e.docker_host is not None]
     script = os.path.join(ROOT, "bench", "restart_bench.py")
     if os.path.exists(script) and api:
-        n = 3 if quick else 5
+        n = 5
         argv = [sys.executable, script, "-n", str(n), "--json"]
         for e in api:
             argv += ["--engine", f"{e.name}={e.docker_host}"]
@@ -100,17 +109,9 @@ def in_lab_extras(
         for e in engines:
             if e.docker_host is None:
                 res.note(key, e.name, "not run (docker API only)")
-    secs, single = ("2", "300") if quick else ("5", "1000")
-    per_engine_script(
-        engines, extras, "DNS from inside a container, per engine (bench/dns_cli_bench.py)",
-        "dns_cli_bench.py", ["--seconds", secs, "--single", single],
-        lambda e: ["--docker-host", str(e.docker_host), "--upstream-netns", e.host.netns_path,
-                   "--label", e.name], 120,
-    )  # fmt: skip
-    secs, runs = ("1", "1") if quick else ("3", "3")
     per_engine_script(
         engines, extras, "Throughput, per engine (bench/ports_bench.py, iperf3)",
-        "ports_bench.py", ["--seconds", secs, "--runs", runs, "--scale", "0"],
+        "ports_bench.py", ["--seconds", "3", "--runs", "3", "--scale", "0"],
         lambda e: ["--docker-host", str(e.docker_host), "--netns", e.host.netns_path,
                    "--address", e.host.address], 150,
     )  # fmt: skip
@@ -208,6 +209,8 @@ def main() -> int:
     ap.add_argument("--engines", default="tether,docker,podman")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--no-extras", action="store_true", help="skip the per-area helper scripts")
+    ap.add_argument("--scale", type=int, help="containers of the scale case (0: skip; "
+                    "default 500, 0 with --quick)")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root (it builds network namespaces and runs engines)", file=sys.stderr)
@@ -216,6 +219,8 @@ def main() -> int:
     if "tether" not in wanted or any(e not in ENGINES for e in wanted):
         ap.error(f"--engines: a subset of {','.join(ENGINES)} that includes tether")
     sizes = QUICK if args.quick else FULL
+    if args.scale is not None:
+        sizes.scale, sizes.scale_limit = args.scale, sizes.scale_limit or FULL.scale_limit
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     t_start = time.monotonic()
     res = Results()
@@ -265,11 +270,28 @@ def main() -> int:
         cases.setup_networks(engines)
         log("§7 restart latency")
         cases.restart_latency(engines, res, sizes.restart)
-        if not args.no_extras:
+        for e in engines:
+            e.cleanup()
+        log(f"  cleanup took {time.monotonic() - t0:.0f} s")
+        log("§4 DNS from inside a container")
+        dns_case.dns(engines, res, sizes.dns_rounds, sizes.dns_seconds, sizes.dns_single)
+        if not args.no_extras and not args.quick:
+            in_lab_extras(engines, res, extras)
+        if sizes.scale:
+            big = [e for e in engines if e.name in SCALE_ENGINES]
             for e in engines:
                 e.cleanup()
-            in_lab_extras(engines, res, args.quick, extras)
-        log(f"  cleanup took {time.monotonic() - t0:.0f} s")
+            log(f"§3 {sizes.scale} containers ({', '.join(e.name for e in big)})")
+            cases.many_scale(big, res, sizes.scale, sizes.scale_limit)
+            time.sleep(1)
+            cases.memory(big, res, "rss_big",
+                         f"daemon RSS with {sizes.scale} containers running (MiB)")  # fmt: skip
+            cases.remove_all(big, res, "big_rm", f"remove those {sizes.scale}: one `rm -f` "
+                             "with every id (s)")  # fmt: skip
+            for e in engines:
+                if e not in big:
+                    for key in ("big_total", "rss_big", "big_rm"):
+                        res.note(key, e.name, "not run (time)")
     finally:
         for e in engines:
             try:
@@ -281,7 +303,7 @@ def main() -> int:
             lab.down()
         except LabError as exc:
             log(f"lab teardown: {exc}")
-    if not args.no_extras:
+    if not args.no_extras and not args.quick:
         for x in EXTRAS:
             got = run_extra(x, args.quick)
             if got is not None:
