@@ -16,6 +16,7 @@ from tether.api.app import ENGINE, Router, json_response, parse_filters, qbool, 
 from tether.api.streams import Hijacked
 from tether.engine import ports as portlib
 from tether.engine.containers import ZERO_TIME, Container, command_text
+from tether.engine.filters import check_prune_filters, prune_match
 from tether.engine.model import Endpoint
 from tether.errors import BadRequest, NotFound
 
@@ -529,47 +530,15 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-def _prune_match(c: Container, filters: dict[str, list[str]]) -> bool:
-    """Docker's prune filters: ``until`` (created before) and ``label`` / ``label!``."""
-    labels = c.config.get("Labels") or {}
-
-    def has(spec: str) -> bool:
-        k, eq, v = spec.partition("=")
-        return k in labels and (not eq or labels[k] == v)
-
-    for key, values in filters.items():
-        if key == "until":
-            for v in values:
-                try:
-                    limit = float(v)
-                except ValueError:
-                    limit = _ts(v if "T" in v else "") or 0.0
-                    if not limit:
-                        raise BadRequest(f"invalid filter 'until={v}'") from None
-                if _ts(c.created) >= limit:
-                    return False
-        elif key == "label":
-            if not all(has(v) for v in values):
-                return False
-        elif key == "label!":
-            if any(has(v) for v in values):
-                return False
-        else:
-            raise BadRequest(f"invalid filter '{key}'")
-    return True
-
-
 async def prune(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     filters = parse_filters(request)
-    for key in filters:
-        if key not in ("until", "label", "label!"):
-            raise BadRequest(f"invalid filter '{key}'")
+    check_prune_filters(filters)
     gone = []
     for c in list(engine.containers.list()):
         if c.running or c.state.status == "restarting":
             continue
-        if not _prune_match(c, filters):
+        if not prune_match(c.config.get("Labels") or {}, c.created, filters):
             continue
         try:
             await engine.containers.remove(c.id, force=False)

@@ -205,15 +205,12 @@ class Engine:
         self._network_event("destroy", net)
 
     async def prune_networks(self, filters: dict[str, list[str]]) -> list[str]:
-        from tether.api.networks import match_filters
+        from tether.engine.filters import check_prune_filters, prune_match
 
-        for key in filters:
-            if key not in ("label", "until"):
-                raise BadRequest(f"invalid filter '{key}'")
-        label_filters = {k: v for k, v in filters.items() if k == "label"}
+        check_prune_filters(filters)
 
         def keep(net: Network) -> bool:
-            return not match_filters(net, label_filters, False)
+            return not prune_match(net.labels, net.created, filters)
 
         before = {n.name: n for n in self.networks.list()}
         gone = await self.networks.prune(self.network_in_use, keep)
