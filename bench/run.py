@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from bench import cases, dns_case
 from bench.cases import Results, log
 from bench.engines import ENGINES, BenchError, Engine
-from bench.report import write
+from bench.report import RAW, write
 from tether.lab.lab import Lab, LabError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -318,7 +318,8 @@ def main() -> int:
     argv = [".venv/bin/python", "-m", "bench.run", *sys.argv[1:]]
     write(args.out, res, [n for n in names if n not in unavailable], versions, unavailable,
           argv, started, time.monotonic() - t_start, extras)  # fmt: skip
-    log(f"wrote {args.out} ({time.monotonic() - t_start:.0f} s)")
+    log(f"wrote {args.out} ({time.monotonic() - t_start:.0f} s); raw results in {RAW} "
+        "(render again: python -m bench.report)")  # fmt: skip
     return 0
 
 

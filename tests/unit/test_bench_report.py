@@ -118,7 +118,7 @@ def test_write_puts_the_sections_together(tmp_path: Path, monkeypatch: pytest.Mo
     report.write(
         str(out), res, ["tether", "docker"], {"tether": "tether 0.1", "docker": "dockerd 20.10"},
         {"podman": "not installed"}, ["python", "-m", "bench.run"], "today", 12.3,
-        [("Extra title", "extra body\n")],
+        [("Extra title", "extra body\n")], raw_path=str(tmp_path / "raw.json"),
     )  # fmt: skip
     text = out.read_text()
     assert text.startswith("# Benchmarks: tether, Docker and Podman side by side")
@@ -132,3 +132,27 @@ def test_write_puts_the_sections_together(tmp_path: Path, monkeypatch: pytest.Mo
     assert "## Extra title\n\nextra body\n" in text
     assert text.index("## Results") < text.index("## Targets") < text.index("## Extra title")
     assert text.rstrip().endswith("something we learnt")
+
+
+def test_a_saved_run_renders_again_with_new_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    findings = tmp_path / "FINDINGS.md"
+    findings.write_text("old findings\n")
+    monkeypatch.setattr(report, "FINDINGS", str(findings))
+    monkeypatch.setattr(report, "RAW", str(tmp_path / "unused.json"))
+    res = results({"dns_qps_name": {"tether": [1000, 3000], "docker": [1500]}}, "{:,.0f}")
+    res.note("dns_qps_name", "podman", "set-up failed")
+    res.notes.append("load")
+    first, again, raw = tmp_path / "a.md", tmp_path / "b.md", tmp_path / "raw.json"
+    args = (["tether", "docker", "podman"], {"tether": "t"}, {}, ["x"], "then", 5.0, [("T", "B")])
+    report.write(str(first), res, *args, cli="Docker version X", raw_path=str(raw))
+    monkeypatch.setattr(report, "_cli_version", lambda: "must not be asked")
+    findings.write_text("new findings\n")
+    report.rerender(str(raw), str(again))
+    a, b = first.read_text(), again.read_text()
+    assert (
+        "| 1 | label of dns_qps_name | 1,000 / **2,000** / 3,000 | **1,500** | set-up failed |" in b
+    )
+    assert a.replace("old findings", "new findings") == b
+    assert not (tmp_path / "unused.json").exists()
