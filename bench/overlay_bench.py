@@ -1,0 +1,312 @@
+"""Overlay against macvlan across two lab hosts, and the cluster's propagation delays.
+
+    PYTHONPATH=src .venv/bin/python bench/overlay_bench.py [--seconds 5] [--runs 3]
+        [--streams 1] [--keep]
+
+Builds a fresh lab (host1, host2 and one etcd, each host with its own tether daemon), then:
+
+- throughput: iperf3 (TCP, ``--streams`` parallel streams, median of ``--runs`` runs of
+  ``--seconds``, overlay and macvlan runs interleaved, the ratio is the median of the
+  paired runs' ratios) from a container on host1 to a container on host2, once over an overlay
+  network and once over a macvlan network whose parent is each host's ``eth0``. Both ride
+  the same underlay (the lab's veth pairs and bridge, MTU 1500), so the ratio compares the
+  encapsulation alone. The iperf3 server and client run in the containers' network
+  namespaces (``nsenter --net=SandboxKey``), so the busybox image needs no iperf3;
+- create -> listed: time from ``POST /networks/create`` returning on host1 until
+  ``GET /networks/NAME`` answers 200 on host2 (median of ``--runs``), read over the API
+  socket directly so no CLI start-up is counted;
+- new endpoint reachable: time from ``POST /containers/ID/start`` returning on host2 until
+  a container on host1 gets an ICMP echo reply from the new one's address (median of
+  ``--runs``; an echo every 5 ms, sent by a small prober started in the probing container's
+  namespace after the start returned, so its ~30 ms start-up is included).
+
+Prints a Markdown table. Needs root; all traffic stays inside the lab's namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from tether.lab.lab import Lab, LabHost  # noqa: E402
+
+DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
+IMAGE = "alpine:latest"
+PORT = 5201
+OV_SUBNET = "10.77.0.0/24"
+MV_SUBNET = "198.18.100.0/24"  # on the lab underlay only (the lab's benchmark range)
+
+
+# ---- plumbing -------------------------------------------------------------------------------
+def docker(h: LabHost, *args: str, check: bool = True) -> str:
+    env = dict(os.environ, DOCKER_HOST=h.docker_host)
+    r = subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True, timeout=300)
+    if check and r.returncode != 0:
+        raise SystemExit(f"{h.name}: docker {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.path)
+        self.sock = s
+
+
+def api(h: LabHost, method: str, path: str, body: object = None) -> tuple[int, object]:
+    conn = UnixHTTP(h.socket)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, (json.loads(raw) if raw.strip() else None)
+    finally:
+        conn.close()
+
+
+def in_ns(ns: str, *cmd: str) -> list[str]:
+    return ["nsenter", f"--net={ns}", *cmd]
+
+
+def sandbox(h: LabHost, name: str) -> str:
+    return docker(h, "inspect", "-f", "{{.NetworkSettings.SandboxKey}}", name)
+
+
+def listening(ns: str) -> bool:
+    r = subprocess.run(in_ns(ns, "ss", "-Hltn", f"sport = :{PORT}"), capture_output=True, text=True)
+    return bool(r.stdout.strip())
+
+
+def iperf(server_ns: str, client_ns: str, address: str, seconds: int, streams: int) -> float:
+    """One iperf3 run; Gbit/s received."""
+    flags = ["-t", str(seconds), "-P", str(streams)]
+    server = subprocess.Popen(
+        in_ns(server_ns, "iperf3", "-s", "-1", "-p", str(PORT)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not listening(server_ns):
+            time.sleep(0.05)
+        r = subprocess.run(
+            in_ns(client_ns, "iperf3", "-J", "-c", address, "-p", str(PORT), *flags),
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        )
+        data = json.loads(r.stdout or "{}")
+        if "error" in data or r.returncode != 0:
+            raise SystemExit(f"iperf3 to {address}: {data.get('error') or r.stderr}")
+        return float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
+    finally:
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+# Runs inside the probing container's namespace (the host has no ping binary): sends an ICMP
+# echo to argv[1] every 5 ms and prints CLOCK_MONOTONIC at the first reply (the clock is
+# system-wide, so the parent compares it with its own time.monotonic()).
+PROBER = r"""
+import os, select, socket, struct, sys, time
+dst = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+ident = os.getpid() & 0xFFFF
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    t = sum(struct.unpack(f"!{len(b)//2}H", b)); t = (t >> 16) + (t & 0xFFFF); t += t >> 16
+    return ~t & 0xFFFF
+print("ready", flush=True)
+seq = 0
+end = time.monotonic() + 30
+while time.monotonic() < end:
+    seq = (seq + 1) & 0xFFFF
+    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    s.sendto(struct.pack("!BBHHH", 8, 0, csum(hdr), ident, seq), (dst, 0))
+    stop = time.monotonic() + 0.005
+    while (left := stop - time.monotonic()) > 0:
+        if not select.select([s], [], [], left)[0]:
+            break
+        pkt, addr = s.recvfrom(2048)
+        ihl = (pkt[0] & 0x0F) * 4
+        typ, _c, _k, pid = struct.unpack("!BBHH", pkt[ihl:ihl + 6])
+        if addr[0] == dst and typ == 0 and pid == ident:
+            print(time.monotonic(), flush=True)
+            sys.exit(0)
+sys.exit(1)
+"""
+
+
+def start_prober(ns: str, address: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        in_ns(ns, sys.executable, "-c", PROBER, address), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit("the ICMP prober did not start")
+    return proc
+
+
+# ---- measurements -----------------------------------------------------------------------------
+def throughput(
+    h1: LabHost,
+    h2: LabHost,
+    cases: dict[str, tuple[str, str]],
+    seconds: int,
+    runs: int,
+    streams: int,
+) -> dict[str, list[float]]:
+    """Per network, the Gbit/s of each run; the cases' runs are interleaved, so that a
+    change in the machine's load (other work on its cores) hits every case alike."""
+    tag = secrets.token_hex(2)
+    made: list[tuple[LabHost, str]] = []
+    ns: dict[str, tuple[str, str, str]] = {}
+    try:
+        for net, (ip1, ip2) in cases.items():
+            cli, srv = f"tp-c-{net}-{tag}", f"tp-s-{net}-{tag}"
+            docker(h1, "run", "-d", "--name", cli, "--network", net, "--ip", ip1,
+                   IMAGE, "sleep", "3600")  # fmt: skip
+            made.append((h1, cli))
+            docker(h2, "run", "-d", "--name", srv, "--network", net, "--ip", ip2,
+                   IMAGE, "sleep", "3600")  # fmt: skip
+            made.append((h2, srv))
+            ns[net] = (sandbox(h2, srv), sandbox(h1, cli), ip2)
+            iperf(*ns[net], 1, streams)  # warm-up (ARP, caches)
+        out: dict[str, list[float]] = {net: [] for net in cases}
+        for _ in range(runs):
+            for net in cases:
+                out[net].append(iperf(*ns[net], seconds, streams))
+        return out
+    finally:
+        for h, name in made:
+            docker(h, "rm", "-f", name, check=False)
+
+
+def create_to_listed(h1: LabHost, h2: LabHost, runs: int) -> float:
+    out = []
+    for i in range(runs):
+        name = f"lat-{secrets.token_hex(3)}"
+        status, body = api(
+            h1, "POST", "/networks/create",
+            {"Name": name, "Driver": "overlay",
+             "IPAM": {"Config": [{"Subnet": f"10.78.{i}.0/24"}]}},
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        if status != 201:
+            raise SystemExit(f"network create: {status} {body}")
+        deadline = t0 + 10
+        while api(h2, "GET", f"/networks/{name}")[0] != 200:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"{name} never listed on {h2.name}")
+        out.append((time.perf_counter() - t0) * 1000)
+        api(h1, "DELETE", f"/networks/{name}")
+    return statistics.median(out)
+
+
+def endpoint_reachable(h1: LabHost, h2: LabHost, runs: int) -> float:
+    probe = f"probe-{secrets.token_hex(2)}"
+    docker(h1, "run", "-d", "--name", probe, "--network", "ov", IMAGE, "sleep", "3600")
+    pns = sandbox(h1, probe)
+    out = []
+    try:
+        for i in range(runs):
+            ip = f"10.77.0.{100 + i}"
+            name = f"new-{secrets.token_hex(3)}"
+            cid = docker(h2, "create", "--name", name, "--network", "ov", "--ip", ip,
+                         IMAGE, "sleep", "600")  # fmt: skip
+            try:
+                status, body = api(h2, "POST", f"/containers/{cid}/start")
+                t0 = time.monotonic()
+                if status not in (204, 304):
+                    raise SystemExit(f"start {name}: {status} {body}")
+                # probing only now: an ARP request sent before the neighbour entry exists
+                # leaves the prober's kernel re-trying once a second, which would measure
+                # ARP's retry timer, not tether. Includes the prober's start-up (~30 ms).
+                prober = start_prober(pns, ip)
+                stdout, _ = prober.communicate(timeout=60)
+                if prober.returncode != 0:
+                    raise SystemExit(f"{ip} never reachable from {h1.name}")
+                out.append((float(stdout.strip()) - t0) * 1000)
+            finally:
+                docker(h2, "rm", "-f", name, check=False)
+    finally:
+        docker(h1, "rm", "-f", probe, check=False)
+    return statistics.median(out)
+
+
+def build_lab(name: str) -> Lab:
+    lab = Lab.up(name, ["host1", "host2"], etcd=True)
+    with tempfile.TemporaryDirectory() as d:
+        tar = Path(d) / "busybox.tar"
+        subprocess.run([str(REPO / "scripts/build-busybox-image.sh"), str(tar)], check=True,
+                       capture_output=True)  # fmt: skip
+        for h in lab.hosts.values():
+            docker(h, "import", "-c", 'CMD ["/bin/sh"]', str(tar), IMAGE)
+    return lab
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--streams", type=int, default=1)
+    ap.add_argument("--lab", default=f"ovb{secrets.token_hex(2)}")
+    ap.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("overlay_bench needs root (it builds a lab of network namespaces)")
+    lab = build_lab(args.lab)
+    try:
+        h1, h2 = lab.host("host1"), lab.host("host2")
+        docker(h1, "network", "create", "-d", "overlay", "--subnet", OV_SUBNET, "ov")
+        deadline = time.monotonic() + 10
+        while api(h2, "GET", "/networks/ov")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for h in (h1, h2):
+            docker(h, "network", "create", "-d", "macvlan", "--subnet", MV_SUBNET,
+                   "--gateway", "198.18.100.1", "-o", "parent=eth0", "mv")  # fmt: skip
+        s, r, p = args.seconds, args.runs, args.streams
+        cases = {"ov": ("10.77.0.11", "10.77.0.12"), "mv": ("198.18.100.11", "198.18.100.12")}
+        got = throughput(h1, h2, cases, s, r, p)
+        ov, mv = statistics.median(got["ov"]), statistics.median(got["mv"])
+        ratio = statistics.median(o / m for o, m in zip(got["ov"], got["mv"], strict=True))
+        listed = create_to_listed(h1, h2, max(r, 5))
+        reach = endpoint_reachable(h1, h2, max(r, 5))
+        print(f"| case (lab {lab.name}, {p} stream(s), median of {r}) | result |")
+        print("|---|---|")
+        print(f"| overlay host1 -> host2 | {ov:.2f} Gbit/s |")
+        print(f"| macvlan host1 -> host2 | {mv:.2f} Gbit/s |")
+        print(f"| overlay / macvlan (median of the paired runs) | {ratio:.2f} |")
+        runs_text = ", ".join(f"{o:.1f}/{m:.1f}" for o, m in zip(got["ov"], got["mv"], strict=True))
+        print(f"| paired runs overlay/macvlan | {runs_text} |")
+        print(f"| network create on host1 -> listed on host2 | {listed:.1f} ms |")
+        print(f"| container started on host2 -> reachable from host1 | {reach:.1f} ms |")
+    finally:
+        if not args.keep:
+            lab.down()
+
+
+if __name__ == "__main__":
+    main()
