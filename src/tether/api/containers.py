@@ -19,6 +19,7 @@ from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.filters import check_prune_filters, prune_match
 from tether.engine.model import Endpoint
 from tether.errors import BadRequest, NotFound
+from tether.humanize import human_duration
 
 
 def _ts(text: str) -> float:
@@ -29,34 +30,6 @@ def _ts(text: str) -> float:
         return dt.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=dt.UTC).timestamp()
     except ValueError:
         return 0.0
-
-
-def human_duration(seconds: float) -> str:
-    """Go's ``units.HumanDuration`` as docker prints it."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def status_text(c: Container) -> str:

@@ -15,6 +15,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from tether.humanize import human_duration as human_duration
+
 # typing is not imported at run time (~2.5 ms of start-up); mypy reads the names below.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -124,34 +126,6 @@ def render_format(
 
 
 # ---------------------------------------------------------------- humanising
-
-
-def human_duration(seconds: float) -> str:
-    """Go's ``units.HumanDuration``."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def ago(created: float, now: float | None = None) -> str:
