@@ -1120,11 +1120,15 @@ class ContainerController:
         if timeout is None:
             timeout = int(c.config.get("StopTimeout") or 10)
         sig = self._stop_signal(c)
-        await self.runtime.kill(c.id, sig)
+        # The process may exit (and its exit be handled) at any await below: a kill that
+        # finds it stopped or deleted is that exit, and ``fut`` reports it.
+        with contextlib.suppress(Conflict, NotFound):
+            await self.runtime.kill(c.id, sig)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=max(timeout, 0))
         except TimeoutError:
-            await self.runtime.kill(c.id, _signal.SIGKILL)
+            with contextlib.suppress(Conflict, NotFound):
+                await self.runtime.kill(c.id, _signal.SIGKILL)
             try:
                 await asyncio.wait_for(fut, timeout=10)
             except TimeoutError:
@@ -1174,7 +1178,8 @@ class ContainerController:
             if c.running:
                 c.manually_stopped = True
                 fut = self.exit_future(c)
-                await self.runtime.kill(c.id, _signal.SIGKILL)
+                with contextlib.suppress(Conflict, NotFound):  # exited meanwhile: fut says so
+                    await self.runtime.kill(c.id, _signal.SIGKILL)
                 try:
                     await asyncio.wait_for(fut, timeout=10)
                 except TimeoutError:

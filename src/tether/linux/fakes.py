@@ -143,3 +143,38 @@ class FakeNetlink:
 
     async def close(self) -> None:
         self._call("close")
+
+
+class FakeNetns:
+    """``tether.linux.netns.NetnsDir`` in memory: namespace name -> path.
+
+    ``create`` is idempotent (as the real one is for a live namespace), ``delete`` of a
+    missing one is fine, and ``calls`` records the work in order.
+    """
+
+    def __init__(self, root: str = "/fake/netns") -> None:
+        self.root = root
+        self.namespaces: dict[str, str] = {}
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail: dict[str, BaseException] = {}  # method name -> error to raise once
+
+    def _call(self, name: str, *args: Any) -> None:
+        self.calls.append((name, *args))
+        err = self.fail.pop(name, None)
+        if err is not None:
+            raise err
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    async def create(self, name: str) -> str:
+        self._call("create", name)
+        self.namespaces[name] = self.path(name)
+        return self.namespaces[name]
+
+    def delete(self, name: str) -> None:
+        self._call("delete", name)
+        self.namespaces.pop(name, None)
+
+    def list(self) -> list[str]:
+        return sorted(self.namespaces)
