@@ -696,6 +696,15 @@ async def test_auto_remove(tmp_path: Path) -> None:
     w.rt.exit(c.id, 0)
     await until(lambda: w.ctl.find("tmp") is None, "removed")
     assert not [k for k in await w.keys() if c.id in k or k == "cnames/tmp"]
+    # rm -f of a running --rm container: removed once (one destroy, one rootfs removal)
+    d = await w.ctl.create({"Image": "alpine", "HostConfig": {"AutoRemove": True}}, "tmp2")
+    await w.ctl.start_container(d.id)
+    await w.ctl.remove("tmp2", force=True)
+    for _ in range(20):
+        await REAL_SLEEP(0)
+    destroyed = [e for e in w.engine.events.history if e["Action"] == "destroy"]
+    assert [e["id"] for e in destroyed] == [c.id, d.id]
+    assert w.images.calls.count(("remove_rootfs", d.id)) == 1
     await w.close()
 
 

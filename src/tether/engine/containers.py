@@ -1186,6 +1186,8 @@ class ContainerController:
                     async with self.lock(c.id):
                         await self._handle_exit(c, 137)
         async with self.lock(c.id):
+            if self.containers.get(c.id) is not c:
+                return  # removed meanwhile (``--rm`` after the kill above): once only
             await self._destroy(c)
         self.emit("destroy", c)
 
