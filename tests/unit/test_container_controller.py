@@ -979,3 +979,32 @@ async def test_reconcile_finishes_an_interrupted_remove(
     assert not [k for k in keys if c.id in k or k == "cnames/web"]
     assert not w2.is_held(n1, ip) and not w2.port_taken(8080)
     await w2.close()
+
+
+@aio
+async def test_reconcile_keeps_a_pending_restart(
+    tmp_path: Path, pids: dict[str, FakeRuntime], clock: Clock
+) -> None:
+    """The daemon stopped while a restart was pending: the restart happens, counted once."""
+    w = await started(tmp_path)
+    pids["rt"] = w.rt
+    await w.net("n1", "10.9.0.0/24", "10.9.0.254")
+    c = await w.run("web", network="n1", restart="on-failure:1")
+    clock.hold = True
+    w.rt.exit(c.id, 5)
+    await until(lambda: clock.waiting == 1, "restart pending")
+    assert c.state.status == "restarting" and c.restart_count == 1
+    await w.close()
+    clock.hold = False
+    clock.release()
+    w2 = World(tmp_path, prev=w)
+    await w2.start()
+    again = w2.ctl.containers[c.id]
+    await until(lambda: again.running, "restarted after the daemon restart")
+    assert again.restart_count == 1
+    assert list(w2.netns.namespaces) == [c.id] and w2.dns.listeners.keys() == {c.id}
+    # and on-failure:1 is used up now
+    w2.rt.exit(c.id, 5)
+    await until(lambda: again.state.status == "exited", "exited for good")
+    assert again.state.exit_code == 5 and again.restart_count == 1
+    await w2.close()

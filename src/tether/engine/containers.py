@@ -364,6 +364,13 @@ class ContainerController:
                     await self.netlink.delete_link(name)
         await self._sweep_addresses()
         for c in dead:
+            if c.state.status == "restarting":
+                # Its exit was handled (code, restart count) before the daemon went away and
+                # its sandbox was swept above: only the pending restart is left to do.
+                await self.runtime.delete(c.id)
+                now_t = asyncio.get_running_loop().time()
+                self._restart_timers[c.id] = self.spawn(self._restart_later(c.id, 0.0, now_t))
+                continue
             code = self.runtime.exit_code(c.id)
             async with self.lock(c.id):
                 await self._handle_exit(c, 255 if code is None else code, from_restart=True)
