@@ -9,7 +9,6 @@ folder a private bind mount of itself first, as ``ip netns`` does.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -17,6 +16,7 @@ import os
 from pathlib import Path
 
 from tether.errors import Internal
+from tether.linux import spawn
 
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -41,11 +41,9 @@ def is_mounted_ns(path: str) -> bool:
 
 
 async def _run(*argv: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await proc.communicate()
-    return proc.returncode or 0, err.decode(errors="replace").strip()
+    # vfork from a thread, not uvloop's fork of the whole daemon (see tether.linux.spawn)
+    rc, _, err = await spawn.run(argv)
+    return rc, err.decode(errors="replace").strip()
 
 
 class NetnsDir:

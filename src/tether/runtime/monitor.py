@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
+from tether.linux import spawn
 from tether.runtime.attach import Attachment
 from tether.runtime.execproc import ExecProcess
 from tether.runtime.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
@@ -251,18 +252,11 @@ class Runtime:
     # -- runc helpers --------------------------------------------------------------
 
     async def _runc(self, *args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            self.runc,
-            "--root",
-            str(self.runc_root),
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
+        # vfork from a thread, not uvloop's fork (see tether.linux.spawn)
+        rc, out, err = await spawn.run(
+            [self.runc, "--root", str(self.runc_root), *args], new_session=True
         )
-        out, err = await proc.communicate()
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
 
     def _meta(self, cid: str) -> dict[str, Any]:
         try:
@@ -347,20 +341,20 @@ class Runtime:
                 "_OCI_SYNCPIPE": str(sync_child.fileno()),
                 "_OCI_STARTPIPE": str(start_child.fileno()),
             }
+            # conmon double-forks and its first process exits at once: wait for that one.
+            # The start pipe is written first (a datagram, buffered) so conmon never waits.
+            start_parent.send(b"0")
             with open(bundle / "conmon.err", "ab") as err_file:
-                proc = await asyncio.create_subprocess_exec(
-                    *args,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL,
+                rc, _, _ = await spawn.run(
+                    args,
+                    capture=False,
                     stderr=err_file,
                     pass_fds=(sync_child.fileno(), start_child.fileno()),
-                    start_new_session=True,
+                    new_session=True,
                     env=env,
                 )
             sync_child.close()
             start_child.close()
-            start_parent.send(b"0")
-            rc = await proc.wait()
             if rc != 0:
                 raise Internal(f"conmon failed (exit {rc}): {self._conmon_err(bundle)}")
             sync_parent.setblocking(False)
