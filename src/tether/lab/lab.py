@@ -562,6 +562,7 @@ class Lab:
                 procs.kill_in_netns(ids)
 
         attempt(f"kill processes of {info.name}", kill_rest)
+        attempt(f"delete runc state of {info.name}", lambda: _runc_delete_all(info.exec_root))
         left = system.unmount_under(info.dir)
         if left:
             problems.append(f"still mounted: {', '.join(left)}")
@@ -632,3 +633,26 @@ def _rmtree(path: str) -> None:
 
 
 __all__ = ["Lab", "LabError", "LabHost", "ProcInfo"]
+
+
+def _runc_delete_all(exec_root: str) -> None:
+    """``runc delete --force`` every container the host's daemon left behind.
+
+    The daemon is gone by now and its containers were killed with the rest of the
+    host's processes; deleting their runc state is what removes their cgroups
+    (``/sys/fs/cgroup/*/tether/<id>``), which would otherwise stay on the machine.
+    """
+    import subprocess
+    from pathlib import Path
+
+    root = Path(exec_root) / "runtime" / "runc"
+    if not root.is_dir():
+        return
+    for state in sorted(root.iterdir()):
+        if state.is_dir():
+            subprocess.run(
+                ["/usr/sbin/runc", "--root", str(root), "delete", "--force", state.name],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
