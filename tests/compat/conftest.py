@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from tests.compat.schema import load_spec
-from tests.integration.helpers import LabFactory, why_no_lab
+from tests.integration.helpers import LabFactory, mark_lab_items, why_no_lab
 
 from tether.lab.lab import Lab, LabHost
 
@@ -36,18 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = why_no_lab()
     if reason is None and importlib.util.find_spec("docker") is None:
         reason = "compat tests need docker-py (pip install docker)"
-    mine = [i for i in items if _HERE in Path(str(i.path)).resolve().parents]
-    for item in mine:
-        item.add_marker(pytest.mark.lab)
-        if reason:
-            item.add_marker(pytest.mark.skip(reason=reason))
-    if reason and mine:
-        tr = config.pluginmanager.get_plugin("terminalreporter")
-        msg = f"tests/compat: skipping {len(mine)} tests: {reason}"
-        if tr is not None:
-            tr.write_line(msg)
-        else:
-            print(msg)
+    mark_lab_items(config, items, _HERE, "tests/compat", reason)
 
 
 def schema_hook(resp: Any, *args: Any, **kwargs: Any) -> Any:

@@ -16,26 +16,14 @@ import pytest
 
 from tether.lab.lab import Lab, LabHost
 
-from .helpers import LabFactory, why_no_lab
+from .helpers import LabFactory, mark_lab_items, why_no_lab
 from .helpers import docker as _docker
 
 _HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = why_no_lab()
-    mine = [i for i in items if _HERE in Path(str(i.path)).resolve().parents]
-    for item in mine:
-        item.add_marker(pytest.mark.lab)
-        if reason:
-            item.add_marker(pytest.mark.skip(reason=reason))
-    if reason and mine:
-        tr = config.pluginmanager.get_plugin("terminalreporter")
-        msg = f"tests/integration: skipping {len(mine)} tests: {reason}"
-        if tr is not None:
-            tr.write_line(msg)
-        else:
-            print(msg)
+    mark_lab_items(config, items, _HERE, "tests/integration", why_no_lab())
 
 
 @pytest.fixture

@@ -11,7 +11,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tether.lab import naming
 from tether.lab.lab import Lab, LabError, LabHost
@@ -145,3 +148,21 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return raw[raw.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+def mark_lab_items(
+    config: pytest.Config, items: list[pytest.Item], folder: Path, label: str, reason: str | None
+) -> None:
+    """Mark every test under ``folder`` ``lab``; skip them all, saying why once, if ``reason``."""
+    mine = [i for i in items if folder in Path(str(i.path)).resolve().parents]
+    for item in mine:
+        item.add_marker(pytest.mark.lab)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=reason))
+    if reason and mine:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        msg = f"{label}: skipping {len(mine)} tests: {reason}"
+        if tr is not None:
+            tr.write_line(msg)
+        else:
+            print(msg)

@@ -128,3 +128,14 @@ def map_elements(host: LabHost, name: str) -> int:
 def two_hosts(factory: Any) -> Lab:
     lab: Lab = factory(["host1", "host2"], daemons=True)
     return lab
+
+
+def clean_host(host: LabHost, networks: bool = False) -> None:
+    """Remove every container (and, with ``networks``, every user network) a test left."""
+    ids = ok(host, "ps", "-aq")
+    if ids:
+        docker(host, "rm", "-f", *ids.split())
+    if networks:
+        for net in ok(host, "network", "ls", "--format", "{{.Name}}").split():
+            if net not in ("bridge", "host", "none"):
+                docker(host, "network", "rm", net)

@@ -10,7 +10,18 @@ import pytest
 from tether.lab.lab import Lab, LabHost
 
 from .helpers import LabFactory, docker
-from .portlab import curl, import_image, inspect, ip_of, ok, ping_in, two_hosts, web, wget_in
+from .portlab import (
+    clean_host,
+    curl,
+    import_image,
+    inspect,
+    ip_of,
+    ok,
+    ping_in,
+    two_hosts,
+    web,
+    wget_in,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -26,12 +37,7 @@ def lab(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory
 def h1(lab: Lab) -> Iterator[LabHost]:
     host = lab.host("host1")
     yield host
-    ids = ok(host, "ps", "-aq")
-    if ids:
-        docker(host, "rm", "-f", *ids.split())
-    for net in ok(host, "network", "ls", "--format", "{{.Name}}").split():
-        if net not in ("bridge", "host", "none"):
-            docker(host, "network", "rm", net)
+    clean_host(host, networks=True)
 
 
 def test_user_networks_are_separate(h1: LabHost) -> None:

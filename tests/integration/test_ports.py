@@ -13,6 +13,7 @@ from tether.lab.lab import Lab, LabHost
 
 from .helpers import LabFactory, docker, in_host, wait_until
 from .portlab import (
+    clean_host,
     count_rules,
     curl,
     import_image,
@@ -42,9 +43,7 @@ def lab(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory
 def h1(lab: Lab) -> Iterator[LabHost]:
     host = lab.host("host1")
     yield host
-    ids = ok(host, "ps", "-aq")
-    if ids:
-        docker(host, "rm", "-f", *ids.split())
+    clean_host(host)
 
 
 def test_published_port_from_loopback_underlay_and_another_host(lab: Lab, h1: LabHost) -> None:
