@@ -143,6 +143,9 @@ async def serve(cfg: DaemonConfig) -> None:
             result = part.close()
             if asyncio.iscoroutine(result):
                 await result
+        from tether.linux import nsthread
+
+        nsthread.shutdown()
 
 
 def run_daemon(

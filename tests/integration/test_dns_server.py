@@ -230,7 +230,7 @@ def test_socket_in_netns_reports_errors(netns: str) -> None:
 
 
 def test_sockets_in_netns_from_many_threads_at_once(netns: str) -> None:
-    """Forks from several threads while others run: every call gets working sockets."""
+    """Calls from several threads at once: every call gets working sockets."""
     path = f"/run/netns/{netns}"
     errors: list[BaseException] = []
     results: list[tuple[int, int]] = []

@@ -979,8 +979,6 @@ class ContainerController:
                 except TetherError as exc:
                     log.warning("leave %s: %s", ep.host_ifname, exc.message)
         if kind in ("network", "none") and made_ns:
-            path = self.netns.path(self.ns_name(c))
-            await self.netlink.forget_ns(path)
             self.netns.delete(self.ns_name(c))
 
     # ---- exits and restarts ------------------------------------------------------------

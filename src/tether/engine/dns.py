@@ -44,7 +44,7 @@ from typing import Protocol, cast
 from tether.engine import dns_wire as wire
 from tether.engine.dns_forward import DEFAULT_TIMEOUT, Forwarder
 from tether.errors import Internal
-from tether.linux.nsock import SocketSpec, sockets_in_netns
+from tether.linux.nsock import SocketSpec, open_sockets_in_netns
 
 log = logging.getLogger("tether.dns")
 
@@ -210,7 +210,7 @@ class DnsServer:
             self._check_open()
             await self._remove(sandbox)
             try:
-                udp, tcp = await asyncio.to_thread(sockets_in_netns, netns_path, specs)
+                udp, tcp = await open_sockets_in_netns(netns_path, specs)
             except OSError as exc:
                 raise Internal(
                     f"cannot open the DNS listener in {netns_path}: {exc.strerror or exc}"

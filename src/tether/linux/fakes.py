@@ -138,9 +138,6 @@ class FakeNetlink:
             return name in self.links
         return name in self.sandboxes.get(ns_path, {})
 
-    async def forget_ns(self, ns_path: str) -> None:
-        self._call("forget_ns", ns_path)
-
     async def close(self) -> None:
         self._call("close")
 

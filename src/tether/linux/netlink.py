@@ -1,8 +1,11 @@
 """Netlink: the links, addresses and routes tether makes, behind one small interface.
 
 ``Netlink`` is the protocol the drivers use; ``PyrouteNetlink`` is the real
-backend (pyroute2's ``AsyncIPRoute``; one socket for the host namespace and one
-cached socket per sandbox namespace, since opening one forks a helper);
+backend (pyroute2's ``AsyncIPRoute``; one long-lived socket for the host namespace, and a
+short-lived one per operation inside a sandbox namespace: the socket is made there by the
+namespace thread of :mod:`tether.linux.nsthread`, ~0.8 ms with pyroute2's setup, so nothing
+is cached per sandbox (pyroute2's own ``netns=`` forks a helper per socket, and a cache
+costs ~20 KB of daemon memory per container));
 ``FakeNetlink`` (in ``tether.linux.fakes``) records the same calls in memory for unit tests.
 
 Veth peers are created directly inside the target namespace under their final
@@ -12,11 +15,14 @@ name (``eth0``), which saves moving them (~19 ms each here).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tether.errors import Internal
+from tether.linux.nsock import netlink_socket_in_netns
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,6 @@ class Netlink(Protocol):
 
     async def link_exists(self, name: str, ns_path: str | None = None) -> bool: ...
 
-    async def forget_ns(self, ns_path: str) -> None: ...
-
     async def close(self) -> None: ...
 
 
@@ -72,30 +76,45 @@ class PyrouteNetlink:
 
     def __init__(self) -> None:
         self._host: Any = None
-        self._ns: dict[str, Any] = {}
 
-    async def _ipr(self, ns_path: str | None = None) -> Any:
+    async def _ipr(self) -> Any:
         from pyroute2 import AsyncIPRoute
 
-        if ns_path is None:
-            if self._host is None:
-                self._host = AsyncIPRoute()
-                await self._host.setup_endpoint()
-            return self._host
-        sock = self._ns.get(ns_path)
-        if sock is None:
-            sock = AsyncIPRoute(netns=ns_path, flags=0)
-            await sock.setup_endpoint()
-            self._ns[ns_path] = sock
-        return sock
+        if self._host is None:
+            self._host = AsyncIPRoute()
+            await self._host.setup_endpoint()
+        return self._host
 
-    async def _index(self, name: str, ns_path: str | None = None) -> int | None:
-        ipr = await self._ipr(ns_path)
+    @contextlib.asynccontextmanager
+    async def _in_ns(self, ns_path: str | None) -> AsyncIterator[Any]:
+        """The host socket (``ns_path`` None) or a fresh one inside ``ns_path``, closed after."""
+        if ns_path is None:
+            yield await self._ipr()
+            return
+        from pyroute2 import AsyncIPRoute
+
+        try:
+            sock = netlink_socket_in_netns(ns_path)
+        except OSError as exc:
+            raise _err(f"cannot open netlink in {ns_path}", exc) from exc
+        ipr = AsyncIPRoute(fileno=sock.detach())
+        try:
+            await ipr.setup_endpoint()
+            yield ipr
+        finally:
+            ipr.close()
+
+    @staticmethod
+    async def _lookup(ipr: Any, name: str) -> int | None:
         found = await ipr.link_lookup(ifname=name)
         return int(found[0]) if found else None
 
+    async def _index(self, name: str) -> int | None:
+        return await self._lookup(await self._ipr(), name)
+
     async def link_exists(self, name: str, ns_path: str | None = None) -> bool:
-        return await self._index(name, ns_path) is not None
+        async with self._in_ns(ns_path) as ipr:
+            return await self._lookup(ipr, name) is not None
 
     async def link_names(self) -> set[str]:
         ipr = await self._ipr()
@@ -130,16 +149,20 @@ class PyrouteNetlink:
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
-            idx = await self._index(name, ns_path)
-            if idx is not None:
-                await (await self._ipr(ns_path)).link("del", index=idx)
+            async with self._in_ns(ns_path) as ipr:
+                idx = await self._lookup(ipr, name)
+                if idx is not None:
+                    await ipr.link("del", index=idx)
         except NetlinkError as exc:
             if exc.code != 19:  # ENODEV: already gone
                 raise _err(f"cannot delete link {name}", exc) from exc
 
     async def _configure_peer(self, spec: LinkSpec) -> None:
-        ns = await self._ipr(spec.ns_path)
-        idx = await self._index(spec.ifname, spec.ns_path)
+        async with self._in_ns(spec.ns_path) as ns:
+            await self._configure_in(ns, spec)
+
+    async def _configure_in(self, ns: Any, spec: LinkSpec) -> None:
+        idx = await self._lookup(ns, spec.ifname)
         if idx is None:
             raise Internal(f"interface {spec.ifname} did not appear in {spec.ns_path}")
         ip, prefix = spec.address.split("/")
@@ -155,10 +178,10 @@ class PyrouteNetlink:
                     raise
 
     async def loopback_up(self, ns_path: str) -> None:
-        ns = await self._ipr(ns_path)
-        idx = await self._index("lo", ns_path)
-        if idx is not None:
-            await ns.link("set", index=idx, state="up")
+        async with self._in_ns(ns_path) as ns:
+            idx = await self._lookup(ns, "lo")
+            if idx is not None:
+                await ns.link("set", index=idx, state="up")
 
     async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
@@ -321,14 +344,7 @@ class PyrouteNetlink:
                 nets.append(ipaddress.IPv4Network(f"{dst}/{plen}", strict=False))
         return nets
 
-    async def forget_ns(self, ns_path: str) -> None:
-        sock = self._ns.pop(ns_path, None)
-        if sock is not None:
-            sock.close()
-
     async def close(self) -> None:
-        for path in list(self._ns):
-            await self.forget_ns(path)
         if self._host is not None:
             self._host.close()
             self._host = None
@@ -397,9 +413,6 @@ class ThreadedNetlink:
     async def link_exists(self, name: str, ns_path: str | None = None) -> bool:
         found: bool = await self._call("link_exists", name, ns_path)
         return found
-
-    async def forget_ns(self, ns_path: str) -> None:
-        await self._call("forget_ns", ns_path)
 
     async def close(self) -> None:
         await self._call("close")

@@ -1,14 +1,17 @@
 """Network namespaces as files: made, listed and removed by path.
 
 A sandbox's namespace lives as a bind mount on a file under
-``<exec-root>/netns/``. It is made with ``unshare --net=FILE`` (a short-lived
-child: no daemon thread ever changes namespace). That needs the file's mount to
-have private propagation; when the folder sits on a shared mount we make the
-folder a private bind mount of itself first, as ``ip netns`` does.
+``<exec-root>/netns/``. It is made by the dedicated namespace thread
+(:mod:`tether.linux.nsthread`: ``unshare(CLONE_NEWNET)`` and a bind mount of the thread's
+namespace, ~50 µs; it used to be ``unshare --net=FILE``, a child process per sandbox,
+~5 ms). The bind needs the file's mount to have private propagation; when the folder sits
+on a shared mount we make the folder a private bind mount of itself first, as ``ip netns``
+does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -16,7 +19,7 @@ import os
 from pathlib import Path
 
 from tether.errors import Internal
-from tether.linux import spawn
+from tether.linux import nsthread, spawn
 
 _MNT_DETACH = 2
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -38,6 +41,16 @@ def is_mounted_ns(path: str) -> bool:
     # nsfs inodes live on a special device (st_dev of nsfs); a plain file is on the fs.
     parent = os.stat(os.path.dirname(path) or ".")
     return st.st_dev != parent.st_dev
+
+
+async def _new_netns(path: str) -> tuple[int, str]:
+    try:
+        await asyncio.wrap_future(
+            nsthread.default().submit(lambda home: nsthread.make_netns(home, path))
+        )
+    except OSError as exc:
+        return exc.errno or 1, str(exc)
+    return 0, ""
 
 
 async def _run(*argv: str) -> tuple[int, str]:
@@ -71,10 +84,10 @@ class NetnsDir:
         if is_mounted_ns(path):
             return path
         Path(path).touch()
-        rc, err = await _run("unshare", f"--net={path}", "true")
+        rc, err = await _new_netns(path)
         if rc != 0 and not self._private_done:
             await self._make_private()
-            rc, err = await _run("unshare", f"--net={path}", "true")
+            rc, err = await _new_netns(path)
         if rc != 0:
             self._remove_file(path)
             raise Internal(f"cannot create network namespace {path}: {err}")

@@ -1,0 +1,263 @@
+"""One dedicated OS thread that enters other network namespaces, and nothing else runs on it.
+
+Namespace work that must happen *inside* a sandbox's network namespace (create the namespace,
+open the DNS listener at 127.0.0.11, open a netlink socket for the sandbox) needs a thread
+that is in that namespace while it creates the object: a socket belongs to the namespace it
+was made in for its whole life, whichever thread later uses it. ``setns()`` and ``unshare()``
+change the namespace of the calling thread only.
+
+Earlier versions forked a helper child per job (no daemon thread ever changed namespace).
+A fork copies the daemon's page tables and makes every page it writes afterwards copy-on-write,
+so its cost grew with the daemon's memory: 15 ms per start at 10 containers, 28 ms at 500,
+which made per-container start time grow with the number of containers (bench/FINDINGS.md).
+This is the design Docker uses with a locked OS thread: a thread that runs only these jobs
+switches in, does the few system calls of the job, and switches back to the daemon's namespace
+before it takes the next one (~50 µs per job here, flat at any daemon size).
+
+Safety rules: the thread runs only the small job functions of this module; each job switches
+back before it returns; if switching back ever fails, the thread retires (it exits, and its
+namespace reference dies with it) and the next job starts a fresh thread. No daemon code, no
+event loop and no library callback ever runs on this thread.
+
+The thread is owned by :class:`NetnsThread`; ``close()`` stops it. The module keeps one
+default instance (:func:`default`) that the daemon shuts down on exit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as errno_mod
+import os
+import queue
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TypeVar
+
+CLONE_NEWNET = 0x40000000
+_MS_BIND = 4096
+# Linux value, missing from the socket module on some builds.
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_setns.restype = ctypes.c_int
+_unshare = _libc.unshare
+_unshare.argtypes = [ctypes.c_int]
+_unshare.restype = ctypes.c_int
+_mount = _libc.mount
+_mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+]
+_mount.restype = ctypes.c_int
+
+T = TypeVar("T")
+
+
+_Queue = queue.SimpleQueue[tuple[Callable[[int], object], Future[object]] | None]
+
+
+class _Stranded(Exception):
+    """The thread could not return to the daemon's namespace: it must retire."""
+
+
+@dataclass(frozen=True, slots=True)
+class SocketSpec:
+    """One socket to open inside a namespace.
+
+    ``bind`` is the address tuple for ``socket.bind`` (``("127.0.0.11", 53)``), or None to
+    leave the socket unbound (a netlink socket autobinds at its first send).
+    ``freebind`` sets IP_FREEBIND, so the bind succeeds even before the address is up
+    (e.g. while ``lo`` is still down); packets flow once it is.
+    ``reuseaddr`` sets SO_REUSEADDR (useful for TCP listeners).
+    """
+
+    family: int
+    type: int
+    bind: tuple[object, ...] | None
+    freebind: bool = False
+    reuseaddr: bool = False
+    proto: int = 0
+
+
+def _os_error(what: str) -> OSError:
+    err = ctypes.get_errno() or errno_mod.EIO
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+class NetnsThread:
+    """The namespace thread and its job queue (see the module docs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: _Queue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # ---- the thread ---------------------------------------------------------------------
+    def _start_locked(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._main, args=(self._queue,), name="netns", daemon=True
+            )
+            self._thread.start()
+
+    def _main(self, jobs: _Queue) -> None:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            while True:
+                item = jobs.get()
+                if item is None:
+                    return
+                fn, fut = item
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    fut.set_result(fn(home))
+                except _Stranded as exc:
+                    fut.set_exception(OSError(errno_mod.EIO, str(exc)))
+                    self._retire(jobs)
+                    return
+                except BaseException as exc:  # handed to the caller
+                    fut.set_exception(exc)
+        finally:
+            os.close(home)
+
+    def _retire(self, jobs: _Queue) -> None:
+        # A stranded thread takes no further job: the waiting ones go to a fresh thread.
+        with self._lock:
+            self._queue = queue.SimpleQueue()
+            self._thread = None
+            while True:
+                try:
+                    item = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self._queue.put(item)
+            if not self._closed:
+                self._start_locked()
+
+    def submit(self, fn: Callable[[int], T]) -> Future[T]:
+        """Run ``fn(home_ns_fd)`` on the namespace thread; it must switch back before returning."""
+        fut: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise OSError(errno_mod.ESHUTDOWN, "the namespace thread is closed")
+            self._start_locked()
+            self._queue.put((fn, fut))  # type: ignore[arg-type]
+        return fut
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+            self._thread = None
+            self._queue.put(None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    # ---- jobs -----------------------------------------------------------------------------
+    def sockets_in_netns(self, ns_path: str, specs: Sequence[SocketSpec]) -> list[socket.socket]:
+        """Create (and bind) the sockets of ``specs`` inside the namespace at ``ns_path``.
+
+        Blocks the caller until done (~50 µs when the thread is idle). Raises ``OSError`` with
+        the failing step's errno (``FileNotFoundError`` when ``ns_path`` does not exist).
+        """
+        return self.submit_sockets(ns_path, specs).result()
+
+    def submit_sockets(
+        self, ns_path: str, specs: Sequence[SocketSpec]
+    ) -> Future[list[socket.socket]]:
+        """As :meth:`sockets_in_netns`, but returns the job's future (for ``wrap_future``)."""
+        ns_fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+        todo = list(specs)
+
+        def job(home: int) -> list[socket.socket]:
+            try:
+                return _make_sockets(home, ns_fd, todo)
+            finally:
+                os.close(ns_fd)
+
+        try:
+            return self.submit(job)
+        except BaseException:
+            os.close(ns_fd)
+            raise
+
+    def new_netns(self, path: str) -> None:
+        """Make a fresh network namespace and bind-mount it on the existing file ``path``.
+
+        Raises ``OSError`` (EINVAL when ``path`` sits on a mount with shared propagation).
+        """
+        self.submit(lambda home: make_netns(home, path)).result()
+
+
+def _go_home(home: int) -> None:
+    if _setns(home, CLONE_NEWNET) != 0:
+        raise _Stranded(str(_os_error("cannot return to the daemon's network namespace")))
+
+
+def _make_sockets(home: int, ns_fd: int, specs: Sequence[SocketSpec]) -> list[socket.socket]:
+    if _setns(ns_fd, CLONE_NEWNET) != 0:
+        raise _os_error("cannot enter the namespace")
+    made: list[socket.socket] = []
+    try:
+        for spec in specs:
+            s = socket.socket(spec.family, spec.type | socket.SOCK_CLOEXEC, spec.proto)
+            made.append(s)
+            if spec.reuseaddr:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if spec.freebind:
+                level = socket.IPPROTO_IPV6 if spec.family == socket.AF_INET6 else 0
+                s.setsockopt(level, IP_FREEBIND, 1)
+            if spec.bind is not None:
+                s.bind(spec.bind)
+    except BaseException:
+        for s in made:
+            s.close()
+        _go_home(home)
+        raise
+    _go_home(home)
+    return made
+
+
+def make_netns(home: int, path: str) -> None:
+    """Job: a new network namespace, bind-mounted on the existing file ``path``."""
+    if _unshare(CLONE_NEWNET) != 0:
+        raise _os_error("cannot create a network namespace")
+    try:
+        if _mount(b"/proc/thread-self/ns/net", path.encode(), None, _MS_BIND, None) != 0:
+            raise _os_error(f"cannot bind the namespace on {path}")
+    finally:
+        _go_home(home)
+
+
+_default: NetnsThread | None = None
+_default_lock = threading.Lock()
+
+
+def default() -> NetnsThread:
+    """The process's namespace thread (started at its first job)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = NetnsThread()
+        return _default
+
+
+def shutdown() -> None:
+    """Stop the default namespace thread (the daemon calls this on exit)."""
+    global _default
+    with _default_lock:
+        inst, _default = _default, None
+    if inst is not None:
+        inst.close()
