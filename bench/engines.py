@@ -156,10 +156,11 @@ class Engine:
 
 class Tether(Engine):
     name = "tether"
+    debug = False  # --debug daemon (bench.scale_probe --phases reads its phase lines)
 
     def start(self) -> None:
         with open(self.host.config_file, "w") as f:
-            json.dump({"dns": [DNS_UPSTREAM]}, f)
+            json.dump({"dns": [DNS_UPSTREAM], "debug": self.debug}, f)
         self.lab.start_daemon(self.host.name)
         v = self.cli("version", "--format", "{{.Server.Version}}", check=False)
         self.version = f"tether {v.out.strip() or '?'}"

@@ -1,7 +1,11 @@
 """Focused scale probe: N ``docker run -d`` on one network against tether alone, then one
 ``rm -f`` of all of them; per-container times by block of 50 and the flatness figure.
 
-    sudo .venv/bin/python -m bench.scale_probe -n 300 [--keep] [--engine tether|docker]
+    sudo .venv/bin/python -m bench.scale_probe -n 300 [--keep] [--engine tether|docker] [--phases]
+
+``--phases`` runs tether's daemon with ``--debug`` and prints, per phase of a container start
+(netns, lo, join, files, dns, create, start, save; ``tether.engine.phases``), the median of
+the first 10 and the last 10 starts, so the phase that grows with N shows.
 
 The lab is ``scaleNNNN``; with ``--keep`` it stays up (containers removed) for py-spy or a
 second look. The daemon's pid is printed at start so ``py-spy record -p PID`` can attach.
@@ -16,13 +20,32 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 from bench.cases import flatness, log
-from bench.engines import ENGINES
+from bench.engines import ENGINES, Tether
 from tether.lab.lab import Lab
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def report_phases(daemon_log: str) -> None:
+    """Per-phase medians of the first and last 10 starts, from the daemon's debug lines."""
+    from tether.engine.phases import parse
+
+    with open(daemon_log, errors="replace") as f:
+        rows = [parse(line) for line in f if "phases:" in line]
+    rows = [r for r in rows if r]
+    if len(rows) < 20:
+        log(f"phases: only {len(rows)} start lines in {daemon_log}")
+        return
+    def pick(rs: list[dict[str, float]], name: str) -> float:
+        vals = [sum(r.values()) if name == "total" else r.get(name, 0.0) for r in rs]
+        return statistics.median(vals)
+
+    names = list(dict.fromkeys(n for r in rows for n in r))
+    for n in [*names, "total"]:
+        a, b = pick(rows[:10], n), pick(rows[-10:], n)
+        log(f"  phase {n:8s} first-10 {a:7.1f} ms  last-10 {b:7.1f} ms  ({b - a:+.1f})")
 
 
 def main() -> int:
@@ -31,6 +54,7 @@ def main() -> int:
     ap.add_argument("--engine", default="tether")
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
     ap.add_argument("--no-rm", action="store_true", help="leave the containers running")
+    ap.add_argument("--phases", action="store_true", help="tether: per-phase first/last 10")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("scale_probe: needs root", file=sys.stderr)
@@ -43,6 +67,8 @@ def main() -> int:
     lab = Lab.up(name, [], daemons=False)
     host = lab.add_host(args.engine, daemon=False)
     eng = ENGINES[args.engine](lab, host)
+    if args.phases and isinstance(eng, Tether):
+        eng.debug = True
     try:
         eng.start()
         eng.import_image(tarball)
@@ -61,6 +87,8 @@ def main() -> int:
         first, last, flat = flatness(times)
         log(f"run x{args.n}: total {sum(times) / 1000:.1f} s, first-10 {first:.0f} ms, "
             f"last-10 {last:.0f} ms, flat {flat:.2f}")  # fmt: skip
+        if args.phases and isinstance(eng, Tether):
+            report_phases(host.daemon_log)
         if not args.no_rm:
             ids = eng.cli("ps", "-aq").out.split()
             r = eng.cli("rm", *eng.rm_opts, *ids, timeout=900)

@@ -99,6 +99,7 @@ def check_consistent(host: LabHost) -> list[str]:
         )
     ns_dir = Path(host.exec_root) / "netns"
     namespaces = set(os.listdir(ns_dir)) if ns_dir.is_dir() else set()
-    if not namespaces <= running:
-        problems.append(f"namespaces {sorted(namespaces - running)} orphaned")
+    short = {cid[:12] for cid in running}  # sandboxes are named by short id
+    if not namespaces <= short:
+        problems.append(f"namespaces {sorted(namespaces - short)} orphaned")
     return problems

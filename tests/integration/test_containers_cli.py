@@ -323,17 +323,17 @@ def test_rm_leaves_nothing(h: LabHost) -> None:
     data = cinspect(h, "leaky")
     ep = data["NetworkSettings"]["Networks"]["jasonyin2020"]
     ip, veth = ep["IPAddress"], "tv" + ep["EndpointID"][:13]
-    nsfile = Path(h.exec_root) / "netns" / cid
+    nsfile = Path(h.exec_root) / "netns" / cid[:12]
     assert veth in links(h)
     assert nsfile.exists()
-    assert mounts_mentioning([cid])
+    assert mounts_mentioning([cid[:12]])
     table = in_host(h, "nft", "list", "table", "ip", "tether", check=True).stdout
     assert ip in table
     ok(h, "rm", "-f", "leaky")
     assert veth not in links(h)
     assert not nsfile.exists()
-    assert mounts_mentioning([cid]) == []
-    assert not any(cid in p for p in os.listdir(Path(h.exec_root) / "netns"))
+    assert mounts_mentioning([cid[:12]]) == []
+    assert not any(cid[:12] in p for p in os.listdir(Path(h.exec_root) / "netns"))
     assert "leaky" not in ps_names(h)
     assert cid[:12] not in ok(h, "ps", "-aq").split()
     table = in_host(h, "nft", "list", "table", "ip", "tether", check=True).stdout
@@ -357,7 +357,7 @@ def test_failed_start_leaves_nothing(h: LabHost) -> None:
     assert sorted(links(h)) == links_before
     assert ns_files() == ns_before
     ok(h, "rm", "broken")
-    assert mounts_mentioning([cid]) == []
+    assert mounts_mentioning([cid[:12]]) == []
     assert "broken" not in ps_names(h)
     containers = json.loads(ok(h, "network", "inspect", "jasonyin2020"))[0]["Containers"]
     assert cid not in containers

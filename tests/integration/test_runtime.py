@@ -151,6 +151,13 @@ def test_container_lifecycle(tmp_path: Path, netns: str, rootfs_tar: Path) -> No
             cid, log, pid = await env.container(["sh", "-c", "echo hi; sleep 100"])
             state = await env.runtime.state(cid)
             assert state is not None and state["status"] == "created"
+            # The overlay's options are short relative paths (runc reads mountinfo often).
+            root = str(env.images.rootfs_path(cid))
+            with open("/proc/self/mountinfo") as f:
+                line = next(x for x in f if f" {root} " in x)
+            opts = line.rsplit(" ", 1)[1]
+            assert "upperdir=upper,workdir=work" in opts
+            assert "lowerdir=../../l/" in opts and str(tmp_path) not in opts
             assert cgroup_dirs(cid), "runc placed the container under the absolute cgroup path"
             # The container lives in the namespace the test made.
             assert os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns).st_ino

@@ -454,10 +454,10 @@ async def test_start_builds_the_sandbox_on_a_user_network(tmp_path: Path) -> Non
     n1 = await w.net("n1", "10.9.0.0/24", "10.9.0.254")
     c = await w.run("web", network="n1", ports={"80/tcp": "8080"})
     ep = w.ep(c, n1)
-    ns = w.netns.path(c.id)
+    ns = w.netns.path(c.id[:12])
     assert c.state.status == "running" and c.state.pid == w.rt.containers[c.id].pid
     assert w.rt.containers[c.id].status == "running"
-    assert w.netns.namespaces == {c.id: ns}
+    assert w.netns.namespaces == {c.id[:12]: ns}
     assert ("loopback_up", ns) in w.nl.calls
     spec = w.nl.sandboxes[ns]["eth0"]
     ip_bytes = ":".join(f"{int(b):02x}" for b in ep.ip.split("."))
@@ -486,7 +486,7 @@ async def test_default_bridge_has_no_dns_listener(tmp_path: Path) -> None:
     assert w.dns.listeners == {}
     resolv = (w.ctl.files_dir(c) / "resolv.conf").read_text()
     assert "127.0.0.11" not in resolv and "192.0.2.53" in resolv
-    assert "eth0" in w.nl.sandboxes[w.netns.path(c.id)]
+    assert "eth0" in w.nl.sandboxes[w.netns.path(c.id[:12])]
     await w.close()
 
 
@@ -549,7 +549,7 @@ async def test_always_restarts_with_doubling_backoff(tmp_path: Path, clock: Cloc
     assert w.delays == [0.1, 0.2, 0.4, 0.8]
     assert all(0 <= asked <= d for asked, d in zip(clock.requests, w.delays, strict=True))
     # the sandbox was kept across the restarts: one namespace made, one DNS listener added
-    assert [x for x in w.netns.calls if x[0] == "create"] == [("create", c.id)]
+    assert [x for x in w.netns.calls if x[0] == "create"] == [("create", c.id[:12])]
     assert w.dns.added == [c.id]
     # exit code 0 restarts too, and a run of 10 s or more resets the delay to 100 ms
     w.rt.exit(c.id, 0)
@@ -581,7 +581,7 @@ async def test_restarting_state_keeps_the_sandbox(tmp_path: Path, clock: Clock) 
     w.rt.exit(c.id, 2)
     await until(lambda: clock.waiting == 1, "restart timer waiting")
     assert c.state.status == "restarting" and c.state.exit_code == 2
-    assert w.ctl.has_sandbox(c) and c.id in w.netns.namespaces
+    assert w.ctl.has_sandbox(c) and c.id[:12] in w.netns.namespaces
     assert veth_name(w.ep(c, n1)) in w.nl.links and c.id in w.dns.listeners
     assert not w.fw.ports  # not running: nothing published meanwhile
     clock.release()
@@ -758,7 +758,7 @@ async def test_connect_and_disconnect(tmp_path: Path) -> None:
     n1 = await w.net("n1", "10.9.0.0/24", "10.9.0.254")
     n2 = await w.net("jasonyin2020", "172.28.0.0/16", "172.28.0.254")
     c = await w.run("r1", network="n1")
-    ns = w.netns.path(c.id)
+    ns = w.netns.path(c.id[:12])
     await w.engine.connect("jasonyin2020", "r1", {})
     ep2 = w.ep(c, n2)
     assert ep2.ifname == "eth1" and set(w.nl.sandboxes[ns]) == {"eth0", "eth1"}
@@ -780,16 +780,17 @@ async def test_connect_and_disconnect(tmp_path: Path) -> None:
     # a stopped container is connected in the store only, wired at start
     stopped = await w.create("s1", network="n1")
     await w.engine.connect(n2.id, "s1", {"IPAMConfig": {"IPv4Address": "172.28.0.50"}})
-    assert w.ep(stopped, n2).ip == "172.28.0.50" and w.netns.path(stopped.id) not in w.nl.sandboxes
+    assert w.ep(stopped, n2).ip == "172.28.0.50"
+    assert w.netns.path(stopped.id[:12]) not in w.nl.sandboxes
     await w.ctl.start_container("s1")
-    assert set(w.nl.sandboxes[w.netns.path(stopped.id)]) == {"eth0", "eth1"}
+    assert set(w.nl.sandboxes[w.netns.path(stopped.id[:12])]) == {"eth0", "eth1"}
     assert w.ep(c, n1).ifname == "eth0"
     # a running container of the default bridge gets the embedded DNS when it joins a user
     # network, and its resolv.conf points there from then on
     plain = await w.run("plain")
     assert plain.id not in w.dns.listeners
     await w.engine.connect("n1", "plain", {})
-    assert w.dns.listeners[plain.id] == w.netns.path(plain.id)
+    assert w.dns.listeners[plain.id] == w.netns.path(plain.id[:12])
     assert "nameserver 127.0.0.11" in (w.ctl.files_dir(plain) / "resolv.conf").read_text()
     await w.close()
 
@@ -871,7 +872,7 @@ async def test_link_validation_texts(tmp_path: Path) -> None:
         Conflict, match=r"^Cannot link to a non running container: /db AS /me/mysql$"
     ):
         await w.ctl.start_container("me")
-    assert w.netns.namespaces.keys() == {w.ctl.get("web").id}
+    assert w.netns.namespaces.keys() == {w.ctl.get("web").id[:12]}
     await w.close()
 
 
@@ -935,15 +936,15 @@ async def test_reconcile_after_a_daemon_restart(
     # adopted: same pid, sandbox and DNS listener, ports published again
     assert c[live.id].running and c[live.id].state.pid == live.state.pid
     assert w2.rt.containers[live.id].status == "running"
-    assert w2.dns.listeners.get(live.id) == w.netns.path(live.id)
+    assert w2.dns.listeners.get(live.id) == w.netns.path(live.id[:12])
     assert [r.host_port for r in w2.fw.ports] == [8080]
     # exited while away: the code is recorded, the sandbox is gone, the addresses are kept
     assert c[gone.id].state.status == "exited" and c[gone.id].state.exit_code == 7
-    assert gone.id not in w2.netns.namespaces and gone_veth not in w2.nl.links
+    assert gone.id[:12] not in w2.netns.namespaces and gone_veth not in w2.nl.links
     assert w2.is_held(n1, w.ep(gone, n1).ip) and w2.port_taken(8081)
     # restarted by its policy, with a fresh sandbox
     await until(lambda: c[back.id].running, "always container restarted")
-    assert c[back.id].restart_count == 1 and back.id in w2.netns.namespaces
+    assert c[back.id].restart_count == 1 and back.id[:12] in w2.netns.namespaces
     assert w2.delays == [0.1]
     # stopped by hand: unless-stopped stays stopped
     assert c[kept.id].state.status == "exited"
@@ -951,12 +952,12 @@ async def test_reconcile_after_a_daemon_restart(
     keys = await w2.keys()
     assert NetworkController.ipam_key(n1.id, "10.9.0.99") not in keys
     assert not w2.is_held(n1, "10.9.0.99")
-    assert "stray" not in w2.netns.namespaces and live.id in w2.netns.namespaces
+    assert "stray" not in w2.netns.namespaces and live.id[:12] in w2.netns.namespaces
     assert w2.is_held(n1, w.ep(live, n1).ip) and w2.port_taken(8080)
     # the adopted container's exit still reaches the new controller
     w2.rt.exit(live.id, 0)
     await until(lambda: c[live.id].state.status == "exited", "adopted exit seen")
-    assert live.id not in w2.netns.namespaces
+    assert live.id[:12] not in w2.netns.namespaces
     await w2.close()
 
 
@@ -1002,7 +1003,7 @@ async def test_reconcile_keeps_a_pending_restart(
     again = w2.ctl.containers[c.id]
     await until(lambda: again.running, "restarted after the daemon restart")
     assert again.restart_count == 1
-    assert list(w2.netns.namespaces) == [c.id] and w2.dns.listeners.keys() == {c.id}
+    assert list(w2.netns.namespaces) == [c.id[:12]] and w2.dns.listeners.keys() == {c.id}
     # and on-failure:1 is used up now
     w2.rt.exit(c.id, 5)
     await until(lambda: again.state.status == "exited", "exited for good")

@@ -37,6 +37,7 @@ from tether.engine import ports as portlib
 from tether.engine import sandbox as sbx
 from tether.engine.model import Endpoint, Network, check_name, mac_for, new_id
 from tether.engine.networks import NetworkController
+from tether.engine.phases import Phases
 from tether.errors import (
     BadRequest,
     Conflict,
@@ -339,7 +340,7 @@ class ContainerController:
         dead: builtins.list[Container] = []
         for c in list(self.containers.values()):
             if c.state.status in ("running", "restarting") and await self._alive(c):
-                live_ns.add(c.id)
+                live_ns.add(self.ns_name(c))
                 if self.dns is not None and self._uses_embedded_dns(c):
                     try:
                         await self._dns_add(c)
@@ -355,7 +356,7 @@ class ContainerController:
             if name not in live_ns:
                 self.netns.delete(name)
         for c in self.containers.values():
-            if c.id in live_ns:
+            if self.ns_name(c) in live_ns:
                 await self._rewire(c)
                 continue
             for ep in c.eps():
@@ -515,6 +516,8 @@ class ContainerController:
                     "reuse that name."
                 )
             cid = new_id()
+            while any(k.startswith(cid[:12]) for k in self.containers):
+                cid = new_id()  # short ids (and sandbox names) stay unique
             c = Container(
                 id=cid,
                 name=name,
@@ -752,7 +755,15 @@ class ContainerController:
         return False
 
     def ns_name(self, c: Container) -> str:
-        return c.id
+        """The sandbox's namespace file name: the short id, as Docker's SandboxKey.
+
+        Short ids are unique (``create`` draws again on a clash). The short name also keeps
+        the mount table small: runc reads ``/proc/self/mountinfo`` many times per start, and
+        every sandbox adds a line. Sandboxes made by older versions keep their full-id name.
+        """
+        if os.path.lexists(self.netns.path(c.id)):
+            return c.id
+        return c.id[:12]
 
     def sandbox_ns(self, c: Container) -> str | None:
         kind, _target = self._mode(c.host_config)
@@ -792,6 +803,7 @@ class ContainerController:
                     f"Cannot link to a non running container: /{name} AS /{c.name}/{alias}"
                 )
         made_ns = False
+        clock = Phases()
         try:
             ns_path: str | None = None
             if kind in ("network", "none") and reuse_sandbox:
@@ -800,14 +812,18 @@ class ContainerController:
             elif kind in ("network", "none"):
                 ns_path = await self.netns.create(self.ns_name(c))
                 made_ns = True
+                clock.mark("netns")
                 await self.netlink.loopback_up(ns_path)
+                clock.mark("lo")
                 for ep in c.eps():
                     net = self.networks.get(ep.network_id)
                     await self.drivers[net.driver].join(net, ep, ns_path)
                     c.endpoints[net.id] = ep.to_dict()
+                clock.mark("join")
             elif kind == "container":
                 ns_path = self.sandbox_ns(c)
             self._write_files(c, kind)
+            clock.mark("files")
             if (
                 self.dns is not None
                 and kind == "network"
@@ -815,6 +831,7 @@ class ContainerController:
                 and self._uses_embedded_dns(c)
             ):
                 await self._dns_add(c)
+                clock.mark("dns")
             bundle = self._bundle(c, ns_path, kind)
             log_path = self.files_dir(c) / "container.log"
             c.state.error = ""
@@ -825,12 +842,14 @@ class ContainerController:
                 stdin=bool(c.config.get("OpenStdin")),
                 tty=c.tty,
             )
+            clock.mark("create")
             for hook in self.attach_hooks.pop(c.id, []):
                 try:
                     await hook()
                 except Exception as exc:
                     log.warning("attach to %s: %s", c.id[:12], exc)
             await self.runtime.start(c.id)
+            clock.mark("start")
         except BaseException as exc:
             await self.runtime.delete(c.id)
             await self._teardown(c, made_ns)
@@ -847,9 +866,12 @@ class ContainerController:
         c.state.exit_code = 0
         c.manually_stopped = False
         await self.save(c)
+        clock.mark("save")
         self._invalidate_dns()
         if c.ports:
             await self._ports_changed(c.id)
+            clock.mark("ports")
+        log.debug("start %s phases: %s", c.id[:12], clock)
 
     async def _dns_add(self, c: Container) -> None:
         assert self.dns is not None

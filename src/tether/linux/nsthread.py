@@ -1,4 +1,4 @@
-"""One dedicated OS thread that enters other network namespaces, and nothing else runs on it.
+"""One dedicated OS thread for per-thread kernel context (network namespace, working directory).
 
 Namespace work that must happen *inside* a sandbox's network namespace (create the namespace,
 open the DNS listener at 127.0.0.11, open a netlink socket for the sandbox) needs a thread
@@ -19,6 +19,13 @@ back before it returns; if switching back ever fails, the thread retires (it exi
 namespace reference dies with it) and the next job starts a fresh thread. No daemon code, no
 event loop and no library callback ever runs on this thread.
 
+The thread also has a working directory of its own (``unshare(CLONE_FS)`` at its start), so
+it can mount an overlay filesystem with *relative* layer paths (:func:`mount_overlay`): the
+kernel keeps the option strings as given and prints them in every reading of
+``/proc/*/mountinfo``. runc reads that file many times per container start, and its cost grows
+with the bytes of every mount on the machine (bench/FINDINGS.md), so short option strings keep
+container starts flat.
+
 The thread is owned by :class:`NetnsThread`; ``close()`` stops it. The module keeps one
 default instance (:func:`default`) that the daemon shuts down on exit.
 """
@@ -38,6 +45,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 CLONE_NEWNET = 0x40000000
+CLONE_FS = 0x00000200
 _MS_BIND = 4096
 # Linux value, missing from the socket module on some builds.
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
@@ -101,6 +109,7 @@ class NetnsThread:
         self._queue: _Queue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.own_cwd = False  # set by the thread once its working directory is its own
 
     # ---- the thread ---------------------------------------------------------------------
     def _start_locked(self) -> None:
@@ -112,6 +121,8 @@ class NetnsThread:
 
     def _main(self, jobs: _Queue) -> None:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        # A private working directory: chdir on this thread then moves no other thread.
+        self.own_cwd = _unshare(CLONE_FS) == 0
         try:
             while True:
                 item = jobs.get()
@@ -192,6 +203,33 @@ class NetnsThread:
         except BaseException:
             os.close(ns_fd)
             raise
+
+    def mount_overlay(
+        self, cwd: str, lower: Sequence[str], upper: str, work: str, target: str
+    ) -> None:
+        """Mount overlayfs on ``target`` with layer paths relative to ``cwd`` (see module docs).
+
+        Raises ``OSError`` when the mount fails. When the thread could not get a working
+        directory of its own, the paths are made absolute instead (longer, still correct).
+        """
+        self.submit(lambda _home: self._mount_overlay(cwd, lower, upper, work, target)).result()
+
+    def _mount_overlay(
+        self, cwd: str, lower: Sequence[str], upper: str, work: str, target: str
+    ) -> None:
+        rel = self.own_cwd
+        if not rel:
+            lower = [os.path.join(cwd, p) for p in lower]
+            upper, work = os.path.join(cwd, upper), os.path.join(cwd, work)
+        opts = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work}"
+        if rel:
+            os.chdir(cwd)
+        try:
+            if _mount(b"overlay", os.fsencode(target), b"overlay", 0, opts.encode()) != 0:
+                raise _os_error(f"error mounting rootfs at {target}")
+        finally:
+            if rel:
+                os.chdir("/")
 
     def new_netns(self, path: str) -> None:
         """Make a fresh network namespace and bind-mount it on the existing file ``path``.

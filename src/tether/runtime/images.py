@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tether.errors import BadRequest, Conflict, Internal, NotFound
+from tether.linux import nsthread
 from tether.runtime import refs
 from tether.runtime.changes import apply_changes
 from tether.runtime.layers import extract_layer
@@ -174,18 +175,45 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _MNT_DETACH = 2
 
 
 def _mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> None:
-    opts = f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work}"
-    if len(opts) >= 4096:
+    """Mount the overlay with short paths relative to the container's folder.
+
+    ``upper`` and ``work`` share one parent (the container's folder). Layers are
+    named by their short links (``<root>/l/<12 hex>``, see :func:`_short_link`) when those
+    exist. The mount itself runs on the namespace thread, which has a working directory of
+    its own (``tether.linux.nsthread``): the kernel prints these strings in every read of
+    mountinfo, which runc does many times per start.
+    """
+    base = upper.parent
+    rel = [os.path.relpath(p, base) for p in lower]
+    opts_len = len(":".join(rel)) + len(upper.name) + len(work.name) + 30
+    if opts_len >= 4096:
         raise Internal(f"too many layers to mount ({len(lower)})")
-    if _libc.mount(b"overlay", os.fsencode(str(target)), b"overlay", 0, opts.encode()) != 0:
-        err = ctypes.get_errno()
-        raise Internal(f"error mounting rootfs at {target}: {os.strerror(err)}")
+    try:
+        nsthread.default().mount_overlay(str(base), rel, upper.name, work.name, str(target))
+    except OSError as exc:
+        raise Internal(f"error mounting rootfs at {target}: {exc.strerror or exc}") from exc
+
+
+def _short_link(links_dir: Path, layer: Path) -> Path:
+    """``links_dir/<first 12 hex of the layer>``, a symlink to the layer (made if missing).
+
+    Returns the layer's own path when the short name is taken by another layer.
+    """
+    link = links_dir / layer.name[:12]
+    target = os.path.join("..", "layers", layer.name)
+    try:
+        os.symlink(target, link)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            if os.readlink(link) == target:
+                return link
+        return layer
+    return link
 
 
 def _umount(target: Path) -> None:
@@ -202,9 +230,12 @@ class ImageStore:
         self.root = Path(root)
         self._images_dir = self.root / "images"
         self._layers_dir = self.root / "layers"
+        self._links_dir = self.root / "l"
+        self._mounts_dir = self.root / "m"
         self._containers_dir = self.root / "containers"
         self._tmp_dir = self.root / "tmp"
-        for d in (self._images_dir, self._layers_dir, self._containers_dir, self._tmp_dir):
+        dirs = (self._images_dir, self._layers_dir, self._links_dir, self._containers_dir)
+        for d in (*dirs, self._mounts_dir, self._tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = asyncio.Lock()
         self._images: dict[str, Image] = {}
@@ -545,6 +576,10 @@ class ImageStore:
         removed = []
         for diff_id in sorted(candidates - used):
             hex_id = diff_id.split(":", 1)[-1]
+            link = self._links_dir / hex_id[:12]
+            with contextlib.suppress(OSError):
+                if os.readlink(link) == os.path.join("..", "layers", hex_id):
+                    link.unlink()
             shutil.rmtree(self._layers_dir / hex_id, ignore_errors=True)
             (self._layers_dir / f"{hex_id}.json").unlink(missing_ok=True)
             removed.append(diff_id)
@@ -615,43 +650,59 @@ class ImageStore:
         return [self._layers_dir / d.split(":", 1)[-1] for d in reversed(image.layers)]
 
     def rootfs_path(self, container_id: str) -> Path:
-        return self._containers_dir / container_id / "merged"
+        """Where the container's root is mounted: ``<root>/m/<short id>``.
+
+        A short mount point keeps the machine's mount table small (runc reads it many times
+        per start; see :func:`_mount_overlay`). Roots mounted by older versions stay at
+        ``containers/<id>/merged``.
+        """
+        legacy = self._containers_dir / container_id / "merged"
+        if os.path.ismount(legacy):
+            return legacy
+        return self._mounts_dir / container_id[:12]
 
     async def mount_rootfs(self, image: Image, container_id: str) -> Path:
         """Mount (idempotently) the container's overlayfs root and return its path."""
         base = self._containers_dir / container_id
-        merged = base / "merged"
         lower = self.layer_paths(image)
 
-        def mount() -> None:
-            for d in ("upper", "work", "merged"):
-                (base / d).mkdir(parents=True, exist_ok=True)
+        def mount() -> Path:
+            merged = self.rootfs_path(container_id)
+            for d in (base / "upper", base / "work", merged):
+                d.mkdir(parents=True, exist_ok=True)
             meta = base / "layers.json"
             if not meta.exists():
                 _write_json(meta, image.layers)
             if os.path.ismount(merged):
-                return
+                return merged
             if not lower:
                 raise Internal(f"image {image.short_id} has no layers")
             missing = [p for p in lower if not p.is_dir()]
             if missing:
                 raise Internal(f"image {image.short_id}: layer {missing[0].name} is missing")
-            _mount_overlay(lower, base / "upper", base / "work", merged)
+            short = [_short_link(self._links_dir, p) for p in lower]
+            _mount_overlay(short, base / "upper", base / "work", merged)
+            return merged
 
-        await asyncio.get_running_loop().run_in_executor(None, mount)
-        return merged
+        return await asyncio.get_running_loop().run_in_executor(None, mount)
+
+    def _unmount_both(self, container_id: str) -> None:
+        _umount(self._containers_dir / container_id / "merged")
+        short = self._mounts_dir / container_id[:12]
+        _umount(short)
+        with contextlib.suppress(OSError):
+            short.rmdir()
 
     async def unmount_rootfs(self, container_id: str) -> None:
         """Unmount the container's root (no error when it is not mounted)."""
-        merged = self._containers_dir / container_id / "merged"
-        await asyncio.get_running_loop().run_in_executor(None, _umount, merged)
+        await asyncio.get_running_loop().run_in_executor(None, self._unmount_both, container_id)
 
     async def remove_rootfs(self, container_id: str) -> None:
         """Unmount and delete the container's upper/work directories (idempotent)."""
         base = self._containers_dir / container_id
 
         def remove() -> None:
-            _umount(base / "merged")
+            self._unmount_both(container_id)
             shutil.rmtree(base, ignore_errors=True)
 
         await asyncio.get_running_loop().run_in_executor(None, remove)
