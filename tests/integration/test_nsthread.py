@@ -18,7 +18,7 @@ import pytest
 
 from tether.linux import nsthread
 from tether.linux.netlink import LinkSpec, PyrouteNetlink
-from tether.linux.netns import NetnsDir
+from tether.linux.netns import NetnsDir, is_mount_point
 from tether.linux.nsock import netlink_socket_in_netns
 
 pytestmark = pytest.mark.lab
@@ -36,6 +36,7 @@ def nsdir(tmp_path: Path) -> Iterator[NetnsDir]:
     finally:
         for name in d.list():
             d.delete(name)
+        subprocess.run(["umount", "-l", str(d.root)], check=False, capture_output=True)
 
 
 def _inside(path: str, *argv: str) -> str:
@@ -66,6 +67,8 @@ def test_create_makes_a_new_namespace_and_the_thread_goes_home(nsdir: NetnsDir) 
         assert where == home
         nsdir.delete("a")
         assert not os.path.exists(a)
+        # the folder is a mount of its own (one detach hides every sandbox file)
+        assert is_mount_point(str(nsdir.root))
     finally:
         t.close()
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import pytest
 
+from tether.linux.nsthread import PrivateMounts
 from tether.runtime.images import Image, ImageStore
 from tether.runtime.monitor import ContainerStartError, Runtime
 from tether.runtime.oci import build_spec, write_bundle
@@ -87,7 +88,7 @@ class Env:
         assert self.image is not None
         cid = uuid.uuid4().hex + uuid.uuid4().hex
         self.created.append(cid)
-        rootfs = await self.images.mount_rootfs(self.image, cid)
+        rootfs = await self.images.prepare_rootfs(self.image, cid)
         bundle = self.base / "bundles" / cid
         etc = self.base / "etc" / cid
         etc.mkdir(parents=True)
@@ -107,7 +108,8 @@ class Env:
         )
         write_bundle(bundle, spec)
         log = self.base / "logs" / f"{cid}.log"
-        pid = await self.runtime.create(cid, bundle, log, stdin=stdin)
+        mounts = PrivateMounts(overlay=self.images.overlay_for(cid))
+        pid = await self.runtime.create(cid, bundle, log, stdin=stdin, mounts=mounts)
         return cid, log, pid
 
     async def cleanup(self) -> None:
@@ -151,9 +153,13 @@ def test_container_lifecycle(tmp_path: Path, netns: str, rootfs_tar: Path) -> No
             cid, log, pid = await env.container(["sh", "-c", "echo hi; sleep 100"])
             state = await env.runtime.state(cid)
             assert state is not None and state["status"] == "created"
-            # The overlay's options are short relative paths (runc reads mountinfo often).
+            # The root filesystem is mounted in the monitor's own mount namespace only, with
+            # short relative paths (runc reads mountinfo often); the host never sees it.
             root = str(env.images.rootfs_path(cid))
             with open("/proc/self/mountinfo") as f:
+                assert not [x for x in f if f" {root} " in x]
+            monitor = env.runtime.conmon_pid(cid)
+            with open(f"/proc/{monitor}/mountinfo") as f:
                 line = next(x for x in f if f" {root} " in x)
             opts = line.rsplit(" ", 1)[1]
             assert "upperdir=upper,workdir=work" in opts

@@ -314,7 +314,8 @@ async def test_create_writes_one_transaction(
     assert {"cnames/web", f"containers/{c.id}", ipam} <= await w.keys()
     rec = await w.store.get(f"containers/{c.id}")
     assert rec is not None and rec.value["rootfs"] == str(w.images.rootfs_path(c.id))
-    assert c.id in w.images.mounted
+    # the root filesystem is prepared, and mounted only when it starts (in its own namespace)
+    assert c.id in w.images.rootfs and c.id not in w.images.mounted
     assert c.state.status == "created" and w.rt.containers == {}
     ep = w.ep(c, n1)
     assert (ep.ip, ep.mac, ep.ifname, ep.gateway) == (
@@ -333,7 +334,7 @@ async def test_name_conflict_leaves_nothing(tmp_path: Path) -> None:
     w = await started(tmp_path)
     n1 = await w.net("n1", "10.9.0.0/24", "10.9.0.254")
     first = await w.create("web", network="n1")
-    keys, held, mounted = await w.keys(), w.held(n1), set(w.images.mounted)
+    keys, held, prepared = await w.keys(), w.held(n1), set(w.images.rootfs)
     with pytest.raises(Conflict) as err:
         await w.create("web", network="n1", ip="10.9.0.9", ports={"80/tcp": "8080"})
     assert err.value.message == (
@@ -343,7 +344,7 @@ async def test_name_conflict_leaves_nothing(tmp_path: Path) -> None:
     assert await w.keys() == keys
     assert w.held(n1) == held and not w.is_held(n1, "10.9.0.9")
     assert not w.port_taken(8080)
-    assert w.images.mounted == mounted
+    assert w.images.rootfs == prepared
     assert len(w.ctl.containers) == 1
     await w.close()
 
@@ -360,7 +361,7 @@ async def test_name_taken_in_the_store_only_rolls_back(tmp_path: Path) -> None:
     assert await w.keys() == keys
     assert w.held(n1) == held and not w.is_held(n1, "10.9.0.9")
     assert not w.port_taken(8080)
-    assert w.ctl.containers == {} and w.images.mounted == set()
+    assert w.ctl.containers == {} and w.images.rootfs == set()
     await w.close()
 
 

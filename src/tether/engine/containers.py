@@ -11,7 +11,10 @@ Resources and when they exist:
   restarted container keeps its addresses);
 * the sandbox (network namespace, veths, DNS listener) exists while the
   container runs; it is made before ``runc start`` and removed at exit;
-* the root filesystem is mounted from create to remove.
+* the root filesystem's folders exist from create to remove; it is mounted at
+  each start, inside the mount namespace of the container's monitor only
+  (``tether.linux.nsthread.PrivateMounts``), and unmounted by the kernel when
+  the monitor exits.
 
 Container processes are children of their monitor (conmon), never of the
 daemon; exits arrive from the runtime's exit watcher.
@@ -47,6 +50,7 @@ from tether.errors import (
     NotModified,
     TetherError,
 )
+from tether.linux.nsthread import PrivateMounts
 from tether.store.base import Op, Store
 
 log = logging.getLogger("tether.containers")
@@ -607,7 +611,7 @@ class ContainerController:
                 raise
             self.containers[c.id] = c
         try:
-            c.rootfs = str(await self.images.mount_rootfs(image, c.id))
+            c.rootfs = str(await self.images.prepare_rootfs(image, c.id))
             await self.save(c)
         except BaseException:
             await self._destroy(c)
@@ -835,12 +839,18 @@ class ContainerController:
             bundle = self._bundle(c, ns_path, kind)
             log_path = self.files_dir(c) / "container.log"
             c.state.error = ""
+            mounts = PrivateMounts(
+                netns_dir=str(self.netns.root),
+                netns_path=ns_path,
+                overlay=self.images.overlay_for(c.id),
+            )
             pid = await self.runtime.create(
                 c.id,
                 bundle,
                 log_path,
                 stdin=bool(c.config.get("OpenStdin")),
                 tty=c.tty,
+                mounts=mounts,
             )
             clock.mark("create")
             for hook in self.attach_hooks.pop(c.id, []):

@@ -6,7 +6,8 @@ A sandbox's namespace lives as a bind mount on a file under
 namespace, ~50 µs; it used to be ``unshare --net=FILE``, a child process per sandbox,
 ~5 ms). The bind needs the file's mount to have private propagation; when the folder sits
 on a shared mount we make the folder a private bind mount of itself first, as ``ip netns``
-does.
+does; we always do (once), so the whole folder can be detached in one step where the
+sandbox files must not be seen (the runtime's mount namespace, ``nsthread.PrivateMounts``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 from pathlib import Path
 
 from tether.errors import Internal
@@ -41,6 +43,24 @@ def is_mounted_ns(path: str) -> bool:
     # nsfs inodes live on a special device (st_dev of nsfs); a plain file is on the fs.
     parent = os.stat(os.path.dirname(path) or ".")
     return st.st_dev != parent.st_dev
+
+
+def is_mount_point(path: str) -> bool:
+    """True when ``path`` is a mount point, bind mounts of a folder onto itself included.
+
+    (``os.path.ismount`` compares devices and inodes, so it misses a same-filesystem bind.)
+    Reads the mount table: meant for a one-off check, not a hot path.
+    """
+    want = os.path.realpath(path)
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split(b" ", 5)
+            if len(fields) > 4:
+                raw = fields[4].decode(errors="replace")
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
+                if point == want:
+                    return True
+    return False
 
 
 async def _new_netns(path: str) -> tuple[int, str]:
@@ -83,6 +103,10 @@ class NetnsDir:
         path = self.path(name)
         if is_mounted_ns(path):
             return path
+        if not self._private_done and not is_mount_point(str(self.root)):
+            # The folder is a mount of its own, so a container's runtime can drop every
+            # sandbox file from its mount namespace with one detach (nsthread.PrivateMounts).
+            await self._make_private()
         Path(path).touch()
         rc, err = await _new_netns(path)
         if rc != 0 and not self._private_done:

@@ -19,12 +19,10 @@ back before it returns; if switching back ever fails, the thread retires (it exi
 namespace reference dies with it) and the next job starts a fresh thread. No daemon code, no
 event loop and no library callback ever runs on this thread.
 
-The thread also has a working directory of its own (``unshare(CLONE_FS)`` at its start), so
-it can mount an overlay filesystem with *relative* layer paths (:func:`mount_overlay`): the
-kernel keeps the option strings as given and prints them in every reading of
-``/proc/*/mountinfo``. runc reads that file many times per container start, and its cost grows
-with the bytes of every mount on the machine (bench/FINDINGS.md), so short option strings keep
-container starts flat.
+The thread also has a filesystem context of its own (``unshare(CLONE_FS)`` at its start), so
+it may change its working directory and enter a fresh mount namespace: it starts each
+container's runtime (conmon, then runc) in a mount namespace of the container's own, which
+holds that container's root filesystem and namespace file only (:class:`PrivateMounts`).
 
 The thread is owned by :class:`NetnsThread`; ``close()`` stops it. The module keeps one
 default instance (:func:`default`) that the daemon shuts down on exit.
@@ -38,14 +36,19 @@ import errno as errno_mod
 import os
 import queue
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
 CLONE_FS = 0x00000200
+_MS_REC = 16384
+_MS_SLAVE = 1 << 19
+_MNT_DETACH = 2
 _MS_BIND = 4096
 # Linux value, missing from the socket module on some builds.
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
@@ -63,9 +66,12 @@ _mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,
     ctypes.c_ulong,
-    ctypes.c_void_p,
+    ctypes.c_char_p,
 ]
 _mount.restype = ctypes.c_int
+_umount2 = _libc.umount2
+_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_umount2.restype = ctypes.c_int
 
 T = TypeVar("T")
 
@@ -110,6 +116,7 @@ class NetnsThread:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.own_cwd = False  # set by the thread once its working directory is its own
+        self._local = threading.local()  # the thread's own descriptors (home mount namespace)
 
     # ---- the thread ---------------------------------------------------------------------
     def _start_locked(self) -> None:
@@ -121,7 +128,9 @@ class NetnsThread:
 
     def _main(self, jobs: _Queue) -> None:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        # A private working directory: chdir on this thread then moves no other thread.
+        self._local.home_mnt = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        # A private working directory (and root): chdir on this thread then moves no other
+        # thread, and it may enter another mount namespace (setns needs an unshared fs).
         self.own_cwd = _unshare(CLONE_FS) == 0
         try:
             while True:
@@ -141,6 +150,7 @@ class NetnsThread:
                     fut.set_exception(exc)
         finally:
             os.close(home)
+            os.close(self._local.home_mnt)
 
     def _retire(self, jobs: _Queue) -> None:
         # A stranded thread takes no further job: the waiting ones go to a fresh thread.
@@ -204,32 +214,42 @@ class NetnsThread:
             os.close(ns_fd)
             raise
 
-    def mount_overlay(
-        self, cwd: str, lower: Sequence[str], upper: str, work: str, target: str
-    ) -> None:
-        """Mount overlayfs on ``target`` with layer paths relative to ``cwd`` (see module docs).
+    def spawn_isolated(self, argv: Sequence[str], mounts: PrivateMounts, **run: Any) -> int:
+        """Run ``argv`` to completion in a fresh mount namespace prepared by ``mounts``.
 
-        Raises ``OSError`` when the mount fails. When the thread could not get a working
-        directory of its own, the paths are made absolute instead (longer, still correct).
+        See :class:`PrivateMounts`. ``run`` is passed to ``subprocess.run`` (stdin, stdout,
+        stderr, env, pass_fds, start_new_session). Returns the exit status. Raises
+        ``OSError`` when the namespace cannot be prepared (nothing is left behind: the
+        namespace dies with its last process) or the program cannot be started.
         """
-        self.submit(lambda _home: self._mount_overlay(cwd, lower, upper, work, target)).result()
+        return self.submit(lambda _home: self._spawn_isolated(argv, mounts, run)).result()
 
-    def _mount_overlay(
-        self, cwd: str, lower: Sequence[str], upper: str, work: str, target: str
-    ) -> None:
-        rel = self.own_cwd
-        if not rel:
-            lower = [os.path.join(cwd, p) for p in lower]
-            upper, work = os.path.join(cwd, upper), os.path.join(cwd, work)
-        opts = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work}"
-        if rel:
-            os.chdir(cwd)
+    def submit_spawn_isolated(
+        self, argv: Sequence[str], mounts: PrivateMounts, **run: Any
+    ) -> Future[int]:
+        """As :meth:`spawn_isolated`, but returns the job's future."""
+        return self.submit(lambda _home: self._spawn_isolated(argv, mounts, run))
+
+    def _spawn_isolated(
+        self, argv: Sequence[str], mounts: PrivateMounts, run: dict[str, Any]
+    ) -> int:
+        if not self.own_cwd:
+            raise OSError(errno_mod.ENOTSUP, "the namespace thread shares its filesystem context")
+        ns_fd = -1
+        if mounts.netns_path:
+            ns_fd = os.open(mounts.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if _mount(b"overlay", os.fsencode(target), b"overlay", 0, opts.encode()) != 0:
-                raise _os_error(f"error mounting rootfs at {target}")
-        finally:
-            if rel:
+            if _unshare(CLONE_NEWNS) != 0:
+                raise _os_error("cannot create a mount namespace")
+            try:
+                return _in_private_mounts(argv, mounts, ns_fd, run)
+            finally:
+                if _setns(self._local.home_mnt, CLONE_NEWNS) != 0:
+                    raise _Stranded(str(_os_error("cannot return to the daemon's mount namespace")))
                 os.chdir("/")
+        finally:
+            if ns_fd >= 0:
+                os.close(ns_fd)
 
     def new_netns(self, path: str) -> None:
         """Make a fresh network namespace and bind-mount it on the existing file ``path``.
@@ -237,6 +257,76 @@ class NetnsThread:
         Raises ``OSError`` (EINVAL when ``path`` sits on a mount with shared propagation).
         """
         self.submit(lambda home: make_netns(home, path)).result()
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayMount:
+    """An overlayfs to mount on ``target``; layer, upper and work paths relative to ``cwd``."""
+
+    cwd: str
+    lower: tuple[str, ...]
+    upper: str
+    work: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateMounts:
+    """The mount namespace a container's runtime (conmon, runc) is started in.
+
+    A copy of the daemon's, where nothing propagates back to the host (``rslave``), without
+    the other sandboxes' namespace files (``netns_dir`` is detached; only ``netns_path``, the
+    container's own, is bound again at the same path) and with the container's root
+    filesystem (``overlay``) mounted only there. runc reads ``/proc/self/mountinfo`` several
+    times per start, and reading it costs more than linearly in the number of mounts
+    (bench/FINDINGS.md): with these mounts private to each container, what runc reads stays
+    the same size at any number of containers. The namespace lives as long as a process is
+    in it (conmon, for the container's life), so the overlay goes away by itself when the
+    container's monitor exits.
+    """
+
+    netns_dir: str | None = None
+    netns_path: str | None = None
+    overlay: OverlayMount | None = None
+
+
+def _in_private_mounts(
+    argv: Sequence[str], mounts: PrivateMounts, ns_fd: int, run: dict[str, Any]
+) -> int:
+    if _mount(None, b"/", None, _MS_REC | _MS_SLAVE, None) != 0:
+        raise _os_error("cannot make the runtime's mounts private")
+    if mounts.netns_dir:
+        _detach_tree(mounts.netns_dir)
+        if mounts.netns_path and ns_fd >= 0:
+            src = f"/proc/self/fd/{ns_fd}".encode()
+            if _mount(src, mounts.netns_path.encode(), None, _MS_BIND, None) != 0:
+                raise _os_error(f"cannot bind the sandbox namespace on {mounts.netns_path}")
+    ov = mounts.overlay
+    if ov is not None:
+        opts = f"lowerdir={':'.join(ov.lower)},upperdir={ov.upper},workdir={ov.work}"
+        os.chdir(ov.cwd)
+        try:
+            if _mount(b"overlay", os.fsencode(ov.target), b"overlay", 0, opts.encode()) != 0:
+                raise _os_error(f"error mounting rootfs at {ov.target}")
+        finally:
+            os.chdir("/")
+    return subprocess.run(list(argv), check=False, **run).returncode
+
+
+def _detach_tree(folder: str) -> None:
+    """Detach ``folder``'s mount (and every mount below it) from the current namespace.
+
+    When ``folder`` is no mount point of its own, the mounts on its entries are detached
+    one by one.
+    """
+    if _umount2(folder.encode(), _MNT_DETACH) == 0:
+        return
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        _umount2(os.path.join(folder, name).encode(), _MNT_DETACH)
 
 
 def _go_home(home: int) -> None:

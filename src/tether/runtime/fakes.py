@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.errors import BadRequest, Conflict, NotFound
+from tether.errors import BadRequest, Conflict, Internal, NotFound
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PID_BASE = 4_000_000  # above the kernel's pid_max: never a real process
@@ -176,6 +176,7 @@ class FakeRuntime:
         tty: bool = False,
         log_size_max: int | None = None,
         name: str | None = None,
+        mounts: Any = None,
     ) -> int:
         self._call("create", cid)
         if cid in self.containers:
@@ -368,11 +369,17 @@ class FakeImages:
     def rootfs_path(self, container_id: str) -> Path:
         return self.root / container_id / "merged"
 
-    async def mount_rootfs(self, image: FakeImage, container_id: str) -> Path:
-        self._call("mount_rootfs", image.id, container_id)
+    async def prepare_rootfs(self, image: FakeImage, container_id: str) -> Path:
+        self._call("prepare_rootfs", image.id, container_id)
         self.rootfs.add(container_id)
-        self.mounted.add(container_id)
         return self.rootfs_path(container_id)
+
+    def overlay_for(self, container_id: str) -> None:
+        """The real store returns the overlay to mount at start; the fake mounts nothing."""
+        self._call("overlay_for", container_id)
+        if container_id not in self.rootfs:
+            raise Internal(f"root filesystem of {container_id[:12]} is missing")
+        self.mounted.add(container_id)
 
     async def unmount_rootfs(self, container_id: str) -> None:
         self._call("unmount_rootfs", container_id)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tether.errors import BadRequest, Conflict, Internal, NotFound
-from tether.linux import nsthread
+from tether.linux.nsthread import OverlayMount
 from tether.runtime import refs
 from tether.runtime.changes import apply_changes
 from tether.runtime.layers import extract_layer
@@ -177,26 +177,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _MNT_DETACH = 2
-
-
-def _mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> None:
-    """Mount the overlay with short paths relative to the container's folder.
-
-    ``upper`` and ``work`` share one parent (the container's folder). Layers are
-    named by their short links (``<root>/l/<12 hex>``, see :func:`_short_link`) when those
-    exist. The mount itself runs on the namespace thread, which has a working directory of
-    its own (``tether.linux.nsthread``): the kernel prints these strings in every read of
-    mountinfo, which runc does many times per start.
-    """
-    base = upper.parent
-    rel = [os.path.relpath(p, base) for p in lower]
-    opts_len = len(":".join(rel)) + len(upper.name) + len(work.name) + 30
-    if opts_len >= 4096:
-        raise Internal(f"too many layers to mount ({len(lower)})")
-    try:
-        nsthread.default().mount_overlay(str(base), rel, upper.name, work.name, str(target))
-    except OSError as exc:
-        raise Internal(f"error mounting rootfs at {target}: {exc.strerror or exc}") from exc
 
 
 def _short_link(links_dir: Path, layer: Path) -> Path:
@@ -661,30 +641,56 @@ class ImageStore:
             return legacy
         return self._mounts_dir / container_id[:12]
 
-    async def mount_rootfs(self, image: Image, container_id: str) -> Path:
-        """Mount (idempotently) the container's overlayfs root and return its path."""
+    async def prepare_rootfs(self, image: Image, container_id: str) -> Path:
+        """Make the container's folders (upper, work, mount point) and return the mount point.
+
+        Nothing is mounted here: the root filesystem is mounted at each start inside the
+        mount namespace the container's runtime gets (:meth:`overlay_for`,
+        ``tether.linux.nsthread.PrivateMounts``), never in the daemon's, and goes away when the
+        container's monitor exits.
+        """
         base = self._containers_dir / container_id
         lower = self.layer_paths(image)
 
-        def mount() -> Path:
+        def prepare() -> Path:
+            if not lower:
+                raise Internal(f"image {image.short_id} has no layers")
+            missing = [p for p in lower if not p.is_dir()]
+            if missing:
+                raise Internal(f"image {image.short_id}: layer {missing[0].name} is missing")
             merged = self.rootfs_path(container_id)
             for d in (base / "upper", base / "work", merged):
                 d.mkdir(parents=True, exist_ok=True)
             meta = base / "layers.json"
             if not meta.exists():
                 _write_json(meta, image.layers)
-            if os.path.ismount(merged):
-                return merged
-            if not lower:
-                raise Internal(f"image {image.short_id} has no layers")
-            missing = [p for p in lower if not p.is_dir()]
-            if missing:
-                raise Internal(f"image {image.short_id}: layer {missing[0].name} is missing")
-            short = [_short_link(self._links_dir, p) for p in lower]
-            _mount_overlay(short, base / "upper", base / "work", merged)
             return merged
 
-        return await asyncio.get_running_loop().run_in_executor(None, mount)
+        return await asyncio.get_running_loop().run_in_executor(None, prepare)
+
+    def overlay_for(self, container_id: str) -> OverlayMount | None:
+        """The overlay to mount for the container's start (None: mounted already, legacy).
+
+        Layer paths are short links relative to the container's folder
+        (``../../l/<12 hex>``): the kernel prints them in every read of mountinfo.
+        Raises ``Internal`` when the container's folder or one of its layers is missing.
+        """
+        base = self._containers_dir / container_id
+        target = self.rootfs_path(container_id)
+        if os.path.ismount(target):
+            return None
+        try:
+            layers = json.loads((base / "layers.json").read_bytes())
+        except (OSError, ValueError) as exc:
+            raise Internal(f"root filesystem of {container_id[:12]} is missing: {exc}") from exc
+        lower = [self._layers_dir / d.split(":", 1)[-1] for d in reversed(layers)]
+        missing = [p for p in lower if not p.is_dir()]
+        if missing or not lower:
+            raise Internal(f"container {container_id[:12]}: a layer of its image is missing")
+        rel = [os.path.relpath(_short_link(self._links_dir, p), base) for p in lower]
+        if len(":".join(rel)) + 64 >= 4096:
+            raise Internal(f"too many layers to mount ({len(lower)})")
+        return OverlayMount(str(base), tuple(rel), "upper", "work", str(target))
 
     def _unmount_both(self, container_id: str) -> None:
         _umount(self._containers_dir / container_id / "merged")

@@ -22,13 +22,15 @@ import re
 import shutil
 import signal as _signal
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
-from tether.linux import spawn
+from tether.linux import nsthread, spawn
+from tether.linux.nsthread import PrivateMounts
 from tether.runtime.attach import Attachment
 from tether.runtime.execproc import ExecProcess
 from tether.runtime.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
@@ -295,8 +297,12 @@ class Runtime:
         tty: bool = False,
         log_size_max: int | None = None,
         name: str | None = None,
+        mounts: PrivateMounts | None = None,
     ) -> int:
         """``runc create`` under conmon; returns the container's PID 1 (host pid).
+
+        With ``mounts``, conmon (and so runc, and the container) start in a mount namespace
+        of their own prepared as it says (the container's root filesystem mounted there).
 
         Raises ``ContainerStartError`` with Docker's text when runc fails (e.g.
         ``failed to create shim task: OCI runtime create failed: runc create failed:
@@ -345,14 +351,27 @@ class Runtime:
             # The start pipe is written first (a datagram, buffered) so conmon never waits.
             start_parent.send(b"0")
             with open(bundle / "conmon.err", "ab") as err_file:
-                rc, _, _ = await spawn.run(
-                    args,
-                    capture=False,
-                    stderr=err_file,
-                    pass_fds=(sync_child.fileno(), start_child.fileno()),
-                    new_session=True,
-                    env=env,
-                )
+                fds = (sync_child.fileno(), start_child.fileno())
+                if mounts is None:
+                    rc, _, _ = await spawn.run(
+                        args, capture=False, stderr=err_file, pass_fds=fds, new_session=True,
+                        env=env,
+                    )  # fmt: skip
+                else:
+                    job = nsthread.default().submit_spawn_isolated(
+                        args,
+                        mounts,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=err_file,
+                        pass_fds=fds,
+                        start_new_session=True,
+                        env=env,
+                    )
+                    try:
+                        rc = await asyncio.wrap_future(job)
+                    except OSError as exc:
+                        raise Internal(f"cannot start the container's monitor: {exc}") from exc
             sync_child.close()
             start_child.close()
             if rc != 0:
