@@ -139,3 +139,36 @@ def test_vlan_parent_needs_8021q(mlab: Lab) -> None:
 def test_ipvlan_refused_clearly_without_kernel_support(mlab: Lab) -> None:
     r = docker(mlab.host("host1"), "network", "create", "-d", "ipvlan", "-o", "parent=eth0", "iv")
     assert r.returncode != 0 and "no ipvlan support" in r.stderr
+
+
+def test_host_shim_lets_the_host_reach_its_own_containers(mlab: Lab) -> None:
+    """``-o tether.host_shim=IP`` (reserved with --aux-address): the usual fix, made and removed
+    with the network."""
+    h1 = mlab.host("host1")
+    subnet, shim, cip = "198.18.101.0/24", "198.18.101.250", "198.18.101.5"
+    base = ["network", "create", "-d", "macvlan", "--subnet", subnet, "--gateway", "198.18.101.1",
+            "-o", "parent=eth0"]  # fmt: skip
+    # the address must be reserved, and belong to the network
+    r = docker(h1, *base, "-o", f"tether.host_shim={shim}", "mvbad")
+    assert r.returncode != 0 and "must be reserved with --aux-address" in r.stderr
+    r = docker(h1, *base, "--aux-address", f"host={shim}", "-o", "tether.host_shim=10.1.2.3",
+               "mvbad")  # fmt: skip
+    assert r.returncode != 0 and "is not in a subnet of the network" in r.stderr
+    assert "mvbad" not in ok(docker(h1, "network", "ls", "--format", "{{.Name}}"))
+    ok(docker(h1, *base, "--ip-range", "198.18.101.0/28", "--aux-address", f"host={shim}",
+              "-o", f"tether.host_shim={shim}", "mvs"))  # fmt: skip
+    net_id = ok(docker(h1, "network", "inspect", "-f", "{{.Id}}", "mvs")).strip()
+    shim_if = "tms-" + net_id[:11]
+    assert f"{shim}/32" in ok(in_host(h1, "ip", "-o", "addr", "show", "dev", shim_if))
+    assert shim_if in ok(in_host(h1, "ip", "route", "show", "198.18.101.0/28"))
+    ok(docker(h1, "run", "-d", "--name", "ms1", "--network", "mvs", "--ip", cip, "alpine",
+              "sleep", "600"))  # fmt: skip
+    wait_until(
+        lambda: in_host(h1, "busybox", "ping", "-c", "1", "-W", "1", cip).returncode == 0,
+        10,
+        what="host1 -> its own macvlan container through the shim",
+    )
+    ok(docker(h1, "rm", "-f", "ms1"))
+    ok(docker(h1, "network", "rm", "mvs"))
+    assert shim_if not in ok(in_host(h1, "ip", "-o", "link", "show"))
+    assert ok(in_host(h1, "ip", "route", "show", "198.18.101.0/28")).strip() == ""

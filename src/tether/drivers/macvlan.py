@@ -22,7 +22,11 @@ The kernel rule every macvlan user meets: the host cannot talk to its own
 macvlan containers through the parent (frames from a macvlan never go out and
 back in through its lower device). The usual fix is a macvlan "shim" on the host
 (``ip link add shim link PARENT type macvlan mode bridge`` plus an address and
-a route); tether does not make one unasked.
+a route). tether makes one when asked, with the network, and removes it with
+the network: ``-o tether.host_shim=IP``, where IP is an address of the subnet
+reserved with ``--aux-address`` (so no container gets it); the host gets a
+macvlan ``tms-<id>`` in bridge mode on the parent with IP/32 and a route to the
+network's ``--ip-range`` (or its subnet) through it.
 
 ipvlan: the driver accepts ``-d ipvlan`` only where the kernel has the type;
 here creation fails with "this kernel has no ipvlan support".
@@ -31,6 +35,7 @@ here creation fails with "this kernel has no ipvlan support".
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 
 from tether.engine.model import Endpoint, Network
@@ -40,11 +45,38 @@ from tether.linux.netlink import LinkSpec, Netlink
 MODES = ("bridge", "private", "vepa", "passthru")
 OPT_PARENT = "parent"
 OPT_MODE = "macvlan_mode"
+OPT_SHIM = "tether.host_shim"
 VLAN_RE = re.compile(r"^(?P<parent>[^.]+)\.(?P<vid>\d+)$")
 
 
 def internal_parent(net: Network) -> str:
     return "tmv-" + net.id[:11]
+
+
+def shim_name(net: Network) -> str:
+    return "tms-" + net.id[:11]
+
+
+def shim_plan(net: Network) -> tuple[str, str] | None:
+    """(address, route) of the host shim the network asks for, or None; BadRequest if wrong."""
+    raw = net.options.get(OPT_SHIM)
+    if raw is None:
+        return None
+    if not net.options.get(OPT_PARENT):
+        raise BadRequest(f"{OPT_SHIM} needs a parent interface (-o parent=IFACE)")
+    try:
+        ip = ipaddress.IPv4Address(raw)
+    except ValueError:
+        raise BadRequest(f"invalid {OPT_SHIM} address {raw!r}") from None
+    for pool in net.pools:
+        if ip in pool.subnet:
+            if ip not in pool.aux.values():
+                raise BadRequest(
+                    f"{OPT_SHIM} address {ip} must be reserved with --aux-address "
+                    f"(e.g. --aux-address host={ip}) so that no container gets it"
+                )
+            return str(ip), str(pool.ip_range or pool.subnet)
+    raise BadRequest(f"{OPT_SHIM} address {ip} is not in a subnet of the network")
 
 
 class MacvlanDriver:
@@ -58,6 +90,7 @@ class MacvlanDriver:
         return net.options.get(OPT_PARENT) or internal_parent(net)
 
     def validate(self, net: Network) -> None:
+        shim_plan(net)
         mode = net.options.get(OPT_MODE, "bridge")
         if mode not in MODES:
             raise BadRequest(
@@ -80,21 +113,29 @@ class MacvlanDriver:
             await self.nl.ensure_bridge(net.ifname, None, net.mtu)
             return
         net.ifname = parent
-        if await self.nl.link_exists(parent):
-            return
-        m = VLAN_RE.match(parent)
-        if m is None:
-            raise BadRequest(f"-o parent interface was not found on the host: {parent}")
-        if not await self.nl.link_exists(m["parent"]):
-            raise BadRequest(f"-o parent interface was not found on the host: {m['parent']}")
-        await self.nl.ensure_vlan(parent, m["parent"], int(m["vid"]))
-        net.options["tether.created_vlan"] = "true"
+        if not await self.nl.link_exists(parent):
+            m = VLAN_RE.match(parent)
+            if m is None:
+                raise BadRequest(f"-o parent interface was not found on the host: {parent}")
+            if not await self.nl.link_exists(m["parent"]):
+                raise BadRequest(f"-o parent interface was not found on the host: {m['parent']}")
+            await self.nl.ensure_vlan(parent, m["parent"], int(m["vid"]))
+            net.options["tether.created_vlan"] = "true"
+        plan = shim_plan(net)
+        if plan is not None:
+            try:
+                await self.nl.ensure_shim(shim_name(net), parent, *plan)
+            except BaseException:
+                await self.delete(net)  # nothing half-made: the VLAN link we made goes too
+                raise
 
     async def restore(self, net: Network) -> None:
         with contextlib.suppress(TetherError):  # a parent that went away: joins say so
             await self.create(net)
 
     async def delete(self, net: Network) -> None:
+        if net.options.get(OPT_SHIM) is not None:
+            await self.nl.delete_link(shim_name(net))
         if not net.options.get(OPT_PARENT):
             await self.nl.delete_link(internal_parent(net))
         elif net.options.get("tether.created_vlan") == "true":
@@ -120,9 +161,10 @@ class MacvlanDriver:
     def owned_links(self, net: Network) -> set[str]:
         if not net.options.get(OPT_PARENT):
             return {internal_parent(net)}
+        owned = {shim_name(net)} if net.options.get(OPT_SHIM) is not None else set()
         if net.options.get("tether.created_vlan") == "true":
-            return {net.options[OPT_PARENT]}
-        return set()
+            owned.add(net.options[OPT_PARENT])
+        return owned
 
 
 class IpvlanDriver(MacvlanDriver):

@@ -83,6 +83,13 @@ class FakeNetlink:
         )
         self.sandboxes.setdefault(spec.ns_path, {})[spec.ifname] = spec
 
+    async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
+        self._call("ensure_shim", name, parent, address, route)
+        if parent not in self.links:
+            raise Internal(f"parent interface {parent} is missing")
+        info = {"parent": parent, "route": route}
+        self.links[name] = FakeLink(name, "macvlan", address=f"{address}/32", info=info)
+
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
         self._call("add_macvlan", parent, mode, spec)
         if parent not in self.links:

@@ -54,6 +54,8 @@ class Netlink(Protocol):
 
     async def ensure_vlan(self, name: str, parent: str, vid: int) -> None: ...
 
+    async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None: ...
+
     async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None: ...
 
     async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None: ...
@@ -290,10 +292,33 @@ class PyrouteNetlink:
         except NetlinkError as exc:
             if exc.code == 95:
                 raise Internal(
-                    f"cannot create VLAN interface {name}: this kernel has no 802.1Q (vlan) "
-                    "support"
+                    f"cannot create VLAN interface {name}: this kernel has no 802.1Q (vlan) support"
                 ) from exc
             raise _err(f"cannot create VLAN interface {name}", exc) from exc
+
+    async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
+        """A host-side macvlan (bridge mode) on ``parent`` with ``address`` (/32) and a route
+        to ``route`` through it, so the host reaches its own macvlan containers."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        ipr = await self._ipr()
+        link = await self._index(parent)
+        if link is None:
+            raise Internal(f"parent interface {parent} is missing")
+        try:
+            idx = await self._index(name)
+            if idx is None:
+                await ipr.link("add", ifname=name, kind="macvlan", link=link, macvlan_mode="bridge")
+                idx = await self._index(name)
+            assert idx is not None
+            have = [a.get("address") async for a in await ipr.addr("dump", index=idx)]
+            if address not in have:
+                await ipr.addr("add", index=idx, address=address, prefixlen=32)
+            await ipr.link("set", index=idx, state="up")
+            await ipr.route("replace", dst=route, oif=idx)
+        except NetlinkError as exc:
+            await self.delete_link(name)
+            raise _err(f"cannot set up the host shim {name}", exc) from exc
 
     async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
@@ -396,6 +421,9 @@ class ThreadedNetlink:
 
     async def ensure_vlan(self, name: str, parent: str, vid: int) -> None:
         await self._call("ensure_vlan", name, parent, vid)
+
+    async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
+        await self._call("ensure_shim", name, parent, address, route)
 
     async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
         await self._call("set_fdb", vxlan, mac, dst, present)
