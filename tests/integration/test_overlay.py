@@ -154,6 +154,36 @@ def test_daemon_killed_and_restarted_keeps_its_endpoints(olab: Lab, ov: str) -> 
     assert ping_from(h1, "c1", "c2c")
 
 
+def test_peer_gone_while_a_daemon_was_down_is_unprogrammed_at_its_restart(
+    olab: Lab, ov: str
+) -> None:
+    h1, h2 = olab.host("host1"), olab.host("host2")
+    run(h1, "gone1")
+    fmt = "{{.NetworkSettings.Networks.ov1.MacAddress}} {{.NetworkSettings.Networks.ov1.IPAddress}}"
+    mac, ip = ok(docker(h1, "inspect", "-f", fmt, "gone1")).split()
+    assert ping_from(h2, "c2", ip)
+
+    def entries() -> str:
+        """host2's VXLAN entries: FDB entries with a VTEP (not the bridge's learnt ones, which
+        age out by themselves) and neighbour entries."""
+        out = []
+        for cmd in (["bridge", "fdb", "show"], ["ip", "neigh", "show"]):
+            r = subprocess.run(["nsenter", f"--net={h2.netns_path}", *cmd],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+            keep = [x for x in r.stdout.splitlines() if cmd[0] == "ip" or " dst " in x]
+            out.extend(keep)
+        return "\n".join(out)
+
+    assert mac in entries() and ip in entries()
+    olab.stop_daemon("host2", kill9=True)
+    ok(docker(h1, "rm", "-f", "gone1"))  # host2's daemon cannot see this happen
+    assert mac in entries()  # its kernel still has the entries
+    olab.start_daemon("host2")
+    wait_until(lambda: mac not in entries(), 15, 0.5, "stale entries removed at restart")
+    assert f"{ip} " not in entries()
+    assert ping_from(h1, "c1", "c2"), "the peers that stayed still work"
+
+
 def test_removed_host_records_expire(olab: Lab, ov: str) -> None:
     h1, h3 = olab.host("host1"), olab.host("host3")
     run(h3, "c3")

@@ -198,3 +198,34 @@ def test_delete_removes_both_devices() -> None:
         assert drv.owned_links(net) == {bridge_name(net), vxlan_name(net)}
 
     asyncio.run(main())
+
+
+def test_adopt_after_a_restart_removes_entries_of_peers_gone_meanwhile() -> None:
+    """The kernel kept the entries across the daemon restart; a peer that left while the
+    daemon was down is no longer in the store, so its entries must go at adopt."""
+
+    async def main() -> None:
+        gone, kept = peer("10.77.0.10"), peer("10.77.0.11", REMOTE2)
+        known = [gone, kept]
+        nl, drv, _ = setup(known)
+        net = network()
+        a, b = endpoint(net, "10.77.0.2", "a"), endpoint(net, "10.77.0.3", "b")
+        await drv.join(net, a, "/run/fake/a")
+        await drv.join(net, b, "/run/fake/b")
+        vx = vxlan_name(net)
+        assert nl.fdb[vx] == {gone.mac: REMOTE, kept.mac: REMOTE2}
+        # the daemon restarts (a fresh driver over the same kernel); `gone` left meanwhile
+        known[:] = [kept]
+        drv2 = OverlayDriver(nl, LOCAL)
+        drv2.peers = lambda _nid: list(known)
+        await drv2.adopt(net, a)
+        await drv2.adopt(net, b)
+        assert nl.fdb[vx] == {kept.mac: REMOTE2}
+        assert nl.neigh[vx] == {kept.ip: kept.mac}
+        # both adopted containers count: the first leave keeps the devices
+        await drv2.leave(net, a, "/run/fake/a")
+        assert vx in nl.links
+        await drv2.leave(net, b, "/run/fake/b")
+        assert vx not in nl.links
+
+    asyncio.run(main())

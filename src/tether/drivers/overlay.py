@@ -193,11 +193,28 @@ class OverlayDriver:
             raise
 
     async def adopt(self, net: Network, ep: Endpoint) -> None:
-        """A container that kept running across a daemon restart: count it, re-wire."""
+        """A container that kept running across a daemon restart: count it, re-wire.
+
+        The kernel entries outlived the daemon; those of peers that went away meanwhile are
+        removed (the table of what was programmed did not survive, so the device is read).
+        """
         async with self._lock:
-            self._local.pop(net.id, None)  # force _wire to re-program every peer
-            await self._wire(net)
+            if net.id not in self._local:
+                await self._wire(net)
+                await self._prune_unknown(net)
             self._local[net.id].add(ep.id)
+
+    async def _prune_unknown(self, net: Network) -> None:
+        known = self._programmed.get(net.id, {}).values()
+        macs = {p.mac.lower() for p in known}
+        ips = {p.ip for p in known}
+        fdb, neigh = await self.nl.vxlan_entries(vxlan_name(net))
+        for mac, dst in fdb.items():
+            if mac.lower() not in macs:
+                await self.nl.set_fdb(vxlan_name(net), mac, dst, False)
+        for ip, mac in neigh.items():
+            if ip not in ips:
+                await self.nl.set_neigh(vxlan_name(net), ip, mac, False)
 
     async def leave(self, net: Network, ep: Endpoint, ns_path: str) -> None:
         if ep.host_ifname:

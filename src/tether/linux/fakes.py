@@ -114,6 +114,10 @@ class FakeNetlink:
             raise Internal(f"parent interface {parent} is missing")
         self.links.setdefault(name, FakeLink(name, "vlan", info={"parent": parent, "vid": vid}))
 
+    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]:
+        self._call("vxlan_entries", vxlan)
+        return dict(self.fdb.get(vxlan, {})), dict(self.neigh.get(vxlan, {}))
+
     async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
         self._call("set_fdb", vxlan, mac, dst, present)
         if vxlan not in self.links:

@@ -60,6 +60,8 @@ class Netlink(Protocol):
 
     async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None: ...
 
+    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]: ...
+
     async def loopback_up(self, ns_path: str) -> None: ...
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]: ...
@@ -359,6 +361,27 @@ class PyrouteNetlink:
             if present or exc.code not in (2, 19):
                 raise _err(f"cannot program neighbour {ip} on {ifname}", exc) from exc
 
+    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The device's own remote entries: (FDB MAC -> VTEP, neighbour IP -> MAC).
+
+        Only FDB entries with a destination (what :meth:`set_fdb` makes; the bridge's own
+        entries for the port have none) and permanent neighbour entries are listed.
+        Empty when the device is missing.
+        """
+        ipr = await self._ipr()
+        idx = await self._index(vxlan)
+        fdb: dict[str, str] = {}
+        neigh: dict[str, str] = {}
+        if idx is None:
+            return fdb, neigh
+        async for e in await ipr.fdb("dump", ifindex=idx):
+            if e.get("ifindex") == idx and e.get("NDA_DST") and e.get("NDA_LLADDR"):
+                fdb[str(e.get("NDA_LLADDR"))] = str(e.get("NDA_DST"))
+        async for e in await ipr.neigh("dump", ifindex=idx, family=2):
+            if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
+                neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
+        return fdb, neigh
+
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
         ipr = await self._ipr()
         nets: list[ipaddress.IPv4Network] = []
@@ -430,6 +453,10 @@ class ThreadedNetlink:
 
     async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
         await self._call("set_neigh", ifname, ip, mac, present)
+
+    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]:
+        entries: tuple[dict[str, str], dict[str, str]] = await self._call("vxlan_entries", vxlan)
+        return entries
 
     async def loopback_up(self, ns_path: str) -> None:
         await self._call("loopback_up", ns_path)
