@@ -120,6 +120,26 @@ def wait_until(
         time.sleep(interval)
 
 
+def in_threads(work: Callable[[], None], count: int, timeout: float = 60) -> list[BaseException]:
+    """Run ``work`` in ``count`` threads at once; the exceptions they raised (none: [])."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors
+
+
 def root_links() -> list[str]:
     """Interface names in the root network namespace (to prove the lab never touches it)."""
     out = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout

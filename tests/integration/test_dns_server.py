@@ -25,6 +25,8 @@ from dnslib import QTYPE, RR, A, DNSRecord
 from tether.engine.dns import DnsServer
 from tether.linux.nsock import SocketSpec, socket_in_netns, sockets_in_netns
 
+from .helpers import in_threads
+
 pytestmark = pytest.mark.lab
 
 CLIENT = r"""
@@ -232,33 +234,24 @@ def test_socket_in_netns_reports_errors(netns: str) -> None:
 def test_sockets_in_netns_from_many_threads_at_once(netns: str) -> None:
     """Calls from several threads at once: every call gets working sockets."""
     path = f"/run/netns/{netns}"
-    errors: list[BaseException] = []
     results: list[tuple[int, int]] = []
     lock = threading.Lock()
 
     def worker() -> None:
-        try:
-            for _ in range(10):
-                udp, tcp = sockets_in_netns(
-                    path,
-                    [
-                        SocketSpec(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.11", 0)),
-                        SocketSpec(socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.11", 0)),
-                    ],
-                )
-                with lock:
-                    results.append((udp.type, tcp.type))
-                udp.close()
-                tcp.close()
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(10):
+            udp, tcp = sockets_in_netns(
+                path,
+                [
+                    SocketSpec(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.11", 0)),
+                    SocketSpec(socket.AF_INET, socket.SOCK_STREAM, ("127.0.0.11", 0)),
+                ],
+            )
+            with lock:
+                results.append((udp.type, tcp.type))
+            udp.close()
+            tcp.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert errors == []
+    assert in_threads(worker, 4) == []
     assert results == [(socket.SOCK_DGRAM, socket.SOCK_STREAM)] * 40
 
 

@@ -21,6 +21,8 @@ from tether.linux.netlink import LinkSpec, PyrouteNetlink
 from tether.linux.netns import NetnsDir, is_mount_point
 from tether.linux.nsock import netlink_socket_in_netns
 
+from .helpers import in_threads
+
 pytestmark = pytest.mark.lab
 
 
@@ -133,25 +135,16 @@ def test_a_stranded_thread_retires_and_the_next_job_gets_a_fresh_one() -> None:
 
 def test_many_threads_share_the_namespace_thread(nsdir: NetnsDir) -> None:
     path = asyncio.run(nsdir.create("m"))
-    errors: list[BaseException] = []
     inos: set[int] = set()
     target = os.stat(path).st_ino
 
     def worker() -> None:
-        try:
-            for _ in range(50):
-                s = netlink_socket_in_netns(path)
-                s.close()
-                inos.add(os.stat("/proc/thread-self/ns/net").st_ino)
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(50):
+            s = netlink_socket_in_netns(path)
+            s.close()
+            inos.add(os.stat("/proc/thread-self/ns/net").st_ino)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors
+    assert in_threads(worker, 8) == []
     assert target not in inos  # no calling thread ever moved
 
 
