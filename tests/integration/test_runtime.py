@@ -108,7 +108,7 @@ class Env:
         )
         write_bundle(bundle, spec)
         log = self.base / "logs" / f"{cid}.log"
-        mounts = PrivateMounts(overlay=self.images.overlay_for(cid))
+        mounts = PrivateMounts(netns_path=self.netns, overlay=self.images.overlay_for(cid))
         pid = await self.runtime.create(cid, bundle, log, stdin=stdin, mounts=mounts)
         return cid, log, pid
 
@@ -160,7 +160,13 @@ def test_container_lifecycle(tmp_path: Path, netns: str, rootfs_tar: Path) -> No
                 assert not [x for x in f if f" {root} " in x]
             monitor = env.runtime.conmon_pid(cid)
             with open(f"/proc/{monitor}/mountinfo") as f:
-                line = next(x for x in f if f" {root} " in x)
+                table = f.read().splitlines()
+            line = next(x for x in table if f" {root} " in x)
+            # no other namespace file or overlay than its own (other containers', other engines')
+            assert [x for x in table if " - nsfs " in x] == [
+                x for x in table if " - nsfs " in x and f" {env.netns} " in x
+            ]
+            assert len([x for x in table if " - overlay " in x]) == 1
             opts = line.rsplit(" ", 1)[1]
             assert "upperdir=upper,workdir=work" in opts
             assert "lowerdir=../../l/" in opts and str(tmp_path) not in opts

@@ -839,10 +839,12 @@ class ContainerController:
             bundle = self._bundle(c, ns_path, kind)
             log_path = self.files_dir(c) / "container.log"
             c.state.error = ""
-            mounts = PrivateMounts(
-                netns_dir=str(self.netns.root),
-                netns_path=ns_path,
-                overlay=self.images.overlay_for(c.id),
+            overlay = self.images.overlay_for(c.id)
+            # None: a root mounted on the host by an older version; runc needs the host's view
+            mounts = (
+                PrivateMounts(netns_dir=str(self.netns.root), netns_path=ns_path, overlay=overlay)
+                if overlay is not None
+                else None
             )
             pid = await self.runtime.create(
                 c.id,

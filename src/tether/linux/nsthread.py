@@ -35,6 +35,8 @@ import ctypes.util
 import errno as errno_mod
 import os
 import queue
+import re
+import select
 import socket
 import subprocess
 import threading
@@ -151,6 +153,11 @@ class NetnsThread:
         finally:
             os.close(home)
             os.close(self._local.home_mnt)
+            watch = getattr(self._local, "watch", None)
+            if watch is not None:
+                watch.close()
+                if self._local.base >= 0:
+                    os.close(self._local.base)
 
     def _retire(self, jobs: _Queue) -> None:
         # A stranded thread takes no further job: the waiting ones go to a fresh thread.
@@ -239,17 +246,69 @@ class NetnsThread:
         if mounts.netns_path:
             ns_fd = os.open(mounts.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if _unshare(CLONE_NEWNS) != 0:
-                raise _os_error("cannot create a mount namespace")
+            base = self._base_mounts(mounts.netns_dir)
             try:
+                if _setns(base, CLONE_NEWNS) != 0:
+                    raise _os_error("cannot enter the runtime's base mount namespace")
+                if _unshare(CLONE_NEWNS) != 0:
+                    raise _os_error("cannot create a mount namespace")
                 return _in_private_mounts(argv, mounts, ns_fd, run)
             finally:
-                if _setns(self._local.home_mnt, CLONE_NEWNS) != 0:
-                    raise _Stranded(str(_os_error("cannot return to the daemon's mount namespace")))
-                os.chdir("/")
+                self._home_mounts()
         finally:
             if ns_fd >= 0:
                 os.close(ns_fd)
+
+    def _home_mounts(self) -> None:
+        if _setns(self._local.home_mnt, CLONE_NEWNS) != 0:
+            raise _Stranded(str(_os_error("cannot return to the daemon's mount namespace")))
+        os.chdir("/")
+
+    def _base_mounts(self, netns_dir: str | None) -> int:
+        """The runtime's base mount namespace (a descriptor), made at first use.
+
+        A copy of the daemon's (``rslave``) without any overlay or namespace-file mount:
+        other engines' containers on the machine (Docker's, in the benchmark) add those to the
+        host's table too, and runc would read them at every start. Mounts the host gets later
+        do not appear in it (this machine's mounts do not propagate), so it is made again when
+        the host's other mounts change (``poll`` on the daemon's mountinfo says when to look).
+        """
+        loc = self._local
+        if getattr(loc, "watch", None) is None:
+            loc.watch = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 - the thread's, closed in _main
+            loc.base = -1
+            loc.kept = None
+        changed = bool(select.select([], [], [loc.watch], 0)[2]) or loc.base < 0
+        if changed:
+            loc.watch.seek(0)
+            kept = frozenset(
+                p for p, fstype in _mount_points(loc.watch.read()) if fstype not in _FOREIGN
+            )
+            if kept != loc.kept or loc.base < 0:
+                self._make_base(netns_dir)
+                loc.kept = kept
+        return int(loc.base)
+
+    def _make_base(self, netns_dir: str | None) -> None:
+        loc = self._local
+        if _unshare(CLONE_NEWNS) != 0:
+            raise _os_error("cannot create a mount namespace")
+        try:
+            if _mount(None, b"/", None, _MS_REC | _MS_SLAVE, None) != 0:
+                raise _os_error("cannot make the runtime's mounts private")
+            with open("/proc/thread-self/mountinfo", "rb") as f:
+                table = f.read()
+            for point, fstype in _mount_points(table):
+                if fstype in _FOREIGN and point != "/":
+                    _umount2(os.fsencode(point), _MNT_DETACH)
+            if netns_dir:
+                _detach_tree(netns_dir)
+            fd = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            self._home_mounts()
+        if loc.base >= 0:
+            os.close(loc.base)
+        loc.base = fd
 
     def new_netns(self, path: str) -> None:
         """Make a fresh network namespace and bind-mount it on the existing file ``path``.
@@ -274,10 +333,11 @@ class OverlayMount:
 class PrivateMounts:
     """The mount namespace a container's runtime (conmon, runc) is started in.
 
-    A copy of the daemon's, where nothing propagates back to the host (``rslave``), without
-    the other sandboxes' namespace files (``netns_dir`` is detached; only ``netns_path``, the
-    container's own, is bound again at the same path) and with the container's root
-    filesystem (``overlay``) mounted only there. runc reads ``/proc/self/mountinfo`` several
+    A copy of the runtime's base namespace (the daemon's, ``rslave``, without any overlay or
+    namespace-file mount: no other container's root or sandbox file, tether's or another
+    engine's; ``netns_dir`` is detached there), where only ``netns_path``, the container's
+    own, is bound again at the same path and the container's root filesystem (``overlay``) is
+    mounted. runc reads ``/proc/self/mountinfo`` several
     times per start, and reading it costs more than linearly in the number of mounts
     (bench/FINDINGS.md): with these mounts private to each container, what runc reads stays
     the same size at any number of containers. The namespace lives as long as a process is
@@ -290,17 +350,32 @@ class PrivateMounts:
     overlay: OverlayMount | None = None
 
 
+_FOREIGN = frozenset({"overlay", "nsfs"})
+
+
+def _mount_points(table: bytes) -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of each line of a mountinfo text."""
+    out: list[tuple[str, str]] = []
+    for line in table.splitlines():
+        left, sep, right = line.partition(b" - ")
+        fields = left.split(b" ")
+        if not sep or len(fields) < 5:
+            continue
+        raw = fields[4].decode(errors="replace")
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
+        out.append((point, right.split(b" ", 1)[0].decode(errors="replace")))
+    return out
+
+
 def _in_private_mounts(
     argv: Sequence[str], mounts: PrivateMounts, ns_fd: int, run: dict[str, Any]
 ) -> int:
-    if _mount(None, b"/", None, _MS_REC | _MS_SLAVE, None) != 0:
-        raise _os_error("cannot make the runtime's mounts private")
-    if mounts.netns_dir:
-        _detach_tree(mounts.netns_dir)
-        if mounts.netns_path and ns_fd >= 0:
-            src = f"/proc/self/fd/{ns_fd}".encode()
-            if _mount(src, mounts.netns_path.encode(), None, _MS_BIND, None) != 0:
-                raise _os_error(f"cannot bind the sandbox namespace on {mounts.netns_path}")
+    # A copy of the base namespace: no other container's mounts (see _base_mounts), no
+    # namespace files; this container's own comes back at its path.
+    if mounts.netns_path and ns_fd >= 0:
+        src = f"/proc/self/fd/{ns_fd}".encode()
+        if _mount(src, mounts.netns_path.encode(), None, _MS_BIND, None) != 0:
+            raise _os_error(f"cannot bind the sandbox namespace on {mounts.netns_path}")
     ov = mounts.overlay
     if ov is not None:
         opts = f"lowerdir={':'.join(ov.lower)},upperdir={ov.upper},workdir={ov.work}"
