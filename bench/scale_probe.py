@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -94,6 +95,14 @@ def main() -> int:
             r = eng.cli("rm", *eng.rm_opts, *ids, timeout=900)
             log(f"rm -f x{len(ids)}: {r.ms / 1000:.1f} s ({r.ms / len(ids):.0f} ms each), "
                 f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    except BaseException:
+        # keep the daemon's log (its tracebacks) before the lab and its folder go away
+        src = getattr(host, "daemon_log", None)
+        if src and os.path.exists(src):
+            dst = f"/tmp/tether-scale-{name}-daemon.log"
+            shutil.copyfile(src, dst)
+            log(f"daemon log kept at {dst}")
+        raise
     finally:
         if not args.keep:
             try:
