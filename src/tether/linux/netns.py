@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import re
 from pathlib import Path
 
 from tether.errors import Internal
@@ -53,21 +52,12 @@ def is_mount_point(path: str) -> bool:
     """
     want = os.path.realpath(path)
     with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            fields = line.split(b" ", 5)
-            if len(fields) > 4:
-                raw = fields[4].decode(errors="replace")
-                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
-                if point == want:
-                    return True
-    return False
+        return any(point == want for point, _fstype in nsthread.mount_points(f.read()))
 
 
 async def _new_netns(path: str) -> tuple[int, str]:
     try:
-        await asyncio.wrap_future(
-            nsthread.default().submit(lambda home: nsthread.make_netns(home, path))
-        )
+        await asyncio.wrap_future(nsthread.default().submit_new_netns(path))
     except OSError as exc:
         return exc.errno or 1, str(exc)
     return 0, ""

@@ -205,9 +205,18 @@ class NetnsThread:
     def submit_sockets(
         self, ns_path: str, specs: Sequence[SocketSpec]
     ) -> Future[list[socket.socket]]:
-        """As :meth:`sockets_in_netns`, but returns the job's future (for ``wrap_future``)."""
-        ns_fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+        """As :meth:`sockets_in_netns`, but returns the job's future (for ``wrap_future``).
+
+        No specs: a done future with no sockets. More than 64: ``ValueError``.
+        """
         todo = list(specs)
+        if len(todo) > 64:
+            raise ValueError("too many sockets for one call")
+        if not todo:
+            done: Future[list[socket.socket]] = Future()
+            done.set_result([])
+            return done
+        ns_fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
 
         def job(home: int) -> list[socket.socket]:
             try:
@@ -221,20 +230,16 @@ class NetnsThread:
             os.close(ns_fd)
             raise
 
-    def spawn_isolated(self, argv: Sequence[str], mounts: PrivateMounts, **run: Any) -> int:
-        """Run ``argv`` to completion in a fresh mount namespace prepared by ``mounts``.
-
-        See :class:`PrivateMounts`. ``run`` is passed to ``subprocess.run`` (stdin, stdout,
-        stderr, env, pass_fds, start_new_session). Returns the exit status. Raises
-        ``OSError`` when the namespace cannot be prepared (nothing is left behind: the
-        namespace dies with its last process) or the program cannot be started.
-        """
-        return self.submit(lambda _home: self._spawn_isolated(argv, mounts, run)).result()
-
     def submit_spawn_isolated(
         self, argv: Sequence[str], mounts: PrivateMounts, **run: Any
     ) -> Future[int]:
-        """As :meth:`spawn_isolated`, but returns the job's future."""
+        """Run ``argv`` to completion in a fresh mount namespace prepared by ``mounts``.
+
+        See :class:`PrivateMounts`. ``run`` is passed to ``subprocess.run`` (stdin, stdout,
+        stderr, env, pass_fds, start_new_session). The job's future gives the exit status, or
+        ``OSError`` when the namespace cannot be prepared (nothing is left behind: the
+        namespace dies with its last process) or the program cannot be started.
+        """
         return self.submit(lambda _home: self._spawn_isolated(argv, mounts, run))
 
     def _spawn_isolated(
@@ -282,7 +287,7 @@ class NetnsThread:
         if changed:
             loc.watch.seek(0)
             kept = frozenset(
-                p for p, fstype in _mount_points(loc.watch.read()) if fstype not in _FOREIGN
+                p for p, fstype in mount_points(loc.watch.read()) if fstype not in _FOREIGN
             )
             if kept != loc.kept or loc.base < 0:
                 self._make_base(netns_dir)
@@ -298,7 +303,7 @@ class NetnsThread:
                 raise _os_error("cannot make the runtime's mounts private")
             with open("/proc/thread-self/mountinfo", "rb") as f:
                 table = f.read()
-            for point, fstype in _mount_points(table):
+            for point, fstype in mount_points(table):
                 if fstype in _FOREIGN and point != "/":
                     _umount2(os.fsencode(point), _MNT_DETACH)
             if netns_dir:
@@ -310,12 +315,13 @@ class NetnsThread:
             os.close(loc.base)
         loc.base = fd
 
-    def new_netns(self, path: str) -> None:
+    def submit_new_netns(self, path: str) -> Future[None]:
         """Make a fresh network namespace and bind-mount it on the existing file ``path``.
 
-        Raises ``OSError`` (EINVAL when ``path`` sits on a mount with shared propagation).
+        The future raises ``OSError`` (EINVAL when ``path`` sits on a mount with shared
+        propagation).
         """
-        self.submit(lambda home: make_netns(home, path)).result()
+        return self.submit(lambda home: _make_netns(home, path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,8 +359,8 @@ class PrivateMounts:
 _FOREIGN = frozenset({"overlay", "nsfs"})
 
 
-def _mount_points(table: bytes) -> list[tuple[str, str]]:
-    """(mount point, filesystem type) of each line of a mountinfo text."""
+def mount_points(table: bytes) -> list[tuple[str, str]]:
+    """(mount point, filesystem type) of each line of a mountinfo text (octal escapes undone)."""
     out: list[tuple[str, str]] = []
     for line in table.splitlines():
         left, sep, right = line.partition(b" - ")
@@ -433,7 +439,7 @@ def _make_sockets(home: int, ns_fd: int, specs: Sequence[SocketSpec]) -> list[so
     return made
 
 
-def make_netns(home: int, path: str) -> None:
+def _make_netns(home: int, path: str) -> None:
     """Job: a new network namespace, bind-mounted on the existing file ``path``."""
     if _unshare(CLONE_NEWNET) != 0:
         raise _os_error("cannot create a network namespace")

@@ -179,13 +179,18 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _MNT_DETACH = 2
 
 
+def _link_target(hex_id: str) -> str:
+    """What a short link in ``l/`` points at: its layer, relative to ``l/``."""
+    return os.path.join("..", "layers", hex_id)
+
+
 def _short_link(links_dir: Path, layer: Path) -> Path:
     """``links_dir/<first 12 hex of the layer>``, a symlink to the layer (made if missing).
 
     Returns the layer's own path when the short name is taken by another layer.
     """
     link = links_dir / layer.name[:12]
-    target = os.path.join("..", "layers", layer.name)
+    target = _link_target(layer.name)
     try:
         os.symlink(target, link)
     except FileExistsError:
@@ -558,7 +563,7 @@ class ImageStore:
             hex_id = diff_id.split(":", 1)[-1]
             link = self._links_dir / hex_id[:12]
             with contextlib.suppress(OSError):
-                if os.readlink(link) == os.path.join("..", "layers", hex_id):
+                if os.readlink(link) == _link_target(hex_id):
                     link.unlink()
             shutil.rmtree(self._layers_dir / hex_id, ignore_errors=True)
             (self._layers_dir / f"{hex_id}.json").unlink(missing_ok=True)
@@ -627,7 +632,11 @@ class ImageStore:
 
     def layer_paths(self, image: Image) -> builtins.list[Path]:
         """Layer directories, top layer first (overlayfs ``lowerdir`` order)."""
-        return [self._layers_dir / d.split(":", 1)[-1] for d in reversed(image.layers)]
+        return self._layer_dirs(image.layers)
+
+    def _layer_dirs(self, diff_ids: Iterable[str]) -> builtins.list[Path]:
+        """Directories of layers given bottom first (as images list them), top first."""
+        return [self._layers_dir / d.split(":", 1)[-1] for d in reversed(list(diff_ids))]
 
     def rootfs_path(self, container_id: str) -> Path:
         """Where the container's root is mounted: ``<root>/m/<short id>``.
@@ -683,7 +692,7 @@ class ImageStore:
             layers = json.loads((base / "layers.json").read_bytes())
         except (OSError, ValueError) as exc:
             raise Internal(f"root filesystem of {container_id[:12]} is missing: {exc}") from exc
-        lower = [self._layers_dir / d.split(":", 1)[-1] for d in reversed(layers)]
+        lower = self._layer_dirs(layers)
         missing = [p for p in lower if not p.is_dir()]
         if missing or not lower:
             raise Internal(f"container {container_id[:12]}: a layer of its image is missing")
