@@ -2,6 +2,11 @@
 ``rm -f`` of all of them; per-container times by block of 50 and the flatness figure.
 
     sudo .venv/bin/python -m bench.scale_probe -n 300 [--keep] [--engine tether|docker] [--phases]
+        [--with docker]
+
+``--with ENGINE`` fills a second engine (its own lab host) at the same time, one container of
+each in turn, as the full benchmark does (``cases.many_scale``); the figures are still the first
+engine's, the other's are logged alongside.
 
 ``--phases`` runs tether's daemon with ``--debug`` and prints, per phase of a container start
 (netns, lo, join, files, dns, create, start, save; ``tether.engine.phases``), the median of
@@ -56,6 +61,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
     ap.add_argument("--no-rm", action="store_true", help="leave the containers running")
     ap.add_argument("--phases", action="store_true", help="tether: per-phase first/last 10")
+    ap.add_argument("--with", dest="other", help="fill this engine too, interleaved")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("scale_probe: needs root", file=sys.stderr)
@@ -68,26 +74,39 @@ def main() -> int:
     lab = Lab.up(name, [], daemons=False)
     host = lab.add_host(args.engine, daemon=False)
     eng = ENGINES[args.engine](lab, host)
+    other = None
+    if args.other:
+        other = ENGINES[args.other](lab, lab.add_host(f"w{args.other}"[:8], daemon=False))
     if args.phases and isinstance(eng, Tether):
         eng.debug = True
     try:
-        eng.start()
-        eng.import_image(tarball)
+        for e in [eng] + ([other] if other else []):
+            e.start()
+            e.import_image(tarball)
+            e.cli("network", "create", "--subnet", "10.60.0.0/16", "--gateway", "10.60.0.1",
+                  "benchbig")  # fmt: skip
         log(f"lab {name}; {eng.version}; daemon pid {host.daemon_pid}; load {os.getloadavg()}")
-        eng.cli("network", "create", "--subnet", "10.60.0.0/16", "--gateway", "10.60.0.1",
-                "benchbig")  # fmt: skip
         times: list[float] = []
+        others: list[float] = []
         for i in range(args.n):
+            if other is not None:
+                r = other.cli("run", "-d", *other.run_opts, "--name", f"big{i}", "--network",
+                              "benchbig", "alpine", "sleep", "100000")  # fmt: skip
+                others.append(r.ms)
             r = eng.cli("run", "-d", *eng.run_opts, "--name", f"big{i}", "--network", "benchbig",
                         "alpine", "sleep", "100000")  # fmt: skip
             times.append(r.ms)
             if (i + 1) % 50 == 0:
                 blk = times[-50:]
+                side = f", {args.other} {statistics.median(others[-50:]):.0f} ms" if others else ""
                 log(f"  {i + 1}: block median {statistics.median(blk):.0f} ms, "
-                    f"min {min(blk):.0f}, load {os.getloadavg()[0]:.2f}")  # fmt: skip
+                    f"min {min(blk):.0f}, load {os.getloadavg()[0]:.2f}{side}")  # fmt: skip
         first, last, flat = flatness(times)
         log(f"run x{args.n}: total {sum(times) / 1000:.1f} s, first-10 {first:.0f} ms, "
             f"last-10 {last:.0f} ms, flat {flat:.2f}")  # fmt: skip
+        if others:
+            o1, o2, of = flatness(others)
+            log(f"{args.other} alongside: first-10 {o1:.0f} ms, last-10 {o2:.0f} ms, flat {of:.2f}")
         if args.phases and isinstance(eng, Tether):
             report_phases(host.daemon_log)
         if not args.no_rm:
@@ -106,9 +125,12 @@ def main() -> int:
     finally:
         if not args.keep:
             try:
-                eng.cleanup()
+                for e in [eng] + ([other] if other else []):
+                    try:
+                        e.cleanup()
+                    finally:
+                        e.stop()
             finally:
-                eng.stop()
                 Lab.destroy(name)
     return 0
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno as errno_mod
+import logging
 import os
 import queue
 import re
@@ -44,6 +45,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from tether.linux.mountids import MountIds
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
@@ -76,6 +79,7 @@ _umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _umount2.restype = ctypes.c_int
 
 T = TypeVar("T")
+log = logging.getLogger("tether.nsthread")
 
 
 _Queue = queue.SimpleQueue[tuple[Callable[[int], object], Future[object]] | None]
@@ -255,6 +259,7 @@ class NetnsThread:
             try:
                 if _setns(base, CLONE_NEWNS) != 0:
                     raise _os_error("cannot enter the runtime's base mount namespace")
+                _detach_foreign()
                 if _unshare(CLONE_NEWNS) != 0:
                     raise _os_error("cannot create a mount namespace")
                 return _in_private_mounts(argv, mounts, ns_fd, run)
@@ -263,6 +268,40 @@ class NetnsThread:
         finally:
             if ns_fd >= 0:
                 os.close(ns_fd)
+
+    def submit_popen_in_base(
+        self, argv: Sequence[str], **popen: Any
+    ) -> Future[subprocess.Popen[bytes]]:
+        """Start ``argv`` in the runtime's base mount namespace; the future gives the process.
+
+        For runc's short commands (``start``, ``kill``, ``delete``, ``state``): each reads
+        ``/proc/self/mountinfo`` once, and the daemon's table grows with every container on
+        the machine (tether's namespace files, other engines' roots and namespace files). The
+        base namespace holds none of those (see :meth:`_base_mounts`); runc finds its state
+        directory and the cgroup tree there as in the daemon's. The job only starts the
+        program (vfork + exec, ~1 ms): the caller waits for it on its own thread, so this
+        thread is never held for a program's run. Where the base cannot be made, the program
+        starts in the daemon's namespace.
+        """
+        return self.submit(lambda _home: self._popen_in_base(argv, popen))
+
+    def _popen_in_base(self, argv: Sequence[str], popen: dict[str, Any]) -> subprocess.Popen[bytes]:
+        # Where the base cannot be had, the program starts in the daemon's namespace (slower
+        # at scale, same result): runc must be able to stop and delete in any case.
+        if not self.own_cwd:
+            return subprocess.Popen(list(argv), **popen)
+        try:
+            base = self._base_mounts(None)
+        except OSError as exc:
+            log.warning("runtime base mount namespace unavailable: %s", exc)
+            return subprocess.Popen(list(argv), **popen)
+        try:
+            if _setns(base, CLONE_NEWNS) != 0:
+                raise _os_error("cannot enter the runtime's base mount namespace")
+            _detach_foreign()
+            return subprocess.Popen(list(argv), **popen)
+        finally:
+            self._home_mounts()
 
     def _home_mounts(self) -> None:
         if _setns(self._local.home_mnt, CLONE_NEWNS) != 0:
@@ -281,17 +320,27 @@ class NetnsThread:
         loc = self._local
         if getattr(loc, "watch", None) is None:
             loc.watch = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 - the thread's, closed in _main
+            loc.ids = MountIds()
             loc.base = -1
             loc.kept = None
-        changed = bool(select.select([], [], [loc.watch], 0)[2]) or loc.base < 0
+            loc.netns_dir = None
+        if netns_dir is None:  # any base will do (the caller needs no sandbox file)
+            netns_dir = loc.netns_dir
+        other_dir = netns_dir != loc.netns_dir
+        changed = bool(select.select([], [], [loc.watch], 0)[2]) or loc.base < 0 or other_dir
         if changed:
-            loc.watch.seek(0)
-            kept = frozenset(
-                p for p, fstype in mount_points(loc.watch.read()) if fstype not in _FOREIGN
-            )
-            if kept != loc.kept or loc.base < 0:
+            # (polling itself clears the "changed" mark) listmount/statmount where the kernel
+            # has them (no text: flat at any number of mounts), else the mountinfo text
+            kept: frozenset[object] | None = loc.ids.kept()
+            if kept is None:
+                loc.watch.seek(0)
+                kept = frozenset(
+                    p for p, fstype in mount_points(loc.watch.read()) if fstype not in _FOREIGN
+                )
+            if kept != loc.kept or loc.base < 0 or other_dir:
                 self._make_base(netns_dir)
                 loc.kept = kept
+                loc.netns_dir = netns_dir
         return int(loc.base)
 
     def _make_base(self, netns_dir: str | None) -> None:
@@ -303,9 +352,7 @@ class NetnsThread:
                 raise _os_error("cannot make the runtime's mounts private")
             with open("/proc/thread-self/mountinfo", "rb") as f:
                 table = f.read()
-            for point, fstype in mount_points(table):
-                if fstype in _FOREIGN and point != "/":
-                    _umount2(os.fsencode(point), _MNT_DETACH)
+            _detach_foreign(table)
             if netns_dir:
                 _detach_tree(netns_dir)
             fd = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
@@ -392,6 +439,23 @@ def _in_private_mounts(
         finally:
             os.chdir("/")
     return subprocess.run(list(argv), check=False, **run).returncode
+
+
+def _detach_foreign(table: bytes | None = None) -> None:
+    """Detach every overlay and namespace-file mount of the current thread's namespace.
+
+    The base namespace is ``rslave``: the host's unmounts reach it (it never keeps a host
+    filesystem busy), and so do mounts made later under a *shared* host mount (``/`` on
+    systemd hosts, ``/run/netns`` of ``ip netns``): other containers' roots and namespace
+    files. Those are detached before each use, so it stays the size it was made (reading
+    its small table costs ~0.1 ms).
+    """
+    if table is None:
+        with open("/proc/thread-self/mountinfo", "rb") as f:
+            table = f.read()
+    for point, fstype in mount_points(table):
+        if fstype in _FOREIGN and point != "/":
+            _umount2(os.fsencode(point), _MNT_DETACH)
 
 
 def _detach_tree(folder: str) -> None:

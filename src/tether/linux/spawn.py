@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO
+from typing import IO, Any
+
+#: starts a program: ``(argv, subprocess.Popen keyword arguments) -> Popen``
+Starter = Callable[[list[str], dict[str, Any]], "subprocess.Popen[bytes]"]
 
 _pool: ThreadPoolExecutor | None = None
 WORKERS = 16
@@ -41,26 +44,33 @@ async def run(
     env: Mapping[str, str] | None = None,
     pass_fds: Sequence[int] = (),
     new_session: bool = False,
+    starter: Starter | None = None,
 ) -> tuple[int, bytes, bytes]:
     """Run ``argv`` to completion (stdin from /dev/null); return (status, stdout, stderr).
 
     With ``capture`` False, stdout goes to /dev/null and stderr to ``stderr`` (a file) or
     /dev/null; both returned outputs are then empty. Raises ``OSError`` when the program
-    cannot be started, as ``asyncio.create_subprocess_exec`` does.
+    cannot be started, as ``asyncio.create_subprocess_exec`` does. ``starter``, when given,
+    starts the program instead of ``subprocess.Popen`` (e.g. in another mount namespace).
     """
     args = list(argv)
 
+    kw: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.PIPE if capture else subprocess.DEVNULL,
+        "stderr": subprocess.PIPE if capture else (stderr or subprocess.DEVNULL),
+        "env": dict(env) if env is not None else None,
+        "pass_fds": tuple(pass_fds),
+        "start_new_session": new_session,
+    }
+
     def go() -> tuple[int, bytes, bytes]:
-        p = subprocess.run(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-            stderr=subprocess.PIPE if capture else (stderr or subprocess.DEVNULL),
-            env=dict(env) if env is not None else None,
-            pass_fds=tuple(pass_fds),
-            start_new_session=new_session,
-            check=False,
-        )
-        return p.returncode, p.stdout or b"", p.stderr or b""
+        with (starter or _popen)(args, kw) as p:
+            out, err = p.communicate()
+        return p.returncode, out or b"", err or b""
 
     return await asyncio.get_running_loop().run_in_executor(_executor(), go)
+
+
+def _popen(argv: list[str], kw: dict[str, Any]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, **kw)

@@ -116,6 +116,13 @@ def _remove_path(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _in_base_mounts(argv: list[str], popen: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """Start a short runc command in the runtime's base mount namespace (see
+    ``NetnsThread.submit_popen_in_base``: runc reads the mount table at every call, and the
+    daemon's grows with every container on the machine). Runs on a spawn thread."""
+    return nsthread.default().submit_popen_in_base(argv, **popen).result()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -256,7 +263,9 @@ class Runtime:
     async def _runc(self, *args: str) -> tuple[int, str, str]:
         # vfork from a thread, not uvloop's fork (see tether.linux.spawn)
         rc, out, err = await spawn.run(
-            [self.runc, "--root", str(self.runc_root), *args], new_session=True
+            [self.runc, "--root", str(self.runc_root), *args],
+            new_session=True,
+            starter=_in_base_mounts,
         )
         return rc, out.decode(errors="replace"), err.decode(errors="replace")
 
