@@ -1,7 +1,7 @@
 """Overlay against macvlan across two lab hosts, and the cluster's propagation delays.
 
     PYTHONPATH=src .venv/bin/python bench/overlay_bench.py [--seconds 5] [--runs 3]
-        [--streams 1] [--keep]
+        [--streams 1] [--link-rate 10gbit] [--keep]
 
 Builds a fresh lab (host1, host2 and one etcd, each host with its own tether daemon), then:
 
@@ -12,6 +12,11 @@ Builds a fresh lab (host1, host2 and one etcd, each host with its own tether dae
   the same underlay (the lab's veth pairs and bridge, MTU 1500), so the ratio compares the
   encapsulation alone. The iperf3 server and client run in the containers' network
   namespaces (``nsenter --net=SandboxKey``), so the busybox image needs no iperf3;
+- with ``--link-rate RATE`` (a ``tc`` rate such as ``10gbit``; ``0`` to skip) the throughput is
+  measured a second time over a wire with a line rate: a ``tbf`` qdisc on the underlay bridge's
+  port towards each host (in the lab's underlay namespace), as a NIC would be. The lab's veth
+  wire has no rate of its own, so unshaped both cases run until the CPU is the limit and their
+  ratio compares CPU cost per byte; shaped, it compares what a host with that NIC would get;
 - create -> listed: time from ``POST /networks/create`` returning on host1 until
   ``GET /networks/NAME`` answers 200 on host2 (median of ``--runs``), read over the API
   socket directly so no CLI start-up is counted;
@@ -256,6 +261,20 @@ def endpoint_reachable(h1: LabHost, h2: LabHost, runs: int) -> float:
     return statistics.median(out)
 
 
+def shape(lab: Lab, rate: str | None) -> None:
+    """Give the underlay bridge's port towards each host a line rate (None: remove it)."""
+    ul = lab.underlay_netns
+    for h in lab.hosts.values():
+        if rate is None:
+            cmd = ["tc", "qdisc", "del", "dev", h.underlay_port, "root"]
+        else:
+            # a burst of 1 MB holds several 64 KB GSO packets, so tbf never segments them
+            cmd = ["tc", "qdisc", "replace", "dev", h.underlay_port, "root", "tbf", "rate", rate,
+                   "burst", "1mb", "latency", "20ms"]  # fmt: skip
+        subprocess.run(["ip", "netns", "exec", ul, *cmd], check=rate is not None,
+                       capture_output=True)  # fmt: skip
+
+
 def build_lab(name: str) -> Lab:
     lab = Lab.up(name, ["host1", "host2"], etcd=True)
     with tempfile.TemporaryDirectory() as d:
@@ -274,6 +293,8 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=1)
     ap.add_argument("--lab", default=f"ovb{secrets.token_hex(2)}")
     ap.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    ap.add_argument("--link-rate", default="10gbit",
+                    help="also measure over a wire with this tc rate (0: skip)")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("overlay_bench needs root (it builds a lab of network namespaces)")
@@ -292,6 +313,13 @@ def main() -> None:
         got = throughput(h1, h2, cases, s, r, p)
         ov, mv = statistics.median(got["ov"]), statistics.median(got["mv"])
         ratio = statistics.median(o / m for o, m in zip(got["ov"], got["mv"], strict=True))
+        shaped: dict[str, list[float]] = {}
+        if args.link_rate not in ("", "0"):
+            shape(lab, args.link_rate)
+            try:
+                shaped = throughput(h1, h2, cases, s, r, p)
+            finally:
+                shape(lab, None)
         listed = create_to_listed(h1, h2, max(r, 5))
         reach = endpoint_reachable(h1, h2, max(r, 5))
         print(f"| case (lab {lab.name}, {p} stream(s), median of {r}) | result |")
@@ -301,6 +329,15 @@ def main() -> None:
         print(f"| overlay / macvlan (median of the paired runs) | {ratio:.2f} |")
         runs_text = ", ".join(f"{o:.1f}/{m:.1f}" for o, m in zip(got["ov"], got["mv"], strict=True))
         print(f"| paired runs overlay/macvlan | {runs_text} |")
+        if shaped:
+            sov, smv = statistics.median(shaped["ov"]), statistics.median(shaped["mv"])
+            sratio = statistics.median(
+                o / m for o, m in zip(shaped["ov"], shaped["mv"], strict=True)
+            )
+            rate = args.link_rate
+            print(f"| overlay host1 -> host2, {rate} wire | {sov:.2f} Gbit/s |")
+            print(f"| macvlan host1 -> host2, {rate} wire | {smv:.2f} Gbit/s |")
+            print(f"| overlay / macvlan, {rate} wire (median of the paired runs) | {sratio:.2f} |")
         print(f"| network create on host1 -> listed on host2 | {listed:.1f} ms |")
         print(f"| container started on host2 -> reachable from host1 | {reach:.1f} ms |")
     finally:

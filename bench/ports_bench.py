@@ -3,6 +3,7 @@
     PYTHONPATH=src .venv/bin/python bench/ports_bench.py [--seconds 5] [--runs 3]
         [--lab NAME --host HOST]              # an existing lab host (default: a fresh lab)
         [--docker-host unix://... --netns /run/netns/X --address IP]   # any engine
+        [--engine NAME=DOCKER_HOST,NETNS,ADDRESS ...] [--json]         # several, interleaved
         [--scale 1000]                        # time to publish a port with N already published
 
 Cases (each the median of ``--runs`` iperf3 runs of ``--seconds``, TCP, one stream):
@@ -128,11 +129,29 @@ def publish_scaling(t: Target, scale: int, runs: int) -> tuple[float, float]:
     return first, later
 
 
-def run(t: Target, seconds: int, runs: int, scale: int) -> None:
+CASES = (
+    ("tp_loop", "host → 127.0.0.1:published"),
+    ("tp_addr", "host → host address:published"),
+    ("tp_c2c", "container → container"),
+)
+
+
+@dataclass
+class Setup:
+    """One engine's pair of containers for the throughput cases."""
+
+    target: Target
+    net: str
+    names: tuple[str, str]
+    rows: dict[str, tuple[str, str, str, int]]  # case -> (server ns, client ns, address, port)
+
+
+def setup(t: Target) -> Setup:
     ensure_image(t)
     tag = secrets.token_hex(3)
     net, srv, cli = f"pb-net-{tag}", f"pb-srv-{tag}", f"pb-cli-{tag}"
     docker(t, "network", "create", net)
+    made = Setup(t, net, (srv, cli), {})
     try:
         docker(t, "run", "-d", "--name", srv, "--network", net, "-p", f"{PUBLISHED}:{PORT}",
                IMAGE, "sleep", "3600")  # fmt: skip
@@ -140,28 +159,59 @@ def run(t: Target, seconds: int, runs: int, scale: int) -> None:
         srv_ns, cli_ns = sandbox(t, srv), sandbox(t, cli)
         fmt = "{{(index .NetworkSettings.Networks " + json.dumps(net) + ").IPAddress}}"
         srv_ip = docker(t, "inspect", "-f", fmt, srv)
-        rows = [
-            ("host → 127.0.0.1:published", t.netns, "127.0.0.1", PUBLISHED),
-            ("host → host address:published", t.netns, t.address, PUBLISHED),
-            ("container → container", cli_ns, srv_ip, PORT),
-        ]
+    except BaseException:
+        teardown(made)
+        raise
+    made.rows = {
+        "tp_loop": (srv_ns, t.netns, "127.0.0.1", PUBLISHED),
+        "tp_addr": (srv_ns, t.netns, t.address, PUBLISHED),
+        "tp_c2c": (srv_ns, cli_ns, srv_ip, PORT),
+    }
+    return made
+
+
+def teardown(s: Setup) -> None:
+    docker(s.target, "rm", "-f", *s.names, check=False)
+    docker(s.target, "network", "rm", s.net, check=False)
+
+
+def run(
+    targets: dict[str, Target], seconds: int, runs: int, scale: int, as_json: bool = False
+) -> None:
+    """Every case on every engine, the engines interleaved run by run (who goes first
+    rotates), so that a change in the machine's load hits them alike."""
+    setups: dict[str, Setup] = {}
+    samples: dict[str, dict[str, list[float]]] = {k: {n: [] for n in targets} for k, _ in CASES}
+    try:
+        for name, t in targets.items():
+            setups[name] = setup(t)
+        order = list(targets)
+        for r in range(runs):
+            for key, _label in CASES:
+                for name in order[r % len(order):] + order[: r % len(order)]:
+                    srv_ns, cli_ns, addr, port = setups[name].rows[key]
+                    samples[key][name].append(iperf(srv_ns, cli_ns, addr, port, seconds))
+    finally:
+        for s in setups.values():
+            teardown(s)
+    for name in targets:
+        if len(targets) > 1:
+            print(f"**{name}**:\n")
         print(f"| case ({seconds}s × {runs}, median) | Gbit/s |")
         print("|---|---:|")
-        for label, client_ns, addr, port in rows:
-            gbps = statistics.median(
-                iperf(srv_ns, client_ns, addr, port, seconds) for _ in range(runs)
-            )
-            print(f"| {label} | {gbps:.2f} |", flush=True)
-    finally:
-        docker(t, "rm", "-f", srv, cli, check=False)
-        docker(t, "network", "rm", net, check=False)
-    if scale:
-        first, later = publish_scaling(t, scale, runs)
+        for key, label in CASES:
+            print(f"| {label} | {statistics.median(samples[key][name]):.2f} |")
         print()
-        print("| docker run -d -p (median ms) | ms |")
-        print("|---|---:|")
-        print(f"| first published port | {first:.0f} |")
-        print(f"| with {scale} ports already published | {later:.0f} |")
+    if scale:
+        for name, t in targets.items():
+            first, later = publish_scaling(t, scale, runs)
+            print(f"| {name}: docker run -d -p (median ms) | ms |")
+            print("|---|---:|")
+            print(f"| first published port | {first:.0f} |")
+            print(f"| with {scale} ports already published | {later:.0f} |")
+            print()
+    if as_json:
+        print(json.dumps(samples))
 
 
 def main() -> None:
@@ -174,25 +224,39 @@ def main() -> None:
     ap.add_argument("--docker-host")
     ap.add_argument("--netns")
     ap.add_argument("--address")
+    ap.add_argument("--engine", action="append", default=[],
+                    help="NAME=DOCKER_HOST,NETNS,ADDRESS (repeat: interleaved)")  # fmt: skip
+    ap.add_argument("--json", action="store_true", help="last line: the samples as JSON")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("ports_bench needs root (namespaces, nsenter)")
+    targets: dict[str, Target] = {}
+    for spec in a.engine:
+        name, _, rest = spec.partition("=")
+        parts = rest.split(",")
+        if not name or len(parts) != 3:
+            raise SystemExit(f"--engine {spec!r}: expected NAME=DOCKER_HOST,NETNS,ADDRESS")
+        targets[name] = Target(*parts)
     if a.docker_host:
         if not (a.netns and a.address):
             raise SystemExit("--docker-host needs --netns and --address")
-        run(Target(a.docker_host, a.netns, a.address), a.seconds, a.runs, a.scale)
+        targets["engine"] = Target(a.docker_host, a.netns, a.address)
+    if targets:
+        run(targets, a.seconds, a.runs, a.scale, a.json)
         return
     from tether.lab.lab import Lab
 
     if a.lab:
         h = Lab.load(a.lab).host(a.host)
-        run(Target(h.docker_host, h.netns_path, h.address), a.seconds, a.runs, a.scale)
+        run({"tether": Target(h.docker_host, h.netns_path, h.address)}, a.seconds, a.runs,
+            a.scale, a.json)  # fmt: skip
         return
     name = "pb" + secrets.token_hex(3)
     lab = Lab.up(name, [a.host], daemons=True)
     try:
         h = lab.host(a.host)
-        run(Target(h.docker_host, h.netns_path, h.address), a.seconds, a.runs, a.scale)
+        run({"tether": Target(h.docker_host, h.netns_path, h.address)}, a.seconds, a.runs,
+            a.scale, a.json)  # fmt: skip
     finally:
         Lab.destroy(name)
 

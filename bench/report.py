@@ -53,6 +53,8 @@ TARGETS = [
         "<",
     ),
     Target(("tether_ls",), "`tether network ls` under 100 ms wall", None, 100.0),
+    Target(("tp_loop",), "published port on loopback ≥ 1.15× Docker", "docker", 1.15, ">="),
+    Target(("tp_c2c",), "container ↔ container ≥ 0.95× Docker", "docker", 0.95, ">="),
 ]
 
 

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import cases, dns_case
@@ -109,51 +108,48 @@ def in_lab_extras(engines: list[Engine], res: Results, extras: list[tuple[str, s
         for e in engines:
             if e.docker_host is None:
                 res.note(key, e.name, "not run (docker API only)")
-    per_engine_script(
-        engines, extras, "Throughput, per engine (bench/ports_bench.py, iperf3)",
-        "ports_bench.py", ["--seconds", "3", "--runs", "3", "--scale", "0"],
-        lambda e: ["--docker-host", str(e.docker_host), "--netns", e.host.netns_path,
-                   "--address", e.host.address], 150,
-    )  # fmt: skip
+    throughput(engines, res, extras)
 
 
-def per_engine_script(
-    engines: list[Engine],
-    extras: list[tuple[str, str]],
-    title: str,
-    name: str,
-    common: list[str],
-    per: Callable[[Engine], list[str]],
-    timeout: float,
-) -> None:
-    """Run a helper script once per Docker-API engine (in the lab) and keep its Markdown."""
-    script = os.path.join(ROOT, "bench", name)
+def throughput(engines: list[Engine], res: Results, extras: list[tuple[str, str]]) -> None:
+    """bench/ports_bench.py with every Docker-API engine at once, interleaved run by run."""
     api = [e for e in engines if e.docker_host is not None]
+    script = os.path.join(ROOT, "bench", "ports_bench.py")
     if not os.path.exists(script) or not api:
         return
-    parts = []
+    labels = {
+        "tp_loop": "throughput host → 127.0.0.1:published port (Gbit/s, iperf3)",
+        "tp_addr": "throughput host → host address:published port (Gbit/s)",
+        "tp_c2c": "throughput container → container, one network (Gbit/s)",
+    }
+    for key, label in labels.items():
+        res.fig(key, "5", label, "{:.1f}", lower=False)
+    common = ["--seconds", "3", "--runs", "5", "--scale", "0", "--json"]
+    argv = [sys.executable, script, *common]
     for e in api:
-        log(f"extra: {name} against {e.name}")
-        argv = [sys.executable, script, *common, *per(e)]
-        try:
-            p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True,
-                               text=True, timeout=timeout)  # fmt: skip
-            if p.returncode == 0:
-                out = f"**{e.name}**:\n\n{p.stdout.strip()}"
-            else:
-                tail = " ".join(p.stderr.strip().splitlines()[-3:])
-                out = f"**{e.name}**: failed ({p.returncode}): {tail}"
-        except subprocess.TimeoutExpired as exc:
-            err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-            tail = " ".join(err.strip().splitlines()[-3:])
-            out = f"**{e.name}**: did not finish within {timeout:.0f} s {tail}".rstrip()
-        parts.append(out)
-    others = [e.name for e in engines if e.docker_host is None]
-    if others:
-        parts.append(f"({', '.join(others)}: not run; the script drives the docker CLI)")
-    cmd = f"python bench/{name} {' '.join(common)} --docker-host ... (per engine)"
-    extras.append((title, f"`{cmd}`, in the same lab and run as the table above:\n\n"
-                   + "\n\n".join(parts)))  # fmt: skip
+        argv += ["--engine", f"{e.name}={e.docker_host},{e.host.netns_path},{e.host.address}"]
+    log(f"extra: ports_bench.py ({', '.join(e.name for e in api)}, interleaved)")
+    try:
+        p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True, text=True,
+                           timeout=400)  # fmt: skip
+        samples = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
+        tables = "\n".join(p.stdout.strip().splitlines()[:-1]).strip()
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        samples, tables = {}, ""
+    for key in labels:
+        for e in api:
+            vals = samples.get(key, {}).get(e.name, [])
+            for v in vals:
+                res.add(key, e.name, float(v))
+            if not vals:
+                res.note(key, e.name, "script failed")
+        for e in engines:
+            if e.docker_host is None:
+                res.note(key, e.name, "not run (docker API only)")
+    cmd = f"python bench/ports_bench.py {' '.join(common)} --engine NAME=... (each engine)"
+    extras.append(("Throughput, per engine (bench/ports_bench.py, iperf3)",
+                   f"`{cmd}`, engines interleaved run by run, in the same lab and run as the "
+                   f"table above:\n\n{tables or '(failed)'}"))  # fmt: skip
 
 
 def run_extra(x: Extra, quick: bool) -> tuple[str, str] | None:

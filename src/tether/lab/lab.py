@@ -108,6 +108,11 @@ class LabHost:
         return naming.HOST_IFNAME
 
     @property
+    def underlay_port(self) -> str:
+        """The underlay bridge's port towards this host (in the lab's underlay namespace)."""
+        return self._info.ul_ifname
+
+    @property
     def dir(self) -> str:
         return self._info.dir
 
