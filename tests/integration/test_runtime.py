@@ -289,7 +289,9 @@ def test_failing_command_gives_docker_error(tmp_path: Path, netns: str, rootfs_t
     run(body)
 
 
-def test_runc_commands_run_without_other_mounts(tmp_path: Path, netns: str, rootfs_tar: Path) -> None:
+def test_runc_commands_run_without_other_mounts(
+    tmp_path: Path, netns: str, rootfs_tar: Path
+) -> None:
     """``runc start/state/kill/delete`` read the mount table at every call: they run in the
     runtime's base namespace, which holds no namespace file or overlay (the daemon's has the
     test's own namespace file at least, and any other engine's containers)."""
