@@ -188,7 +188,7 @@ def run(
         order = list(targets)
         for r in range(runs):
             for key, _label in CASES:
-                for name in order[r % len(order):] + order[: r % len(order)]:
+                for name in order[r % len(order) :] + order[: r % len(order)]:
                     srv_ns, cli_ns, addr, port = setups[name].rows[key]
                     samples[key][name].append(iperf(srv_ns, cli_ns, addr, port, seconds))
     finally:

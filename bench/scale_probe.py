@@ -44,6 +44,7 @@ def report_phases(daemon_log: str) -> None:
     if len(rows) < 20:
         log(f"phases: only {len(rows)} start lines in {daemon_log}")
         return
+
     def pick(rs: list[dict[str, float]], name: str) -> float:
         vals = [sum(r.values()) if name == "total" else r.get(name, 0.0) for r in rs]
         return statistics.median(vals)

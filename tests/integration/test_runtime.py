@@ -299,7 +299,7 @@ def test_runc_commands_run_without_other_mounts(
     wrapper = tmp_path / "runc-wrap"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'echo "$3 $(grep -c -e \' - nsfs \' -e \' - overlay \' /proc/self/mountinfo)" >> {seen}\n'
+        f"echo \"$3 $(grep -c -e ' - nsfs ' -e ' - overlay ' /proc/self/mountinfo)\" >> {seen}\n"
         'exec /usr/sbin/runc "$@"\n'
     )
     wrapper.chmod(0o755)
