@@ -51,10 +51,12 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     }
     overlay = None
     if cfg.cluster_store:
-        from tether.drivers.overlay import OverlayDriver
+        from tether.drivers.overlay import NetnsSpaces, OverlayDriver
         from tether.engine.cluster import advertise_address
+        from tether.linux.netns import NetnsDir
 
         overlay = OverlayDriver(netlink, advertise_address(cfg.cluster_advertise))
+        overlay.spaces = NetnsSpaces(NetnsDir(cfg.exec_root / "overlay"))
         drivers["overlay"] = overlay
     networks = NetworkController(
         store, drivers, PoolPicker(cfg.default_pools), host_routes=netlink.host_routes

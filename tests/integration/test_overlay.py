@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import importlib.util
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -162,13 +163,26 @@ def test_peer_gone_while_a_daemon_was_down_is_unprogrammed_at_its_restart(
     fmt = "{{.NetworkSettings.Networks.ov1.MacAddress}} {{.NetworkSettings.Networks.ov1.IPAddress}}"
     mac, ip = ok(docker(h1, "inspect", "-f", fmt, "gone1")).split()
     assert ping_from(h2, "c2", ip)
+    # host2's overlay devices live in the network's own namespace, br_netfilter off there
+    net_id = ok(docker(h2, "network", "inspect", "-f", "{{.Id}}", "ov1"))
+    ovns = os.path.join(h2.exec_root, "overlay", net_id[:12])
+    here = subprocess.run(["nsenter", f"--net={ovns}", "ip", "-o", "link", "show"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert f"tov-{net_id[:11]}" in here and f"tvx-{net_id[:11]}" in here
+    host = subprocess.run(["nsenter", f"--net={h2.netns_path}", "ip", "-o", "link", "show"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert f"tvx-{net_id[:11]}" not in host
+    brnf = subprocess.run(["nsenter", f"--net={ovns}", "sysctl", "-n",
+                           "net.bridge.bridge-nf-call-iptables"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert brnf.returncode != 0 or brnf.stdout.strip() == "0"
 
     def entries() -> str:
         """host2's VXLAN entries: FDB entries with a VTEP (not the bridge's learnt ones, which
         age out by themselves) and neighbour entries."""
         out = []
         for cmd in (["bridge", "fdb", "show"], ["ip", "neigh", "show"]):
-            r = subprocess.run(["nsenter", f"--net={h2.netns_path}", *cmd],
+            r = subprocess.run(["nsenter", f"--net={ovns}", *cmd],
                                capture_output=True, text=True, check=True)  # fmt: skip
             keep = [x for x in r.stdout.splitlines() if cmd[0] == "ip" or " dst " in x]
             out.extend(keep)

@@ -229,3 +229,89 @@ def test_adopt_after_a_restart_removes_entries_of_peers_gone_meanwhile() -> None
         assert vx not in nl.links
 
     asyncio.run(main())
+
+
+class FakeSpaces:
+    """Namespaces by name, as NetnsSpaces keeps them (no kernel)."""
+
+    def __init__(self) -> None:
+        self.made: set[str] = set()
+        self.fail: BaseException | None = None
+
+    async def ensure(self, net_id: str) -> str:
+        if self.fail is not None:
+            raise self.fail
+        self.made.add(net_id[:12])
+        return f"/run/fake/overlay/{net_id[:12]}"
+
+    def delete(self, net_id: str) -> None:
+        self.made.discard(net_id[:12])
+
+    def list(self) -> list[str]:
+        return sorted(self.made)
+
+
+def setup_spaces(
+    peers: list[Peer] | None = None,
+) -> tuple[FakeNetlink, OverlayDriver, FakeSpaces]:
+    nl, drv, _ = setup(peers)
+    spaces = FakeSpaces()
+    drv.spaces = spaces
+    return nl, drv, spaces
+
+
+def test_devices_live_in_the_networks_namespace_and_go_with_the_last_container() -> None:
+    async def main() -> None:
+        p = peer("10.77.0.9")
+        nl, drv, spaces = setup_spaces([p])
+        net = network()
+        a, b = endpoint(net, "10.77.0.2", "a"), endpoint(net, "10.77.0.3", "b")
+        await drv.join(net, a, "/run/fake/a")
+        await drv.join(net, b, "/run/fake/b")
+        ns = f"/run/fake/overlay/{net.id[:12]}"
+        assert spaces.list() == [net.id[:12]]
+        for name in (bridge_name(net), vxlan_name(net), veth_name(a), veth_name(b)):
+            assert nl.links[name].info["ns"] == ns, name
+        assert nl.fdb[vxlan_name(net)] == {p.mac: REMOTE}
+        await drv.leave(net, a, "/run/fake/a")
+        assert veth_name(a) not in nl.links and spaces.list() == [net.id[:12]]
+        await drv.leave(net, b, "/run/fake/b")
+        assert nl.links == {} and spaces.list() == []
+
+    asyncio.run(main())
+
+
+def test_a_network_wired_by_an_older_tether_stays_in_the_host_namespace() -> None:
+    async def main() -> None:
+        nl, drv, spaces = setup_spaces()
+        net = network()
+        await nl.ensure_bridge(bridge_name(net), None, 1450)  # left by the older daemon
+        ep = endpoint(net, "10.77.0.2")
+        await drv.adopt(net, ep)
+        assert spaces.list() == [] and "ns" not in nl.links[vxlan_name(net)].info
+        await drv.leave(net, ep, "/run/fake/c")
+        assert nl.links == {}
+
+    asyncio.run(main())
+
+
+def test_failures_leave_no_namespace_and_sweep_removes_unused_ones() -> None:
+    async def main() -> None:
+        nl, drv, spaces = setup_spaces()
+        net = network()
+        nl.fail["ensure_vxlan"] = Internal("cannot set up vxlan: boom")
+        with pytest.raises(Internal):
+            await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        assert spaces.list() == [] and not drv.wired(net.id)
+        spaces.fail = Internal("cannot create network namespace")
+        with pytest.raises(Internal):
+            await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        assert nl.links == {} and spaces.list() == []
+        spaces.fail = None
+        # after a restart: one namespace in use (adopted), one left by a network gone meanwhile
+        await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        spaces.made.add("0123456789ab")
+        await drv.sweep()
+        assert spaces.list() == [net.id[:12]]
+
+    asyncio.run(main())

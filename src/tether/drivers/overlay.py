@@ -7,6 +7,17 @@ local container is a veth pair from its ``eth<n>`` (MTU 1450) to that bridge.
 The pair of devices is made when the first local container joins and removed
 with the last one.
 
+Both live in a network namespace of the network's own (``<exec-root>/overlay/<id>``,
+:class:`NetnsSpaces`), as in Docker's overlay driver: the VXLAN device is made in the
+daemon's namespace and moved there, so its UDP socket stays on the host's underlay. The
+reason is br_netfilter: where it is on (Docker sets ``bridge-nf-call-iptables=1``, and a
+fresh namespace starts with it on), every frame a bridge forwards goes through the IP
+hooks (conntrack, the host's nftables chains), ~13 % of the CPU of an overlay transfer
+measured here; the setting is per namespace, and a bridge can only turn it on, not off,
+so the overlay's namespace sets it to 0 (bench/FINDINGS.md: +12 % throughput on a
+CPU-bound lab). A network wired by an older tether in the host namespace (its bridge is
+there) stays there until its last local container leaves.
+
 Nothing is learnt from the wire: for every *remote* endpoint of the network
 the cluster view calls :meth:`OverlayDriver.peer_changed`, which programs a
 permanent FDB entry (MAC -> remote VTEP) and a permanent neighbour entry
@@ -32,8 +43,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from tether.engine.model import Endpoint, Network
-from tether.errors import BadRequest, TetherError
+from tether.errors import BadRequest, Internal, TetherError
+from tether.linux import nsthread
 from tether.linux.netlink import LinkSpec, Netlink
+from tether.linux.netns import NetnsDir
 
 log = logging.getLogger("tether.overlay")
 
@@ -50,6 +63,50 @@ class Peer:
     ip: str
     mac: str
     vtep: str
+
+
+class Spaces(Protocol):
+    """Where each overlay network's bridge and VXLAN device live (one namespace each)."""
+
+    async def ensure(self, net_id: str) -> str:
+        """The network's namespace (a path), made if missing."""
+        ...
+
+    def delete(self, net_id: str) -> None: ...
+
+    def list(self) -> list[str]:
+        """Short ids (12 hex) of the networks that have one."""
+        ...
+
+
+BR_NF_KEYS = (
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+    "net/bridge/bridge-nf-call-arptables",
+)
+
+
+class NetnsSpaces:
+    """:class:`Spaces` as namespace files in a folder of their own, br_netfilter off in each."""
+
+    def __init__(self, folder: NetnsDir) -> None:
+        self.folder = folder
+
+    async def ensure(self, net_id: str) -> str:
+        path = await self.folder.create(net_id[:12])
+        try:
+            for key in BR_NF_KEYS:
+                await asyncio.wrap_future(nsthread.default().submit_sysctl(path, key, "0"))
+        except OSError as exc:
+            self.folder.delete(net_id[:12])
+            raise Internal(f"cannot prepare the overlay namespace {path}: {exc}") from exc
+        return path
+
+    def delete(self, net_id: str) -> None:
+        self.folder.delete(net_id[:12])
+
+    def list(self) -> list[str]:
+        return self.folder.list()
 
 
 class Gateway(Protocol):
@@ -80,6 +137,8 @@ class OverlayDriver:
         self.peers: Callable[[str], list[Peer]] = lambda _nid: []
         self.publish: Callable[[Network, Endpoint, bool], Awaitable[None]] | None = None
         self.gateway: Gateway | None = None
+        self.spaces: Spaces | None = None  # None: the devices live in the daemon's namespace
+        self._ns: dict[str, str | None] = {}  # network id -> namespace of its devices
         self._local: dict[str, set[str]] = {}  # network id -> local endpoint ids joined
         self._programmed: dict[str, dict[str, Peer]] = {}  # network id -> peers in the kernel
         self._lock = asyncio.Lock()
@@ -113,10 +172,24 @@ class OverlayDriver:
             return
         if not 0 < net.vni <= VNI_MAX:
             raise BadRequest(f"network {net.name} has no VXLAN id")
-        await self.nl.ensure_bridge(bridge_name(net), None, net.mtu)
-        await self.nl.ensure_vxlan(
-            vxlan_name(net), net.vni, self.vtep, bridge_name(net), net.mtu, VXLAN_PORT
-        )
+        ns: str | None = None
+        if self.spaces is not None and not await self.nl.link_exists(bridge_name(net)):
+            ns = await self.spaces.ensure(net.id)
+        try:
+            await self.nl.ensure_bridge(bridge_name(net), None, net.mtu, ns_path=ns)
+            await self.nl.ensure_vxlan(
+                vxlan_name(net), net.vni, self.vtep, bridge_name(net), net.mtu, VXLAN_PORT,
+                ns_path=ns,
+            )  # fmt: skip
+        except BaseException:
+            if ns is not None and self.spaces is not None:
+                # deleted here, not left to the namespace's (asynchronous) destruction: a
+                # retry makes a VXLAN device with the same id and port at once
+                await self.nl.delete_link(vxlan_name(net), ns)
+                await self.nl.delete_link(bridge_name(net), ns)
+                self.spaces.delete(net.id)
+            raise
+        self._ns[net.id] = ns
         self._local[net.id] = set()
         self._programmed[net.id] = {}
         for peer in self.peers(net.id):
@@ -125,21 +198,41 @@ class OverlayDriver:
     async def _unwire(self, net: Network) -> None:
         self._local.pop(net.id, None)
         self._programmed.pop(net.id, None)
+        ns = self._ns.pop(net.id, None)
+        if ns is not None:
+            await self.nl.delete_link(vxlan_name(net), ns)
+            await self.nl.delete_link(bridge_name(net), ns)
+        # (and in the daemon's namespace: where an older tether made them, or never wired)
         await self.nl.delete_link(vxlan_name(net))
         await self.nl.delete_link(bridge_name(net))
+        if self.spaces is not None and net.id[:12] in self.spaces.list():
+            self.spaces.delete(net.id)
+
+    async def sweep(self) -> None:
+        """Remove the namespaces of networks no local container uses (after a restart's
+        adoption: their containers died or the network went while the daemon was away)."""
+        if self.spaces is None:
+            return
+        async with self._lock:
+            wired = {nid[:12] for nid in self._local}
+            for name in self.spaces.list():
+                if name not in wired:
+                    self.spaces.delete(name)
 
     async def _program(self, net: Network, peer: Peer, present: bool) -> None:
         table = self._programmed.setdefault(net.id, {})
         old = table.get(peer.endpoint_id)
         if present and old == peer:
             return
+        ns = self._ns.get(net.id)
+        vx = vxlan_name(net)
         if old is not None and (not present or old != peer):
-            await self.nl.set_fdb(vxlan_name(net), old.mac, old.vtep, False)
-            await self.nl.set_neigh(vxlan_name(net), old.ip, old.mac, False)
+            await self.nl.set_fdb(vx, old.mac, old.vtep, False, ns_path=ns)
+            await self.nl.set_neigh(vx, old.ip, old.mac, False, ns_path=ns)
             table.pop(peer.endpoint_id, None)
         if present:
-            await self.nl.set_fdb(vxlan_name(net), peer.mac, peer.vtep, True)
-            await self.nl.set_neigh(vxlan_name(net), peer.ip, peer.mac, True)
+            await self.nl.set_fdb(vx, peer.mac, peer.vtep, True, ns_path=ns)
+            await self.nl.set_neigh(vx, peer.ip, peer.mac, True, ns_path=ns)
             table[peer.endpoint_id] = peer
 
     async def peer_changed(self, net: Network, peer: Peer, present: bool) -> None:
@@ -179,7 +272,9 @@ class OverlayDriver:
         )
         attached = False
         try:
-            await self.nl.add_veth(ep.host_ifname, bridge_name(net), spec)
+            await self.nl.add_veth(
+                ep.host_ifname, bridge_name(net), spec, bridge_ns=self._ns.get(net.id)
+            )
             if self.gateway is not None and not net.internal:
                 await self.gateway.attach(ep, ns_path)
                 attached = True
@@ -188,7 +283,7 @@ class OverlayDriver:
         except BaseException:
             if attached and self.gateway is not None:
                 await self.gateway.detach(ep)
-            await self.nl.delete_link(ep.host_ifname)
+            await self.nl.delete_link(ep.host_ifname, self._ns.get(net.id))
             await self._forget_local(net, ep)
             raise
 
@@ -208,17 +303,18 @@ class OverlayDriver:
         known = self._programmed.get(net.id, {}).values()
         macs = {p.mac.lower() for p in known}
         ips = {p.ip for p in known}
-        fdb, neigh = await self.nl.vxlan_entries(vxlan_name(net))
+        ns = self._ns.get(net.id)
+        fdb, neigh = await self.nl.vxlan_entries(vxlan_name(net), ns_path=ns)
         for mac, dst in fdb.items():
             if mac.lower() not in macs:
-                await self.nl.set_fdb(vxlan_name(net), mac, dst, False)
+                await self.nl.set_fdb(vxlan_name(net), mac, dst, False, ns_path=ns)
         for ip, mac in neigh.items():
             if ip not in ips:
-                await self.nl.set_neigh(vxlan_name(net), ip, mac, False)
+                await self.nl.set_neigh(vxlan_name(net), ip, mac, False, ns_path=ns)
 
     async def leave(self, net: Network, ep: Endpoint, ns_path: str) -> None:
         if ep.host_ifname:
-            await self.nl.delete_link(ep.host_ifname)
+            await self.nl.delete_link(ep.host_ifname, self._ns.get(net.id))
         if self.gateway is not None:
             await self.gateway.detach(ep)
         if self.publish is not None:

@@ -189,6 +189,8 @@ class ClusterView:
                 except TetherError as exc:
                     log.error("re-wiring overlay %s for %s: %s", net.name, c.name, exc.message)
                 self.adopt(net, ep)
+        if self.driver is not None:
+            await self.driver.sweep()
         self.adopted = True
         if self.lease is not None:
             try:

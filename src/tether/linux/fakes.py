@@ -48,14 +48,22 @@ class FakeNetlink:
         if err is not None:
             raise err
 
-    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None:
+    async def ensure_bridge(
+        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+    ) -> None:
         self._call("ensure_bridge", name, address, mtu)
         link = self.links.setdefault(name, FakeLink(name, "bridge", mtu=mtu))
         link.address = address or link.address
+        if ns_path is not None:
+            link.info["ns"] = ns_path
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None:
         self._call("delete_link", name, ns_path)
-        if ns_path is not None:
+        # (devices in another namespace than the host's or a sandbox's, e.g. an overlay
+        # network's, live in ``links`` with info["ns"]: names are unique in a test)
+        if ns_path is not None and not (
+            name in self.links and self.links[name].info.get("ns") == ns_path
+        ):
             self.sandboxes.get(ns_path, {}).pop(name, None)
             return
         link = self.links.pop(name, None)
@@ -72,7 +80,9 @@ class FakeNetlink:
     async def link_names(self) -> set[str]:
         return set(self.links)
 
-    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None:
+    async def add_veth(
+        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
+    ) -> None:
         self._call("add_veth", host_ifname, bridge, spec)
         if bridge not in self.links:
             raise Internal(f"bridge {bridge} is missing")
@@ -81,6 +91,8 @@ class FakeNetlink:
         self.links[host_ifname] = FakeLink(
             host_ifname, "veth", master=bridge, mtu=spec.mtu, info={"peer": spec}
         )
+        if bridge_ns is not None:
+            self.links[host_ifname].info["ns"] = bridge_ns
         self.sandboxes.setdefault(spec.ns_path, {})[spec.ifname] = spec
 
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
@@ -97,14 +109,24 @@ class FakeNetlink:
         self.sandboxes.setdefault(spec.ns_path, {})[spec.ifname] = spec
 
     async def ensure_vxlan(
-        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+        self,
+        name: str,
+        vni: int,
+        local: str,
+        bridge: str,
+        mtu: int,
+        port: int = 4789,
+        ns_path: str | None = None,
     ) -> None:
         self._call("ensure_vxlan", name, vni, local, bridge, mtu, port)
         if bridge not in self.links:
             raise Internal(f"cannot set up vxlan {name}: bridge {bridge} is missing")
         link = self.links.get(name)
         if link is None:
-            link = FakeLink(name, "vxlan", mtu=mtu, info={"vni": vni, "local": local, "port": port})
+            info: dict[str, Any] = {"vni": vni, "local": local, "port": port}
+            if ns_path is not None:
+                info["ns"] = ns_path
+            link = FakeLink(name, "vxlan", mtu=mtu, info=info)
             self.links[name] = link
         link.master = bridge
 
@@ -114,11 +136,15 @@ class FakeNetlink:
             raise Internal(f"parent interface {parent} is missing")
         self.links.setdefault(name, FakeLink(name, "vlan", info={"parent": parent, "vid": vid}))
 
-    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]:
+    async def vxlan_entries(
+        self, vxlan: str, ns_path: str | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
         self._call("vxlan_entries", vxlan)
         return dict(self.fdb.get(vxlan, {})), dict(self.neigh.get(vxlan, {}))
 
-    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
+    async def set_fdb(
+        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    ) -> None:
         self._call("set_fdb", vxlan, mac, dst, present)
         if vxlan not in self.links:
             return
@@ -128,7 +154,9 @@ class FakeNetlink:
         elif table.get(mac) == dst:
             del table[mac]
 
-    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
+    async def set_neigh(
+        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
+    ) -> None:
         self._call("set_neigh", ifname, ip, mac, present)
         if ifname not in self.links:
             return

@@ -38,29 +38,46 @@ class LinkSpec:
 
 
 class Netlink(Protocol):
-    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None: ...
+    async def ensure_bridge(
+        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+    ) -> None: ...
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None: ...
 
     async def link_names(self) -> set[str]: ...
 
-    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None: ...
+    async def add_veth(
+        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
+    ) -> None: ...
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None: ...
 
     async def ensure_vxlan(
-        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+        self,
+        name: str,
+        vni: int,
+        local: str,
+        bridge: str,
+        mtu: int,
+        port: int = 4789,
+        ns_path: str | None = None,
     ) -> None: ...
 
     async def ensure_vlan(self, name: str, parent: str, vid: int) -> None: ...
 
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None: ...
 
-    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None: ...
+    async def set_fdb(
+        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    ) -> None: ...
 
-    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None: ...
+    async def set_neigh(
+        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
+    ) -> None: ...
 
-    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]: ...
+    async def vxlan_entries(
+        self, vxlan: str, ns_path: str | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]: ...
 
     async def loopback_up(self, ns_path: str) -> None: ...
 
@@ -127,25 +144,27 @@ class PyrouteNetlink:
             names.add(str(link.get("ifname")))
         return names
 
-    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None:
+    async def ensure_bridge(
+        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+    ) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
-        ipr = await self._ipr()
         try:
-            idx = await self._index(name)
-            if idx is None:
-                await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-                idx = await self._index(name)
-            assert idx is not None
-            if address:
-                ip, prefix = address.split("/")
-                have = [
-                    (a.get("address"), a.get("prefixlen"))
-                    async for a in await ipr.addr("dump", index=idx)
-                ]
-                if (ip, int(prefix)) not in have:
-                    await ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix))
-            await ipr.link("set", index=idx, state="up")
+            async with self._in_ns(ns_path) as ipr:
+                idx = await self._lookup(ipr, name)
+                if idx is None:
+                    await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                    idx = await self._lookup(ipr, name)
+                assert idx is not None
+                if address:
+                    ip, prefix = address.split("/")
+                    have = [
+                        (a.get("address"), a.get("prefixlen"))
+                        async for a in await ipr.addr("dump", index=idx)
+                    ]
+                    if (ip, int(prefix)) not in have:
+                        await ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix))
+                await ipr.link("set", index=idx, state="up")
         except NetlinkError as exc:
             raise _err(f"cannot set up bridge {name}", exc) from exc
 
@@ -187,7 +206,12 @@ class PyrouteNetlink:
             if idx is not None:
                 await ns.link("set", index=idx, state="up")
 
-    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None:
+    async def add_veth(
+        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
+    ) -> None:
+        if bridge_ns is not None:
+            await self._add_veth_in(host_ifname, bridge, spec, bridge_ns)
+            return
         from pyroute2.netlink.exceptions import NetlinkError
 
         ipr = await self._ipr()
@@ -217,6 +241,38 @@ class PyrouteNetlink:
             await self._configure_peer(spec)
         except NetlinkError as exc:
             await self.delete_link(host_ifname)
+            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
+
+    async def _add_veth_in(
+        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str
+    ) -> None:
+        """A veth pair made inside ``bridge_ns`` (its end there on ``bridge``), the other end
+        in the container's namespace. No hairpin: nothing is published through such a bridge."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            async with self._in_ns(bridge_ns) as ipr:
+                br = await self._lookup(ipr, bridge)
+                if br is None:
+                    raise Internal(f"bridge {bridge} is missing")
+                await ipr.link(
+                    "add",
+                    ifname=host_ifname,
+                    kind="veth",
+                    mtu=spec.mtu,
+                    peer={
+                        "ifname": spec.ifname,
+                        "net_ns_fd": spec.ns_path,
+                        "address": spec.mac,
+                        "mtu": spec.mtu,
+                    },
+                )
+                idx = await self._lookup(ipr, host_ifname)
+                assert idx is not None
+                await ipr.link("set", index=idx, master=br, state="up")
+            await self._configure_peer(spec)
+        except NetlinkError as exc:
+            await self.delete_link(host_ifname, bridge_ns)
             raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
@@ -251,29 +307,52 @@ class PyrouteNetlink:
             raise _err(f"cannot create macvlan endpoint {spec.ifname}", exc) from exc
 
     async def ensure_vxlan(
-        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+        self,
+        name: str,
+        vni: int,
+        local: str,
+        bridge: str,
+        mtu: int,
+        port: int = 4789,
+        ns_path: str | None = None,
     ) -> None:
+        """A VXLAN device ``name`` on ``bridge``; with ``ns_path``, both live in that namespace.
+
+        The device is always made in the daemon's namespace and, with ``ns_path``, moved there:
+        its UDP socket stays where it was made, on the host's underlay.
+        """
         from pyroute2.netlink.exceptions import NetlinkError
 
         ipr = await self._ipr()
         try:
-            idx = await self._index(name)
-            if idx is None:
-                await ipr.link(
-                    "add",
-                    ifname=name,
-                    kind="vxlan",
-                    vxlan_id=vni,
-                    vxlan_local=local,
-                    vxlan_port=port,
-                    vxlan_learning=0,
-                    vxlan_proxy=1,  # answer ARP from the neighbour table (set_neigh)
-                    mtu=mtu,
-                )
-                idx = await self._index(name)
-            br = await self._index(bridge)
-            assert idx is not None and br is not None
-            await ipr.link("set", index=idx, master=br, state="up")
+            async with self._in_ns(ns_path) as nsr:
+                idx = await self._lookup(nsr, name)
+                if idx is None:
+                    if ns_path is not None and await self._index(name) is not None:
+                        await self.delete_link(name)  # a half-made one from an earlier try
+                    await ipr.link(
+                        "add",
+                        ifname=name,
+                        kind="vxlan",
+                        vxlan_id=vni,
+                        vxlan_local=local,
+                        vxlan_port=port,
+                        vxlan_learning=0,
+                        vxlan_proxy=1,  # answer ARP from the neighbour table (set_neigh)
+                        mtu=mtu,
+                    )
+                    if ns_path is not None:
+                        host_idx = await self._index(name)
+                        assert host_idx is not None
+                        try:
+                            await ipr.link("set", index=host_idx, net_ns_fd=ns_path)
+                        except NetlinkError:
+                            await self.delete_link(name)
+                            raise
+                    idx = await self._lookup(nsr, name)
+                br = await self._lookup(nsr, bridge)
+                assert idx is not None and br is not None
+                await nsr.link("set", index=idx, master=br, state="up")
         except NetlinkError as exc:
             raise _err(f"cannot set up vxlan {name}", exc) from exc
 
@@ -322,13 +401,19 @@ class PyrouteNetlink:
             await self.delete_link(name)
             raise _err(f"cannot set up the host shim {name}", exc) from exc
 
-    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
+    async def set_fdb(
+        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    ) -> None:
+        async with self._in_ns(ns_path) as ipr:
+            idx = await self._lookup(ipr, vxlan)
+            if idx is None:
+                return
+            await self._fdb(ipr, idx, vxlan, mac, dst, present)
+
+    @staticmethod
+    async def _fdb(ipr: Any, idx: int, vxlan: str, mac: str, dst: str, present: bool) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
-        ipr = await self._ipr()
-        idx = await self._index(vxlan)
-        if idx is None:
-            return
         try:
             await ipr.fdb(
                 "replace" if present else "del",
@@ -342,13 +427,19 @@ class PyrouteNetlink:
             if present or exc.code not in (2, 19):
                 raise _err(f"cannot program fdb {mac} on {vxlan}", exc) from exc
 
-    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
+    async def set_neigh(
+        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
+    ) -> None:
+        async with self._in_ns(ns_path) as ipr:
+            idx = await self._lookup(ipr, ifname)
+            if idx is None:
+                return
+            await self._neigh(ipr, idx, ifname, ip, mac, present)
+
+    @staticmethod
+    async def _neigh(ipr: Any, idx: int, ifname: str, ip: str, mac: str, present: bool) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
-        ipr = await self._ipr()
-        idx = await self._index(ifname)
-        if idx is None:
-            return
         try:
             await ipr.neigh(
                 "replace" if present else "del",
@@ -361,25 +452,27 @@ class PyrouteNetlink:
             if present or exc.code not in (2, 19):
                 raise _err(f"cannot program neighbour {ip} on {ifname}", exc) from exc
 
-    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]:
+    async def vxlan_entries(
+        self, vxlan: str, ns_path: str | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
         """The device's own remote entries: (FDB MAC -> VTEP, neighbour IP -> MAC).
 
         Only FDB entries with a destination (what :meth:`set_fdb` makes; the bridge's own
         entries for the port have none) and permanent neighbour entries are listed.
         Empty when the device is missing.
         """
-        ipr = await self._ipr()
-        idx = await self._index(vxlan)
         fdb: dict[str, str] = {}
         neigh: dict[str, str] = {}
-        if idx is None:
-            return fdb, neigh
-        async for e in await ipr.fdb("dump", ifindex=idx):
-            if e.get("ifindex") == idx and e.get("NDA_DST") and e.get("NDA_LLADDR"):
-                fdb[str(e.get("NDA_LLADDR"))] = str(e.get("NDA_DST"))
-        async for e in await ipr.neigh("dump", ifindex=idx, family=2):
-            if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
-                neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
+        async with self._in_ns(ns_path) as ipr:
+            idx = await self._lookup(ipr, vxlan)
+            if idx is None:
+                return fdb, neigh
+            async for e in await ipr.fdb("dump", ifindex=idx):
+                if e.get("ifindex") == idx and e.get("NDA_DST") and e.get("NDA_LLADDR"):
+                    fdb[str(e.get("NDA_LLADDR"))] = str(e.get("NDA_DST"))
+            async for e in await ipr.neigh("dump", ifindex=idx, family=2):
+                if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
+                    neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
         return fdb, neigh
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
@@ -421,8 +514,10 @@ class ThreadedNetlink:
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return await asyncio.wrap_future(fut)
 
-    async def ensure_bridge(self, name: str, address: str | None, mtu: int) -> None:
-        await self._call("ensure_bridge", name, address, mtu)
+    async def ensure_bridge(
+        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+    ) -> None:
+        await self._call("ensure_bridge", name, address, mtu, ns_path)
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None:
         await self._call("delete_link", name, ns_path)
@@ -431,16 +526,25 @@ class ThreadedNetlink:
         names: set[str] = await self._call("link_names")
         return names
 
-    async def add_veth(self, host_ifname: str, bridge: str, spec: LinkSpec) -> None:
-        await self._call("add_veth", host_ifname, bridge, spec)
+    async def add_veth(
+        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
+    ) -> None:
+        await self._call("add_veth", host_ifname, bridge, spec, bridge_ns)
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
         await self._call("add_macvlan", parent, mode, spec)
 
     async def ensure_vxlan(
-        self, name: str, vni: int, local: str, bridge: str, mtu: int, port: int = 4789
+        self,
+        name: str,
+        vni: int,
+        local: str,
+        bridge: str,
+        mtu: int,
+        port: int = 4789,
+        ns_path: str | None = None,
     ) -> None:
-        await self._call("ensure_vxlan", name, vni, local, bridge, mtu, port)
+        await self._call("ensure_vxlan", name, vni, local, bridge, mtu, port, ns_path)
 
     async def ensure_vlan(self, name: str, parent: str, vid: int) -> None:
         await self._call("ensure_vlan", name, parent, vid)
@@ -448,14 +552,22 @@ class ThreadedNetlink:
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
         await self._call("ensure_shim", name, parent, address, route)
 
-    async def set_fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
-        await self._call("set_fdb", vxlan, mac, dst, present)
+    async def set_fdb(
+        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    ) -> None:
+        await self._call("set_fdb", vxlan, mac, dst, present, ns_path)
 
-    async def set_neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
-        await self._call("set_neigh", ifname, ip, mac, present)
+    async def set_neigh(
+        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
+    ) -> None:
+        await self._call("set_neigh", ifname, ip, mac, present, ns_path)
 
-    async def vxlan_entries(self, vxlan: str) -> tuple[dict[str, str], dict[str, str]]:
-        entries: tuple[dict[str, str], dict[str, str]] = await self._call("vxlan_entries", vxlan)
+    async def vxlan_entries(
+        self, vxlan: str, ns_path: str | None = None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        entries: tuple[dict[str, str], dict[str, str]] = await self._call(
+            "vxlan_entries", vxlan, ns_path
+        )
         return entries
 
     async def loopback_up(self, ns_path: str) -> None:

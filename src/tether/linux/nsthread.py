@@ -362,6 +362,12 @@ class NetnsThread:
             os.close(loc.base)
         loc.base = fd
 
+    def submit_sysctl(self, ns_path: str, key: str, value: str) -> Future[bool]:
+        """Write ``value`` to ``/proc/sys/<key>`` as seen from the namespace at ``ns_path``
+        (``net/...`` settings are per network namespace, resolved at open time). The future
+        gives False when the setting does not exist there (its module is not loaded)."""
+        return self.submit(lambda home: _write_sysctl(home, ns_path, key, value))
+
     def submit_new_netns(self, path: str) -> Future[None]:
         """Make a fresh network namespace and bind-mount it on the existing file ``path``.
 
@@ -501,6 +507,23 @@ def _make_sockets(home: int, ns_fd: int, specs: Sequence[SocketSpec]) -> list[so
         raise
     _go_home(home)
     return made
+
+
+def _write_sysctl(home: int, ns_path: str, key: str, value: str) -> bool:
+    ns_fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _setns(ns_fd, CLONE_NEWNET) != 0:
+            raise _os_error(f"cannot enter {ns_path}")
+        try:
+            with open(f"/proc/sys/{key}", "w") as f:
+                f.write(value)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            _go_home(home)
+    finally:
+        os.close(ns_fd)
 
 
 def _make_netns(home: int, path: str) -> None:
