@@ -75,9 +75,20 @@ class FakeUpstream:
                 if out is not None:
                     self.transport.sendto(out, addr)  # type: ignore[attr-defined]
 
-        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
+        # a free UDP port whose TCP twin is free too (another test's TCP socket may hold it)
+        for _attempt in range(20):
+            transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
+            port = transport.get_extra_info("sockname")[1]
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                probe.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                transport.close()
+            finally:
+                probe.close()
         self._udp = transport
-        self.port = transport.get_extra_info("sockname")[1]
+        self.port = port
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
