@@ -209,45 +209,8 @@ class PyrouteNetlink:
     async def add_veth(
         self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
     ) -> None:
-        if bridge_ns is not None:
-            await self._add_veth_in(host_ifname, bridge, spec, bridge_ns)
-            return
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        ipr = await self._ipr()
-        try:
-            br = await self._index(bridge)
-            if br is None:
-                raise Internal(f"bridge {bridge} is missing")
-            await ipr.link(
-                "add",
-                ifname=host_ifname,
-                kind="veth",
-                mtu=spec.mtu,
-                peer={
-                    "ifname": spec.ifname,
-                    "net_ns_fd": spec.ns_path,
-                    "address": spec.mac,
-                    "mtu": spec.mtu,
-                },
-            )
-            idx = await self._index(host_ifname)
-            assert idx is not None
-            await ipr.link("set", index=idx, master=br, state="up")
-            # hairpin: a frame may leave through the port it came in on, so a container
-            # reaches its own published port through a host address (DNAT sends it back).
-            # The attribute is IFLA_BRPORT_MODE ("mode"); pyroute2 ignores unknown names.
-            await ipr.brport("set", index=idx, mode=1)
-            await self._configure_peer(spec)
-        except NetlinkError as exc:
-            await self.delete_link(host_ifname)
-            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
-
-    async def _add_veth_in(
-        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str
-    ) -> None:
-        """A veth pair made inside ``bridge_ns`` (its end there on ``bridge``), the other end
-        in the container's namespace. No hairpin: nothing is published through such a bridge."""
+        """A veth pair: ``host_ifname`` on ``bridge`` (in the daemon's namespace, or in
+        ``bridge_ns``: an overlay network's), its peer ``spec`` in the container's."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
@@ -270,6 +233,12 @@ class PyrouteNetlink:
                 idx = await self._lookup(ipr, host_ifname)
                 assert idx is not None
                 await ipr.link("set", index=idx, master=br, state="up")
+                if bridge_ns is None:
+                    # hairpin: a frame may leave through the port it came in on, so a container
+                    # reaches its own published port through a host address (DNAT sends it
+                    # back). The attribute is IFLA_BRPORT_MODE ("mode"); pyroute2 ignores
+                    # unknown names. (Nothing is published through an overlay's bridge.)
+                    await ipr.brport("set", index=idx, mode=1)
             await self._configure_peer(spec)
         except NetlinkError as exc:
             await self.delete_link(host_ifname, bridge_ns)
