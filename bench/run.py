@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from bench import cases, dns_case
 from bench.cases import Results, log
@@ -94,21 +95,36 @@ def in_lab_extras(engines: list[Engine], res: Results, extras: list[tuple[str, s
         key = "restart_event"
         res.fig(key, "7", "`--restart always`: kill -9 → the engine's `start` event "
                 "(ms, bench/restart_bench.py)")  # fmt: skip
-        try:
-            p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True,
-                               text=True, timeout=240)  # fmt: skip
-            samples = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
-        except (subprocess.TimeoutExpired, ValueError, IndexError):
-            samples = {}
-        for e in api:
-            for v in samples.get(e.name, []):
-                res.add(key, e.name, float(v))
-            if not samples.get(e.name):
-                res.note(key, e.name, "script failed")
-        for e in engines:
-            if e.docker_host is None:
-                res.note(key, e.name, "not run (docker API only)")
+        samples, _ = _json_samples(argv, 240)
+        _file_samples(res, key, engines, samples)
     throughput(engines, res, extras)
+
+
+def _json_samples(argv: list[str], timeout: float) -> tuple[dict[str, Any], str]:
+    """Run a helper script whose last stdout line is its samples as JSON: (samples, the
+    lines before it); ({}, "") when it fails or does not finish."""
+    try:
+        p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True, text=True,
+                           timeout=timeout)  # fmt: skip
+        if p.returncode != 0:
+            return {}, ""
+        lines = p.stdout.strip().splitlines()
+        return json.loads(lines[-1]), "\n".join(lines[:-1]).strip()
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return {}, ""
+
+
+def _file_samples(res: Results, key: str, engines: list[Engine], by_engine: dict[str, Any]) -> None:
+    """Add each Docker-API engine's samples to figure ``key``; say why one has none."""
+    for e in engines:
+        if e.docker_host is None:
+            res.note(key, e.name, "not run (docker API only)")
+            continue
+        vals = by_engine.get(e.name, [])
+        for v in vals:
+            res.add(key, e.name, float(v))
+        if not vals:
+            res.note(key, e.name, "script failed")
 
 
 def throughput(engines: list[Engine], res: Results, extras: list[tuple[str, str]]) -> None:
@@ -129,23 +145,9 @@ def throughput(engines: list[Engine], res: Results, extras: list[tuple[str, str]
     for e in api:
         argv += ["--engine", f"{e.name}={e.docker_host},{e.host.netns_path},{e.host.address}"]
     log(f"extra: ports_bench.py ({', '.join(e.name for e in api)}, interleaved)")
-    try:
-        p = subprocess.run(argv, env=_script_env(), cwd=ROOT, capture_output=True, text=True,
-                           timeout=400)  # fmt: skip
-        samples = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {}
-        tables = "\n".join(p.stdout.strip().splitlines()[:-1]).strip()
-    except (subprocess.TimeoutExpired, ValueError, IndexError):
-        samples, tables = {}, ""
+    samples, tables = _json_samples(argv, 400)
     for key in labels:
-        for e in api:
-            vals = samples.get(key, {}).get(e.name, [])
-            for v in vals:
-                res.add(key, e.name, float(v))
-            if not vals:
-                res.note(key, e.name, "script failed")
-        for e in engines:
-            if e.docker_host is None:
-                res.note(key, e.name, "not run (docker API only)")
+        _file_samples(res, key, engines, samples.get(key, {}))
     cmd = f"python bench/ports_bench.py {' '.join(common)} --engine NAME=... (each engine)"
     extras.append(("Throughput, per engine (bench/ports_bench.py, iperf3)",
                    f"`{cmd}`, engines interleaved run by run, in the same lab and run as the "

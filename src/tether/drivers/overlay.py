@@ -182,12 +182,7 @@ class OverlayDriver:
                 ns_path=ns,
             )  # fmt: skip
         except BaseException:
-            if ns is not None and self.spaces is not None:
-                # deleted here, not left to the namespace's (asynchronous) destruction: a
-                # retry makes a VXLAN device with the same id and port at once
-                await self.nl.delete_link(vxlan_name(net), ns)
-                await self.nl.delete_link(bridge_name(net), ns)
-                self.spaces.delete(net.id)
+            await self._drop(net, ns)
             raise
         self._ns[net.id] = ns
         self._local[net.id] = set()
@@ -198,14 +193,16 @@ class OverlayDriver:
     async def _unwire(self, net: Network) -> None:
         self._local.pop(net.id, None)
         self._programmed.pop(net.id, None)
-        ns = self._ns.pop(net.id, None)
-        if ns is not None:
-            await self.nl.delete_link(vxlan_name(net), ns)
-            await self.nl.delete_link(bridge_name(net), ns)
-        # (and in the daemon's namespace: where an older tether made them, or never wired)
-        await self.nl.delete_link(vxlan_name(net))
-        await self.nl.delete_link(bridge_name(net))
-        if self.spaces is not None and net.id[:12] in self.spaces.list():
+        await self._drop(net, self._ns.pop(net.id, None))
+
+    async def _drop(self, net: Network, ns: str | None) -> None:
+        """Delete the network's devices in ``ns`` (None: the daemon's namespace, where an
+        older tether made them), then that namespace. The devices go first, not with the
+        namespace's (asynchronous) destruction: a rewiring makes a VXLAN device with the same
+        id and port at once."""
+        await self.nl.delete_link(vxlan_name(net), ns)
+        await self.nl.delete_link(bridge_name(net), ns)
+        if ns is not None and self.spaces is not None:
             self.spaces.delete(net.id)
 
     async def sweep(self) -> None:

@@ -373,53 +373,45 @@ class PyrouteNetlink:
     async def set_fdb(
         self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
     ) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
         async with self._in_ns(ns_path) as ipr:
             idx = await self._lookup(ipr, vxlan)
             if idx is None:
                 return
-            await self._fdb(ipr, idx, vxlan, mac, dst, present)
-
-    @staticmethod
-    async def _fdb(ipr: Any, idx: int, vxlan: str, mac: str, dst: str, present: bool) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            await ipr.fdb(
-                "replace" if present else "del",
-                ifindex=idx,
-                lladdr=mac,
-                dst=dst,
-                state=0x80,  # NUD_PERMANENT
-                flags=0x02,  # NTF_SELF: the vxlan device's own table, not the bridge's
-            )
-        except NetlinkError as exc:
-            if present or exc.code not in (2, 19):
-                raise _err(f"cannot program fdb {mac} on {vxlan}", exc) from exc
+            try:
+                await ipr.fdb(
+                    "replace" if present else "del",
+                    ifindex=idx,
+                    lladdr=mac,
+                    dst=dst,
+                    state=0x80,  # NUD_PERMANENT
+                    flags=0x02,  # NTF_SELF: the vxlan device's own table, not the bridge's
+                )
+            except NetlinkError as exc:
+                if present or exc.code not in (2, 19):
+                    raise _err(f"cannot program fdb {mac} on {vxlan}", exc) from exc
 
     async def set_neigh(
         self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
     ) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
         async with self._in_ns(ns_path) as ipr:
             idx = await self._lookup(ipr, ifname)
             if idx is None:
                 return
-            await self._neigh(ipr, idx, ifname, ip, mac, present)
-
-    @staticmethod
-    async def _neigh(ipr: Any, idx: int, ifname: str, ip: str, mac: str, present: bool) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            await ipr.neigh(
-                "replace" if present else "del",
-                ifindex=idx,
-                dst=ip,
-                lladdr=mac,
-                state=0x80,
-            )
-        except NetlinkError as exc:
-            if present or exc.code not in (2, 19):
-                raise _err(f"cannot program neighbour {ip} on {ifname}", exc) from exc
+            try:
+                await ipr.neigh(
+                    "replace" if present else "del",
+                    ifindex=idx,
+                    dst=ip,
+                    lladdr=mac,
+                    state=0x80,
+                )
+            except NetlinkError as exc:
+                if present or exc.code not in (2, 19):
+                    raise _err(f"cannot program neighbour {ip} on {ifname}", exc) from exc
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None

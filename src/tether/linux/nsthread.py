@@ -255,11 +255,8 @@ class NetnsThread:
         if mounts.netns_path:
             ns_fd = os.open(mounts.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            base = self._base_mounts(mounts.netns_dir)
             try:
-                if _setns(base, CLONE_NEWNS) != 0:
-                    raise _os_error("cannot enter the runtime's base mount namespace")
-                _detach_foreign()
+                self._enter_base(mounts.netns_dir)
                 if _unshare(CLONE_NEWNS) != 0:
                     raise _os_error("cannot create a mount namespace")
                 return _in_private_mounts(argv, mounts, ns_fd, run)
@@ -288,20 +285,25 @@ class NetnsThread:
     def _popen_in_base(self, argv: Sequence[str], popen: dict[str, Any]) -> subprocess.Popen[bytes]:
         # Where the base cannot be had, the program starts in the daemon's namespace (slower
         # at scale, same result): runc must be able to stop and delete in any case.
-        if not self.own_cwd:
-            return subprocess.Popen(list(argv), **popen)
-        try:
-            base = self._base_mounts(None)
-        except OSError as exc:
-            log.warning("runtime base mount namespace unavailable: %s", exc)
-            return subprocess.Popen(list(argv), **popen)
-        try:
-            if _setns(base, CLONE_NEWNS) != 0:
-                raise _os_error("cannot enter the runtime's base mount namespace")
-            _detach_foreign()
-            return subprocess.Popen(list(argv), **popen)
-        finally:
-            self._home_mounts()
+        if self.own_cwd:
+            try:
+                self._enter_base(None)
+            except OSError as exc:
+                self._home_mounts()
+                log.warning("runtime base mount namespace unavailable: %s", exc)
+            else:
+                try:
+                    return subprocess.Popen(list(argv), **popen)
+                finally:
+                    self._home_mounts()
+        return subprocess.Popen(list(argv), **popen)
+
+    def _enter_base(self, netns_dir: str | None) -> None:
+        """Switch this thread to the runtime's base mount namespace, rid of any overlay or
+        namespace-file mount that propagated into it; the caller goes home (``_home_mounts``)."""
+        if _setns(self._base_mounts(netns_dir), CLONE_NEWNS) != 0:
+            raise _os_error("cannot enter the runtime's base mount namespace")
+        _detach_foreign()
 
     def _home_mounts(self) -> None:
         if _setns(self._local.home_mnt, CLONE_NEWNS) != 0:
