@@ -146,16 +146,24 @@ def flatness(v: list[float], k: int = 10) -> tuple[float, float, float]:
     return first, last, last / first
 
 
-def many_scale(engines: list[Engine], res: Results, n: int, limit_s: float) -> None:
-    """``n`` containers on a fresh network ``benchbig`` (10.60.0.0/16), interleaved, bounded.
+def many_scale(
+    engines: list[Engine], res: Results, n: int, limit_s: float, prefix: str = "big"
+) -> None:
+    """``n`` containers per engine on a fresh network ``benchbig`` (10.60.0.0/16), bounded.
 
-    Stops adding after ``limit_s`` seconds (all engines together) and says how many each got.
-    The containers are left running: the caller measures memory, then removes them (timed).
+    With one engine this is that engine's own fill (how the main table's ``big_*`` figures are
+    taken: the machine holds only its containers); with several, they fill in turn, one
+    container each (``prefix`` "mix": a figure of the two engines' combined load, see
+    bench/FINDINGS.md "Scale" step 8). Stops adding after ``limit_s`` seconds (all engines
+    together) and says how many each got. The containers are left running: the caller
+    measures memory, then removes them (timed).
     """
-    res.fig("big_total", "3", f"{n} containers in sequence on one network: total (s)", "{:.1f}")
-    res.fig("big_first", "3", f"per-container median, first 10 of {n} (ms)")
-    res.fig("big_last", "3", f"per-container median, last 10 of {n} (ms)")
-    res.fig("big_flat", "3", f"last-10 / first-10 median, {n} containers", "{:.2f}")
+    both = " (engines filling in turn)" if prefix != "big" else ""
+    res.fig(f"{prefix}_total", "3", f"{n} containers in sequence on one network{both}: "
+            "total (s)", "{:.1f}")  # fmt: skip
+    res.fig(f"{prefix}_first", "3", f"per-container median, first 10 of {n}{both} (ms)")
+    res.fig(f"{prefix}_last", "3", f"per-container median, last 10 of {n}{both} (ms)")
+    res.fig(f"{prefix}_flat", "3", f"last-10 / first-10 median, {n} containers{both}", "{:.2f}")
     for e in engines:
         e.cli("network", "create", "--subnet", "10.60.0.0/16", "--gateway", "10.60.0.1",
               "benchbig")  # fmt: skip
@@ -174,15 +182,38 @@ def many_scale(engines: list[Engine], res: Results, n: int, limit_s: float) -> N
             log(f"  {i + 1}/{n} containers per engine")
     for name, v in per.items():
         if len(v) < 2:
-            res.note("big_total", name, "failed")
+            res.note(f"{prefix}_total", name, "failed")
             continue
-        res.add("big_total", name, sum(v) / 1000)
+        res.add(f"{prefix}_total", name, sum(v) / 1000)
         if len(v) < n:
-            res.note("big_total", name, f"only {len(v)} in the time limit")
+            res.note(f"{prefix}_total", name, f"only {len(v)} in the time limit")
         first, last, flat = flatness(v)
-        res.add("big_first", name, first)
-        res.add("big_last", name, last)
-        res.add("big_flat", name, flat)
+        res.add(f"{prefix}_first", name, first)
+        res.add(f"{prefix}_last", name, last)
+        res.add(f"{prefix}_flat", name, flat)
+
+
+def settle(idle: float = 0.9, window_s: float = 2.0, limit_s: float = 120.0) -> float:
+    """Wait until the machine is idle (``idle`` of its CPU time over ``window_s``) or
+    ``limit_s`` passed, e.g. after the previous case's teardown; returns the seconds waited.
+
+    The scale case runs after a removal of hundreds of containers; their exits and the
+    kernel's namespace cleanup go on for tens of seconds after the CLI returns, and would
+    slow the next fill's first containers (so flatter its ratio than the truth)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        a = _cpu_times()
+        time.sleep(window_s)
+        b = _cpu_times()
+        total = sum(b) - sum(a)
+        if total > 0 and (b[3] + b[4] - a[3] - a[4]) / total >= idle:
+            break
+    return time.monotonic() - t0
+
+
+def _cpu_times() -> list[int]:
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
 
 
 def remove_all(engines: list[Engine], res: Results, key: str, label: str) -> None:

@@ -185,12 +185,15 @@ def write(
         "(its bridge and iptables rules live in that namespace); every podman command runs in "
         "its namespace with a private `--root`/`--runroot`. Every figure is taken with the "
         "engines interleaved (sample i of each engine before sample i+1, rotating who goes "
-        "first). The image is the busybox rootfs of `scripts/build-busybox-image.sh`, imported "
+        "first), except the 500-container fill: it measures how an engine's start time grows "
+        "with its own containers, so each engine fills on its own (after the machine has "
+        "settled), then both fill again in turn, one container each, as a second figure (it "
+        "adds the other engine's growing load; bench/FINDINGS.md, Scale step 8). The image is the busybox rootfs of `scripts/build-busybox-image.sh`, imported "
         "as `alpine:latest` into each engine. TCP checks connect from the lab host's namespace "
         "to the container IP, polling every ~2 ms. Cells are min / **median** / max; ratios "
         "are of medians (below 1 means tether takes less). Absolute figures drift between "
         "runs and machines: compare only columns of one run. "
-        "Rerun: `sudo make bench` (about 15 minutes) or "
+        "Rerun: `sudo make bench` (about 25 minutes) or "
         "`sudo .venv/bin/python -m bench.run --quick` (about 2 minutes).",
         "",
         "## Results",

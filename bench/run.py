@@ -7,9 +7,10 @@ Builds one lab (``tether.lab``) with a host (network namespace) per engine, star
 there (see bench/engines.py), imports the busybox image into each, runs the cases of
 bench/cases.py with the engines interleaved, DNS from inside a container (bench/dns_case.py,
 every engine), then the per-area helper scripts (ports, restart: each run as its own process and
-its Markdown output kept), then ``--scale`` containers on one network (tether and Docker; timed
-removal), removes the lab and writes the report (bench/report.py). Loops are bounded: the full
-run takes about 15 minutes (half of it the 500 containers), ``--quick`` about 2 (fewer samples,
+its Markdown output kept), then ``--scale`` containers on one network, for tether and Docker each
+on its own (RSS, timed removal), then both filling in turn; removes the lab and writes the report
+(bench/report.py). Loops are bounded: the full run takes about 25 minutes (more than half of it
+the 500 containers), ``--quick`` about 2 (fewer samples,
 short DNS case, no helper scripts, no scale case). An engine that is not installed or does not
 start is reported, not fatal.
 """
@@ -49,11 +50,11 @@ class Sizes:
     dns_seconds: int
     dns_single: int
     scale: int  # 0: no scale case
-    scale_limit: float  # seconds for adding the scale containers, all engines together
+    scale_limit: float  # seconds for one engine's scale fill (x engines when they fill in turn)
 
 
 FULL = Sizes(net=10, run=10, cd=10, many=50, restart=5, cli=10, dns_rounds=3, dns_seconds=3,
-             dns_single=1000, scale=500, scale_limit=540)  # fmt: skip
+             dns_single=1000, scale=500, scale_limit=420)  # fmt: skip
 QUICK = Sizes(net=4, run=4, cd=4, many=20, restart=3, cli=5, dns_rounds=1, dns_seconds=1,
               dns_single=200, scale=0, scale_limit=0)  # fmt: skip
 SCALE_ENGINES = ("tether", "docker")  # podman would add ~2 minutes per 500 containers
@@ -201,12 +202,40 @@ def start_engines(lab: Lab, wanted: list[str], unavailable: dict[str, str]) -> l
     return engines
 
 
+def scale_case(engines: list[Engine], res: Results, sizes: Sizes, turns: bool) -> None:
+    """``sizes.scale`` containers: each engine's own fill (the flatness target's figure, with
+    its RSS and one timed ``rm -f``), then, unless ``turns`` is false, both engines filling in
+    turn, one container each, for the record: that figure adds the other engine's growing load
+    to each one's own scaling (bench/FINDINGS.md "Scale" steps 7-8)."""
+    n = sizes.scale
+    big = [e for e in engines if e.name in SCALE_ENGINES]
+    for e in big:
+        log(f"§3 {n} containers, {e.name} alone (settled after {cases.settle():.0f} s)")
+        cases.many_scale([e], res, n, sizes.scale_limit)
+        time.sleep(1)
+        cases.memory([e], res, "rss_big", f"daemon RSS with {n} containers running (MiB)")
+        cases.remove_all([e], res, "big_rm", f"remove those {n}: one `rm -f` with every id (s)")
+        e.cleanup()
+    if turns and len(big) > 1:
+        names = ", ".join(e.name for e in big)
+        log(f"§3 {n} containers, {names} in turn (settled after {cases.settle():.0f} s)")
+        cases.many_scale(big, res, n, sizes.scale_limit * len(big), prefix="mix")
+        for e in big:
+            e.cleanup()
+    for e in engines:
+        if e not in big:
+            for key in ("big_total", "rss_big", "big_rm"):
+                res.note(key, e.name, "not run (time)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples: about 2 minutes")
     ap.add_argument("--engines", default="tether,docker,podman")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--no-extras", action="store_true", help="skip the per-area helper scripts")
+    ap.add_argument("--no-scale-turns", action="store_true", help="skip the scale case's "
+                    "fill by both engines in turn (each one's own fill still runs)")  # fmt: skip
     ap.add_argument("--scale", type=int, help="containers of the scale case (0: skip; "
                     "default 500, 0 with --quick)")  # fmt: skip
     args = ap.parse_args()
@@ -276,20 +305,9 @@ def main() -> int:
         if not args.no_extras and not args.quick:
             in_lab_extras(engines, res, extras)
         if sizes.scale:
-            big = [e for e in engines if e.name in SCALE_ENGINES]
             for e in engines:
                 e.cleanup()
-            log(f"§3 {sizes.scale} containers ({', '.join(e.name for e in big)})")
-            cases.many_scale(big, res, sizes.scale, sizes.scale_limit)
-            time.sleep(1)
-            cases.memory(big, res, "rss_big",
-                         f"daemon RSS with {sizes.scale} containers running (MiB)")  # fmt: skip
-            cases.remove_all(big, res, "big_rm", f"remove those {sizes.scale}: one `rm -f` "
-                             "with every id (s)")  # fmt: skip
-            for e in engines:
-                if e not in big:
-                    for key in ("big_total", "rss_big", "big_rm"):
-                        res.note(key, e.name, "not run (time)")
+            scale_case(engines, res, sizes, turns=not args.no_scale_turns)
     finally:
         for e in engines:
             try:
