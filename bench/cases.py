@@ -188,6 +188,7 @@ def many_scale(
         if len(v) < n:
             res.note(f"{prefix}_total", name, f"only {len(v)} in the time limit")
         first, last, flat = flatness(v)
+        log(f"  {name}: first-10 {first:.0f} ms, last-10 {last:.0f} ms, flat {flat:.2f}")
         res.add(f"{prefix}_first", name, first)
         res.add(f"{prefix}_last", name, last)
         res.add(f"{prefix}_flat", name, flat)

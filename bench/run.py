@@ -307,7 +307,11 @@ def main() -> int:
         if sizes.scale:
             for e in engines:
                 e.cleanup()
-            scale_case(engines, res, sizes, turns=not args.no_scale_turns)
+            try:
+                scale_case(engines, res, sizes, turns=not args.no_scale_turns)
+            except BenchError as exc:  # keep what was measured before it
+                log(f"scale case: {exc}")
+                res.notes.append(f"the scale case stopped: {str(exc).splitlines()[0][:300]}")
     finally:
         for e in engines:
             try:
