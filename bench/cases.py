@@ -149,7 +149,7 @@ def flatness(v: list[float], k: int = 10) -> tuple[float, float, float]:
 def many_scale(
     engines: list[Engine], res: Results, n: int, limit_s: float, prefix: str = "big"
 ) -> None:
-    """``n`` containers per engine on a fresh network ``benchbig`` (10.60.0.0/16), bounded.
+    """``n`` containers per engine on a fresh network ``bench<prefix>`` (10.60.0.0/16), bounded.
 
     With one engine this is that engine's own fill (how the main table's ``big_*`` figures are
     taken: the machine holds only its containers); with several, they fill in turn, one
@@ -164,9 +164,10 @@ def many_scale(
     res.fig(f"{prefix}_first", "3", f"per-container median, first 10 of {n}{both} (ms)")
     res.fig(f"{prefix}_last", "3", f"per-container median, last 10 of {n}{both} (ms)")
     res.fig(f"{prefix}_flat", "3", f"last-10 / first-10 median, {n} containers{both}", "{:.2f}")
+    net = f"bench{prefix}"  # its own name: dockerd can hold a network for a while after a removal
     for e in engines:
         e.cli("network", "create", "--subnet", "10.60.0.0/16", "--gateway", "10.60.0.1",
-              "benchbig")  # fmt: skip
+              net)  # fmt: skip
     per: dict[str, list[float]] = {e.name: [] for e in engines}
     deadline = time.monotonic() + limit_s
     for i, order in rotations(engines, n):
@@ -174,7 +175,7 @@ def many_scale(
             log(f"  stopped at {i} containers per engine (limit {limit_s:.0f} s)")
             break
         for e in order:
-            r = e.cli("run", "-d", *e.run_opts, "--name", f"big{i}", "--network", "benchbig",
+            r = e.cli("run", "-d", *e.run_opts, "--name", f"{prefix}{i}", "--network", net,
                       "alpine", "sleep", "100000", check=False)  # fmt: skip
             if r.rc == 0:
                 per[e.name].append(r.ms)

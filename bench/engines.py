@@ -141,14 +141,14 @@ class Engine:
         if ids:
             self.cli("rm", *self.rm_opts, *ids, check=False, timeout=300)
         # dockerd may still be releasing the endpoints of a large removal ("has active
-        # endpoints"): try again for a while rather than leave a network the next case makes
-        for _ in range(60):
+        # endpoints"): try again for a while (the scale case's fills use their own names)
+        for _ in range(20):
             nets = self.cli("network", "ls", "--format", "{{.Name}}", check=False).out.split()
             mine = [n for n in nets if n.startswith("bench")]
             if not mine or self.cli("network", "rm", *mine, check=False).rc == 0:
                 return
             time.sleep(0.5)
-        raise BenchError(f"{self.name}: cannot remove networks {' '.join(mine)}")
+        print(f"[bench] {self.name}: networks left behind: {' '.join(mine)}", flush=True)
 
     # -- memory
     def daemon_memory(self) -> dict[str, tuple[int, int]]:

@@ -325,6 +325,12 @@ def test_rm_leaves_nothing(h: LabHost) -> None:
     ip, veth = ep["IPAddress"], "tv" + ep["EndpointID"][:13]
     nsfile = Path(h.exec_root) / "netns" / cid[:12]
     assert veth in links(h)
+    # an IPv4-only endpoint has no IPv6 on either end (no link-local address, so no DAD, MLD
+    # or router solicitation flooded to every port; no address from a rogue RA)
+    assert "inet6" not in ok(h, "exec", "leaky", "ip", "addr", "show", "eth0")
+    assert "inet6" in ok(h, "exec", "leaky", "ip", "addr", "show", "lo")
+    knob = f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6"
+    assert in_host(h, "cat", knob, check=True).stdout.strip() == "1"
     assert nsfile.exists()
     assert mounts_mentioning([cid[:12]])
     table = in_host(h, "nft", "list", "table", "ip", "tether", check=True).stdout

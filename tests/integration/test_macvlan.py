@@ -75,6 +75,8 @@ def test_containers_on_two_hosts_ping_each_other(mlab: Lab) -> None:
     ok(docker(h2, "run", "-d", "--name", "m2", "--network", "mv", "--ip", "198.18.100.12",
               "alpine", "sleep", "600"))  # fmt: skip
     assert "macvlan mode bridge" in link_details(h1, "m1")
+    # made in the host's namespace, moved into the container's: IPv6 off there too
+    assert "inet6" not in ok(docker(h1, "exec", "m1", "ip", "addr", "show", "eth0"))
     wait_until(
         lambda: (
             docker(h1, "exec", "m1", "ping", "-c", "1", "-W", "1", "198.18.100.12").returncode == 0

@@ -67,6 +67,14 @@ def test_create_makes_a_new_namespace_and_the_thread_goes_home(nsdir: NetnsDir) 
             .result()
         )
         assert where == home
+        # IPv6 off for every interface made in it later (tether's networks are IPv4-only);
+        # lo, there from the start, keeps it
+        assert _inside(a, "cat", "/proc/sys/net/ipv6/conf/default/disable_ipv6").strip() == "1"
+        assert _inside(a, "cat", "/proc/sys/net/ipv6/conf/lo/disable_ipv6").strip() == "0"
+        _inside(a, "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+        _inside(a, "ip", "link", "set", "d0", "up")
+        assert _inside(a, "cat", "/proc/sys/net/ipv6/conf/d0/disable_ipv6").strip() == "1"
+        assert "inet6" not in _inside(a, "ip", "addr", "show", "d0")
         nsdir.delete("a")
         assert not os.path.exists(a)
         # the folder is a mount of its own (one detach hides every sandbox file)

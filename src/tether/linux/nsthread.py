@@ -30,6 +30,7 @@ default instance (:func:`default`) that the daemon shuts down on exit.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno as errno_mod
@@ -528,11 +529,26 @@ def _write_sysctl(home: int, ns_path: str, key: str, value: str) -> bool:
         os.close(ns_fd)
 
 
+_NO_IPV6 = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
+
+
 def _make_netns(home: int, path: str) -> None:
-    """Job: a new network namespace, bind-mounted on the existing file ``path``."""
+    """Job: a new network namespace, bind-mounted on the existing file ``path``.
+
+    Interfaces made in it later (or moved into it) have IPv6 disabled: tether's networks are
+    IPv4-only (it refuses ``--ipv6``), so an IPv6 link-local address there would only let a
+    router advertisement give an IPv4-only container an address nobody allocated (what
+    Docker fixed in 26.0.2, CVE-2024-32473), and make every new interface send DAD, MLD and
+    router solicitations, which a bridge floods to every other port: a per-container cost
+    that grew with the number of containers (bench/FINDINGS.md, Scale step 8). ``lo``
+    exists already and keeps ``::1``.
+    """
     if _unshare(CLONE_NEWNET) != 0:
         raise _os_error("cannot create a network namespace")
     try:
+        # (not there: a kernel without IPv6; read-only /proc/sys: the interfaces keep IPv6)
+        with contextlib.suppress(OSError), open(_NO_IPV6, "w") as f:
+            f.write("1")
         if _mount(b"/proc/thread-self/ns/net", path.encode(), None, _MS_BIND, None) != 0:
             raise _os_error(f"cannot bind the namespace on {path}")
     finally:
