@@ -149,7 +149,7 @@ def flatness(v: list[float], k: int = 10) -> tuple[float, float, float]:
 def many_scale(
     engines: list[Engine], res: Results, n: int, limit_s: float, prefix: str = "big"
 ) -> None:
-    """``n`` containers per engine on a fresh network ``bench<prefix>`` (10.60.0.0/16), bounded.
+    """``n`` containers per engine on a fresh network ``bench<prefix>`` (a /16), bounded.
 
     With one engine this is that engine's own fill (how the main table's ``big_*`` figures are
     taken: the machine holds only its containers); with several, they fill in turn, one
@@ -164,9 +164,10 @@ def many_scale(
     res.fig(f"{prefix}_first", "3", f"per-container median, first 10 of {n}{both} (ms)")
     res.fig(f"{prefix}_last", "3", f"per-container median, last 10 of {n}{both} (ms)")
     res.fig(f"{prefix}_flat", "3", f"last-10 / first-10 median, {n} containers{both}", "{:.2f}")
-    net = f"bench{prefix}"  # its own name: dockerd can hold a network for a while after a removal
+    # its own name and subnet: dockerd can hold a network for a while after a large removal
+    net, sub = f"bench{prefix}", "10.60" if prefix == "big" else "10.61"
     for e in engines:
-        e.cli("network", "create", "--subnet", "10.60.0.0/16", "--gateway", "10.60.0.1",
+        e.cli("network", "create", "--subnet", f"{sub}.0.0/16", "--gateway", f"{sub}.0.1",
               net)  # fmt: skip
     per: dict[str, list[float]] = {e.name: [] for e in engines}
     deadline = time.monotonic() + limit_s

@@ -350,6 +350,24 @@ async def test_name_conflict_leaves_nothing(tmp_path: Path) -> None:
 
 
 @aio
+async def test_a_name_that_looks_like_an_id_prefix_is_only_a_name(tmp_path: Path) -> None:
+    # Docker checks a new name against names only: "b6" is free even when two ids start with it
+    w = await started(tmp_path)
+    a, b = await w.create("x1"), await w.create("x2")
+    for c, cid in ((a, "b6" + "0" * 62), (b, "b6" + "1" * 62)):
+        del w.ctl.containers[c.id]
+        c.id = cid
+        w.ctl.containers[cid] = c
+    with pytest.raises(BadRequest, match=r"^multiple IDs found with provided prefix: b6$"):
+        w.ctl.get("b6")
+    made = await w.create("b6")
+    assert w.ctl.get("b6") is made
+    await w.ctl.rename("x1", "b")
+    assert w.ctl.get("b") is a
+    await w.close()
+
+
+@aio
 async def test_name_taken_in_the_store_only_rolls_back(tmp_path: Path) -> None:
     """The transaction refuses (another writer holds the name): nothing stays held."""
     w = await started(tmp_path)

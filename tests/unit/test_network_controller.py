@@ -103,6 +103,13 @@ def test_create_inspectable_and_kernel_objects(loop: asyncio.AbstractEventLoop) 
         )
     # the refused creates left nothing behind
     assert [n.name for n in w.nets.list()] == ["bridge", "host", "jasonyin2020", "none"]
+    # a new name is checked against names only, even when it is an ambiguous id prefix
+    for n, cid in zip(w.nets.list()[:2], ("ab" + "0" * 62, "ab" + "1" * 62), strict=True):
+        del w.nets.networks[n.id]
+        n.id = cid
+        w.nets.networks[cid] = n
+    made = loop.run_until_complete(w.engine.create_network(CreateRequest(name="ab")))
+    assert w.nets.get("ab") is made
     loop.run_until_complete(w.close())
 
 

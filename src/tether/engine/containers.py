@@ -249,6 +249,10 @@ class ContainerController:
                 raise BadRequest(f"multiple IDs found with provided prefix: {ref}")
         return None
 
+    def named(self, name: str) -> Container | None:
+        """The container called ``name`` (no id lookup: a name may look like an id prefix)."""
+        return next((c for c in self.containers.values() if c.name == name), None)
+
     def get(self, ref: str) -> Container:
         c = self.find(ref)
         if c is None:
@@ -469,7 +473,7 @@ class ContainerController:
 
         for _ in range(100):
             name = f"{random.choice(NAMES_LEFT)}_{random.choice(NAMES_RIGHT)}"
-            if self.find(name) is None:
+            if self.named(name) is None:
                 return name
         return "c_" + os.urandom(4).hex()
 
@@ -512,8 +516,8 @@ class ContainerController:
         async with self.create_lock:
             if name is None:
                 name = self._gen_name()
-            clash = self.find(name) if name else None
-            if clash is not None and clash.name == name:
+            clash = self.named(name) if name else None
+            if clash is not None:
                 raise Conflict(
                     f'Conflict. The container name "/{name}" is already in use by container '
                     f'"{clash.id}". You have to remove (or rename) that container to be able to '
@@ -1272,8 +1276,8 @@ class ContainerController:
         check_name(new, "container")
         if new == c.name:
             raise BadRequest("Renaming a container with the same name as its current name")
-        other = self.find(new)
-        if other is not None and other.name == new:
+        other = self.named(new)
+        if other is not None:
             raise Conflict(
                 f'Conflict. The container name "/{new}" is already in use by container '
                 f'"{other.id}". You have to remove (or rename) that container to be able to '

@@ -202,9 +202,7 @@ class NetworkController:
         if req.ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{req.ipam_driver}" not found')
         async with self.lock:
-            if self.find(req.name) is not None and any(
-                n.name == req.name for n in self.networks.values()
-            ):
+            if any(n.name == req.name for n in self.networks.values()):
                 raise Conflict(f"network with name {req.name} already exists")
             net = Network(
                 id=new_id(),
