@@ -194,7 +194,7 @@ def write(
         "to the container IP, polling every ~2 ms. Cells are min / **median** / max; ratios "
         "are of medians (below 1 means tether takes less). Absolute figures drift between "
         "runs and machines: compare only columns of one run. "
-        "Rerun: `sudo make bench` (about 25 minutes) or "
+        "Rerun: `sudo make bench` (about 21 minutes) or "
         "`sudo .venv/bin/python -m bench.run --quick` (about 2 minutes).",
         "",
         "## Results",

@@ -9,7 +9,7 @@ bench/cases.py with the engines interleaved, DNS from inside a container (bench/
 every engine), then the per-area helper scripts (ports, restart: each run as its own process and
 its Markdown output kept), then ``--scale`` containers on one network, for tether and Docker each
 on its own (RSS, timed removal), then both filling in turn; removes the lab and writes the report
-(bench/report.py). Loops are bounded: the full run takes about 25 minutes (more than half of it
+(bench/report.py). Loops are bounded: the full run takes about 21 minutes (more than half of it
 the 500 containers), ``--quick`` about 2 (fewer samples,
 short DNS case, no helper scripts, no scale case). An engine that is not installed or does not
 start is reported, not fatal.
