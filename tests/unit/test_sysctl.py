@@ -11,6 +11,7 @@ from tether.linux.sysctl import (
     FakeSysctl,
     ProcSysctl,
     bridge_nf_call_iptables,
+    disable_ipv6,
     enable_ip_forward,
     set_route_localnet,
 )
@@ -33,6 +34,16 @@ def test_route_localnet_per_bridge() -> None:
     for bad in ("", "a/b", "..", "x" * 16):
         with pytest.raises(Internal):
             set_route_localnet(s, bad)
+
+
+def test_disable_ipv6_is_best_effort_but_checks_the_name() -> None:
+    s = FakeSysctl()
+    assert disable_ipv6(s, "tv123") is False  # no IPv6 in this kernel: nothing written
+    s.values["net/ipv6/conf/tv123/disable_ipv6"] = "0"
+    assert disable_ipv6(s, "tv123") is True
+    assert s.writes == [("net/ipv6/conf/tv123/disable_ipv6", "1")]
+    with pytest.raises(Internal):
+        disable_ipv6(s, "a/b")
 
 
 def test_bridge_nf_call_iptables() -> None:

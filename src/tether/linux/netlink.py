@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from tether.errors import Internal
 from tether.linux.nsock import netlink_socket_in_netns
+from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
 
 
 @dataclass(frozen=True)
@@ -88,21 +89,6 @@ class Netlink(Protocol):
     async def close(self) -> None: ...
 
 
-def no_ipv6(ifname: str) -> None:
-    """Disable IPv6 on ``ifname``, a bridge port in the daemon's namespace, before it is up.
-
-    A bridge port needs no address, and its IPv6 link-local one would send DAD, MLD and
-    router solicitations that the bridge floods to every container: a cost per new container
-    that grows with their number (see ``nsthread._make_netns``). Best effort: a kernel
-    without IPv6 or a read-only ``/proc/sys`` leaves it on.
-    """
-    with (
-        contextlib.suppress(OSError),
-        open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f,
-    ):
-        f.write("1")
-
-
 def _err(what: str, exc: BaseException) -> Internal:
     return Internal(f"{what}: {exc}")
 
@@ -110,8 +96,9 @@ def _err(what: str, exc: BaseException) -> Internal:
 class PyrouteNetlink:
     """The real backend over pyroute2 0.9's asyncio API."""
 
-    def __init__(self) -> None:
+    def __init__(self, sysctl: Sysctl | None = None) -> None:
         self._host: Any = None
+        self._sysctl = sysctl or ProcSysctl()  # the daemon's namespace's
 
     async def _ipr(self) -> Any:
         from pyroute2 import AsyncIPRoute
@@ -248,7 +235,9 @@ class PyrouteNetlink:
                 idx = await self._lookup(ipr, host_ifname)
                 assert idx is not None
                 if bridge_ns is None:  # (in a namespace of tether's, IPv6 is off already)
-                    no_ipv6(host_ifname)
+                    # a bridge port needs no address; with IPv6 its link-local one would send
+                    # DAD, MLD and router solicitations the bridge floods to every container
+                    disable_ipv6(self._sysctl, host_ifname)
                 await ipr.link("set", index=idx, master=br, state="up")
                 if bridge_ns is None:
                     # hairpin: a frame may leave through the port it came in on, so a container

@@ -30,7 +30,6 @@ default instance (:func:`default`) that the daemon shuts down on exit.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import errno as errno_mod
@@ -48,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tether.linux.mountids import MountIds
+from tether.linux.sysctl import ProcSysctl, disable_ipv6
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
@@ -529,9 +529,6 @@ def _write_sysctl(home: int, ns_path: str, key: str, value: str) -> bool:
         os.close(ns_fd)
 
 
-_NO_IPV6 = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
-
-
 def _make_netns(home: int, path: str) -> None:
     """Job: a new network namespace, bind-mounted on the existing file ``path``.
 
@@ -546,9 +543,7 @@ def _make_netns(home: int, path: str) -> None:
     if _unshare(CLONE_NEWNET) != 0:
         raise _os_error("cannot create a network namespace")
     try:
-        # (not there: a kernel without IPv6; read-only /proc/sys: the interfaces keep IPv6)
-        with contextlib.suppress(OSError), open(_NO_IPV6, "w") as f:
-            f.write("1")
+        disable_ipv6(ProcSysctl(), "default")  # resolved in this thread's new namespace
         if _mount(b"/proc/thread-self/ns/net", path.encode(), None, _MS_BIND, None) != 0:
             raise _os_error(f"cannot bind the namespace on {path}")
     finally:

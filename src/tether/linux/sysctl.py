@@ -12,6 +12,7 @@ those of the namespace the daemon runs in.
   kernel drops both as martians. The firewall's input chain drops new traffic
   from any tether bridge to 127.0.0.0/8, so containers cannot use the setting
   to reach host services bound to loopback (CVE-2020-8558).
+- ``disable_ipv6(ifname)``: IPv4-only endpoints carry no IPv6 (``nsthread._make_netns``).
 - bridge-nf (br_netfilter): tether neither needs nor changes it. Its
   ``bridge-nf-call-iptables`` may be 1 (built in here) or 0; the firewall
   works either way (``bridge_nf_call_iptables`` reads it for diagnostics).
@@ -101,10 +102,14 @@ IP_FORWARD = "net/ipv4/ip_forward"
 BRIDGE_NF_CALL_IPTABLES = "net/bridge/bridge-nf-call-iptables"
 
 
-def route_localnet_key(ifname: str) -> str:
+def _conf_key(family: str, ifname: str, name: str) -> str:
     if not ifname or "/" in ifname or ifname in (".", "..") or len(ifname) > 15:
         raise Internal(f"sysctl: invalid interface name {ifname!r}")
-    return f"net/ipv4/conf/{ifname}/route_localnet"
+    return f"net/{family}/conf/{ifname}/{name}"
+
+
+def route_localnet_key(ifname: str) -> str:
+    return _conf_key("ipv4", ifname, "route_localnet")
 
 
 def _ensure(s: Sysctl, key: str, value: str) -> bool:
@@ -123,6 +128,18 @@ def enable_ip_forward(s: Sysctl) -> bool:
 def set_route_localnet(s: Sysctl, bridge: str) -> bool:
     """net.ipv4.conf.<bridge>.route_localnet = 1; True when it changed."""
     return _ensure(s, route_localnet_key(bridge), "1")
+
+
+def disable_ipv6(s: Sysctl, ifname: str) -> bool:
+    """net.ipv6.conf.<ifname>.disable_ipv6 = 1 (``default``: interfaces made later in this
+    namespace); best effort, False when the kernel has no IPv6 or /proc/sys cannot be written
+    (the interface keeps IPv6). tether's networks are IPv4-only: see ``nsthread._make_netns``."""
+    key = _conf_key("ipv6", ifname, "disable_ipv6")
+    try:
+        s.set(key, "1")
+    except (NotFound, Internal):
+        return False
+    return True
 
 
 def bridge_nf_call_iptables(s: Sysctl) -> bool | None:
