@@ -379,45 +379,33 @@ class PyrouteNetlink:
     async def set_fdb(
         self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
     ) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        async with self._in_ns(ns_path) as ipr:
-            idx = await self._lookup(ipr, vxlan)
-            if idx is None:
-                return
-            try:
-                await ipr.fdb(
-                    "replace" if present else "del",
-                    ifindex=idx,
-                    lladdr=mac,
-                    dst=dst,
-                    state=0x80,  # NUD_PERMANENT
-                    flags=0x02,  # NTF_SELF: the vxlan device's own table, not the bridge's
-                )
-            except NetlinkError as exc:
-                if present or exc.code not in (2, 19):
-                    raise _err(f"cannot program fdb {mac} on {vxlan}", exc) from exc
+        # NTF_SELF: the vxlan device's own table, not the bridge's
+        await self._set_entry("fdb", vxlan, f"fdb {mac}", present, ns_path,
+                              lladdr=mac, dst=dst, flags=0x02)  # fmt: skip
 
     async def set_neigh(
         self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
     ) -> None:
+        await self._set_entry("neigh", ifname, f"neighbour {ip}", present, ns_path,
+                              dst=ip, lladdr=mac)  # fmt: skip
+
+    async def _set_entry(
+        self, table: str, ifname: str, what: str, present: bool, ns_path: str | None, **attrs: Any
+    ) -> None:
+        """Replace (or delete) a permanent entry of ``table`` ("fdb", "neigh") on ``ifname``;
+        deleting an entry, or from a device, that is gone is not an error."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         async with self._in_ns(ns_path) as ipr:
             idx = await self._lookup(ipr, ifname)
             if idx is None:
                 return
-            try:
-                await ipr.neigh(
-                    "replace" if present else "del",
-                    ifindex=idx,
-                    dst=ip,
-                    lladdr=mac,
-                    state=0x80,
-                )
+            op = "replace" if present else "del"
+            try:  # state NUD_PERMANENT
+                await getattr(ipr, table)(op, ifindex=idx, state=0x80, **attrs)
             except NetlinkError as exc:
-                if present or exc.code not in (2, 19):
-                    raise _err(f"cannot program neighbour {ip} on {ifname}", exc) from exc
+                if present or exc.code not in (2, 19):  # ENOENT, ENODEV
+                    raise _err(f"cannot program {what} on {ifname}", exc) from exc
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
