@@ -571,6 +571,16 @@ class Lab:
         left = system.unmount_under(info.dir)
         if left:
             problems.append(f"still mounted: {', '.join(left)}")
+        ul = self._state.ul_netns
+        if ul is not None and system.netns_exists(ul):
+            # Cut the wire first: the kernel frees a deleted namespace's devices later, in a
+            # work queue (cleanup_net), so without this the host can answer on the underlay for
+            # a moment after `ip netns delete` has returned. Deleting one veth end removes both.
+            ifname = info.ul_ifname
+            attempt(
+                f"delete {ifname}",
+                lambda: system.run([system.IP, "-n", ul, "link", "del", ifname], check=False),
+            )
         attempt(f"delete netns {info.netns}", lambda: system.netns_delete(info.netns))
         if system.netns_exists(info.netns):
             problems.append(f"netns {info.netns} still exists")
