@@ -174,3 +174,26 @@ def test_host_shim_lets_the_host_reach_its_own_containers(mlab: Lab) -> None:
     ok(docker(h1, "network", "rm", "mvs"))
     assert shim_if not in ok(in_host(h1, "ip", "-o", "link", "show"))
     assert ok(in_host(h1, "ip", "route", "show", "198.18.101.0/28")).strip() == ""
+
+
+def test_connect_then_disconnect_removes_the_sub_interface(mlab: Lab) -> None:
+    """``network disconnect`` from macvlan takes the sub-interface out of the running container
+    (it lives in the sandbox, so only the container's end exists to delete) and frees the
+    address: the same ``--ip`` connects again."""
+    h1, h2 = mlab.host("host1"), mlab.host("host2")
+    cip = "198.18.100.41"
+    ok(docker(h1, "run", "-d", "--name", "mc", "alpine", "sleep", "600"))
+    ok(docker(h1, "network", "connect", "--ip", cip, "mv", "mc"))
+    assert cip in ok(docker(h1, "exec", "mc", "ip", "-o", "addr", "show", "eth1"))
+    wait_until(
+        lambda: in_host(h2, "busybox", "ping", "-c", "1", "-W", "1", cip).returncode == 0,
+        10,
+        what="host2 -> mc on the macvlan LAN",
+    )
+    ok(docker(h1, "network", "disconnect", "mv", "mc"))
+    r = docker(h1, "exec", "mc", "ip", "-o", "link", "show")
+    assert "eth1" not in ok(r) and "eth0" in r.stdout
+    assert in_host(h2, "busybox", "ping", "-c", "1", "-W", "1", cip).returncode != 0
+    ok(docker(h1, "network", "connect", "--ip", cip, "mv", "mc"))
+    assert cip in ok(docker(h1, "exec", "mc", "ip", "-o", "addr", "show", "eth1"))
+    ok(docker(h1, "rm", "-f", "mc"))

@@ -156,7 +156,10 @@ class MacvlanDriver:
         await self.nl.add_macvlan(parent, net.options.get(OPT_MODE, "bridge"), spec)
 
     async def leave(self, net: Network, ep: Endpoint, ns_path: str) -> None:
-        return None  # the sub-interface lives in the sandbox and dies with it
+        # The sub-interface lives in the sandbox: it dies with a torn-down sandbox (ns_path ""),
+        # and is deleted there when the sandbox lives on.
+        if ns_path:
+            await self.nl.delete_link(ep.ifname, ns_path)
 
     def owned_links(self, net: Network) -> set[str]:
         if not net.options.get(OPT_PARENT):

@@ -1347,7 +1347,8 @@ class ContainerController:
                 await self.save(c)
             except BaseException:
                 c.endpoints.pop(net.id, None)
-                await self.drivers[net.driver].leave(net, ep, "")
+                live_ns = self.netns.path(self.ns_name(c)) if self.has_sandbox(c) else ""
+                await self.drivers[net.driver].leave(net, ep, live_ns)
                 await self.store.txn(
                     [
                         Op("put", f"containers/{c.id}", c.to_dict()),
@@ -1426,7 +1427,8 @@ class ContainerController:
                 raise Forbidden(f"container {c.id} is not connected to network {net.name}")
             ep = Endpoint.from_dict(raw)
             if self.has_sandbox(c):
-                await self.drivers[net.driver].leave(net, ep, "")
+                ns = self.netns.path(self.ns_name(c))
+                await self.drivers[net.driver].leave(net, ep, ns)
             c.endpoints.pop(net.id)
             await self.store.txn(
                 [
