@@ -210,19 +210,24 @@ def start(attach: bool, interactive: bool, containers: tuple[str, ...]) -> None:
         fail(f"Error: failed to start containers: {', '.join(failed)}")
 
 
+def _stop_options(f: Callable[..., None]) -> Callable[..., None]:
+    """The options ``stop`` and ``restart`` share: a signal, a grace time, the containers."""
+    f = api_errors(f)
+    f = click.argument("containers", nargs=-1, required=True)(f)
+    f = click.option(
+        "-t",
+        "--time",
+        "--timeout",
+        "timeout",
+        type=int,
+        default=None,
+        help="Seconds to wait before killing the container",
+    )(f)
+    return click.option("-s", "--signal", default="", help="Signal to send to the container")(f)
+
+
 @click.command("stop", context_settings=CONTEXT)
-@click.option("-s", "--signal", default="", help="Signal to send to the container")
-@click.option(
-    "-t",
-    "--time",
-    "--timeout",
-    "timeout",
-    type=int,
-    default=None,
-    help="Seconds to wait before killing the container",
-)
-@click.argument("containers", nargs=-1, required=True)
-@api_errors
+@_stop_options
 def stop(signal: str, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Stop one or more running containers"""
     q = {"t": timeout, "signal": signal or None}
@@ -230,18 +235,7 @@ def stop(signal: str, timeout: int | None, containers: tuple[str, ...]) -> None:
 
 
 @click.command("restart", context_settings=CONTEXT)
-@click.option("-s", "--signal", default="", help="Signal to send to the container")
-@click.option(
-    "-t",
-    "--time",
-    "--timeout",
-    "timeout",
-    type=int,
-    default=None,
-    help="Seconds to wait before killing the container",
-)
-@click.argument("containers", nargs=-1, required=True)
-@api_errors
+@_stop_options
 def restart(signal: str, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Restart one or more containers"""
     q = {"t": timeout, "signal": signal or None}
