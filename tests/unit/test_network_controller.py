@@ -128,6 +128,44 @@ def test_predefined_rules(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(w.close())
 
 
+def test_bridge_options_are_checked_at_create(loop: asyncio.AbstractEventLoop) -> None:
+    """A bad boolean or binding address is refused with libnetwork's text, before anything is
+    made (a bad host_binding_ipv4 once reached the firewall and broke every later apply)."""
+    w = World()
+    loop.run_until_complete(w.start())
+    icc, masq = (
+        "com.docker.network.bridge.enable_icc",
+        "com.docker.network.bridge.enable_ip_masquerade",
+    )
+    hb = "com.docker.network.bridge.host_binding_ipv4"
+    cases = {
+        icc: ("maybe", f'failed to parse {icc} value: maybe (strconv.ParseBool: parsing "maybe": '
+              "invalid syntax)"),
+        masq: ("yes", f'failed to parse {masq} value: yes (strconv.ParseBool: parsing "yes": '
+               "invalid syntax)"),
+        hb: ("notanip", f"failed to parse {hb} value: notanip (nil ip)"),
+    }  # fmt: skip
+    for key, (value, text) in cases.items():
+        with pytest.raises(BadRequest) as err:
+            loop.run_until_complete(
+                w.engine.create_network(CreateRequest(name="bad", options={key: value}))
+            )
+        assert err.value.message == text
+    with pytest.raises(BadRequest, match="must be an IPv4 address"):
+        loop.run_until_complete(
+            w.engine.create_network(CreateRequest(name="bad", options={hb: "::1"}))
+        )
+    assert w.nets.find("bad") is None and len(w.nl.links) == 1  # only the default bridge
+    net = loop.run_until_complete(
+        w.engine.create_network(
+            CreateRequest(name="good", options={icc: "F", masq: "1", hb: "127.0.0.1"})
+        )
+    )
+    rule = next(r for r in w.fw.nets if r.id == net.id)
+    assert (rule.icc, rule.masquerade, rule.host_binding_ipv4) == (False, True, "127.0.0.1")
+    loop.run_until_complete(w.close())
+
+
 def test_kernel_failure_leaves_no_record(loop: asyncio.AbstractEventLoop) -> None:
     w = World()
     loop.run_until_complete(w.start())

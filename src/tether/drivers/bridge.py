@@ -10,7 +10,19 @@ published port through a host address), set by ``Netlink.add_veth``.
 
 from __future__ import annotations
 
-from tether.engine.model import OPT_BRIDGE_NAME, OPT_MTU, Endpoint, Network
+import ipaddress
+
+from tether.engine.model import (
+    OPT_BRIDGE_NAME,
+    OPT_DEFAULT_BRIDGE,
+    OPT_HOST_BINDING,
+    OPT_ICC,
+    OPT_MASQ,
+    OPT_MTU,
+    Endpoint,
+    Network,
+    parse_go_bool,
+)
 from tether.errors import BadRequest
 from tether.linux.netlink import LinkSpec, Netlink
 from tether.linux.sysctl import Sysctl, set_route_localnet
@@ -29,6 +41,16 @@ def bridge_name(net: Network) -> str:
 
 def veth_name(ep: Endpoint) -> str:
     return "tv" + ep.id[:13]
+
+
+def check_host_binding(value: str) -> None:
+    """``host_binding_ipv4`` must be an IPv4 address (the firewall writes it into rules)."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise BadRequest(f"failed to parse {OPT_HOST_BINDING} value: {value} (nil ip)") from None
+    if addr.version != 4:
+        raise BadRequest(f"{OPT_HOST_BINDING} must be an IPv4 address, not {value}")
 
 
 class BridgeDriver:
@@ -53,6 +75,12 @@ class BridgeDriver:
             )
         if not 68 <= net.mtu <= 65535:
             raise BadRequest(f"invalid MTU {net.mtu}")
+        for key in (OPT_ICC, OPT_MASQ, OPT_DEFAULT_BRIDGE):
+            if net.options.get(key):
+                parse_go_bool(key, net.options[key])
+        binding = net.options.get(OPT_HOST_BINDING)
+        if binding:
+            check_host_binding(binding)
 
     async def create(self, net: Network) -> None:
         name = bridge_name(net)

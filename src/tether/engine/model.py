@@ -41,11 +41,29 @@ def check_name(name: str, kind: str = "network") -> None:
         )
 
 
+GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def parse_go_bool(key: str, value: str) -> bool:
+    """A driver option's boolean as Docker parses it (Go's ``strconv.ParseBool``), with
+    libnetwork's error text for anything else."""
+    if value in GO_TRUE:
+        return True
+    if value in GO_FALSE:
+        return False
+    raise BadRequest(
+        f"failed to parse {key} value: {value} "
+        f'(strconv.ParseBool: parsing "{value}": invalid syntax)'
+    )
+
+
 def opt_true(options: dict[str, str], key: str, default: bool = True) -> bool:
+    """A boolean option already checked by ``parse_go_bool`` (at network create)."""
     value = options.get(key)
     if value is None or value == "":
         return default
-    return value.lower() in ("1", "true", "yes", "on")
+    return value in GO_TRUE
 
 
 @dataclass
