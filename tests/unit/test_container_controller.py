@@ -727,6 +727,25 @@ async def test_auto_remove(tmp_path: Path) -> None:
     await w.close()
 
 
+@aio
+async def test_auto_remove_after_a_failed_start(tmp_path: Path) -> None:
+    """`run --rm` whose start fails: removed, as Docker does (the CLI waits for the removal),
+    its address and port free again."""
+    w = await started(tmp_path)
+    n1 = await w.net("n1", "10.9.0.0/24", "10.9.0.254")
+    c = await w.create("rr", network="n1", ports={"80/tcp": "5051"})
+    c.host_config["AutoRemove"] = True
+    ip = w.ep(c, n1).ip
+    w.rt.fail["start"] = BadRequest("exec: nosuchcmd")
+    with pytest.raises(BadRequest, match="nosuchcmd"):
+        await w.ctl.start_container(c.id)
+    assert w.ctl.find("rr") is None
+    assert not [k for k in await w.keys() if c.id in k or k == "cnames/rr"]
+    assert not w.is_held(n1, ip) and not w.port_taken(5051)
+    assert w.netns.namespaces == {} and w.rt.containers == {}
+    await w.close()
+
+
 # ---------------------------------------------------------------------------- rm
 
 

@@ -792,7 +792,18 @@ class ContainerController:
                 raise NotModified("container already started")
             if not from_policy:
                 await self._cancel_restart(c)
-            await self._start(c)
+            failure: Exception | None = None
+            try:
+                await self._start(c)
+            except Exception as exc:
+                failure = exc
+        if failure is not None:
+            # Docker removes an AutoRemove container whose start failed (`run --rm` waits
+            # for the removal); it has no restart policy, so nothing else will.
+            if c.host_config.get("AutoRemove"):
+                with contextlib.suppress(TetherError):
+                    await self.remove(c.id, force=True)
+            raise failure
         self.emit("start", c)
         return c
 
