@@ -459,6 +459,26 @@ async def test_create_refusals(tmp_path: Path) -> None:
         Conflict, match=rf"^cannot join network of a non running container: {db.id}$"
     ):
         await w.create("a", network="container:db")
+    await w.ctl.start_container(db.id)
+    conflicts = [
+        ({"Hostname": "h"}, {}, "hostname and the network mode"),
+        ({}, {"Links": ["db:x"]}, "container type network can't be used with links. This"),
+        ({}, {"Dns": ["1.1.1.1"]}, "dns and the network mode"),
+        ({}, {"ExtraHosts": ["a:1.2.3.4"]}, "custom host-to-IP mapping and the network mode"),
+        ({"MacAddress": "02:42:ac:11:00:09"}, {}, "mac-address and the network mode"),
+        ({}, {"PortBindings": {"80/tcp": [{"HostPort": "4040"}]}}, "port publishing and the co"),
+        ({}, {"PublishAllPorts": True}, "port publishing and the container type network mode"),
+        ({"ExposedPorts": {"80/tcp": {}}}, {}, "port exposing and the container type network"),
+    ]
+    for body, hc, text in conflicts:
+        req = {"Image": "alpine", **body, "HostConfig": {"NetworkMode": "container:db", **hc}}
+        with pytest.raises(BadRequest, match=rf"^conflicting options: {text}"):
+            await w.ctl.create(req, "a")
+    host = {"Image": "alpine", "HostConfig": {"NetworkMode": "host", "Links": ["db:x"]}}
+    with pytest.raises(BadRequest, match=r"^conflicting options: host type networking can.t be"):
+        await w.ctl.create(host, "a")
+    with pytest.raises(BadRequest, match=r"^Invalid network mode: invalid container format"):
+        await w.ctl.create({"Image": "alpine", "HostConfig": {"NetworkMode": "container:"}}, "a")
     assert [c.name for c in w.ctl.list()] == ["db"]
     assert {k for k in await w.keys() if k.startswith("cnames/")} == {"cnames/db"}
     await w.close()

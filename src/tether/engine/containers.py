@@ -173,6 +173,45 @@ def parse_restart(rp: Any) -> dict[str, Any]:
     return {"Name": name, "MaximumRetryCount": count}
 
 
+def check_net_mode(body: dict[str, Any], hc: dict[str, Any]) -> None:
+    """Options that make no sense with the network mode, refused at create with Docker's texts
+    (runconfig's validateNetMode: the request's own settings, before the image's merge)."""
+    mode = hc.get("NetworkMode") or ""
+    if mode == "container:":
+        raise BadRequest("Invalid network mode: invalid container format container:<name|id>")
+    shared = mode.startswith("container:")
+    conflicts = (
+        (shared and bool(body.get("Hostname")), "hostname and the network mode"),
+        (
+            shared and bool(hc.get("Links")),
+            "container type network can't be used with links. "
+            "This would result in undefined behavior",
+        ),
+        (shared and bool(hc.get("Dns")), "dns and the network mode"),
+        (shared and bool(hc.get("ExtraHosts")), "custom host-to-IP mapping and the network mode"),
+        (
+            (shared or mode == "host") and bool(body.get("MacAddress")),
+            "mac-address and the network mode",
+        ),
+        (
+            shared and bool(hc.get("PortBindings") or hc.get("PublishAllPorts")),
+            "port publishing and the container type network mode",
+        ),
+        (
+            shared and bool(body.get("ExposedPorts")),
+            "port exposing and the container type network mode",
+        ),
+        (
+            mode == "host" and bool(hc.get("Links")),
+            "host type networking can't be used with links. "
+            "This would result in undefined behavior",
+        ),
+    )
+    for bad, text in conflicts:
+        if bad:
+            raise BadRequest(f"conflicting options: {text}")
+
+
 class ContainerController:
     def __init__(
         self,
@@ -505,6 +544,7 @@ class ContainerController:
         if host_config.get("AutoRemove") and host_config["RestartPolicy"]["Name"] != "no":
             raise BadRequest("can't create 'AutoRemove' container with restart policy")
         kind, target = self._mode(host_config)
+        check_net_mode(body, host_config)
         if kind == "host" and (
             host_config.get("PortBindings") or host_config.get("PublishAllPorts")
         ):
