@@ -106,14 +106,48 @@ def test_host_cannot_reach_its_own_macvlan_container(mlab: Lab) -> None:
     assert r.returncode != 0
 
 
+def second_lan(h: LabHost, name: str) -> str:
+    """Another parent on the host (eth0 is mv's): a veth pair, both ends up."""
+    ok(in_host(h, "ip", "link", "add", name, "type", "veth", "peer", "name", name + "p"))
+    ok(in_host(h, "ip", "link", "set", name + "p", "up"))
+    ok(in_host(h, "ip", "link", "set", name, "up"))
+    return name
+
+
+def test_one_network_per_parent_no_loopback_no_overlap(mlab: Lab) -> None:
+    """libnetwork's rules: a parent serves one macvlan network; lo is no parent; a macvlan
+    subnet may not overlap another network's (one local address space)."""
+    h1 = mlab.host("host1")
+    mv_id = ok(docker(h1, "network", "inspect", "-f", "{{.Id}}", "mv")).strip()
+    before = ok(in_host(h1, "ip", "-br", "link"))
+    r = docker(h1, "network", "create", "-d", "macvlan", "--subnet", "198.18.102.0/24",
+               "-o", "parent=eth0", "mv2")  # fmt: skip
+    assert r.returncode != 0
+    assert f"network dm-{mv_id[:12]} is already using parent interface eth0" in r.stderr
+    r = docker(h1, "network", "create", "-d", "macvlan", "-o", "parent=lo", "mvlo")
+    assert r.returncode != 0 and "loopback interface is not a valid macvlan parent link" in r.stderr
+    lan = second_lan(h1, "lan9")
+    r = docker(h1, "network", "create", "-d", "macvlan", "--subnet", "198.18.100.128/25",
+               "-o", f"parent={lan}", "mv3")  # fmt: skip
+    assert r.returncode != 0 and "Pool overlaps with other one on this address space" in r.stderr
+    names = ok(docker(h1, "network", "ls", "--format", "{{.Name}}")).split()
+    assert not {"mv2", "mvlo", "mv3"} & set(names)
+    assert ok(in_host(h1, "ip", "-br", "link")).count("\n") == before.count("\n") + 2  # lan9 pair
+    ok(in_host(h1, "ip", "link", "del", lan))
+
+
 def test_modes_and_bad_mode(mlab: Lab) -> None:
     h1 = mlab.host("host1")
+    lan = second_lan(h1, "lan1")
     ok(docker(h1, "network", "create", "-d", "macvlan", "--subnet", "198.18.101.0/24",
-              "-o", "parent=eth0", "-o", "macvlan_mode=private", "mvp"))  # fmt: skip
+              "-o", f"parent={lan}", "-o", "macvlan_mode=private", "mvp"))  # fmt: skip
     ok(docker(h1, "run", "-d", "--name", "mp", "--network", "mvp", "alpine", "sleep", "600"))
     assert "macvlan mode private" in link_details(h1, "mp")
     r = docker(h1, "network", "create", "-d", "macvlan", "-o", "macvlan_mode=nope", "mvbad")
     assert r.returncode != 0 and "macvlan mode 'nope' is not valid" in r.stderr
+    ok(docker(h1, "rm", "-f", "mp"))
+    ok(docker(h1, "network", "rm", "mvp"))
+    ok(in_host(h1, "ip", "link", "del", lan))
 
 
 def test_no_parent_is_an_internal_network(mlab: Lab) -> None:
@@ -148,8 +182,9 @@ def test_host_shim_lets_the_host_reach_its_own_containers(mlab: Lab) -> None:
     with the network."""
     h1 = mlab.host("host1")
     subnet, shim, cip = "198.18.101.0/24", "198.18.101.250", "198.18.101.5"
+    lan = second_lan(h1, "lan2")
     base = ["network", "create", "-d", "macvlan", "--subnet", subnet, "--gateway", "198.18.101.1",
-            "-o", "parent=eth0"]  # fmt: skip
+            "-o", f"parent={lan}"]  # fmt: skip
     # the address must be reserved, and belong to the network
     r = docker(h1, *base, "-o", f"tether.host_shim={shim}", "mvbad")
     assert r.returncode != 0 and "must be reserved with --aux-address" in r.stderr
@@ -173,6 +208,7 @@ def test_host_shim_lets_the_host_reach_its_own_containers(mlab: Lab) -> None:
     ok(docker(h1, "rm", "-f", "ms1"))
     ok(docker(h1, "network", "rm", "mvs"))
     assert shim_if not in ok(in_host(h1, "ip", "-o", "link", "show"))
+    ok(in_host(h1, "ip", "link", "del", lan))
     assert ok(in_host(h1, "ip", "route", "show", "198.18.101.0/28")).strip() == ""
 
 

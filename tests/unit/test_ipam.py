@@ -25,6 +25,25 @@ def test_docker_texts_for_bad_configs() -> None:
             validate_config(bad, None, None, None)
 
 
+def test_gateway_and_aux_cannot_take_reserved_or_taken_addresses() -> None:
+    """The subnet's network and broadcast addresses are nobody's; the gateway, then each aux
+    address, takes its address (libnetwork's texts)."""
+    for gw in ("10.1.1.0", "10.1.1.255"):
+        with pytest.raises(
+            BadRequest, match=rf"^failed to allocate gateway \({gw}\): Address already in use$"
+        ):
+            validate_config("10.1.1.0/24", gw, None, None)
+    text = r"^failed to allocate secondary ip address \(b:10.1.1.1\): Address already in use$"
+    with pytest.raises(BadRequest, match=text):
+        validate_config("10.1.1.0/24", None, None, {"b": "10.1.1.1"})  # the default gateway
+    with pytest.raises(BadRequest, match=text):
+        validate_config("10.1.1.0/24", None, None, {"a": "10.1.1.9", "b": "10.1.1.1"})
+    with pytest.raises(BadRequest, match=r"\(b:10.1.1.9\): Address already in use$"):
+        validate_config("10.1.1.0/24", None, None, {"a": "10.1.1.9", "b": "10.1.1.9"})
+    cfg = validate_config("10.1.1.0/24", "10.1.1.254", None, {"a": "10.1.1.1"})
+    assert str(cfg.aux["a"]) == "10.1.1.1"
+
+
 def test_gateway_defaults_to_first_address() -> None:
     cfg = validate_config("172.28.0.0/16", None, None, None)
     assert str(cfg.gateway) == "172.28.0.1"

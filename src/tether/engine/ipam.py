@@ -108,11 +108,23 @@ def validate_config(
             raise BadRequest(f"no matching subnet for gateway {gateway}")
     else:
         gw = net.network_address + 1
+    # The subnet's network and broadcast addresses are never anyone's; the gateway is taken
+    # first, then each aux address in turn (libnetwork's order and texts; it answers 500,
+    # tether 400: the request is at fault).
+    taken = {net.network_address, net.broadcast_address}
+    if gw in taken:
+        raise BadRequest(f"failed to allocate gateway ({gw}): Address already in use")
+    taken.add(gw)
     aux_ips: dict[str, IPv4Address] = {}
     for name, value in (aux or {}).items():
         ip = parse_ip(value)
         if ip not in net:
             raise BadRequest(f"no matching subnet for aux-address {value}")
+        if ip in taken:
+            raise BadRequest(
+                f"failed to allocate secondary ip address ({name}:{value}): Address already in use"
+            )
+        taken.add(ip)
         aux_ips[name] = ip
     return PoolConfig(net, gw, rng, aux_ips, ip_range_text=ip_range or "")
 

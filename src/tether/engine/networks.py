@@ -172,13 +172,25 @@ class NetworkController:
     def list(self) -> builtins.list[Network]:
         return sorted(self.networks.values(), key=lambda n: n.name)
 
-    def _used_subnets(self, scope: str | None = None) -> builtins.list[ipaddress.IPv4Network]:
-        out: builtins.list[ipaddress.IPv4Network] = []
-        for net in self.networks.values():
-            if net.driver in ("macvlan", "ipvlan"):
-                continue  # they live on the parent's LAN, not in this address space
-            out.extend(p.subnet for p in net.pools)
-        return out
+    def _used_subnets(self) -> builtins.list[ipaddress.IPv4Network]:
+        """Every network's subnets: one local address space, macvlan's included (Docker
+        refuses a macvlan subnet that overlaps any other network's, too)."""
+        return [p.subnet for net in self.networks.values() for p in net.pools]
+
+    def _check_parent_free(self, net: Network) -> None:
+        """One macvlan (ipvlan) network per parent interface, and never the loopback
+        (libnetwork's rules and texts; ``dm-<id>`` is the name Docker gives the network's
+        parent link)."""
+        parent = net.options.get("parent", "")
+        if net.driver not in ("macvlan", "ipvlan") or not parent:
+            return
+        if parent == "lo":
+            raise BadRequest(f"loopback interface is not a valid {net.driver} parent link")
+        for other in self.networks.values():
+            if other.driver == net.driver and other.options.get("parent") == parent:
+                raise Conflict(
+                    f"network dm-{other.id[:12]} is already using parent interface {parent}"
+                )
 
     # ---- create / remove -----------------------------------------------------
     def _driver(self, name: str) -> Driver:
@@ -220,6 +232,7 @@ class NetworkController:
                 net.internal = True  # Docker: no parent means an internal network
             net.configs, net.user_subnet = self._pools_for(req)
             driver.validate(net)
+            self._check_parent_free(net)
             if net.scope == "global":
                 await self.cluster.create_network(net)  # etcd: name, VNI, pools, record
                 await driver.create(net)
@@ -236,7 +249,6 @@ class NetworkController:
 
     def _pools_for(self, req: CreateRequest) -> tuple[builtins.list[dict[str, Any]], bool]:
         used = self._used_subnets()
-        scoped = req.driver not in ("macvlan", "ipvlan")
         if req.configs:
             out: builtins.list[PoolConfig] = []
             for c in req.configs:
@@ -247,8 +259,7 @@ class NetworkController:
                 cfg = validate_config(
                     c["Subnet"], c.get("Gateway"), c.get("IPRange"), c.get("AuxiliaryAddresses")
                 )
-                if scoped:
-                    check_overlap(cfg.subnet, used + [o.subnet for o in out])
+                check_overlap(cfg.subnet, used + [o.subnet for o in out])
                 out.append(cfg)
             if out:
                 return [o.to_json() for o in out], True
