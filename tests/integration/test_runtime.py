@@ -327,3 +327,36 @@ def test_runc_commands_run_without_other_mounts(
         calls.setdefault(verb, set()).add(count)
     for verb in ("start", "state", "kill", "delete"):
         assert calls.get(verb) == {"0"}, (verb, calls)
+
+
+@pytest.mark.parametrize("length", [99, 100, 101, 106, 107, 108, 130])
+def test_attach_whatever_the_state_dir_length(netns: str, rootfs_tar: Path, length: int) -> None:
+    """conmon cuts its ``socks/<cid>`` link's name short when ``socks/<cid>/attach`` would not
+    fit a socket address: attach must still reach the socket, and removal the link (a run
+    printed nothing under one exec root of exactly the wrong length)."""
+    name_len = length - len("/tmp/") - len("/runtime/socks") - 1 - 64
+    base = Path("/tmp") / ("t" + uuid.uuid4().hex + "x" * name_len)[:name_len]
+    assert len(str(base / "runtime" / "socks" / ("c" * 64))) == length
+
+    async def body() -> None:
+        env = Env(base, netns)
+        try:
+            await env.setup(rootfs_tar)
+            cid, _log, _pid = await env.container(["sh", "-c", "echo hello-attach"])
+            attach = await env.runtime.attach(cid)
+            await env.runtime.start(cid)
+            got = b""
+            while (item := await asyncio.wait_for(attach.read(), 30)) is not None:
+                got += item[1]
+            assert b"hello-attach" in got
+            attach.close()
+            await env.runtime.delete(cid)
+            assert list((base / "runtime" / "socks").iterdir()) == []
+        finally:
+            await env.cleanup()
+
+    base.mkdir()
+    try:
+        run(body)
+    finally:
+        subprocess.run(["rm", "-rf", "--one-file-system", str(base)], check=False)

@@ -4,7 +4,8 @@ Layout under ``state_dir``::
 
     runc/          runc's private ``--root`` (container state)
     exits/<cid>    exit code written by conmon when PID 1 exits (watched with inotify)
-    socks/<cid>/   conmon's attach socket
+    socks/<cid>/   conmon's link to the bundle, where its attach socket is (name cut short
+                   when the path would not fit a socket address)
     meta/<cid>.json  bundle, log path, tty/stdin flags (for attach/resize after a restart)
     exec/<id>/     per-exec scratch (pid file, console socket)
 
@@ -323,7 +324,7 @@ class Runtime:
         self._deleted.discard(cid)
         self._delivered.pop(cid, None)
         (self.exits_dir / cid).unlink(missing_ok=True)
-        _remove_path(self.socks_dir / cid)
+        self._remove_sock_link(cid)
         for leftover in ("pidfile", "conmon.pid", "ctl", "winsz", "attach"):
             with contextlib.suppress(OSError):
                 (bundle / leftover).unlink()
@@ -475,7 +476,7 @@ class Runtime:
                 with contextlib.suppress(OSError):
                     (Path(bundle) / leftover).unlink()
         (self.exits_dir / cid).unlink(missing_ok=True)
-        _remove_path(self.socks_dir / cid)
+        self._remove_sock_link(cid)
         (self.meta_dir / f"{cid}.json").unlink(missing_ok=True)
         self._delivered.pop(cid, None)
 
@@ -504,9 +505,27 @@ class Runtime:
 
     # -- I/O --------------------------------------------------------------------------
 
+    def _remove_sock_link(self, cid: str) -> None:
+        """Remove conmon's ``socks/<cid>`` link to the bundle. conmon cuts the name short when
+        ``socks/<cid>/attach`` would not fit in a unix socket address (108 bytes), so a
+        missing full name means looking for the cut one."""
+        exact = self.socks_dir / cid
+        if exact.is_symlink() or exact.exists():
+            _remove_path(exact)
+            return
+        with contextlib.suppress(OSError), os.scandir(self.socks_dir) as entries:
+            for entry in entries:
+                if len(entry.name) >= 12 and cid.startswith(entry.name):
+                    _remove_path(Path(entry.path))
+
     async def attach(self, cid: str) -> Attachment:
-        """Connect to the container's conmon attach socket (stdin needs ``stdin=True``)."""
-        return await Attachment.connect(self.socks_dir / cid)
+        """Connect to the container's conmon attach socket (stdin needs ``stdin=True``).
+
+        The socket is ``attach`` in the bundle (conmon's ``socks/<cid>`` is only a link to the
+        bundle, and its name is cut short under long exec roots); ``Attachment.connect`` goes
+        through ``/proc/self/fd`` so the bundle's path length does not matter."""
+        bundle = self._meta(cid).get("bundle")
+        return await Attachment.connect(Path(bundle) if bundle else self.socks_dir / cid)
 
     def read_logs(
         self,
