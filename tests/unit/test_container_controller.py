@@ -484,6 +484,42 @@ async def test_create_refusals(tmp_path: Path) -> None:
     await w.close()
 
 
+@aio
+async def test_network_rm_racing_a_create_or_connect(tmp_path: Path) -> None:
+    """`network rm` while a create (or connect) on that network awaits its store write: one of
+    them wins, never both (the network was removed under a committed endpoint)."""
+    w = await started(tmp_path)
+    real_txn = w.store.txn
+
+    async def slow_txn(ops: Any) -> Any:
+        await REAL_SLEEP(0.01)
+        return await real_txn(ops)
+
+    w.store.txn = slow_txn  # type: ignore[method-assign]
+    other = await w.create("other")
+    for i in range(6):
+        net = await w.net(f"race{i}", f"10.{40 + i}.0.0/24", f"10.{40 + i}.0.254")
+        if i % 2:
+            op: Any = w.ctl.connect(net.name, other.id, {})
+        else:
+            op = w.create(f"rc{i}", network=net.name)
+        made, removed = await asyncio.gather(
+            op, w.engine.remove_network(net.name), return_exceptions=True
+        )
+        assert isinstance(made, BaseException) != isinstance(removed, BaseException), (
+            made,
+            removed,
+        )
+        if isinstance(removed, BaseException):
+            assert isinstance(removed, Forbidden) and "has active endpoints" in removed.message
+            assert w.nets.find(net.name) is not None
+        else:
+            assert isinstance(made, (BadRequest, NotFound)), made
+            assert w.nets.find(net.name) is None
+            assert not [k for k in await w.keys() if k.startswith(f"ipam/{net.id}")]
+    await w.close()
+
+
 # ---------------------------------------------------------------------------- start
 
 

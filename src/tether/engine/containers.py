@@ -553,7 +553,10 @@ class ContainerController:
         netcfg = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
         if not isinstance(netcfg, dict):
             raise BadRequest("NetworkingConfig.EndpointsConfig must be an object")
-        async with self.create_lock:
+        # The network lock too: `network rm` checks for endpoints under it, and this
+        # container's are only visible once committed (a concurrent rm removed the network
+        # under a create).
+        async with self.create_lock, self.networks.lock:
             if name is None:
                 name = self._gen_name()
             clash = self.named(name) if name else None
@@ -1368,23 +1371,29 @@ class ContainerController:
         async with self.lock(c.id):
             if net.id in c.endpoints:
                 raise Forbidden(f"endpoint with name {c.name} already exists in network {net.name}")
-            ifname = f"eth{self._next_if(c)}"
-            ep = self._new_endpoint(c, net, epcfg, ifname)
-            await self._hold_global(net, ep, c.id)
-            # The address and the endpoint are written together, before any kernel object:
-            # a crash leaves either nothing or an endpoint that reconcile can wire again.
-            c.endpoints[net.id] = ep.to_dict()
-            res = await self.store.txn(
-                [
-                    Op("create", NetworkController.ipam_key(net.id, ep.ip), {"container": c.id}),
-                    Op("put", f"containers/{c.id}", c.to_dict()),
-                ]
-            )
-            if not res.ok:
-                c.endpoints.pop(net.id, None)
-                self.networks.release(net.id, ep.ip)
-                await self._release_global(net.id, ep.ip)
-                raise Conflict("Address already in use")
+            # Under the network lock until the endpoint is committed (see create): a
+            # concurrent `network rm` either went first (the network is gone: 404) or sees it.
+            async with self.networks.lock:
+                net = self.networks.get(net.id)
+                ifname = f"eth{self._next_if(c)}"
+                ep = self._new_endpoint(c, net, epcfg, ifname)
+                await self._hold_global(net, ep, c.id)
+                # The address and the endpoint are written together, before any kernel
+                # object: a crash leaves either nothing or an endpoint reconcile can wire again.
+                c.endpoints[net.id] = ep.to_dict()
+                res = await self.store.txn(
+                    [
+                        Op(
+                            "create", NetworkController.ipam_key(net.id, ep.ip), {"container": c.id}
+                        ),
+                        Op("put", f"containers/{c.id}", c.to_dict()),
+                    ]
+                )
+                if not res.ok:
+                    c.endpoints.pop(net.id, None)
+                    self.networks.release(net.id, ep.ip)
+                    await self._release_global(net.id, ep.ip)
+                    raise Conflict("Address already in use")
             try:
                 if self.has_sandbox(c):
                     ns = self.netns.path(self.ns_name(c))
