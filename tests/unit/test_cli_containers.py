@@ -504,8 +504,10 @@ def test_parse_port_spec_errors(spec: str, message: str) -> None:
 def test_parse_restart() -> None:
     assert parse_restart("always") == {"Name": "always", "MaximumRetryCount": 0}
     assert parse_restart("on-failure") == {"Name": "on-failure", "MaximumRetryCount": 0}
-    with pytest.raises(UsageFailure):
-        parse_restart("always:3")
+    # the daemon refuses a count with another policy (as Docker's does), not the CLI
+    assert parse_restart("always:3") == {"Name": "always", "MaximumRetryCount": 3}
+    with pytest.raises(UsageFailure, match=r"^maximum retry count must be an integer$"):
+        parse_restart("on-failure:x")
 
 
 def test_request_recorded(daemon: FakeDaemon) -> None:

@@ -362,8 +362,8 @@ async def test_a_name_that_looks_like_an_id_prefix_is_only_a_name(tmp_path: Path
         w.ctl.get("b6")
     made = await w.create("b6")
     assert w.ctl.get("b6") is made
-    await w.ctl.rename("x1", "b")
-    assert w.ctl.get("b") is a
+    await w.ctl.rename("x1", "bb")
+    assert w.ctl.get("bb") is a
     await w.close()
 
 
@@ -441,24 +441,24 @@ async def test_port_conflict_text_and_nothing_left(tmp_path: Path) -> None:
 async def test_create_refusals(tmp_path: Path) -> None:
     w = await started(tmp_path)
     with pytest.raises(BadRequest, match=r"^network nosuchnet not found$"):
-        await w.create("a", network="nosuchnet")
+        await w.create("ca", network="nosuchnet")
     with pytest.raises(NotFound, match=r"^No such image: nope$"):
-        await w.ctl.create({"Image": "nope"}, "a")
+        await w.ctl.create({"Image": "nope"}, "ca")
     with pytest.raises(BadRequest, match="user specified IP address is supported on user"):
-        await w.create("a", network="bridge", ip="172.17.0.9")
+        await w.create("ca", network="bridge", ip="172.17.0.9")
     with pytest.raises(BadRequest, match=r"^can't create 'AutoRemove' container"):
         await w.ctl.create(
             {
                 "Image": "alpine",
                 "HostConfig": {"AutoRemove": True, "RestartPolicy": {"Name": "always"}},
             },
-            "a",
+            "ca",
         )
     db = await w.create("db")
     with pytest.raises(
         Conflict, match=rf"^cannot join network of a non running container: {db.id}$"
     ):
-        await w.create("a", network="container:db")
+        await w.create("ca", network="container:db")
     await w.ctl.start_container(db.id)
     conflicts = [
         ({"Hostname": "h"}, {}, "hostname and the network mode"),
@@ -473,12 +473,18 @@ async def test_create_refusals(tmp_path: Path) -> None:
     for body, hc, text in conflicts:
         req = {"Image": "alpine", **body, "HostConfig": {"NetworkMode": "container:db", **hc}}
         with pytest.raises(BadRequest, match=rf"^conflicting options: {text}"):
-            await w.ctl.create(req, "a")
+            await w.ctl.create(req, "ca")
+    for rp, text in (
+        ({"Name": "always", "MaximumRetryCount": 3}, "cannot be used with restart policy 'always'"),
+        ({"Name": "on-failure", "MaximumRetryCount": -1}, "cannot be negative"),
+    ):
+        with pytest.raises(BadRequest, match=f"^maximum retry count {text}$"):
+            await w.ctl.create({"Image": "alpine", "HostConfig": {"RestartPolicy": rp}}, "ca")
     host = {"Image": "alpine", "HostConfig": {"NetworkMode": "host", "Links": ["db:x"]}}
     with pytest.raises(BadRequest, match=r"^conflicting options: host type networking can.t be"):
-        await w.ctl.create(host, "a")
+        await w.ctl.create(host, "ca")
     with pytest.raises(BadRequest, match=r"^Invalid network mode: invalid container format"):
-        await w.ctl.create({"Image": "alpine", "HostConfig": {"NetworkMode": "container:"}}, "a")
+        await w.ctl.create({"Image": "alpine", "HostConfig": {"NetworkMode": "container:"}}, "ca")
     assert [c.name for c in w.ctl.list()] == ["db"]
     assert {k for k in await w.keys() if k.startswith("cnames/")} == {"cnames/db"}
     await w.close()
@@ -697,12 +703,12 @@ async def test_on_failure_does_not_restart_a_clean_exit(tmp_path: Path, clock: C
 @aio
 async def test_stop_and_kill_do_not_restart(tmp_path: Path, clock: Clock) -> None:
     w = await started(tmp_path)
-    a = await w.run("a", restart="always")
-    b = await w.run("b", restart="unless-stopped")
-    await w.ctl.stop("a", timeout=5)
+    a = await w.run("ca", restart="always")
+    b = await w.run("cb", restart="unless-stopped")
+    await w.ctl.stop("ca", timeout=5)
     assert a.state.status == "exited" and a.state.exit_code == 128 + signal.SIGTERM
     assert w.rt.calls.count(("kill", a.id, int(signal.SIGTERM))) == 1
-    await w.ctl.kill("b", None)
+    await w.ctl.kill("cb", None)
     assert b.state.status == "exited" and b.state.exit_code == 128 + signal.SIGKILL
     for _ in range(20):
         await REAL_SLEEP(0)
@@ -710,11 +716,11 @@ async def test_stop_and_kill_do_not_restart(tmp_path: Path, clock: Clock) -> Non
     assert w.delays == [] and a.manually_stopped and b.manually_stopped
     assert w.netns.namespaces == {}
     with pytest.raises(NotModified):
-        await w.ctl.stop("a", timeout=1)
+        await w.ctl.stop("ca", timeout=1)
     with pytest.raises(Conflict, match=rf"^Container {a.id} is not running$"):
-        await w.ctl.kill("a", None)
+        await w.ctl.kill("ca", None)
     # started again by hand, the policy is back in force
-    await w.ctl.start_container("a")
+    await w.ctl.start_container("ca")
     w.rt.exit(a.id, 1)
     await running_states(w, a.id, 1)
     await w.close()
@@ -893,20 +899,27 @@ async def test_connect_and_disconnect(tmp_path: Path) -> None:
 async def test_connect_refusals_for_host_and_none(tmp_path: Path) -> None:
     w = await started(tmp_path)
     await w.net("n1", "10.9.0.0/24", "10.9.0.254")
-    h = await w.create("h", network="host", ports={"80/tcp": "9999"})
+    h = await w.create("hh", network="host", ports={"80/tcp": "9999"})
     assert h.endpoints == {} and h.ports == [] and not w.port_taken(9999)
-    with pytest.raises(
-        Forbidden,
-        match=r"^container cannot be disconnected from host network or connected to host network$",
-    ):
-        await w.engine.connect("n1", "h", {})
+    shared = (
+        r"^container sharing network namespace with another container or host cannot be "
+        r"connected to any other network$"
+    )
+    none = (
+        r"^container cannot be connected to multiple networks with one of the networks in "
+        r"private \(none\) mode$"
+    )
+    host = r"^container cannot be disconnected from host network or connected to host network$"
+    with pytest.raises(Forbidden, match=shared):  # Docker: the host network is not private
+        await w.engine.connect("n1", "hh", {})
     await w.create("nn", network="none")
-    with pytest.raises(
-        Forbidden,
-        match=r"^container sharing network namespace with another container or host cannot be "
-        r"connected to any other network$",
-    ):
+    with pytest.raises(Forbidden, match=none):
         await w.engine.connect("n1", "nn", {})
+    b = await w.create("cb", network="n1")
+    with pytest.raises(Forbidden, match=none):
+        await w.engine.connect("none", b.id, {})
+    with pytest.raises(Forbidden, match=host):
+        await w.engine.connect("host", b.id, {})
     await w.close()
 
 
@@ -977,26 +990,27 @@ async def test_link_validation_texts(tmp_path: Path) -> None:
 async def test_rename(tmp_path: Path) -> None:
     w = await started(tmp_path)
     n1 = await w.net("n1", "10.9.0.0/24", "10.9.0.254")
-    a = await w.create("a", network="n1")
-    b = await w.create("b")
-    await w.ctl.rename("a", "/alpha")
+    a = await w.create("ca", network="n1")
+    b = await w.create("cb")
+    await w.ctl.rename("ca", "/alpha")
     assert a.name == "alpha" and w.ctl.get("alpha") is a
     keys = await w.keys()
-    assert "cnames/alpha" in keys and "cnames/a" not in keys
+    assert "cnames/alpha" in keys and "cnames/ca" not in keys
     assert w.ep(a, n1).container_name == "alpha"
     rec = await w.store.get(f"containers/{a.id}")
     assert rec is not None and rec.value["name"] == "alpha"
     with pytest.raises(
         Conflict,
-        match=rf'^Conflict. The container name "/b" is already in use by container "{b.id}"',
+        match=rf"^Error when allocating new name: Conflict. The container name \"/cb\" is "
+        rf'already in use by container "{b.id}"',
     ):
-        await w.ctl.rename("alpha", "b")
+        await w.ctl.rename("alpha", "cb")
     with pytest.raises(BadRequest, match=r"^Renaming a container with the same name"):
         await w.ctl.rename("alpha", "alpha")
     with pytest.raises(BadRequest):
         await w.ctl.rename("alpha", "bad name!")
     # the old name is free again
-    await w.create("a")
+    await w.create("ca")
     await w.close()
 
 

@@ -104,16 +104,11 @@ def parse_restart(value: str) -> dict[str, Any]:
     if name not in ("", "no", "always", "unless-stopped", "on-failure"):
         raise UsageFailure(f"invalid restart policy '{name}'")
     retries = 0
-    if sep:
-        if name != "on-failure":
-            raise UsageFailure(
-                "invalid restart policy format: "
-                "maximum retry count can only be used with 'on-failure'"
-            )
+    if sep:  # a count with another policy is the daemon's to refuse, as with docker
         try:
             retries = int(count)
         except ValueError:
-            raise UsageFailure(f"maximum retry count must be an integer: {count}") from None
+            raise UsageFailure("maximum retry count must be an integer") from None
     return {"Name": name or "no", "MaximumRetryCount": retries}
 
 

@@ -164,12 +164,13 @@ def parse_restart(rp: Any) -> dict[str, Any]:
     if name not in ("no", "always", "unless-stopped", "on-failure"):
         raise BadRequest(f"invalid restart policy '{name}'")
     count = rp.get("MaximumRetryCount") or 0
-    if not isinstance(count, int) or count < 0:
-        raise BadRequest("invalid restart policy: maximum retry count cannot be negative")
+    if not isinstance(count, int):
+        raise BadRequest("maximum retry count must be an integer")
+    # Docker 20.10's validateRestartPolicy, in its order and words
     if count and name != "on-failure":
-        raise BadRequest(
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-        )
+        raise BadRequest(f"maximum retry count cannot be used with restart policy '{name}'")
+    if count < 0:
+        raise BadRequest("maximum retry count cannot be negative")
     return {"Name": name, "MaximumRetryCount": count}
 
 
@@ -1333,6 +1334,7 @@ class ContainerController:
         other = self.named(new)
         if other is not None:
             raise Conflict(
+                "Error when allocating new name: "
                 f'Conflict. The container name "/{new}" is already in use by container '
                 f'"{other.id}". You have to remove (or rename) that container to be able to '
                 "reuse that name."
@@ -1359,14 +1361,20 @@ class ContainerController:
         net = self.networks.get(net_ref)
         c = self.get(container_ref)
         kind, _ = self._mode(c.host_config)
-        if net.driver == "host" or kind == "host":
-            raise Forbidden(
-                "container cannot be disconnected from host network or connected to host network"
-            )
-        if kind in ("container", "none") or net.driver == "null":
+        # Docker's checks, in its order (updateNetworkSettings)
+        if kind == "container" or (kind == "host" and net.driver != "host"):
             raise Forbidden(
                 "container sharing network namespace with another container or host cannot "
                 "be connected to any other network"
+            )
+        if net.driver == "host":
+            raise Forbidden(
+                "container cannot be disconnected from host network or connected to host network"
+            )
+        if kind == "none" or net.driver == "null":
+            raise Forbidden(
+                "container cannot be connected to multiple networks with one of the networks in "
+                "private (none) mode"
             )
         async with self.lock(c.id):
             if net.id in c.endpoints:

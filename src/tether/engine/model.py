@@ -29,8 +29,18 @@ def new_id() -> str:
     return os.urandom(32).hex()
 
 
+CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
 def check_name(name: str, kind: str = "network") -> None:
-    """Reject names that cannot be valid (Docker 20.10 accepted some of these; we do not)."""
+    """Reject names that cannot be valid. Containers: Docker's rule and text (two characters
+    at least). Networks: Docker 20.10 accepted any name; tether keeps to the same characters."""
+    if kind == "container":
+        if not CONTAINER_NAME_RE.match(name):
+            raise BadRequest(
+                f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
+        return
     if not name:
         raise BadRequest(f"{kind} name must not be empty")
     if len(name) > MAX_NAME:
