@@ -156,3 +156,23 @@ def test_upstreams_prefer_dns_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert r.upstreams(ident("b")) == ["127.0.0.53", "192.0.2.1"]  # loopback kept: host side
     cs.containers[ident("b")].host_config["Dns"] = ["198.51.100.5"]
     assert r.upstreams(ident("b")) == ["198.51.100.5"]
+
+
+def test_link_made_by_connect_is_an_alias_on_that_network_only() -> None:
+    """`network connect --link web:w2 n1 x`: the link is on x's n1 endpoint; x resolves w2 to
+    web's n1 address, other containers do not, and it means nothing on other networks."""
+    r, cs = make()
+    web2 = cs.containers[ident("a")]
+    web2.endpoints["n2"] = {"ip": "10.1.0.7"}
+    x = C(
+        ident("9"), "x", {"n1": {"ip": "10.0.0.8", "links": ["web:w2"]}, "n2": {"ip": "10.1.0.8"}}
+    )
+    cs.containers[x.id] = x
+    assert r.lookup(x.id, "w2") == ["10.0.0.2"]
+    assert r.lookup(x.id, "W2.") == ["10.0.0.2"]
+    assert r.lookup(ident("b"), "w2") is None
+    x.endpoints["n1"]["links"] = ["web"]  # no alias: the name itself
+    assert r.lookup(x.id, "web") == ["10.0.0.2"]
+    web2.running = False
+    x.endpoints["n1"]["links"] = ["web:w2"]
+    assert r.lookup(x.id, "w2") is None

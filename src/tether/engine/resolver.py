@@ -53,6 +53,19 @@ class EngineResolver:
                         ep = target.endpoints.get(nid)
                         if ep is not None:
                             return [ep["ip"]]
+        # links made for one network (`network connect --link`, EndpointsConfig.Links): an
+        # alias of the target on that network only
+        for nid in nets:
+            raw = asker.endpoints.get(nid) or {}
+            for link in raw.get("links") or ():
+                ref, _, alias = str(link).partition(":")
+                if (alias or ref).lower() != name:
+                    continue
+                target = self._link_target(ref)
+                if target is not None and target.running:
+                    ep = target.endpoints.get(nid)
+                    if ep is not None:
+                        return [ep["ip"]]
         found: list[str] = []
         for nid in nets:
             for c, ep in self.containers.endpoints_on(nid):
