@@ -230,7 +230,7 @@ def test_connect_disconnect(h: LabHost) -> None:
     assert "cache" in j["Aliases"]
     assert j["IPAMConfig"] == {"IPv4Address": "172.28.7.7"}
     out = ok(h, "exec", "cc", "ip", "-4", "-o", "addr")
-    assert "172.28.7.7/16" in out and "172.26.1." in out
+    assert "172.28.7.7/16 brd 172.28.255.255" in out and "172.26.1." in out
     r = docker(h, "exec", "cc", "ping", "-c1", "-W2", "172.28.7.1")
     assert r.returncode == 0, r.stdout + r.stderr
     containers = json.loads(ok(h, "network", "inspect", "jasonyin2020"))[0]["Containers"]
@@ -367,6 +367,49 @@ def test_failed_start_leaves_nothing(h: LabHost) -> None:
     assert "broken" not in ps_names(h)
     containers = json.loads(ok(h, "network", "inspect", "jasonyin2020"))[0]["Containers"]
     assert cid not in containers
+
+
+def test_run_rm_whose_start_fails_is_removed(h: LabHost) -> None:
+    """`docker run --rm` with a missing command: the CLI returns (it waited for the removal
+    forever) and the container, its address and its port are gone."""
+    r = docker(h, "run", "--rm", "--name", "rr", "--network", "jasonyin2020", "-p", "5051:80",
+               A, "/no/such/binary", timeout=30)  # fmt: skip
+    assert r.returncode == 127 and "no such file or directory" in r.stderr, r.stderr
+    wait_until(lambda: "rr" not in ps_names(h), 10, what="rr to be removed")
+    ok(h, "run", "-d", "--name", "rr2", "-p", "5051:80", A, "sleep", "60")
+    ok(h, "rm", "-f", "rr2")
+
+
+def test_refusals_at_create_leave_nothing(h: LabHost) -> None:
+    """Network-mode conflicts and bad bridge options: Docker's texts, nothing made."""
+    ok(h, "run", "-d", "--name", "base", A, "sleep", "600")
+    before = sorted(links(h))
+    err = fails(h, "run", "-d", "--network", "container:base", "-p", "4040:80", A, "true")
+    assert "conflicting options: port publishing and the container type network mode" in err
+    err = fails(h, "run", "-d", "--network", "host", "--link", "base:b", A, "true")
+    assert "conflicting options: host type networking can't be used with links" in err
+    hb = "com.docker.network.bridge.host_binding_ipv4"
+    r = docker(h, "network", "create", "-o", f"{hb}=notanip", "badhb")
+    assert r.returncode == 1 and f"failed to parse {hb} value: notanip (nil ip)" in r.stderr
+    r = docker(h, "network", "create", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.0", "gw0")
+    assert "failed to allocate gateway (10.77.0.0): Address already in use" in r.stderr
+    assert sorted(links(h)) == before
+    assert not {"badhb", "gw0"} & set(ok(h, "network", "ls", "--format", "{{.Name}}").split())
+    # the firewall still works: a published port on a new network
+    ok(h, "network", "create", "okafter")
+    ok(h, "run", "-d", "--name", "pub", "--network", "okafter", "-p", "4041:80", A, "sleep", "60")
+    ok(h, "rm", "-f", "pub", "base")
+    ok(h, "network", "rm", "okafter")
+
+
+def test_connect_link_is_resolvable(h: LabHost) -> None:
+    ok(h, "run", "-d", "--name", "lweb", "--network", "jasonyin2020", A, "sleep", "600")
+    ok(h, "run", "-d", "--name", "lcli", A, "sleep", "600")
+    ok(h, "network", "connect", "--link", "lweb:w2", "jasonyin2020", "lcli")
+    web_ip = cinspect(h, "lweb")["NetworkSettings"]["Networks"]["jasonyin2020"]["IPAddress"]
+    out = ok(h, "exec", "lcli", "nslookup", "w2")
+    assert web_ip in out, out
+    ok(h, "rm", "-f", "lweb", "lcli")
 
 
 # ---------------------------------------------------------------- daemon crash (last)

@@ -191,7 +191,9 @@ class PyrouteNetlink:
         if idx is None:
             raise Internal(f"interface {spec.ifname} did not appear in {spec.ns_path}")
         ip, prefix = spec.address.split("/")
-        await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix))
+        # with its broadcast address, as Docker's endpoints have (`ip addr`: "brd ...")
+        brd = ipaddress.IPv4Network(spec.address, strict=False).broadcast_address
+        await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), broadcast=str(brd))
         await ns.link("set", index=idx, state="up")
         if spec.gateway:
             from pyroute2.netlink.exceptions import NetlinkError
