@@ -409,6 +409,11 @@ def test_connect_link_is_resolvable(h: LabHost) -> None:
     web_ip = cinspect(h, "lweb")["NetworkSettings"]["Networks"]["jasonyin2020"]["IPAddress"]
     out = ok(h, "exec", "lcli", "nslookup", "w2")
     assert web_ip in out, out
+    # what was sent comes back: the CLI's connect sends an empty IPAMConfig and DriverOpts
+    j = cinspect(h, "lcli")["NetworkSettings"]["Networks"]
+    assert (j["jasonyin2020"]["IPAMConfig"], j["jasonyin2020"]["DriverOpts"]) == ({}, {})
+    assert j["jasonyin2020"]["Links"] == ["lweb:w2"]
+    assert j["bridge"]["IPAMConfig"] is None and j["bridge"]["DriverOpts"] is None
     ok(h, "rm", "-f", "lweb", "lcli")
 
 

@@ -52,7 +52,13 @@ def _ep_json(c: Container, ep: Endpoint, user_net: bool, running: bool) -> dict[
         aliases = [*list(ep.aliases), c.id[:12]]
     on = running or True
     return {
-        "IPAMConfig": {"IPv4Address": ep.static_ip} if ep.static_ip else None,
+        "IPAMConfig": (
+            ep.ipam_config
+            if ep.ipam_config is not None
+            else {"IPv4Address": ep.static_ip}
+            if ep.static_ip
+            else None
+        ),
         "Links": ep.links or None,
         "Aliases": aliases,
         "NetworkID": ep.network_id,
@@ -64,7 +70,7 @@ def _ep_json(c: Container, ep: Endpoint, user_net: bool, running: bool) -> dict[
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
         "MacAddress": ep.mac if running else "",
-        "DriverOpts": None,
+        "DriverOpts": ep.driver_opts,
     }
 
 

@@ -174,6 +174,23 @@ def parse_restart(rp: Any) -> dict[str, Any]:
     return {"Name": name, "MaximumRetryCount": count}
 
 
+IPAM_KEYS = ("IPv4Address", "IPv6Address", "LinkLocalIPs")
+
+
+def sent_ipam(raw: Any) -> dict[str, Any] | None:
+    """An endpoint's IPAMConfig as inspect shows it: None when not sent, else its non-empty
+    fields (Docker's omitempty)."""
+    if not isinstance(raw, dict):
+        return None
+    return {k: v for k, v in raw.items() if k in IPAM_KEYS and v}
+
+
+def sent_driver_opts(raw: Any) -> dict[str, str] | None:
+    if not isinstance(raw, dict):
+        return None
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 def check_net_mode(body: dict[str, Any], hc: dict[str, Any]) -> None:
     """Options that make no sense with the network mode, refused at create with Docker's texts
     (runconfig's validateNetMode: the request's own settings, before the image's merge)."""
@@ -754,6 +771,8 @@ class ContainerController:
             aliases=aliases,
             links=[x for x in (epcfg.get("Links") or []) if isinstance(x, str)],
             static_ip=static,
+            ipam_config=sent_ipam(epcfg.get("IPAMConfig")),
+            driver_opts=sent_driver_opts(epcfg.get("DriverOpts")),
         )
         return ep
 

@@ -141,6 +141,10 @@ class Endpoint:
     static_ip: str = ""  # what the user asked for (--ip), kept for restarts
     host: str = ""  # the host that owns it (global networks)
     vtep: str = ""
+    # the request's IPAMConfig and DriverOpts as sent (inspect shows them back, as Docker's:
+    # `network connect` sends an empty IPAMConfig, `run` none)
+    ipam_config: dict[str, Any] | None = None
+    driver_opts: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
