@@ -15,6 +15,7 @@ from tether.api import bodycheck
 from tether.api.app import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked
 from tether.engine import ports as portlib
+from tether.engine import psfilter
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.filters import check_prune_filters, prune_match
 from tether.engine.model import Endpoint
@@ -241,51 +242,16 @@ def summary_json(engine: Any, c: Container) -> dict[str, Any]:
     }
 
 
-def _match(engine: Any, c: Container, filters: dict[str, list[str]]) -> bool:
-    for key, values in filters.items():
-        if not values:
-            continue
-        if key == "name":
-            if not any(v.lstrip("/") in c.name for v in values):
-                return False
-        elif key == "id":
-            if not any(c.id.startswith(v) for v in values):
-                return False
-        elif key == "status":
-            if c.state.status not in values:
-                return False
-        elif key == "exited":
-            if c.state.status != "exited" or str(c.state.exit_code) not in values:
-                return False
-        elif key == "label":
-            labels = c.config.get("Labels") or {}
-            for v in values:
-                k, eq, val = v.partition("=")
-                if k not in labels or (eq and labels[k] != val):
-                    return False
-        elif key == "network":
-            names = set()
-            for ep in c.eps():
-                names |= {ep.network_name, ep.network_id}
-            if not any(v in names or any(n.startswith(v) for n in names) for v in values):
-                return False
-        elif key == "ancestor":
-            if not any(v in (c.image, c.image_id) for v in values):
-                return False
-        else:
-            raise BadRequest(f"invalid filter '{key}'")
-    return True
-
-
 async def list_containers(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     show_all = qbool(request, "all")
     filters = parse_filters(request)
+    match = psfilter.matcher(filters, engine.containers.get)
     out = []
     for c in engine.containers.list():
         if not show_all and not c.running and "status" not in filters:
             continue
-        if _match(engine, c, filters):
+        if match(c):
             out.append(summary_json(engine, c))
     limit = request.query.get("limit")
     if limit and limit.lstrip("-").isdigit() and int(limit) > 0:
