@@ -38,6 +38,9 @@ def test_link_hosts_line_and_one_way(d: DnsLab, db: str) -> None:
         "ff02::2\tip6-allrouters",
     ]
     assert lines[6:] == [f"{db_ip}\tmysql {db[:12]} db", f"{app_ip}\t{app_id[:12]}"]
+    # inspect rebuilds HostConfig.Links from the link as Docker does
+    links = d.docker("inspect", "-f", "{{json .HostConfig.Links}}", "app").stdout.strip()
+    assert links == '["/db:/app/mysql"]'
     db_hosts = d.exec("db", "cat", "/etc/hosts").stdout
     assert "app" not in db_hosts and app_ip not in db_hosts  # one-way
     r = d.exec("app", "ping", "-c1", "-W2", "mysql")

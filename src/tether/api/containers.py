@@ -75,6 +75,21 @@ def _ep_json(c: Container, ep: Endpoint, user_net: bool, running: bool) -> dict[
     }
 
 
+def legacy_links(engine: Any, c: Container) -> list[str] | None:
+    """HostConfig.Links as Docker's inspect rebuilds it from its link graph: the default
+    bridge's links as ``/target:/container/alias``; None elsewhere (on a user-defined network a
+    link is an endpoint's DNS alias, shown in its ``Links``)."""
+    bridge = engine.networks.find("bridge")
+    if bridge is None or bridge.id not in c.endpoints:
+        return None
+    out = []
+    for tid, alias in c.links:
+        target = engine.containers.containers.get(tid)
+        if target is not None:
+            out.append(f"/{target.name}:/{c.name}/{alias}")
+    return out or None
+
+
 def networks_json(engine: Any, c: Container) -> dict[str, Any]:
     out: dict[str, Any] = {}
     mode = c.network_mode
@@ -143,7 +158,7 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
     hc.setdefault("NetworkMode", c.network_mode)
     hc.setdefault("PortBindings", {})
     hc.setdefault("AutoRemove", False)
-    hc.setdefault("Links", None)
+    hc["Links"] = legacy_links(engine, c)
     hc.setdefault("Dns", [])
     if not isinstance(hc.get("LogConfig"), dict) or not hc["LogConfig"].get("Type"):
         # Docker fills in its default driver; docker-py's run() reads logs only for
