@@ -8,6 +8,10 @@ addresses come from the network's own pool and are unique per host only
 (macvlan networks are local scope, as in Docker: give each host a distinct
 ``--ip-range`` or static ``--ip`` addresses).
 
+One macvlan network per parent interface, never ``lo``, and its subnet may not overlap any
+other network's (libnetwork's rules and texts; checked by the network controller, which sees
+the other networks).
+
 Parents:
 
 - ``eth0.10`` (a dot and a number) means the 802.1Q sub-interface VLAN 10 of
