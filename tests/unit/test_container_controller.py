@@ -685,6 +685,16 @@ async def test_on_failure_stops_after_n(tmp_path: Path, clock: Clock) -> None:
         await REAL_SLEEP(0)
     assert c.state.status == "exited" and c.restart_count == 2 and w.delays == [0.1, 0.2]
     assert w.netns.namespaces == {}
+    # a user's start resets the count (Docker): the policy has its two restarts again
+    await w.ctl.start_container(c.id)
+    assert c.restart_count == 0
+    w.rt.exit(c.id, 1)
+    await running_states(w, c.id, 1)
+    # and updating an --rm container's policy is refused (Docker's text)
+    d = await w.ctl.create({"Image": "alpine", "HostConfig": {"AutoRemove": True}}, "tmp")
+    with pytest.raises(Conflict, match="Restart policy cannot be updated because AutoRemove"):
+        await w.ctl.update_restart(d.id, {"Name": "always"})
+    await w.ctl.update_restart(d.id, {"Name": "no"})
     await w.close()
 
 

@@ -90,6 +90,7 @@ class Net:
     id: str
     name: str
     predefined: bool = False
+    internal: bool = False
 
 
 class Containers:
@@ -156,6 +157,26 @@ def test_upstreams_prefer_dns_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert r.upstreams(ident("b")) == ["127.0.0.53", "192.0.2.1"]  # loopback kept: host side
     cs.containers[ident("b")].host_config["Dns"] = ["198.51.100.5"]
     assert r.upstreams(ident("b")) == ["198.51.100.5"]
+    # only internal networks: no route out, nothing to forward to (Docker's forward fails)
+    r.networks.networks["n1"].internal = True
+    assert r.upstreams(ident("b")) == []
+    assert r.upstreams(ident("d")) != []  # on n2, not internal
+
+
+def test_name_dot_network_and_one_network_per_answer() -> None:
+    """`web.n1` is web on n1 only; a name on two shared networks answers with the first
+    network's addresses (the asker's order), never both (Docker)."""
+    r, cs = make()
+    sb = ident("b")
+    assert r.lookup(sb, "web.n1") == ["10.0.0.2"]
+    assert r.lookup(sb, "WWW.N1.") == ["10.0.0.2"]
+    assert r.lookup(sb, "web.n2") is None  # the asker is not on n2
+    assert r.lookup(sb, "web.nosuch") is None
+    both = C(ident("7"), "both", {"n1": {"ip": "10.0.0.7"}, "n2": {"ip": "10.1.0.7"}})
+    asker = C(ident("8"), "asker", {"n1": {"ip": "10.0.0.8"}, "n2": {"ip": "10.1.0.8"}})
+    cs.containers.update({both.id: both, asker.id: asker})
+    assert r.lookup(asker.id, "both") == ["10.0.0.7"]
+    assert r.lookup(asker.id, "both.n2") == ["10.1.0.7"]
 
 
 def test_link_made_by_connect_is_an_alias_on_that_network_only() -> None:

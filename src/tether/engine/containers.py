@@ -855,6 +855,7 @@ class ContainerController:
                 raise NotModified("container already started")
             if not from_policy:
                 await self._cancel_restart(c)
+                c.restart_count = 0  # a user's start (or restart) resets it, as Docker's does
             failure: Exception | None = None
             try:
                 await self._start(c)
@@ -1372,7 +1373,13 @@ class ContainerController:
 
     async def update_restart(self, ref: str, rp: dict[str, Any]) -> None:
         c = self.get(ref)
-        c.host_config["RestartPolicy"] = parse_restart(rp)
+        policy = parse_restart(rp)
+        if c.host_config.get("AutoRemove") and policy["Name"] != "no":
+            raise Conflict(
+                f"Cannot update container {c.id}: Restart policy cannot be updated because "
+                "AutoRemove is enabled for the container"
+            )
+        c.host_config["RestartPolicy"] = policy
         await self.save(c)
 
     # ---- connect / disconnect ------------------------------------------------------------

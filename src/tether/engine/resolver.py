@@ -12,7 +12,11 @@ only the linking container resolves, to ``target``'s address on the networks the
 The target is found by id, else by name, at query time (Docker resolves a link alias to the
 target's name, so a link to a container that starts later answers once it runs).
 
-Upstreams: the container's ``--dns``, else daemon.json ``dns``, else the host's nameservers
+A name answers with its addresses on the first network (in the container's order) that has
+it, never a mix of two networks'; ``name.network`` is ``name`` on that network only.
+
+Upstreams: none when every network of the container is ``--internal`` (no route out: Docker's
+forward fails there as well; here the answer is SERVFAIL at once); else the container's ``--dns``, else daemon.json ``dns``, else the host's nameservers
 (:func:`tether.engine.sandbox.host_resolv`), loopback ones included: forwarding runs in the
 daemon's namespace, where the host's 127.0.0.53 is reachable.
 """
@@ -66,8 +70,28 @@ class EngineResolver:
                     ep = target.endpoints.get(nid)
                     if ep is not None:
                         return [ep["ip"]]
-        found: list[str] = []
+        found = self._on_networks(name, nets)
+        if found is None and "." in name:
+            # `name.network` (Docker: "a.b.c in network d"): that network's names only
+            short, _, net_name = name.rpartition(".")
+            scoped = [n for n in nets if self._net_name(n) == net_name]
+            if scoped:
+                found = self._on_networks(short, scoped)
+        return found
+
+    def _internal(self, nid: str) -> bool:
+        net = self.networks.networks.get(nid)
+        return bool(net is not None and net.internal)
+
+    def _net_name(self, nid: str) -> str:
+        net = self.networks.networks.get(nid)
+        return str(net.name).lower() if net is not None else ""
+
+    def _on_networks(self, name: str, nets: list[str]) -> list[str] | None:
+        """The addresses of ``name`` on the first of ``nets`` (in the asker's order) that has
+        it, as Docker answers: never a mix of two networks' addresses."""
         for nid in nets:
+            found: list[str] = []
             for c, ep in self.containers.endpoints_on(nid):
                 if not c.running or not ep.ip:
                     continue
@@ -80,7 +104,9 @@ class EngineResolver:
                 ip = str(rec.get("ip") or "")
                 if name in names and ip and ip not in found:
                     found.append(ip)
-        return found or None
+            if found:
+                return found
+        return None
 
     def _remote(self, nid: str) -> list[dict[str, Any]]:
         """Endpoints of other hosts on a global network (the cluster view), else none."""
@@ -115,6 +141,8 @@ class EngineResolver:
 
     def upstreams(self, sandbox: str) -> list[str]:
         c = self.containers.containers.get(sandbox)
+        if c is not None and c.endpoints and all(self._internal(nid) for nid in c.endpoints):
+            return []  # no route out: Docker's forward fails there too (SERVFAIL at once here)
         custom = (c.host_config.get("Dns") if c is not None else None) or self.dns
         if custom:
             return list(custom)
