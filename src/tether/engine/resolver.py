@@ -16,9 +16,11 @@ A name answers with its addresses on the first network (in the container's order
 it, never a mix of two networks'; ``name.network`` is ``name`` on that network only.
 
 Upstreams: none when every network of the container is ``--internal`` (no route out: Docker's
-forward fails there as well; here the answer is SERVFAIL at once); else the container's ``--dns``, else daemon.json ``dns``, else the host's nameservers
+forward fails there as well; here the answer is SERVFAIL at once); else the container's
+``--dns``, else daemon.json ``dns``, else the host's nameservers
 (:func:`tether.engine.sandbox.host_resolv`), loopback ones included: forwarding runs in the
-daemon's namespace, where the host's 127.0.0.53 is reachable.
+daemon's namespace, where the host's 127.0.0.53 is reachable. (Docker forwards to a
+``--dns 127.0.0.x`` inside the container's namespace; tether does not: a known difference.)
 """
 
 from __future__ import annotations
