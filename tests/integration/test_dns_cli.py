@@ -51,7 +51,7 @@ def test_resolv_conf_dns_flags_on_default_bridge(d: DnsLab) -> None:
 def test_container_name_alias_and_short_id(d: DnsLab, net: str) -> None:
     web_ip = d.ip("web", net)
     web_id = d.docker("inspect", "-f", "{{.Id}}", "web").stdout.strip()
-    for name in ("web", "www", web_id[:12], "WEB"):
+    for name in ("web", "www", web_id[:12], "WEB", f"web.{net}"):
         assert d.a("cli", name) == [web_ip], name
     r = d.exec("cli", "nslookup", "web")
     assert r.returncode == 0, r.stderr
