@@ -402,6 +402,15 @@ def test_refusals_at_create_leave_nothing(h: LabHost) -> None:
     ok(h, "network", "rm", "okafter")
 
 
+def test_disconnect_moves_the_default_route(h: LabHost) -> None:
+    ok(h, "run", "-d", "--name", "gwm", "--network", "jasonyin2020", A, "sleep", "600")
+    ok(h, "network", "connect", "oldboyedu2021", "gwm")
+    assert "default via 172.28.0.254 dev eth0" in ok(h, "exec", "gwm", "ip", "route")
+    ok(h, "network", "disconnect", "jasonyin2020", "gwm")
+    assert "default via 172.26.1.254 dev eth1" in ok(h, "exec", "gwm", "ip", "route")
+    ok(h, "rm", "-f", "gwm")
+
+
 def test_connect_link_is_resolvable(h: LabHost) -> None:
     ok(h, "run", "-d", "--name", "lweb", "--network", "jasonyin2020", A, "sleep", "600")
     ok(h, "run", "-d", "--name", "lcli", A, "sleep", "600")

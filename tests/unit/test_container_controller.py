@@ -902,6 +902,14 @@ async def test_connect_and_disconnect(tmp_path: Path) -> None:
     await w.engine.connect("n1", "plain", {})
     assert w.dns.listeners[plain.id] == w.netns.path(plain.id[:12])
     assert "nameserver 127.0.0.11" in (w.ctl.files_dir(plain) / "resolv.conf").read_text()
+    # leaving the network that gave the default route moves it to the next one (Docker's
+    # updateGateway); leaving another one keeps it where it was (eth0's)
+    ns = w.netns.path(plain.id[:12])
+    await w.engine.disconnect("n1", "plain", False)
+    assert w.nl.default_routes[ns] == ("172.17.0.1", "eth0")
+    await w.engine.connect("n1", "plain", {})
+    await w.engine.disconnect("bridge", "plain", False)
+    assert w.nl.default_routes[ns] == ("10.9.0.254", "eth1")
     await w.close()
 
 

@@ -1461,6 +1461,21 @@ class ContainerController:
                 {"container": c.id, "name": net.name, "type": net.driver},
             )
 
+    async def _move_default_route(self, c: Container, ns: str) -> None:
+        """After an endpoint with a gateway left a live sandbox, the default route goes through
+        the first remaining endpoint that has one (the kernel dropped it with the interface;
+        Docker's updateGateway). Best effort: the disconnect itself has happened."""
+        remaining = sorted(
+            (e for e in c.eps() if e.gateway and e.ifname[3:].isdigit()),
+            key=lambda e: int(e.ifname[3:]),
+        )
+        if not remaining:
+            return
+        try:
+            await self.netlink.default_route(ns, remaining[0].gateway, remaining[0].ifname)
+        except TetherError as exc:
+            log.warning("default route of %s: %s", c.id[:12], exc.message)
+
     def _rewrite_resolv(self, c: Container) -> None:
         d = self.files_dir(c)
         sbx.write_atomic(d / "resolv.conf", self._resolv_text(c, True, False))
@@ -1523,7 +1538,10 @@ class ContainerController:
             if self.has_sandbox(c):
                 ns = self.netns.path(self.ns_name(c))
                 await self.drivers[net.driver].leave(net, ep, ns)
-            c.endpoints.pop(net.id)
+                c.endpoints.pop(net.id)
+                if ep.gateway:
+                    await self._move_default_route(c, ns)
+            c.endpoints.pop(net.id, None)
             await self.store.txn(
                 [
                     Op("put", f"containers/{c.id}", c.to_dict()),

@@ -39,6 +39,7 @@ class FakeNetlink:
         self.neigh: dict[str, dict[str, str]] = {}  # device -> ip -> mac
         self.sandboxes: dict[str, dict[str, LinkSpec]] = {}  # ns path -> ifname -> spec
         self.routes: list[ipaddress.IPv4Network] = []
+        self.default_routes: dict[str, tuple[str, str]] = {}  # set by default_route only
         self.calls: list[tuple[Any, ...]] = []
         self.fail: dict[str, BaseException] = {}  # method name -> error to raise once
 
@@ -168,6 +169,10 @@ class FakeNetlink:
 
     async def loopback_up(self, ns_path: str) -> None:
         self._call("loopback_up", ns_path)
+
+    async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
+        self._call("default_route", ns_path, gateway, ifname)
+        self.default_routes[ns_path] = (gateway, ifname)
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
         return list(self.routes)

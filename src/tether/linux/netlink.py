@@ -82,6 +82,8 @@ class Netlink(Protocol):
 
     async def loopback_up(self, ns_path: str) -> None: ...
 
+    async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None: ...
+
     async def host_routes(self) -> list[ipaddress.IPv4Network]: ...
 
     async def link_exists(self, name: str, ns_path: str | None = None) -> bool: ...
@@ -209,6 +211,19 @@ class PyrouteNetlink:
             idx = await self._lookup(ns, "lo")
             if idx is not None:
                 await ns.link("set", index=idx, state="up")
+
+    async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
+        """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            async with self._in_ns(ns_path) as ns:
+                idx = await self._lookup(ns, ifname)
+                if idx is None:
+                    raise Internal(f"interface {ifname} is missing in {ns_path}")
+                await ns.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+        except NetlinkError as exc:
+            raise _err(f"cannot set the default route via {gateway}", exc) from exc
 
     async def add_veth(
         self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
@@ -529,6 +544,9 @@ class ThreadedNetlink:
 
     async def loopback_up(self, ns_path: str) -> None:
         await self._call("loopback_up", ns_path)
+
+    async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
+        await self._call("default_route", ns_path, gateway, ifname)
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
         routes: list[ipaddress.IPv4Network] = await self._call("host_routes")
