@@ -13,7 +13,8 @@ import pytest
 from clusterfakes import FakeClock, FakeHost, LeaseBackend, run, wait_for
 
 from tether.engine.cluster import POOLS_KEY, ROOT
-from tether.errors import Conflict, Forbidden
+from tether.engine.networks import CreateRequest
+from tether.errors import BadRequest, Conflict, Forbidden
 
 V1, V2 = "198.18.0.1", "198.18.0.2"
 
@@ -125,6 +126,39 @@ def test_racing_automatic_pools_are_picked_apart() -> None:
         index = await h1.store.get(POOLS_KEY)
         assert index is not None
         assert sorted(p["subnet"] for p in index.value["pools"]) == sorted([str(sa), str(sb)])
+        await stop(h1, h2)
+
+    run(main())
+
+
+def test_automatic_pools_come_from_the_global_pool_and_a_vni_can_be_asked() -> None:
+    """Automatic overlay subnets are /24s of 10.0.0.0/8 (Docker's global default pool), never a
+    local pool's 172.x that another host picks for its bridges; a valid vxlanid_list is
+    honoured, a taken one refused, a bad one refused with Docker's text."""
+
+    async def main() -> None:
+        _, h1, h2 = await two_hosts()
+        auto = await h1.create("auto1")
+        assert auto.pools[0].subnet == ipaddress.IPv4Network("10.0.0.0/24")
+        opt = "com.docker.network.driver.overlay.vxlanid_list"
+        req = CreateRequest(
+            "v1", "overlay", configs=[{"Subnet": "10.9.0.0/24"}], options={opt: "5000"}
+        )
+        asked = await h1.networks.create(req)
+        assert asked.vni == 5000 and asked.options[opt] == "5000"
+        await wait_for(lambda: h2.networks.find("v1") is not None, "v1 on h2")
+        again = CreateRequest(
+            "v2", "overlay", configs=[{"Subnet": "10.9.1.0/24"}], options={opt: "5000"}
+        )
+        with pytest.raises(Conflict, match=r"^vxlan id 5000 is already in use$"):
+            await h2.networks.create(again)
+        bad = CreateRequest("v3", "overlay", options={opt: "bad"})
+        with pytest.raises(BadRequest, match=r'^invalid vxlan id value "bad" passed$'):
+            await h2.networks.create(bad)
+        mtu = CreateRequest("v4", "overlay", options={"com.docker.network.driver.mtu": "abc"})
+        with pytest.raises(BadRequest, match=r"^failed to parse com.docker.network.driver.mtu"):
+            await h2.networks.create(mtu)
+        assert {n.name for n in h2.networks.list() if n.scope == "global"} == {"auto1", "v1"}
         await stop(h1, h2)
 
     run(main())

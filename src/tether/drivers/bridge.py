@@ -18,9 +18,9 @@ from tether.engine.model import (
     OPT_HOST_BINDING,
     OPT_ICC,
     OPT_MASQ,
-    OPT_MTU,
     Endpoint,
     Network,
+    check_mtu,
     parse_go_bool,
 )
 from tether.errors import BadRequest
@@ -67,14 +67,7 @@ class BridgeDriver:
         bad = any(c in "/:" or c.isspace() or not c.isprintable() for c in name)
         if not name or len(name) > MAX_IFNAME or bad or name in (".", ".."):
             raise BadRequest(f"invalid bridge name {name!r}")
-        raw_mtu = net.options.get(OPT_MTU)
-        if raw_mtu and not raw_mtu.lstrip("-").isdigit():
-            raise BadRequest(
-                f"failed to parse {OPT_MTU} value: {raw_mtu} "
-                f'(strconv.Atoi: parsing "{raw_mtu}": invalid syntax)'
-            )
-        if not 68 <= net.mtu <= 65535:
-            raise BadRequest(f"invalid MTU {net.mtu}")
+        check_mtu(net)
         for key in (OPT_ICC, OPT_MASQ, OPT_DEFAULT_BRIDGE):
             if net.options.get(key):
                 parse_go_bool(key, net.options[key])

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tether.engine.model import Endpoint, Network
+from tether.engine.model import OPT_VXLANID, Endpoint, Network, check_mtu
 from tether.errors import BadRequest, Internal, TetherError
 from tether.linux import nsthread
 from tether.linux.netlink import LinkSpec, Netlink
@@ -53,6 +53,22 @@ log = logging.getLogger("tether.overlay")
 VXLAN_PORT = 4789
 VNI_MIN = 4096
 VNI_MAX = (1 << 24) - 1
+
+
+def requested_vni(net: Network) -> int | None:
+    """The VNI asked for with ``-o com.docker.network.driver.overlay.vxlanid_list=N`` (the
+    first of the list: one VNI per network here), or None; Docker's text for a bad one."""
+    raw = net.options.get(OPT_VXLANID)
+    if not raw:
+        return None
+    first = raw.split(",")[0]
+    try:
+        vni = int(first)
+    except ValueError:
+        raise BadRequest(f'invalid vxlan id value "{first}" passed') from None
+    if not 0 < vni <= VNI_MAX:
+        raise BadRequest(f"vxlan id {vni} is out of range (1-{VNI_MAX})")
+    return vni
 
 
 @dataclass(frozen=True)
@@ -145,8 +161,8 @@ class OverlayDriver:
 
     # ---- network -----------------------------------------------------------
     def validate(self, net: Network) -> None:
-        if not 68 <= net.mtu <= 65535:
-            raise BadRequest(f"invalid MTU {net.mtu}")
+        check_mtu(net)
+        requested_vni(net)
         if not net.pools:
             raise BadRequest("an overlay network needs an address pool")
 

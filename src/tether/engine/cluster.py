@@ -75,8 +75,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tether.drivers.overlay import VNI_MIN, OverlayDriver, Peer
-from tether.engine.ipam import PoolConfig, check_overlap
+from tether.drivers.overlay import VNI_MIN, OverlayDriver, Peer, requested_vni
+from tether.engine.ipam import PoolConfig, PoolPicker, check_overlap
 from tether.engine.model import (
     OPT_BRIDGE_NAME,
     OPT_ICC,
@@ -96,6 +96,9 @@ ROOT = "cluster/"
 LEASE_TTL = 10
 SWEEP_AFTER = 300.0  # seconds a host must be gone before its address holdings are freed
 POOLS_KEY = ROOT + "pool-index"
+
+
+GLOBAL_POOL = PoolPicker([("10.0.0.0/8", 24)])
 
 
 class ClusterView:
@@ -489,12 +492,13 @@ class ClusterView:
         to overlap is picked again; a user pool gets Docker's overlap error.
         """
         net.scope = "global"
+        wanted = requested_vni(net)
         for _ in range(64):
             rec = await self.store.get(POOLS_KEY)
             listed = list(rec.value.get("pools", [])) if rec is not None else []
             taken = [ipaddress.IPv4Network(p["subnet"]) for p in listed]
             pools = self._fit_pools(net, taken)
-            net.vni = self._next_vni()
+            net.vni = wanted or self._next_vni()
             net.options[OPT_VXLANID] = str(net.vni)
             grown = listed + [{"subnet": str(p.subnet), "network": net.id} for p in pools]
             ops = [
@@ -513,6 +517,8 @@ class ClusterView:
             if failed == POOLS_KEY:
                 continue  # another pool change won: read the index again
             if failed.startswith(f"{ROOT}vni/"):
+                if wanted:
+                    raise Conflict(f"vxlan id {wanted} is already in use")
                 self._taken_vni.add(net.vni)
                 continue
             raise Conflict(f"network with name {net.name} already exists")
@@ -521,15 +527,14 @@ class ClusterView:
     def _fit_pools(self, net: Network, taken: list[ipaddress.IPv4Network]) -> list[PoolConfig]:
         """The network's pools, checked against the global ones (re-picked if automatic)."""
         pools = net.pools
-        try:
+        if net.user_subnet:
             for p in pools:
                 check_overlap(p.subnet, taken)
             return pools
-        except Forbidden:
-            if net.user_subnet:
-                raise
+        # Automatic: from the global default pool (Docker's GlobalDefault, 10.0.0.0/8 in /24s),
+        # not the local one, whose subnets other hosts pick for their own bridges.
         used = list(self.networks._used_subnets()) + taken
-        subnet = self.networks.picker.pick(used)
+        subnet = GLOBAL_POOL.pick(used)
         cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
         net.configs = [cfg.to_json()]
         return [cfg]

@@ -68,6 +68,18 @@ def parse_go_bool(key: str, value: str) -> bool:
     )
 
 
+def check_mtu(net: Network) -> None:
+    """The MTU option parsed as Docker does (strconv.Atoi, libnetwork's text), then in range."""
+    raw = net.options.get(OPT_MTU)
+    if raw and not raw.lstrip("-").isdigit():
+        raise BadRequest(
+            f"failed to parse {OPT_MTU} value: {raw} "
+            f'(strconv.Atoi: parsing "{raw}": invalid syntax)'
+        )
+    if not 68 <= net.mtu <= 65535:
+        raise BadRequest(f"invalid MTU {net.mtu}")
+
+
 def opt_true(options: dict[str, str], key: str, default: bool = True) -> bool:
     """A boolean option already checked by ``parse_go_bool`` (at network create)."""
     value = options.get(key)
