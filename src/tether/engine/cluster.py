@@ -28,7 +28,9 @@ condition that the document's revision did not change (compare-and-swap).
 Any concurrent pool change (a create or a remove on another host) fails the
 transaction, and the create re-reads and re-checks. The document is small (one
 line per global network) and pool changes are rare, so one hot key costs
-nothing measurable.
+nothing measurable. An automatic pool is a /24 of 10.0.0.0/8 (Docker's global default
+pool), apart from this host's local networks and every global one; the local default pools
+(172.17-31, 192.168) stay for bridges, which every host picks on its own.
 
 Endpoint and host records are written under this host's lease
 (``LeaseKeeper``): when a host dies its records expire and every other host
