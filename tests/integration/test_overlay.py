@@ -155,6 +155,26 @@ def test_daemon_killed_and_restarted_keeps_its_endpoints(olab: Lab, ov: str) -> 
     assert ping_from(h1, "c1", "c2c")
 
 
+def test_daemon_started_while_etcd_is_down_keeps_its_containers(olab: Lab, ov: str) -> None:
+    """A daemon (re)started while the store is away must not sweep the overlay namespaces of
+    its running containers (it did: their eth0 went, for good); it adopts them once the store
+    answers."""
+    h1, h2 = olab.host("host1"), olab.host("host2")
+    fmt = '{{(index .NetworkSettings.Networks "ov1").IPAddress}}'
+    c2_ip = ok(docker(h2, "inspect", "-f", fmt, "c2")).strip()
+    olab.stop_etcd()
+    try:
+        olab.stop_daemon("host2", kill9=True)
+        olab.start_daemon("host2")
+        assert "eth0" in ok(docker(h2, "exec", "c2", "ip", "-o", "link"))
+        assert ping_from(h1, "c1", c2_ip), "c2 cut off by a daemon start without the store"
+    finally:
+        olab.start_etcd()
+    wait_until(lambda: ping_from(h1, "c1", "c2"), 30, what="c1 -> c2 by name after etcd is back")
+    # host2's own DNS listener for c2 comes with the adoption, once host2 reconnects
+    wait_until(lambda: ping_from(h2, "c2", "c1"), 30, what="c2 -> c1 by name")
+
+
 def test_peer_gone_while_a_daemon_was_down_is_unprogrammed_at_its_restart(
     olab: Lab, ov: str
 ) -> None:

@@ -139,6 +139,7 @@ class ClusterView:
         self.revision = 0
         self.ready = asyncio.Event()
         self.adopted = False  # own stale records are deleted only after adopt_local
+        self._containers: Any = None  # the container controller, once adopt_local was called
         self.driver: Any = None  # the OverlayDriver (set by build_cluster)
 
     # ---- start / stop ----------------------------------------------------------
@@ -178,10 +179,21 @@ class ClusterView:
                 break
             except TetherError as exc:
                 log.debug("cluster store still unreachable: %s", exc)
+        if self._containers is not None and not self.adopted:
+            await self.adopt_local(self._containers)
         await self._run()
 
     async def adopt_local(self, containers: Any) -> None:
-        """After start: running local containers on overlays keep their records and data path."""
+        """After start: running local containers on overlays keep their records and data path.
+
+        Not before the store has answered: until then the global networks are unknown, and
+        adopting nothing would sweep every overlay namespace, cutting the running containers'
+        interfaces (and then delete this host's endpoint records as stale). The adoption runs
+        when the background connection succeeds."""
+        self._containers = containers
+        if not self.ready.is_set():
+            log.warning("overlay endpoints are adopted once the cluster store answers")
+            return
         for c in containers.containers.values():
             if not c.running:
                 continue
@@ -191,6 +203,7 @@ class ClusterView:
                     continue
                 try:
                     await self.driver.adopt(net, ep)
+                    await containers.ensure_dns(c)
                 except TetherError as exc:
                     log.error("re-wiring overlay %s for %s: %s", net.name, c.name, exc.message)
                 self.adopt(net, ep)

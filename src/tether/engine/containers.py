@@ -818,6 +818,14 @@ class ContainerController:
         bridge = self.networks.find("bridge")
         return bridge is not None and bridge.id in c.endpoints
 
+    async def ensure_dns(self, c: Container) -> None:
+        """Give a running container its DNS listener if it has none yet (a daemon started
+        before the cluster store answered knew none of its overlay networks)."""
+        if self.dns is None or not c.running or not self._uses_embedded_dns(c):
+            return
+        if c.id not in self.dns.sandboxes():
+            await self._dns_add(c)
+
     def _uses_embedded_dns(self, c: Container) -> bool:
         for ep in c.eps():
             net = self.networks.networks.get(ep.network_id)
