@@ -107,6 +107,17 @@ def test_containers_on_two_hosts_ping_by_ip_and_by_name(olab: Lab, ov: str) -> N
     assert ping_from(h1, "c1", h2.address)
 
 
+def test_rename_reaches_the_other_hosts(olab: Lab, ov: str) -> None:
+    h1, h2 = olab.host("host1"), olab.host("host2")
+    ok(docker(h2, "rename", "c2", "c2new"))
+    try:
+        wait_until(lambda: ping_from(h1, "c1", "c2new"), 10, what="c2new by name from host1")
+        assert docker(h1, "exec", "c1", "nslookup", "c2").returncode != 0
+    finally:
+        ok(docker(h2, "rename", "c2new", "c2"))
+    wait_until(lambda: ping_from(h1, "c1", "c2"), 10, what="c2 by name again")
+
+
 def test_concurrent_starts_on_all_hosts_get_distinct_addresses(olab: Lab, ov: str) -> None:
     jobs = [(h, f"k{h.index}{i}") for h in olab.hosts.values() for i in range(4)]
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:

@@ -270,6 +270,11 @@ class OverlayDriver:
                 await self._program(net, peer, True)
 
     # ---- endpoints ---------------------------------------------------------
+    async def endpoint_changed(self, net: Network, ep: Endpoint) -> None:
+        """A local endpoint's record changed (its container was renamed): write it again."""
+        if self.publish is not None and net.id in self._local:
+            await self.publish(net, ep, True)
+
     async def join(self, net: Network, ep: Endpoint, ns_path: str) -> None:
         async with self._lock:
             await self._wire(net)

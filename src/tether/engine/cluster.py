@@ -619,17 +619,7 @@ class ClusterView:
             self.endpoints.get(net.id, {}).pop(ep.id, None)
             await self.store.delete(key)
             return
-        value = {
-            "network": net.id,
-            "container": ep.container_id,
-            "name": ep.container_name,
-            "aliases": list(ep.aliases),
-            "ip": ep.ip,
-            "prefixlen": ep.prefixlen,
-            "mac": ep.mac,
-            "host": self.host,
-            "vtep": self.vtep,
-        }
+        value = self._record(net, ep)
         assert self.lease is not None
         await self.store.put(key, value, lease=self.lease.lease_id)
         self.mine[key] = value
@@ -637,8 +627,11 @@ class ClusterView:
 
     def adopt(self, net: Network, ep: Endpoint) -> None:
         """A running local endpoint found at start: its record must exist (put on resync)."""
-        key = f"{ROOT}endpoints/{net.id}/{ep.id}"
-        self.mine[key] = {
+        self.mine[f"{ROOT}endpoints/{net.id}/{ep.id}"] = self._record(net, ep)
+
+    def _record(self, net: Network, ep: Endpoint) -> dict[str, Any]:
+        """What the other hosts learn of a local endpoint (``cluster/endpoints/...``)."""
+        return {
             "network": net.id,
             "container": ep.container_id,
             "name": ep.container_name,

@@ -1377,7 +1377,22 @@ class ContainerController:
             ep["container_name"] = new
         await self.save(c)
         self._invalidate_dns()
+        if self.has_sandbox(c):
+            await self._republish(c)
         self.emit("rename", c)
+
+    async def _republish(self, c: Container) -> None:
+        """Drivers that tell other hosts about endpoints (overlay) write them again (a
+        rename: the other hosts' DNS answers the new name). Best effort: the rename is done."""
+        for ep in c.eps():
+            net = self.networks.networks.get(ep.network_id)
+            hook = getattr(self.drivers.get(net.driver), "endpoint_changed", None) if net else None
+            if net is None or hook is None:
+                continue
+            try:
+                await hook(net, ep)
+            except TetherError as exc:
+                log.warning("republishing %s on %s: %s", c.name, net.name, exc.message)
 
     async def update_restart(self, ref: str, rp: dict[str, Any]) -> None:
         c = self.get(ref)
