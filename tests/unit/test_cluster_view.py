@@ -14,7 +14,7 @@ from clusterfakes import FakeClock, FakeHost, LeaseBackend, run, wait_for
 
 from tether.engine.cluster import POOLS_KEY, ROOT
 from tether.engine.networks import CreateRequest
-from tether.errors import BadRequest, Conflict, Forbidden
+from tether.errors import BadRequest, Conflict, Forbidden, Unavailable
 
 V1, V2 = "198.18.0.1", "198.18.0.2"
 
@@ -433,6 +433,35 @@ def test_a_host_back_after_the_sweep_claims_its_running_addresses_again() -> Non
         await h2.view._resync()
         rec = await h1.store.get(f"{ROOT}ipam/{net.id}/{ep.ip}")
         assert rec is not None and rec.value["host"] == "h2"
+        await stop(h1, h2)
+
+    run(main())
+
+
+def test_releases_made_while_the_store_is_away_are_deleted_when_it_answers() -> None:
+    """A container leaves while etcd does not answer: its endpoint record and its address
+    holding are deleted by the periodic pass once the store answers again, without waiting
+    for a full resync (they stayed: the name resolved and the address was held for good)."""
+
+    async def main() -> None:
+        _, h1, h2 = await two_hosts(sweep_after=4.0)
+        net = await h1.create("ovp", "10.88.0.0/24")
+        await wait_for(lambda: h2.networks.find("ovp") is not None, "ovp on h2")
+        ep = await h2.join(net, "s5")
+        ep_key = f"{ROOT}endpoints/{net.id}/{ep.id}"
+        ip_key = f"{ROOT}ipam/{net.id}/{ep.ip}"
+        real_delete = h2.store.delete
+
+        async def away(key: str) -> bool:
+            raise Unavailable("cluster store unreachable")
+
+        h2.store.delete = away  # type: ignore[method-assign]
+        await h2.leave(h2.networks.get("ovp"), ep)
+        assert {ep_key, ip_key} <= h2.view.pending_release
+        assert await h1.store.get(ep_key) is not None
+        h2.store.delete = real_delete  # type: ignore[method-assign]
+        await wait_for(lambda: not h2.view.pending_release, "pending releases flushed")
+        assert await h1.store.get(ep_key) is None and await h1.store.get(ip_key) is None
         await stop(h1, h2)
 
     run(main())

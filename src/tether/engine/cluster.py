@@ -127,7 +127,8 @@ class ClusterView:
         self.gone_since: dict[str, float] = {}  # host without a host record -> since (clock)
         self.hosts: dict[str, dict[str, Any]] = {}
         self.mine: dict[str, dict[str, Any]] = {}  # key -> value of this host's endpoint records
-        self.pending_release: set[str] = set()  # ipam keys to delete when etcd is back
+        # ipam and own endpoint keys to delete when etcd is back (released while it was away)
+        self.pending_release: set[str] = set()
         self.on_peer: Callable[[Network, Peer, bool], Awaitable[None]] | None = None
         self.on_network_gone: Callable[[Network], Awaitable[None]] | None = None
         self.on_resync: Callable[[Network], Awaitable[None]] | None = None
@@ -412,10 +413,14 @@ class ClusterView:
                 if self.adopted and value.get("host") == self.host and key not in self.mine:
                     await self.store.delete(key)
                     eps.pop(eid, None)
+        await self._flush_pending()
+        await self._reclaim_mine()
+
+    async def _flush_pending(self) -> None:
+        """Delete the records and holdings released while the store was away."""
         for key in list(self.pending_release):
             await self.store.delete(key)
             self.pending_release.discard(key)
-        await self._reclaim_mine()
 
     async def _reclaim_mine(self) -> None:
         """Addresses of this host's endpoints whose holdings are gone (swept while this
@@ -444,6 +449,9 @@ class ClusterView:
         while True:
             await asyncio.sleep(interval)
             try:
+                # not only on a full resync: the watch may resume (or the lease be granted
+                # again) without one, and a release made meanwhile must not stay held
+                await self._flush_pending()
                 await self.sweep()
             except TetherError as exc:
                 log.debug("holdings sweep skipped: %s", exc)
@@ -617,7 +625,11 @@ class ClusterView:
         if not present:
             self.mine.pop(key, None)
             self.endpoints.get(net.id, {}).pop(ep.id, None)
-            await self.store.delete(key)
+            try:
+                await self.store.delete(key)
+            except TetherError:
+                self.pending_release.add(key)  # deleted when the store answers again
+                raise
             return
         value = self._record(net, ep)
         assert self.lease is not None
