@@ -13,6 +13,7 @@ from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
 from tether.engine.engine import Engine
 from tether.engine.firewall import FakeFirewall
 from tether.engine.ipam import PoolPicker
+from tether.engine.model import Network
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import BadRequest, Conflict, Forbidden, Internal, NotFound
 from tether.linux.fakes import FakeNetlink
@@ -163,6 +164,22 @@ def test_bridge_options_are_checked_at_create(loop: asyncio.AbstractEventLoop) -
     )
     rule = next(r for r in w.fw.nets if r.id == net.id)
     assert (rule.icc, rule.masquerade, rule.host_binding_ipv4) == (False, True, "127.0.0.1")
+    loop.run_until_complete(w.close())
+
+
+def test_a_name_two_networks_share_is_ambiguous(loop: asyncio.AbstractEventLoop) -> None:
+    """A global network named like a local one (made on a host that could not know):
+    looking it up by name is Docker's ambiguity error; by id both still work."""
+    w = World()
+    loop.run_until_complete(w.start())
+    local = loop.run_until_complete(w.engine.create_network(CreateRequest(name="lb1")))
+    twin = Network(id="f" * 64, name="lb1", driver="overlay", scope="global")
+    w.nets.networks[twin.id] = twin
+    with pytest.raises(
+        BadRequest, match=r"^network lb1 is ambiguous \(2 matches found based on name\)$"
+    ):
+        w.nets.get("lb1")
+    assert w.nets.get(local.id) is local and w.nets.get(twin.id) is twin
     loop.run_until_complete(w.close())
 
 

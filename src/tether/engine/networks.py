@@ -164,6 +164,15 @@ class NetworkController:
         return None
 
     def get(self, ref: str) -> Network:
+        """A network a user named: as ``find``, but a name two networks share is an error (a
+        global network named like a local one of this host, made on another host that could
+        not know: Docker's FindNetwork answer)."""
+        if ref not in self.networks:
+            named = sum(1 for n in self.networks.values() if n.name == ref)
+            if named > 1:
+                raise BadRequest(
+                    f"network {ref} is ambiguous ({named} matches found based on name)"
+                )
         net = self.find(ref)
         if net is None:
             raise NotFound(f"network {ref} not found")
