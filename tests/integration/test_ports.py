@@ -78,7 +78,9 @@ def test_host_ip_must_be_a_host_address(h1: LabHost) -> None:
         r"listen tcp4 10\.0\.0\.101:8500: bind: cannot assign requested address",
         r.stderr,
     ), r.stderr
-    assert "w9" not in ok(h1, "ps", "-a", "--format", "{{.Names}}").split()
+    # Docker: created, not started, nothing published
+    assert inspect(h1, "w9")["State"]["Status"] == "created"
+    assert ok(h1, "port", "w9") == ""
 
 
 def test_udp(lab: Lab, h1: LabHost) -> None:
@@ -116,7 +118,9 @@ def test_ranges_random_and_publish_all(h1: LabHost) -> None:
     assert "0.0.0.0:8001->81/tcp" in ps and "0.0.0.0:8002->82/tcp" in ps, ps
 
 
-def test_conflict_at_create_leaves_nothing(h1: LabHost) -> None:
+def test_conflict_at_start_and_port_freed_at_stop(h1: LabHost) -> None:
+    """Docker's model: host ports are taken at start and given back at stop. A clash fails
+    the start (Docker's text) and leaves a created container, without any rule."""
     web(h1, "w1", "-p", "8080:80")
     before_rules = nft_text(h1, "table", "ip", "tether")
     r = docker(h1, "run", "-d", "--name", "w2", "-p", "8080:80", "alpine", "sleep", "60")
@@ -127,13 +131,22 @@ def test_conflict_at_create_leaves_nothing(h1: LabHost) -> None:
         r"allocated",
         r.stderr,
     ), r.stderr
-    assert "w2" not in ok(h1, "ps", "-a", "--format", "{{.Names}}").split()
+    assert inspect(h1, "w2")["State"]["Status"] == "created"
     assert nft_text(h1, "table", "ip", "tether") == before_rules
-    # the name and the other ports it asked for are free again
+    ok(h1, "rm", "w2")
+    # the other ports it asked for are free
     ok(h1, "run", "-d", "--name", "w2", "-p", "8090:80", "alpine", "sleep", "60")
-    # a specific address collides with 0.0.0.0 as well
-    r = docker(h1, "create", "-p", f"{h1.address}:8080:80", "alpine", "true")
+    # a specific address collides with 0.0.0.0 as well, at start
+    ok(h1, "create", "--name", "w3", "-p", f"{h1.address}:8080:80", "alpine", "sleep", "60")
+    r = docker(h1, "start", "w3")
     assert "Bind for " in r.stderr and "port is already allocated" in r.stderr
+    # a stopped container's port is free for another
+    ok(h1, "stop", "-t", "0", "w1")
+    assert ok(h1, "port", "w1") == ""
+    ok(h1, "start", "w3")
+    assert ok(h1, "port", "w3").strip() == f"80/tcp -> {h1.address}:8080"
+    r = docker(h1, "start", "w1")
+    assert r.returncode != 0 and "port is already allocated" in r.stderr
 
 
 def test_host_network_discards_ports_with_the_warning(h1: LabHost) -> None:

@@ -324,7 +324,7 @@ async def test_create_writes_one_transaction(
         "eth0",
         "10.9.0.254",
     )
-    assert w.port_taken(8080)
+    assert not w.port_taken(8080)  # host ports are taken at start (Docker)
     assert c.config["_argv"] == ["/bin/sh"]
     await w.close()
 
@@ -421,19 +421,26 @@ async def test_address_held_in_the_store_only_rolls_back(tmp_path: Path) -> None
 
 
 @aio
-async def test_port_conflict_text_and_nothing_left(tmp_path: Path) -> None:
+async def test_port_conflict_at_start_and_port_freed_at_stop(tmp_path: Path) -> None:
+    """Host ports are held from start to stop, as Docker's: a clash fails the start with
+    Docker's text and leaves a created container; a stopped container's port is free."""
     w = await started(tmp_path)
-    bridge = w.nets.get("bridge")
-    await w.create("w1", ports={"80/tcp": "8080"})
-    keys, held = await w.keys(), w.held(bridge)
+    w1 = await w.run("w1", ports={"80/tcp": "8080"})
+    w2 = await w.create("w2", ports={"80/tcp": "8080"})
     with pytest.raises(Conflict) as err:
-        await w.create("w2", ports={"80/tcp": "8080"})
+        await w.ctl.start_container(w2.id)
     assert err.match(
         r"^driver failed programming external connectivity on endpoint w2 \([0-9a-f]{64}\): "
         r"Bind for 0.0.0.0:8080 failed: port is already allocated$"
     )
-    assert await w.keys() == keys and w.held(bridge) == held
-    assert w.port_taken(8080)  # still w1's
+    assert w2.state.status == "created" and w2.ports == [] and w.port_taken(8080)
+    await w.ctl.stop("w1", timeout=5)
+    assert w1.ports == [] and not w.port_taken(8080)
+    await w.ctl.start_container(w2.id)
+    assert w2.running and w.port_taken(8080)
+    with pytest.raises(Conflict, match="port is already allocated"):
+        await w.ctl.start_container(w1.id)
+    assert w1.state.status == "exited" and w1.ports == []
     await w.close()
 
 
@@ -583,7 +590,7 @@ async def test_start_failure_tears_the_sandbox_down(tmp_path: Path) -> None:
     assert w.netns.namespaces == {} and veth_name(ep) not in w.nl.links
     assert w.dns.listeners == {} and w.rt.containers == {}
     assert c.state.status == "created" and c.state.error == "exec: boom"
-    assert w.is_held(n1, ep.ip) and w.port_taken(8080)
+    assert w.is_held(n1, ep.ip) and not w.port_taken(8080)  # the address stays, the port not
     # and it starts fine afterwards
     await w.ctl.start_container(c.id)
     assert c.running
@@ -607,7 +614,7 @@ async def test_exit_tears_down_and_keeps_addresses(tmp_path: Path) -> None:
     assert w.netns.namespaces == {} and veth_name(ep) not in w.nl.links
     assert w.dns.listeners == {} and c.id in w.dns.removed
     assert c.id not in w.rt.containers  # runtime state deleted
-    assert w.is_held(n1, ep.ip) and w.port_taken(8080)
+    assert w.is_held(n1, ep.ip) and not w.port_taken(8080)  # the port goes at exit (Docker)
     assert NetworkController.ipam_key(n1.id, ep.ip) in await w.keys()
     rec = await w.store.get(f"containers/{c.id}")
     assert rec is not None and rec.value["state"]["exit_code"] == 3
@@ -1067,7 +1074,7 @@ async def test_reconcile_after_a_daemon_restart(
     # exited while away: the code is recorded, the sandbox is gone, the addresses are kept
     assert c[gone.id].state.status == "exited" and c[gone.id].state.exit_code == 7
     assert gone.id[:12] not in w2.netns.namespaces and gone_veth not in w2.nl.links
-    assert w2.is_held(n1, w.ep(gone, n1).ip) and w2.port_taken(8081)
+    assert w2.is_held(n1, w.ep(gone, n1).ip) and not w2.port_taken(8081)
     # restarted by its policy, with a fresh sandbox
     await until(lambda: c[back.id].running, "always container restarted")
     assert c[back.id].restart_count == 1 and back.id[:12] in w2.netns.namespaces

@@ -372,6 +372,8 @@ class ContainerController:
         for rec in await self.store.list("containers/"):
             c = Container.from_dict(rec.value)
             self.containers[c.id] = c
+            if c.state.status not in ("running", "restarting"):
+                c.ports = []  # a stopped container holds no host port (older records did)
             if c.ports:
                 self.allocator.reserve_all(portlib.PortBinding(**p) for p in c.ports)
         self.spawn(self._exit_loop())
@@ -629,7 +631,6 @@ class ContainerController:
             except NotFound as exc:
                 raise BadRequest(exc.message) from exc
             held: builtins.list[tuple[str, str]] = []
-            bindings: builtins.list[portlib.PortBinding] = []
             try:
                 ifno = 0
                 for net, epcfg in networks:
@@ -639,22 +640,7 @@ class ContainerController:
                     c.endpoints[net.id] = ep.to_dict()
                     ifno += 1 + self._extra_ifs(net)
                 if networks:
-                    requests = portlib.parse_bindings(
-                        host_config.get("PortBindings"),
-                        cfg.get("ExposedPorts"),
-                        bool(host_config.get("PublishAllPorts")),
-                    )
-                    try:
-                        bindings = self.allocator.allocate(requests)
-                        portlib.check_host_ips(bindings)
-                    except (Conflict, BadRequest) as exc:
-                        # Docker's text (it fails at start; tether at create, nothing made)
-                        epid = c.endpoints[networks[0][0].id]["id"]
-                        raise type(exc)(
-                            "driver failed programming external connectivity on endpoint "
-                            f"{c.name} ({epid}): {exc.message}"
-                        ) from exc
-                    c.ports = [asdict(b) for b in bindings]
+                    self._port_requests(c)  # a malformed binding is refused now; ports at start
                 ops = [
                     Op("create", f"cnames/{c.name}", {"id": c.id}),
                     Op("create", f"containers/{c.id}", c.to_dict()),
@@ -672,7 +658,6 @@ class ContainerController:
                 for nid, ip in held:
                     self.networks.release(nid, ip)
                     await self._release_global(nid, ip)
-                self.allocator.release(bindings)
                 raise
             self.containers[c.id] = c
         try:
@@ -893,6 +878,7 @@ class ContainerController:
                 raise Conflict(
                     f"Cannot link to a non running container: /{name} AS /{c.name}/{alias}"
                 )
+        took_ports = self._take_ports(c)
         made_ns = False
         clock = Phases()
         try:
@@ -952,6 +938,8 @@ class ContainerController:
         except BaseException as exc:
             await self.runtime.delete(c.id)
             await self._teardown(c, made_ns)
+            if took_ports:
+                self._drop_ports(c)
             c.state.error = exc.message if isinstance(exc, TetherError) else str(exc)
             if c.state.started_at != ZERO_TIME:
                 c.state.status = "exited"
@@ -1084,6 +1072,43 @@ class ContainerController:
                 out.append(f"{prefix}_ENV_{k}={v}")
         return out
 
+    # ---- host ports: held while the sandbox exists (Docker: from start to stop) ----------
+    def _port_requests(self, c: Container) -> builtins.list[portlib.PortRequest]:
+        return portlib.parse_bindings(
+            c.host_config.get("PortBindings"),
+            c.config.get("ExposedPorts"),
+            bool(c.host_config.get("PublishAllPorts")),
+        )
+
+    def _take_ports(self, c: Container) -> bool:
+        """Allocate the container's host ports for a start (True when it took any); a sandbox
+        kept across a policy restart keeps its own. Docker's text on a clash."""
+        kind, _ = self._mode(c.host_config)
+        if c.ports or kind != "network" or not c.endpoints:
+            return False
+        requests = self._port_requests(c)
+        if not requests:
+            return False
+        try:
+            bindings = self.allocator.allocate(requests)
+            try:
+                portlib.check_host_ips(bindings)
+            except BaseException:
+                self.allocator.release(bindings)
+                raise
+        except (Conflict, BadRequest) as exc:
+            epid = next(iter(c.endpoints.values()))["id"]
+            raise type(exc)(
+                "driver failed programming external connectivity on endpoint "
+                f"{c.name} ({epid}): {exc.message}"
+            ) from exc
+        c.ports = [asdict(b) for b in bindings]
+        return True
+
+    def _drop_ports(self, c: Container) -> None:
+        self.allocator.release(portlib.PortBinding(**p) for p in c.ports)
+        c.ports = []
+
     async def _teardown(self, c: Container, made_ns: bool = True) -> None:
         """Remove the sandbox's kernel objects (addresses stay held)."""
         if self.dns is not None:
@@ -1147,14 +1172,16 @@ class ContainerController:
         # "exited" in inspect must also find the die event.
         self.emit("die", c, exitCode=str(code))
         await self.runtime.delete(c.id)
+        had_ports = bool(c.ports)
         if restart and not from_restart:
             self._kept.add(c.id)
         else:
             self._kept.discard(c.id)
             await self._teardown(c)
+            self._drop_ports(c)
         self._invalidate_dns()
         await self.save(c)
-        if c.ports:
+        if had_ports:
             await self._ports_changed(c.id)
         for fut in self._exit_waiters.pop(c.id, []):
             if not fut.done():
@@ -1208,6 +1235,7 @@ class ContainerController:
         if c.id in self._kept:
             self._kept.discard(c.id)
             await self._teardown(c)
+            self._drop_ports(c)
             self._invalidate_dns()
 
     def has_sandbox(self, c: Container) -> bool:
