@@ -1369,7 +1369,7 @@ class ContainerController:
         for ep in c.eps():
             self.networks.release(ep.network_id, ep.ip)
             await self._release_global(ep.network_id, ep.ip)
-        self.allocator.release(portlib.PortBinding(**p) for p in c.ports)
+        self._drop_ports(c)
         self.containers.pop(c.id, None)
         self._locks.pop(c.id, None)
         self._backoff.pop(c.id, None)
@@ -1586,13 +1586,13 @@ class ContainerController:
             if raw is None:
                 raise Forbidden(f"container {c.id} is not connected to network {net.name}")
             ep = Endpoint.from_dict(raw)
-            if self.has_sandbox(c):
-                ns = self.netns.path(self.ns_name(c))
+            live = self.has_sandbox(c)
+            ns = self.netns.path(self.ns_name(c)) if live else ""
+            if live:
                 await self.drivers[net.driver].leave(net, ep, ns)
-                c.endpoints.pop(net.id)
-                if ep.gateway:
-                    await self._move_default_route(c, ns)
-            c.endpoints.pop(net.id, None)
+            c.endpoints.pop(net.id)
+            if live and ep.gateway:
+                await self._move_default_route(c, ns)
             await self.store.txn(
                 [
                     Op("put", f"containers/{c.id}", c.to_dict()),

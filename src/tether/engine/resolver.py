@@ -52,26 +52,16 @@ class EngineResolver:
         nets = self._user_nets(asker)
         # links are aliases only the linking container sees
         for tid, alias in asker.links:
-            if alias.lower() == name:
-                target = self._link_target(tid)
-                if target is not None and target.running:
-                    for nid in nets:
-                        ep = target.endpoints.get(nid)
-                        if ep is not None:
-                            return [ep["ip"]]
+            if alias.lower() == name and (ips := self._link_ips(tid, nets)):
+                return ips
         # links made for one network (`network connect --link`, EndpointsConfig.Links): an
         # alias of the target on that network only
         for nid in nets:
             raw = asker.endpoints.get(nid) or {}
             for link in raw.get("links") or ():
                 ref, _, alias = str(link).partition(":")
-                if (alias or ref).lower() != name:
-                    continue
-                target = self._link_target(ref)
-                if target is not None and target.running:
-                    ep = target.endpoints.get(nid)
-                    if ep is not None:
-                        return [ep["ip"]]
+                if (alias or ref).lower() == name and (ips := self._link_ips(ref, [nid])):
+                    return ips
         found = self._on_networks(name, nets)
         if found is None and "." in name:
             # `name.network` (Docker: "a.b.c in network d"): that network's names only
@@ -80,6 +70,17 @@ class EngineResolver:
             if scoped:
                 found = self._on_networks(short, scoped)
         return found
+
+    def _link_ips(self, ref: str, nets: list[str]) -> list[str] | None:
+        """A running link target's address on the first of ``nets`` it is on."""
+        target = self._link_target(ref)
+        if target is None or not target.running:
+            return None
+        for nid in nets:
+            ep = target.endpoints.get(nid)
+            if ep is not None:
+                return [ep["ip"]]
+        return None
 
     def _internal(self, nid: str) -> bool:
         net = self.networks.networks.get(nid)

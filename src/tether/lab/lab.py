@@ -578,8 +578,7 @@ class Lab:
             # a moment after `ip netns delete` has returned. Deleting one veth end removes both.
             ifname = info.ul_ifname
             attempt(
-                f"delete {ifname}",
-                lambda: system.run([system.IP, "-n", ul, "link", "del", ifname], check=False),
+                f"delete {ifname}", lambda: system.ip("link", "del", ifname, netns=ul, check=False)
             )
         attempt(f"delete netns {info.netns}", lambda: system.netns_delete(info.netns))
         if system.netns_exists(info.netns):
