@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from tether.store.base import Event, Op, Store
-from tether.store.etcd import WatchCompacted
+from tether.store.base import Event, Op, Store, WatchCompacted
 
 GUARD = 20.0  # seconds: a hang guard, not a timing assertion
 

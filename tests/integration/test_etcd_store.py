@@ -23,8 +23,8 @@ import pytest
 from tests.storecontract import GUARD, StoreContract, aclose, summary, take
 
 from tether.errors import Unavailable
-from tether.store.base import Event, Op, Store
-from tether.store.etcd import EtcdStore, LeaseExpired, LeaseKeeper, WatchCompacted
+from tether.store.base import Event, Op, Store, WatchCompacted
+from tether.store.etcd import EtcdStore, LeaseExpired, LeaseKeeper
 
 ETCD = "/usr/bin/etcd"
 

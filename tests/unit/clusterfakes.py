@@ -20,10 +20,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from tether.contracts.model import Endpoint, Network, mac_for, new_id
 from tether.drivers.overlay import OverlayDriver
 from tether.engine.cluster import ClusterView, build_cluster
 from tether.engine.ipam import PoolPicker
-from tether.engine.model import Endpoint, Network, mac_for, new_id
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import Internal
 from tether.linux.fakes import FakeNetlink

@@ -108,7 +108,7 @@ def test_daemon_unreachable(tmp_path: Path) -> None:
 
 
 def test_lab_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tether.cli.main as m
+    import tether.cli.commands as m
 
     monkeypatch.setitem(m.COMMANDS, "lab", "tether.no_such_module:lab")
     group = LazyGroup()

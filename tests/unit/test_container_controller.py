@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from tether.config import DaemonConfig
+from tether.contracts.model import Endpoint, Network
 from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver, veth_name
 from tether.engine import containers as containers_mod
 from tether.engine.containers import Container, ContainerController
 from tether.engine.engine import Engine
 from tether.engine.firewall import FakeFirewall
 from tether.engine.ipam import PoolPicker
-from tether.engine.model import Endpoint, Network
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound, NotModified
 from tether.linux.fakes import FakeNetlink, FakeNetns

@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from tether.engine.ipam import AddressSpace, PoolConfig, PoolPicker, check_overlap, validate_config
+from tether.contracts.pools import PoolConfig
+from tether.engine.ipam import AddressSpace, PoolPicker, check_overlap, validate_config
 from tether.errors import BadRequest, Conflict, Forbidden
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
-from tether.engine.ipam import PoolConfig, validate_config
+from tether.contracts.pools import PoolConfig
+from tether.engine.ipam import validate_config
 
 
 def test_ip_range_text_kept_and_reloaded() -> None:

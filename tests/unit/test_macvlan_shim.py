@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from tether.contracts.model import Network
 from tether.drivers.macvlan import MacvlanDriver, shim_name, shim_plan
-from tether.engine.model import Network
 from tether.errors import BadRequest, Internal
 from tether.linux.fakes import FakeLink, FakeNetlink
 

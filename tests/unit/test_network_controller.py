@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from tether.config import DaemonConfig
+from tether.contracts.model import Network
 from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
 from tether.engine.engine import Engine
 from tether.engine.firewall import FakeFirewall
 from tether.engine.ipam import PoolPicker
-from tether.engine.model import Network
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import BadRequest, Conflict, Forbidden, Internal, NotFound
 from tether.linux.fakes import FakeNetlink

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from tether.contracts.model import Endpoint, Network, mac_for, new_id
+from tether.contracts.pools import PoolConfig
 from tether.drivers.overlay import OverlayDriver, Peer, bridge_name, veth_name, vxlan_name
-from tether.engine.ipam import PoolConfig
-from tether.engine.model import Endpoint, Network, mac_for, new_id
 from tether.errors import BadRequest, Internal
 from tether.linux.fakes import FakeNetlink
 

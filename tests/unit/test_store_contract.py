@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from tests.storecontract import StoreContract, aclose, take
 
-from tether.store.base import Op, Store
-from tether.store.etcd import WatchCompacted
+from tether.store.base import Op, Store, WatchCompacted
 from tether.store.memory import MemoryStore
 from tether.store.sqlite import SqliteStore
 
@@ -91,7 +90,7 @@ def test_sqlite_closed_store_refuses(tmp_path: Path) -> None:
 
 
 def test_memory_slow_watcher_is_dropped_as_compacted(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tether.store.memory as memory
+    import tether.store.watchhub as memory
 
     monkeypatch.setattr(memory, "WATCH_QUEUE_LIMIT", 3)
 

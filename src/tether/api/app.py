@@ -1,4 +1,4 @@
-"""The aiohttp application: routing (unversioned and ``/v1.NN/``) and errors.
+"""The aiohttp application: middlewares, the route modules, and errors.
 
 This is the one place where tether's typed errors become HTTP answers
 (``{"message": ...}`` with the status the error's meaning carries).
@@ -9,25 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from tether import API_VERSION, MIN_API_VERSION
+from tether.api import containers, exec_, images, networks, system
+from tether.api.http import ENGINE, Handler, Router, json_response
 from tether.errors import TetherError
 
 log = logging.getLogger("tether.api")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ENGINE: web.AppKey[Any] = web.AppKey("engine", object)
 _VERSION_RE = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, content_type="application/json"
-    )
 
 
 def error_response(status: int, message: str) -> web.Response:
@@ -100,20 +93,7 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
     return resp
 
 
-class Router:
-    """Registers each route twice: as given and under ``/v{version}``."""
-
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        self.app.router.add_route(method, path, handler)
-        self.app.router.add_route(method, r"/v{version:[0-9]+\.[0-9]+}" + path, handler)
-
-
 def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
-    from tether.api import containers, exec_, images, networks, system
-
     app = web.Application(
         middlewares=[headers_middleware, error_middleware], client_max_size=client_max_size
     )
@@ -122,53 +102,3 @@ def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
     for module in (system, networks, containers, exec_, images):
         module.register(router)
     return app
-
-
-async def read_json(request: web.Request, *, required: bool = True) -> dict[str, Any]:
-    from tether.errors import BadRequest
-
-    raw = await request.read()
-    if not raw.strip():
-        if required:
-            raise BadRequest("request body is empty")
-        return {}
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"invalid JSON: {exc}") from None
-    except RecursionError:
-        raise BadRequest("invalid JSON: nested too deeply") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
-    return data
-
-
-def parse_filters(request: web.Request) -> dict[str, list[str]]:
-    """Docker's ``filters`` query: ``{"k": ["v"]}`` or ``{"k": {"v": true}}``."""
-    from tether.errors import BadRequest
-
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        raise BadRequest(f"invalid filter '{raw}'") from None
-    if not isinstance(data, dict):
-        raise BadRequest(f"invalid filter '{raw}'")
-    out: dict[str, list[str]] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out[str(key)] = [str(k) for k, v in value.items() if v]
-        elif isinstance(value, list):
-            out[str(key)] = [str(v) for v in value]
-        else:
-            raise BadRequest(f"invalid filter '{raw}'")
-    return out
-
-
-def qbool(request: web.Request, name: str, default: bool = False) -> bool:
-    value = request.query.get(name)
-    if value is None:
-        return default
-    return value.lower() in ("1", "true", "yes")

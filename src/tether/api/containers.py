@@ -12,13 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from tether.api import bodycheck
-from tether.api.app import ENGINE, Router, json_response, parse_filters, qbool, read_json
+from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked
+from tether.contracts.model import Endpoint
 from tether.engine import ports as portlib
 from tether.engine import psfilter
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.filters import check_prune_filters, prune_match
-from tether.engine.model import Endpoint
 from tether.errors import BadRequest, NotFound
 from tether.humanize import human_duration
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api.app import ENGINE, Router, json_response, read_json
+from tether.api.http import ENGINE, Router, json_response, read_json
 from tether.api.streams import Hijacked
 from tether.errors import BadRequest, Conflict, NotFound, TetherError
 

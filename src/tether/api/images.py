@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api.app import ENGINE, Router, json_response, qbool
+from tether.api.http import ENGINE, Router, json_response, qbool
 from tether.errors import BadRequest, NotFound
 
 

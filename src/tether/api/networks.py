@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from tether.api import bodycheck
-from tether.api.app import ENGINE, Router, json_response, parse_filters, qbool, read_json
-from tether.engine.model import Network
+from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
+from tether.contracts.model import Network
 from tether.engine.networks import CreateRequest
 from tether.errors import BadRequest
 

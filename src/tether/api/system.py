@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from tether import API_VERSION, MIN_API_VERSION, __version__
-from tether.api.app import ENGINE, Router, json_response
+from tether.api.http import ENGINE, Router, json_response
 from tether.errors import BadRequest
 
 
@@ -154,7 +154,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     import asyncio
     import json
 
-    from tether.api.app import parse_filters
+    from tether.api.http import parse_filters
     from tether.engine.events import matches
 
     engine = request.app[ENGINE]

@@ -12,7 +12,7 @@ import importlib
 
 import click
 
-from tether.cli.main import COMMANDS, OPTIONAL
+from tether.cli.commands import COMMANDS, OPTIONAL
 
 
 class LazyGroup(click.Group):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from tether.engine.model import (
+from tether.contracts.model import (
     OPT_BRIDGE_NAME,
     OPT_DEFAULT_BRIDGE,
     OPT_HOST_BINDING,

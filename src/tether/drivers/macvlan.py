@@ -42,7 +42,7 @@ import contextlib
 import ipaddress
 import re
 
-from tether.engine.model import Endpoint, Network
+from tether.contracts.model import Endpoint, Network
 from tether.errors import BadRequest, Internal, TetherError
 from tether.linux.netlink import LinkSpec, Netlink
 

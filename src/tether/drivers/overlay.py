@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from tether.engine.model import OPT_VXLANID, Endpoint, Network, check_mtu
+from tether.contracts.model import OPT_VXLANID, Endpoint, Network, check_mtu
 from tether.errors import BadRequest, Internal, TetherError
 from tether.linux import nsthread
 from tether.linux.netlink import LinkSpec, Netlink

@@ -77,9 +77,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tether.drivers.overlay import VNI_MIN, OverlayDriver, Peer, requested_vni
-from tether.engine.ipam import PoolConfig, PoolPicker, check_overlap
-from tether.engine.model import (
+from tether.contracts.model import (
     OPT_BRIDGE_NAME,
     OPT_ICC,
     OPT_MASQ,
@@ -88,9 +86,12 @@ from tether.engine.model import (
     Network,
     mac_for,
 )
+from tether.contracts.pools import PoolConfig
+from tether.drivers.overlay import VNI_MIN, OverlayDriver, Peer, requested_vni
+from tether.engine.ipam import PoolPicker, check_overlap
 from tether.errors import BadRequest, Conflict, Forbidden, TetherError
-from tether.store.base import Event, Op, Store
-from tether.store.etcd import EtcdStore, LeaseKeeper, WatchCompacted
+from tether.store.base import Event, Op, Store, WatchCompacted
+from tether.store.etcd import EtcdStore, LeaseKeeper
 
 log = logging.getLogger("tether.cluster")
 

@@ -36,9 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tether.contracts.model import Endpoint, Network, check_name, mac_for, new_id
 from tether.engine import ports as portlib
 from tether.engine import sandbox as sbx
-from tether.engine.model import Endpoint, Network, check_name, mac_for, new_id
 from tether.engine.networks import NetworkController
 from tether.engine.phases import Phases
 from tether.errors import (

@@ -23,7 +23,7 @@ import logging
 from typing import Any
 
 from tether.config import DaemonConfig
-from tether.engine.model import OPT_HOST_BINDING, OPT_ICC, OPT_MASQ, Network, opt_true
+from tether.contracts.model import OPT_HOST_BINDING, OPT_ICC, OPT_MASQ, Network, opt_true
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import BadRequest, Internal
 

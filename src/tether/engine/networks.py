@@ -20,15 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.drivers.base import Driver
-from tether.engine.ipam import (
-    AddressSpace,
-    PoolConfig,
-    PoolPicker,
-    check_overlap,
-    validate_config,
-)
-from tether.engine.model import (
+from tether.contracts.driver import Driver
+from tether.contracts.model import (
     OPT_BRIDGE_NAME,
     OPT_DEFAULT_BRIDGE,
     OPT_HOST_BINDING,
@@ -38,6 +31,13 @@ from tether.engine.model import (
     Network,
     check_name,
     new_id,
+)
+from tether.contracts.pools import PoolConfig
+from tether.engine.ipam import (
+    AddressSpace,
+    PoolPicker,
+    check_overlap,
+    validate_config,
 )
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound
 from tether.store.base import Op, Store

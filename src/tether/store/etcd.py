@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
-from tether.store.base import Event, Op, Record, TxnResult, Value
+from tether.store.base import Event, Op, Record, TxnResult, Value, WatchCompacted
 
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
@@ -74,24 +74,6 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
 # Watch resume back-off after the stream broke (etcd restarting).
 _RESUME_MIN = 0.2
 _RESUME_MAX = 2.0
-
-
-class WatchCompacted(Exception):
-    """A watch cannot continue from its revision: the history it needs is gone.
-
-    Raised by every store's watch iterator when ``start_revision`` is older
-    than the retained history (etcd compaction) or the watcher fell too far
-    behind. The caller lists the prefix again (full resync, e.g. with
-    ``snapshot()``) and watches from the listing's revision + 1.
-    """
-
-    def __init__(self, start_revision: int, compact_revision: int) -> None:
-        super().__init__(
-            f"watch from revision {start_revision} is compacted "
-            f"(history starts after revision {compact_revision})"
-        )
-        self.start_revision = start_revision
-        self.compact_revision = compact_revision
 
 
 class LeaseExpired(TetherError):
@@ -262,7 +244,7 @@ class EtcdStore:
         return raw[len(self._raw_prefix) :].decode()
 
     def _record(self, kv: Any) -> Record:
-        from tether.store.memory import decode_value
+        from tether.store.codec import decode_value
 
         return Record(self._unkey(kv.key), decode_value(kv.value.decode()), int(kv.mod_revision))
 
@@ -309,7 +291,7 @@ class EtcdStore:
     async def put(self, key: str, value: Value, *, lease: int = 0) -> int:
         from aetcd import rpc
 
-        from tether.store.memory import encode_value
+        from tether.store.codec import encode_value
 
         request = rpc.PutRequest(
             key=self._key(key), value=encode_value(value).encode(), lease=lease
@@ -340,7 +322,7 @@ class EtcdStore:
         """One etcd transaction; ``lease`` attaches every written key."""
         from aetcd import rpc
 
-        from tether.store.memory import encode_ops
+        from tether.store.codec import encode_ops
 
         encoded = encode_ops(ops)
         compares: list[Any] = []
@@ -481,7 +463,7 @@ class EtcdStore:
     def _event(self, event: Any) -> Event:
         from aetcd import rpc
 
-        from tether.store.memory import decode_value
+        from tether.store.codec import decode_value
 
         kv = event.kv
         key = self._unkey(kv.key)

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from tether.store.base import Event, Op, Record, TxnResult, Value
-from tether.store.memory import LocalWatchHub, decode_value, encode_ops
+from tether.store.codec import decode_value, encode_ops
+from tether.store.watchhub import LocalWatchHub
 
 __all__ = ["SqliteStore"]
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tether.engine.ipam import PoolConfig
+from tether.contracts.pools import PoolConfig
 from tether.errors import BadRequest
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

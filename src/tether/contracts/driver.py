@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tether.engine.model import Endpoint, Network
+from tether.contracts.model import Endpoint, Network
 
 
 class Driver(Protocol):
