@@ -26,10 +26,10 @@ from tether.engine.cluster import ClusterView, build_cluster
 from tether.engine.ipam import PoolPicker
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import Internal
-from tether.linux.fakes import FakeNetlink
 from tether.store.base import Event, Op, Record, TxnResult, Value
 from tether.store.etcd import LeaseExpired
-from tether.store.memory import MemoryStore
+from tether.testing.netlink import FakeNetlink
+from tether.testing.store import MemoryStore
 
 GUARD = 10.0  # seconds: a hang guard for waits, never a timing assertion
 

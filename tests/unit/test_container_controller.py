@@ -1,7 +1,7 @@
 """The container controller with in-memory fakes (no root, no kernel, no runc).
 
 Store: ``MemoryStore``; kernel: ``FakeNetlink`` + ``FakeNetns``; firewall: ``FakeFirewall``
-through the real ``Engine``; runtime and images: ``tether.runtime.fakes``; DNS: ``FakeDns``
+through the real ``Engine``; runtime and images: ``tether.testing.runtime``; DNS: ``FakeDns``
 below. Time: the controller's ``asyncio.sleep`` (only the restart backoff uses it) is a
 fake that records the delay asked for and returns at once (or waits for the test).
 """
@@ -24,14 +24,14 @@ from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver, veth_nam
 from tether.engine import containers as containers_mod
 from tether.engine.containers import Container, ContainerController
 from tether.engine.engine import Engine
-from tether.engine.firewall import FakeFirewall
 from tether.engine.ipam import PoolPicker
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound, NotModified
-from tether.linux.fakes import FakeNetlink, FakeNetns
-from tether.runtime.fakes import FakeImages, FakeRuntime
 from tether.store.base import Op, TxnResult
-from tether.store.memory import MemoryStore
+from tether.testing.firewall import FakeFirewall
+from tether.testing.netlink import FakeNetlink, FakeNetns
+from tether.testing.runtime import FakeImages, FakeRuntime
+from tether.testing.store import MemoryStore
 
 REAL_SLEEP = asyncio.sleep
 

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from tether.engine.firewall import (
-    FakeFirewall,
     NetRule,
     NftFirewall,
     PortRule,
@@ -21,7 +20,9 @@ from tether.engine.firewall import (
     render_remove,
 )
 from tether.errors import Internal
-from tether.linux.nft import FakeNft, NftError
+from tether.linux.nft import NftError
+from tether.testing.firewall import FakeFirewall
+from tether.testing.nft import FakeNft
 
 GOLDEN = Path(__file__).parent / "golden" / "firewall"
 

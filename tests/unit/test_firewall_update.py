@@ -15,7 +15,6 @@ import pytest
 
 from tether.engine.engine import Engine
 from tether.engine.firewall import (
-    FakeFirewall,
     NetRule,
     NftFirewall,
     PortRule,
@@ -23,7 +22,9 @@ from tether.engine.firewall import (
     render,
 )
 from tether.errors import Internal
-from tether.linux.nft import FakeNft, NftError
+from tether.linux.nft import NftError
+from tether.testing.firewall import FakeFirewall
+from tether.testing.nft import FakeNft
 
 A = NetRule("a" * 64, "tth-aaaa", "172.20.0.0/16", "172.20.0.1")
 B = NetRule("b" * 64, "tth-bbbb", "172.21.0.0/24", "172.21.0.1")

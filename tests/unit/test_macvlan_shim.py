@@ -9,7 +9,7 @@ import pytest
 from tether.contracts.model import Network
 from tether.drivers.macvlan import MacvlanDriver, shim_name, shim_plan
 from tether.errors import BadRequest, Internal
-from tether.linux.fakes import FakeLink, FakeNetlink
+from tether.testing.netlink import FakeLink, FakeNetlink
 
 
 def net(options: dict[str, str], aux: dict[str, str] | None = None, ip_range: str = "") -> Network:

@@ -12,12 +12,12 @@ from tether.config import DaemonConfig
 from tether.contracts.model import Network
 from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
 from tether.engine.engine import Engine
-from tether.engine.firewall import FakeFirewall
 from tether.engine.ipam import PoolPicker
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import BadRequest, Conflict, Forbidden, Internal, NotFound
-from tether.linux.fakes import FakeNetlink
-from tether.store.memory import MemoryStore
+from tether.testing.firewall import FakeFirewall
+from tether.testing.netlink import FakeNetlink
+from tether.testing.store import MemoryStore
 
 
 class World:

@@ -10,7 +10,7 @@ from tether.contracts.model import Endpoint, Network, mac_for, new_id
 from tether.contracts.pools import PoolConfig
 from tether.drivers.overlay import OverlayDriver, Peer, bridge_name, veth_name, vxlan_name
 from tether.errors import BadRequest, Internal
-from tether.linux.fakes import FakeNetlink
+from tether.testing.netlink import FakeNetlink
 
 LOCAL, REMOTE, REMOTE2 = "198.18.0.1", "198.18.0.2", "198.18.0.3"
 

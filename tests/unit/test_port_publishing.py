@@ -13,7 +13,7 @@ from tether.engine.engine import Engine
 from tether.engine.firewall import NetRule, NftFirewall, PortRule
 from tether.engine.ports import PortBinding, check_host_ips, host_has_address
 from tether.errors import BadRequest
-from tether.linux.nft import FakeNft
+from tether.testing.nft import FakeNft
 
 NET = NetRule("a" * 64, "tbr-1", "172.18.0.0/16", "172.18.0.1")
 PORT = PortRule("tcp", "", 8080, "172.18.0.2", 80, "tbr-1")

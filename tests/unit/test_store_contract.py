@@ -11,8 +11,8 @@ import pytest
 from tests.storecontract import StoreContract, aclose, take
 
 from tether.store.base import Op, Store, WatchCompacted
-from tether.store.memory import MemoryStore
 from tether.store.sqlite import SqliteStore
+from tether.testing.store import MemoryStore
 
 
 class TestMemoryStore(StoreContract):

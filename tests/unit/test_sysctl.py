@@ -8,13 +8,13 @@ import pytest
 
 from tether.errors import Internal, NotFound
 from tether.linux.sysctl import (
-    FakeSysctl,
     ProcSysctl,
     bridge_nf_call_iptables,
     disable_ipv6,
     enable_ip_forward,
     set_route_localnet,
 )
+from tether.testing.sysctl import FakeSysctl
 
 
 def test_enable_ip_forward_writes_once() -> None:

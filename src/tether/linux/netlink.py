@@ -6,7 +6,7 @@ short-lived one per operation inside a sandbox namespace: the socket is made the
 namespace thread of :mod:`tether.linux.nsthread`, ~0.8 ms with pyroute2's setup, so nothing
 is cached per sandbox (pyroute2's own ``netns=`` forks a helper per socket, and a cache
 costs ~20 KB of daemon memory per container));
-``FakeNetlink`` (in ``tether.linux.fakes``) records the same calls in memory for unit tests.
+``FakeNetlink`` (in ``tether.testing.netlink``) records the same calls in memory for unit tests.
 
 Veth peers are created directly inside the target namespace under their final
 name (``eth0``), which saves moving them (~19 ms each here).

@@ -73,31 +73,6 @@ class ProcSysctl:
             raise Internal(f"sysctl: cannot set {key}={value}: {exc.strerror}") from exc
 
 
-class FakeSysctl:
-    """A dict of keys; a key must exist (give ``values``) before it is set."""
-
-    def __init__(self, values: dict[str, str] | None = None) -> None:
-        self.values: dict[str, str] = dict(values or {})
-        self.writes: list[tuple[str, str]] = []
-
-    def get(self, key: str) -> str:
-        try:
-            return self.values[_check_key(key)]
-        except KeyError:
-            raise NotFound(f"sysctl {key} does not exist") from None
-
-    def set(self, key: str, value: str) -> None:
-        if _check_key(key) not in self.values:
-            raise NotFound(f"sysctl {key} does not exist")
-        self.values[key] = value
-        self.writes.append((key, value))
-
-    def add_interface(self, ifname: str) -> None:
-        """Make the per-interface keys of a new interface exist, as the kernel does."""
-        self.values.setdefault(f"net/ipv4/conf/{ifname}/route_localnet", "0")
-        self.values.setdefault(f"net/ipv4/conf/{ifname}/forwarding", "0")
-
-
 IP_FORWARD = "net/ipv4/ip_forward"
 BRIDGE_NF_CALL_IPTABLES = "net/bridge/bridge-nf-call-iptables"
 

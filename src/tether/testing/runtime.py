@@ -15,7 +15,7 @@ controller uses (``get``, ``mount_rootfs``, ``unmount_rootfs``, ``remove_rootfs`
 ``FakeImage`` standing in for ``Image`` (the same config properties).
 
 Both record their calls in ``calls`` and take a one-shot failure per method name in
-``fail``, like ``tether.linux.fakes.FakeNetlink``.
+``fail``, like ``tether.testing.netlink.FakeNetlink``.
 """
 
 from __future__ import annotations
