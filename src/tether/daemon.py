@@ -27,13 +27,17 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     from tether.engine.containers import ContainerController
     from tether.engine.dns import DnsServer
     from tether.engine.engine import Engine
+    from tether.engine.events import Events
     from tether.engine.firewall import NftFirewall
+    from tether.engine.fwsync import FirewallSync
     from tether.engine.ipam import PoolPicker
     from tether.engine.networks import NetworkController
     from tether.engine.resolver import EngineResolver
+    from tether.engine.table import ContainerTable
     from tether.linux.netlink import ThreadedNetlink
     from tether.linux.netns import NetnsDir
     from tether.linux.sysctl import ProcSysctl
+    from tether.runtime.bundle import OciBundles
     from tether.runtime.images import ImageStore
     from tether.runtime.monitor import Runtime
     from tether.store.sqlite import SqliteStore
@@ -63,25 +67,28 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     )
     images = ImageStore(cfg.data_root / "images")
     runtime = Runtime(cfg.exec_root / "runtime")
-    engine = Engine(cfg, networks, NftFirewall(), images=images)
-    engine.runtime = runtime
+    # built first, read by the DNS resolver and the firewall sync, written by the controller
+    table = ContainerTable(networks)
+    fw = FirewallSync(cfg, networks, NftFirewall(), table)
+    events = Events()
+    dns = DnsServer(EngineResolver(table, networks, cfg.dns))
     containers = ContainerController(
         store=store,
         networks=networks,
+        table=table,
         drivers=drivers,
         netns=NetnsDir(cfg.exec_root / "netns"),
         netlink=netlink,
         runtime=runtime,
         images=images,
+        bundles=OciBundles(),
         data_root=cfg.data_root,
-        dns=None,
+        dns=dns,
         dns_servers=cfg.dns,
-        on_ports_changed=engine.sync_firewall,
-        events=engine.events,
+        ports_changed=fw,
+        events=events,
     )
-    dns = DnsServer(EngineResolver(containers, networks, cfg.dns))
-    containers.dns = dns
-    engine.containers = containers
+    engine = Engine(cfg, networks, fw, containers, images, runtime, events)
     parts: list[Any] = [dns, runtime, netlink, store]
     if overlay is not None and cfg.cluster_store:
         from tether.engine.cluster import GatewayBridge, build_cluster

@@ -18,15 +18,20 @@ from typing import Any
 
 import pytest
 
+from tether.api.containers import parse_create
 from tether.config import DaemonConfig
 from tether.contracts.model import Endpoint, Network
 from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver, veth_name
-from tether.engine import containers as containers_mod
+from tether.engine import supervise as containers_mod
 from tether.engine.containers import Container, ContainerController
 from tether.engine.engine import Engine
+from tether.engine.events import Events
+from tether.engine.fwsync import FirewallSync
 from tether.engine.ipam import PoolPicker
 from tether.engine.networks import CreateRequest, NetworkController
+from tether.engine.table import ContainerTable
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound, NotModified
+from tether.runtime.bundle import OciBundles
 from tether.store.base import Op, TxnResult
 from tether.testing.firewall import FakeFirewall
 from tether.testing.netlink import FakeNetlink, FakeNetns
@@ -110,6 +115,13 @@ class AsyncioShim:
 # ---------------------------------------------------------------------------- world
 
 
+class Controller(ContainerController):
+    """The controller as the API drives it: a create body is parsed at the edge first."""
+
+    async def create(self, body: dict[str, Any], name: str | None) -> Container:  # type: ignore[override]
+        return await super().create(parse_create(body, name, self.core.images.get))
+
+
 class World:
     """One daemon's parts. Pass another world's kernel/runtime/store for a daemon restart."""
 
@@ -134,31 +146,35 @@ class World:
         )
         cfg = DaemonConfig()
         cfg.iptables = True
-        self.engine = Engine(cfg, self.nets, self.fw)
-        self.engine.firewall_check_s = 0
-        self.ctl = ContainerController(
+        table = ContainerTable(self.nets)
+        fw = FirewallSync(cfg, self.nets, self.fw, table)
+        events = Events()
+        self.ctl = Controller(
             store=self.store,
             networks=self.nets,
+            table=table,
             drivers=self.drivers,
             netns=self.netns,
             netlink=self.nl,
             runtime=self.rt,
             images=self.images,
+            bundles=OciBundles(),
             data_root=tmp / "data",
             dns=self.dns,
             dns_servers=["192.0.2.53"],
-            on_ports_changed=self.engine.sync_firewall,
-            events=self.engine.events,
+            ports_changed=fw,
+            events=events,
         )
-        self.engine.containers = self.ctl
+        self.engine = Engine(cfg, self.nets, fw, self.ctl, runtime=self.rt, events=events)
+        self.engine.firewall_check_s = 0
         self.delays: list[float] = []  # backoff delays the controller scheduled
-        real_later = self.ctl._restart_later
+        real_later = self.ctl.supervisor.restart_later
 
         async def later(cid: str, delay: float, exited_at: float) -> None:
             self.delays.append(delay)
             await real_later(cid, delay, exited_at)
 
-        self.ctl._restart_later = later  # type: ignore[method-assign]
+        self.ctl.supervisor.restart_later = later  # type: ignore[method-assign]
 
     async def start(self) -> None:
         await self.engine.start()

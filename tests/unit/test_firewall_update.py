@@ -21,6 +21,7 @@ from tether.engine.firewall import (
     Snapshot,
     render,
 )
+from tether.engine.fwsync import FirewallSync
 from tether.errors import Internal
 from tether.linux.nft import NftError
 from tether.testing.firewall import FakeFirewall
@@ -312,7 +313,8 @@ class _Containers:
 
 def _engine(nft: FakeNft, ctrs: _Containers) -> Engine:
     cfg: Any = SimpleNamespace(iptables=True)
-    return Engine(cfg, _Nets([A, B]), NftFirewall(nft), ctrs)  # type: ignore[arg-type]
+    nets: Any = _Nets([A, B])
+    return Engine(cfg, nets, FirewallSync(cfg, nets, NftFirewall(nft), ctrs))
 
 
 def test_engine_publishes_a_container_with_an_element_batch() -> None:

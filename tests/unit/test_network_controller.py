@@ -12,6 +12,7 @@ from tether.config import DaemonConfig
 from tether.contracts.model import Network
 from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
 from tether.engine.engine import Engine
+from tether.engine.fwsync import FirewallSync
 from tether.engine.ipam import PoolPicker
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import BadRequest, Conflict, Forbidden, Internal, NotFound
@@ -35,7 +36,7 @@ class World:
         )
         cfg = DaemonConfig()
         cfg.iptables = True
-        self.engine = Engine(cfg, self.nets, self.fw)
+        self.engine = Engine(cfg, self.nets, FirewallSync(cfg, self.nets, self.fw))
         self.engine.firewall_check_s = 0  # no background check in unit tests
 
     async def start(self) -> None:

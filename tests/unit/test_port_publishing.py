@@ -11,6 +11,7 @@ import pytest
 from tether.api.containers import create_warnings
 from tether.engine.engine import Engine
 from tether.engine.firewall import NetRule, NftFirewall, PortRule
+from tether.engine.fwsync import FirewallSync
 from tether.engine.ports import PortBinding, check_host_ips, host_has_address
 from tether.errors import BadRequest
 from tether.testing.nft import FakeNft
@@ -65,7 +66,8 @@ def test_engine_periodic_check_reapplies_and_stops_on_close() -> None:
         nft = FakeNft()
         fw = NftFirewall(nft)
         cfg: Any = SimpleNamespace(iptables=True)
-        eng = Engine(cfg, _Nets(), fw)  # type: ignore[arg-type]
+        nets: Any = _Nets()
+        eng = Engine(cfg, nets, FirewallSync(cfg, nets, fw))
         eng.firewall_check_s = 0.01
         await eng.sync_firewall()
         task = eng.spawn(eng._watch_firewall())
@@ -86,7 +88,8 @@ def test_engine_check_is_off_without_iptables() -> None:
     async def main() -> None:
         nft = FakeNft()
         cfg: Any = SimpleNamespace(iptables=False)
-        eng = Engine(cfg, _Nets(), NftFirewall(nft))  # type: ignore[arg-type]
+        nets: Any = _Nets()
+        eng = Engine(cfg, nets, FirewallSync(cfg, nets, NftFirewall(nft)))
         assert await eng.check_firewall() is False
         assert nft.tables == {}
 

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -14,11 +15,14 @@ from aiohttp import web
 from tether.api import bodycheck
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked
-from tether.contracts.model import Endpoint
+from tether.contracts.model import Endpoint, check_name
 from tether.engine import ports as portlib
 from tether.engine import psfilter
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.filters import check_prune_filters, prune_match
+from tether.engine.record import network_mode, parse_restart
+from tether.engine.request import ContainerCreate, check_net_mode, merge_config
+from tether.engine.seams import ImageConfig
 from tether.errors import BadRequest, NotFound
 from tether.humanize import human_duration
 
@@ -281,8 +285,40 @@ async def create(request: web.Request) -> web.Response:
     for settings in ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).values():
         bodycheck.check_endpoint_addresses(settings)
     warnings = create_warnings(body)
-    c = await engine.containers.create(body, request.query.get("name") or None)
+    req = parse_create(body, request.query.get("name") or None, engine.image)
+    c = await engine.ctl().create(req)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
+
+
+def parse_create(
+    body: dict[str, Any], name: str | None, image_of: Callable[[str], ImageConfig]
+) -> ContainerCreate:
+    """A create body checked and typed, with Docker's texts in Docker's order: the image
+    (looked up through ``image_of``), the config merged with the image's, the restart
+    policy, the network mode and the options it refuses, the endpoint settings."""
+    image_ref = body.get("Image")
+    if not isinstance(image_ref, str) or not image_ref:
+        raise BadRequest("No image was specified")
+    host_config = body.get("HostConfig") or {}
+    if not isinstance(host_config, dict):
+        raise BadRequest("HostConfig must be an object")
+    if name:
+        name = name.lstrip("/")
+        check_name(name, "container")
+    image = image_of(image_ref)
+    cfg = merge_config(body, image)
+    host_config["RestartPolicy"] = parse_restart(host_config.get("RestartPolicy"))
+    if host_config.get("AutoRemove") and host_config["RestartPolicy"]["Name"] != "no":
+        raise BadRequest("can't create 'AutoRemove' container with restart policy")
+    kind, target = network_mode(host_config)
+    check_net_mode(body, host_config)
+    if kind == "host" and (host_config.get("PortBindings") or host_config.get("PublishAllPorts")):
+        host_config["PortBindings"] = {}
+        host_config["PublishAllPorts"] = False
+    netcfg = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    if not isinstance(netcfg, dict):
+        raise BadRequest("NetworkingConfig.EndpointsConfig must be an object")
+    return ContainerCreate(name, image_ref, image, cfg, host_config, kind, target, netcfg)
 
 
 def create_warnings(body: dict[str, Any]) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
@@ -67,15 +66,8 @@ async def inspect(request: web.Request) -> web.Response:
 
 async def remove(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-
-    def in_use(image_id: str) -> Any:
-        for c in engine.containers.containers.values():
-            if c.image_id == image_id:
-                return c.id, c.running
-        return None
-
     out = await engine.images.remove(
-        request.match_info["name"], force=qbool(request, "force"), in_use=in_use
+        request.match_info["name"], force=qbool(request, "force"), in_use=engine.image_in_use
     )
     return json_response(out)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from tether.contracts.driver import veth_name
 from tether.contracts.model import (
     OPT_BRIDGE_NAME,
     OPT_DEFAULT_BRIDGE,
@@ -39,10 +40,6 @@ def bridge_name(net: Network) -> str:
     return "tbr-" + net.id[:11]
 
 
-def veth_name(ep: Endpoint) -> str:
-    return "tv" + ep.id[:13]
-
-
 def check_host_binding(value: str) -> None:
     """``host_binding_ipv4`` must be an IPv4 address (the firewall writes it into rules)."""
     try:
@@ -56,6 +53,10 @@ def check_host_binding(value: str) -> None:
 class BridgeDriver:
     name = "bridge"
     scope = "local"
+    extra_interfaces = 0
+    publishes_ports = True
+    restores_endpoints = True
+    sandbox_mode = ""
 
     def __init__(self, netlink: Netlink, sysctl: Sysctl | None = None) -> None:
         self.nl = netlink
@@ -123,6 +124,10 @@ class NullDriver:
 
     name = "null"
     scope = "local"
+    extra_interfaces = 0
+    publishes_ports = False
+    restores_endpoints = False
+    sandbox_mode = "none"
 
     def validate(self, net: Network) -> None:
         return None
@@ -150,3 +155,4 @@ class HostDriver(NullDriver):
     """``host``: the container uses the host's own namespace; nothing to wire."""
 
     name = "host"
+    sandbox_mode = "host"

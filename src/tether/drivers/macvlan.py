@@ -86,6 +86,10 @@ def shim_plan(net: Network) -> tuple[str, str] | None:
 class MacvlanDriver:
     name = "macvlan"
     scope = "local"
+    extra_interfaces = 0
+    publishes_ports = False
+    restores_endpoints = False
+    sandbox_mode = ""
 
     def __init__(self, netlink: Netlink) -> None:
         self.nl = netlink

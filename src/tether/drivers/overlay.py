@@ -146,6 +146,10 @@ def veth_name(ep: Endpoint) -> str:
 class OverlayDriver:
     name = "overlay"
     scope = "global"
+    extra_interfaces = 1  # the gateway eth<n+1> (not on an internal network)
+    publishes_ports = False
+    restores_endpoints = False
+    sandbox_mode = ""
 
     def __init__(self, netlink: Netlink, vtep: str) -> None:
         self.nl = netlink

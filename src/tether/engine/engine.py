@@ -1,18 +1,14 @@
-"""The engine: networks, containers and the firewall behind one facade.
+"""The engine: networks, containers, images and the firewall behind one facade.
 
-The API layer talks only to this class. It owns every long-lived part
-(controllers, DNS server, background tasks) and closes them on shutdown.
+The API layer talks only to this class (and the parts it exposes: ``networks``,
+``containers``, ``images``, ``runtime``, ``events``). It is given every part at construction
+(``tether.daemon`` builds them), starts them in order and closes what it owns on shutdown.
 
-Firewall: the desired state is derived from the store (networks and running
-containers' published ports) and applied whole at start and on every network
-change (``sync_firewall()``). When one container's ports change (start, stop,
-disconnect: ``sync_firewall(container_id)``), only that container's port map
-elements are updated, against the rules the engine last handed the firewall
-(``_fw_ports``), so publishing costs the same with 10 or 10,000 ports
-published; an update that does not fit falls back to the whole apply. A
-background task owned by the engine checks every ``firewall_check_s`` seconds
-that tether's nftables tables are still exactly what it installed and
-re-applies them otherwise (``nft flush ruleset``, a firewall reload, a table
+Firewall: ``tether.engine.fwsync.FirewallSync`` keeps the host firewall equal to the store
+(``sync_firewall()`` after a network change, ``sync_firewall(container_id)`` when one
+container's ports change). A background task owned by the engine checks every
+``firewall_check_s`` seconds that tether's nftables tables are still exactly what it
+installed and re-applies them otherwise (``nft flush ruleset``, a firewall reload, a table
 deleted by hand); ``close`` cancels it.
 """
 
@@ -20,12 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from tether.config import DaemonConfig
-from tether.contracts.model import OPT_HOST_BINDING, OPT_ICC, OPT_MASQ, Network, opt_true
+from tether.contracts.model import Network
+from tether.engine.containers import ContainerController
+from tether.engine.events import Events
+from tether.engine.firewall import Firewall
+from tether.engine.fwsync import FirewallSync
 from tether.engine.networks import CreateRequest, NetworkController
-from tether.errors import BadRequest, Internal
+from tether.engine.seams import ImageCatalog, ImageConfig, Runtime
+from tether.errors import BadRequest
 
 log = logging.getLogger("tether.engine")
 
@@ -35,24 +37,25 @@ class Engine:
         self,
         cfg: DaemonConfig,
         networks: NetworkController,
-        firewall: Any,
-        containers: Any = None,
-        images: Any = None,
+        fw: FirewallSync,
+        containers: ContainerController | None = None,
+        images: ImageCatalog[Any] | None = None,
+        runtime: Runtime | None = None,
+        events: Events | None = None,
     ) -> None:
         self.cfg = cfg
         self.networks = networks
-        self.firewall = firewall
+        self.fw = fw
         self.containers = containers
         self.images = images
-        from tether.engine.events import Events
-
-        self.events = Events()
-        self.runtime: Any = None
-        self._fw_lock = asyncio.Lock()
-        # each container's port rules as the firewall holds them (None: unknown, apply whole)
-        self._fw_ports: dict[str, tuple[Any, ...]] | None = None
+        self.runtime = runtime
+        self.events = events if events is not None else Events()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.firewall_check_s = 5.0
+
+    @property
+    def firewall(self) -> Firewall:
+        return self.fw.firewall
 
     # ---- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -73,7 +76,7 @@ class Engine:
         if self.containers is not None:
             await self.containers.close()
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a background task the engine owns (cancelled by ``close``)."""
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -81,90 +84,13 @@ class Engine:
         return task
 
     # ---- firewall --------------------------------------------------------------
-    def firewall_state(self) -> tuple[list[Any], list[Any]]:
-        from tether.engine.firewall import NetRule
-
-        nets = []
-        for net in self.networks.list():
-            if net.driver != "bridge" or not net.pools:
-                continue
-            pool = net.pools[0]
-            nets.append(
-                NetRule(
-                    id=net.id,
-                    bridge=net.ifname,
-                    subnet=str(pool.subnet),
-                    gateway=str(pool.gateway),
-                    internal=net.internal,
-                    icc=opt_true(net.options, OPT_ICC),
-                    masquerade=opt_true(net.options, OPT_MASQ),
-                    host_binding_ipv4=net.options.get(OPT_HOST_BINDING) or "0.0.0.0",
-                )
-            )
-        ports = self.containers.port_rules() if self.containers is not None else []
-        return nets, ports
-
     async def sync_firewall(self, container_id: str | None = None) -> None:
-        """Make the firewall match the store.
-
-        With ``container_id`` (its ports were published or unpublished), only that
-        container's port map elements change, in one small batch whose cost does not
-        grow with the number of published ports; otherwise (networks changed, start-up)
-        or when the small update does not fit, tether's tables are replaced whole.
-        """
-        if not self.cfg.iptables:
-            return
-        async with self._fw_lock:
-            if container_id is not None and self._fw_ports is not None:
-                try:
-                    self._update_ports(container_id, self._fw_ports)
-                    return
-                except Internal as exc:
-                    log.warning("firewall: %s; replacing tether's tables whole", exc.message)
-            self._fw_ports = None
-            nets, ports = self.firewall_state()
-            by_container = self._ports_by_container()
-            self.firewall.apply(nets, ports)
-            self._fw_ports = by_container
-
-    def _ports_by_container(self) -> dict[str, tuple[Any, ...]]:
-        if self.containers is None or not hasattr(self.containers, "container_port_rules"):
-            return {}
-        rules = {
-            cid: tuple(self.containers.container_port_rules(cid))
-            for cid in self.containers.containers
-        }
-        return {cid: r for cid, r in rules.items() if r}
-
-    def _update_ports(self, cid: str, held: dict[str, tuple[Any, ...]]) -> None:
-        if self.containers is None or not hasattr(self.firewall, "update_ports"):
-            raise Internal("firewall: no port updates here")
-        new = tuple(self.containers.container_port_rules(cid))
-        old = held.get(cid, ())
-        if new == old:
-            return
-        self.firewall.update_ports(
-            [r for r in old if r not in new], [r for r in new if r not in old]
-        )
-        if new:
-            held[cid] = new
-        else:
-            held.pop(cid, None)
+        """Make the firewall match the store (see ``FirewallSync.sync``)."""
+        await self.fw.sync(container_id)
 
     async def check_firewall(self) -> bool:
         """Re-apply tether's tables when someone changed them; True when it did."""
-        if not self.cfg.iptables:
-            return False
-        async with self._fw_lock:
-            nets, ports = self.firewall_state()
-            by_container = self._ports_by_container()
-            # listing a large table takes tens of ms: keep it off the event loop
-            redone: bool = await asyncio.to_thread(self.firewall.ensure, nets, ports)
-            if redone:
-                self._fw_ports = by_container
-        if redone:
-            log.warning("firewall: tether's nftables tables were changed or removed; re-applied")
-        return redone
+        return await self.fw.check()
 
     async def _watch_firewall(self) -> None:
         while True:
@@ -178,12 +104,12 @@ class Engine:
     def network_in_use(self, net: Network) -> bool:
         if self.containers is None:
             return False
-        return bool(self.containers.endpoints_on(net.id))
+        return bool(self.containers.table.endpoints_on(net.id))
 
     def network_containers(self, net: Network) -> dict[str, Any]:
         if self.containers is None:
             return {}
-        return dict(self.containers.network_containers_json(net))
+        return dict(self.containers.table.network_containers_json(net))
 
     async def create_network(self, req: CreateRequest) -> Network:
         net = await self.networks.create(req)
@@ -220,6 +146,27 @@ class Engine:
                 self._network_event("destroy", before[name])
         return gone
 
+    # ---- containers ----------------------------------------------------------------
+    def ctl(self) -> ContainerController:
+        """The container controller (a 400 on a daemon built without containers)."""
+        if self.containers is None:
+            raise BadRequest("containers are not available")
+        return self.containers
+
+    def image(self, ref: str) -> ImageConfig:
+        """An image by reference, for a create request (``No such image`` otherwise)."""
+        if self.images is None:
+            raise BadRequest("images are not available")
+        image: ImageConfig = self.images.get(ref)
+        return image
+
+    def image_in_use(self, image_id: str) -> tuple[str, bool] | None:
+        """A container made from the image: ``(id, running)``, or None."""
+        for c in self.containers.containers.values() if self.containers is not None else ():
+            if c.image_id == image_id:
+                return c.id, c.running
+        return None
+
     async def connect(self, net_ref: str, container_ref: str, cfg: dict[str, Any]) -> None:
         if self.containers is None:
             raise BadRequest("containers are not available")
@@ -236,7 +183,7 @@ class Engine:
 
         counts: dict[str, int] = {}
         if self.containers is not None:
-            counts.update(self.containers.counts())
+            counts.update(self.containers.table.counts())
         if self.images is not None:
             counts["images"] = len(self.images.list())
         return host_info(counts, str(self.cfg.data_root), "tether")

@@ -392,3 +392,15 @@ class FakeImages:
 
     def rootfs_ids(self) -> builtins.list[str]:
         return sorted(self.rootfs)
+
+
+def _fits() -> None:
+    """Never called: ``mypy --strict`` proves here that the fakes fit the engine's seams."""
+    from tether.engine.seams import Images, Netns, Runtime
+    from tether.linux.netlink import Netlink
+    from tether.testing.netlink import FakeNetlink, FakeNetns
+
+    _runtime: Runtime = FakeRuntime()
+    _images: Images[FakeImage] = FakeImages()
+    _netns: Netns = FakeNetns()
+    _netlink: Netlink = FakeNetlink()

@@ -1,0 +1,65 @@
+"""A container's published host ports: taken at start, given back at stop.
+
+Docker's rules: a container holds its host ports while its sandbox exists (from start to
+stop; a sandbox kept across a policy restart keeps them), so a stopped container's port is
+free and a clash fails the start with Docker's text, leaving the container created. A
+malformed binding is refused at create (``requests``), before anything is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from tether.engine import ports as portlib
+from tether.engine.core import EngineCore
+from tether.engine.record import Container, network_mode
+from tether.errors import BadRequest, Conflict
+
+
+class HostPorts:
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+
+    @property
+    def allocator(self) -> portlib.PortAllocator:
+        return self.core.allocator
+
+    def requests(self, c: Container) -> list[portlib.PortRequest]:
+        return portlib.parse_bindings(
+            c.host_config.get("PortBindings"),
+            c.config.get("ExposedPorts"),
+            bool(c.host_config.get("PublishAllPorts")),
+        )
+
+    def reserve(self, c: Container) -> None:
+        """Hold again the ports of a record loaded at start-up."""
+        self.allocator.reserve_all(portlib.PortBinding(**p) for p in c.ports)
+
+    def take(self, c: Container) -> bool:
+        """Allocate the container's host ports for a start (True when it took any); a sandbox
+        kept across a policy restart keeps its own. Docker's text on a clash."""
+        kind, _ = network_mode(c.host_config)
+        if c.ports or kind != "network" or not c.endpoints:
+            return False
+        requests = self.requests(c)
+        if not requests:
+            return False
+        try:
+            bindings = self.allocator.allocate(requests)
+            try:
+                portlib.check_host_ips(bindings)
+            except BaseException:
+                self.allocator.release(bindings)
+                raise
+        except (Conflict, BadRequest) as exc:
+            epid = next(iter(c.endpoints.values()))["id"]
+            raise type(exc)(
+                "driver failed programming external connectivity on endpoint "
+                f"{c.name} ({epid}): {exc.message}"
+            ) from exc
+        c.ports = [asdict(b) for b in bindings]
+        return True
+
+    def drop(self, c: Container) -> None:
+        self.allocator.release(portlib.PortBinding(**p) for p in c.ports)
+        c.ports = []

@@ -1,0 +1,140 @@
+"""Starting a container: sandbox, files, bundle, then ``runc create`` and ``runc start``.
+
+One ``start`` per run, under the container's lock: the checks Docker makes first (the
+container whose network it shares runs, its links' targets run), the host ports, the
+sandbox (or the one kept across a policy restart), the files and bundle, the runtime. A
+failure undoes what this start made and records the error; success records the run and
+tells the firewall when ports were published. The debug log has the time of each phase.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tether.engine.bundle import BundleStep
+from tether.engine.core import EngineCore
+from tether.engine.hostports import HostPorts
+from tether.engine.netsandbox import Sandboxes
+from tether.engine.phases import Phases
+from tether.engine.record import ZERO_TIME, Container, network_mode, now
+from tether.engine.sandboxfiles import SandboxFiles
+from tether.errors import Conflict, TetherError
+from tether.linux.nsthread import PrivateMounts
+
+log = logging.getLogger("tether.containers")
+
+
+class Runner:
+    def __init__(
+        self,
+        core: EngineCore,
+        files: SandboxFiles,
+        bundle: BundleStep,
+        ports: HostPorts,
+        sandboxes: Sandboxes,
+    ) -> None:
+        self.core = core
+        self.files = files
+        self.bundle = bundle
+        self.ports = ports
+        self.sandboxes = sandboxes
+
+    def _check(self, c: Container, kind: str) -> None:
+        if kind == "container":
+            other = self.core.table.get(c.network_mode.split(":", 1)[1])
+            if not other.running:
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+        for tid, alias in c.links if self.core.on_default_bridge(c) else []:
+            target = self.core.containers.get(tid)
+            if target is None or not target.running:
+                name = target.name if target else tid
+                raise Conflict(
+                    f"Cannot link to a non running container: /{name} AS /{c.name}/{alias}"
+                )
+
+    async def start(self, c: Container, reuse_sandbox: bool = False) -> None:
+        """Make the sandbox (or reuse the one kept across a policy restart) and run."""
+        core = self.core
+        kind, _target = network_mode(c.host_config)
+        self._check(c, kind)
+        took_ports = self.ports.take(c)
+        made_ns = False
+        clock = Phases()
+        try:
+            ns_path: str | None = None
+            if kind in ("network", "none"):
+                name = core.ns_name(c)
+                ns_path = core.netns.path(name) if reuse_sandbox else await core.netns.create(name)
+                made_ns = True
+                if not reuse_sandbox:
+                    clock.mark("netns")
+                    await self.sandboxes.wire(c, ns_path, clock)
+            elif kind == "container":
+                ns_path = core.sandbox_ns(c)
+            pid = await self._launch(c, kind, ns_path, reuse_sandbox, clock)
+        except BaseException as exc:
+            await core.runtime.delete(c.id)
+            await self.sandboxes.teardown(c, made_ns)
+            if took_ports:
+                self.ports.drop(c)
+            c.state.error = exc.message if isinstance(exc, TetherError) else str(exc)
+            if c.state.started_at != ZERO_TIME:
+                c.state.status = "exited"
+                c.state.exit_code = 128
+            await core.save(c)
+            raise
+        await self._record(c, pid, clock)
+
+    async def _launch(
+        self, c: Container, kind: str, ns_path: str | None, reused: bool, clock: Phases
+    ) -> int:
+        """Files, DNS listener, bundle, then the runtime: returns the container's pid."""
+        core = self.core
+        self.files.write(c, kind)
+        clock.mark("files")
+        if core.dns is not None and kind == "network" and not reused and core.uses_embedded_dns(c):
+            await core.dns_add(c)
+            clock.mark("dns")
+        bundle = self.bundle.write(c, ns_path)
+        log_path = core.files_dir(c) / "container.log"
+        c.state.error = ""
+        overlay = core.images.overlay_for(c.id)
+        # None: a root mounted on the host by an older version; runc needs the host's view
+        mounts = (
+            PrivateMounts(netns_dir=str(core.netns.root), netns_path=ns_path, overlay=overlay)
+            if overlay is not None
+            else None
+        )
+        pid = await core.runtime.create(
+            c.id,
+            bundle,
+            log_path,
+            stdin=bool(c.config.get("OpenStdin")),
+            tty=c.tty,
+            mounts=mounts,
+        )
+        clock.mark("create")
+        for hook in core.attach_hooks.pop(c.id, []):
+            try:
+                await hook()
+            except Exception as exc:
+                log.warning("attach to %s: %s", c.id[:12], exc)
+        await core.runtime.start(c.id)
+        clock.mark("start")
+        return pid
+
+    async def _record(self, c: Container, pid: int, clock: Phases) -> None:
+        core = self.core
+        c.state.status = "running"
+        c.state.pid = pid
+        c.state.started_at = now()
+        c.state.finished_at = ZERO_TIME
+        c.state.exit_code = 0
+        c.manually_stopped = False
+        await core.save(c)
+        clock.mark("save")
+        core.invalidate_dns()
+        if c.ports:
+            await core.ports_changed.sync(c.id)
+            clock.mark("ports")
+        log.debug("start %s phases: %s", c.id[:12], clock)
