@@ -117,7 +117,8 @@ async def serve(cfg: DaemonConfig) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if os.path.exists(path):
         os.unlink(path)
-    site = web.UnixSite(runner, path)
+    # Docker listens with a backlog of 4096: 300 parallel `docker ps` all connect (128 refused ~130)
+    site = web.UnixSite(runner, path, backlog=4096)
     await site.start()
     # Only root may drive the daemon: owner root, group root, 0660 (Docker uses a "docker"
     # group). Born 0755 under the usual umask, the socket was never writable (connectable)
