@@ -58,7 +58,7 @@ class CreateRequest:
     attachable: bool = False
     ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None
     configs: builtins.list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
@@ -233,7 +233,7 @@ class NetworkController:
                 created=now_rfc3339(),
                 internal=req.internal,
                 attachable=req.attachable,
-                ipam_options=dict(req.ipam_options),
+                ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
                 options=dict(req.options),
                 labels=dict(req.labels),
             )
