@@ -232,3 +232,26 @@ def test_api_socket_listens_with_dockers_backlog(host: LabHost) -> None:
     assert rows, out
     # ss -xl: Netid State Recv-Q Send-Q(backlog) Local ...
     assert int(rows[0][3]) == 4096
+
+
+def test_attach_logs_without_stream_returns(client: Any) -> None:
+    """``attach?logs=1&stream=0`` answers the log replay and ends (it stayed attached to a
+    running container: docker-py's attach tests hung); stdout/stderr pick the streams."""
+    box = client.containers.run(
+        IMAGE, ["sh", "-c", "echo out; echo err >&2; sleep 60"], detach=True
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while b"err" not in box.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        path = f"/v1.41/containers/{box.id}/attach?logs=1&stream=0"
+        r = raw(client, "POST", path + "&stdout=1&stderr=1", timeout=5)
+        assert r.status_code == 200
+        assert (
+            r.content
+            == b"\x01\x00\x00\x00\x00\x00\x00\x04out\n\x02\x00\x00\x00\x00\x00\x00\x04err\n"
+        )
+        r = raw(client, "POST", path + "&stderr=1", timeout=5)
+        assert r.content == b"\x02\x00\x00\x00\x00\x00\x00\x04err\n"
+    finally:
+        box.remove(force=True)
