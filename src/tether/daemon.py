@@ -74,13 +74,9 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView |
         cluster, drivers["overlay"] = _build_cluster(
             cfg, store, netlink, bridge, table, picker, records_changed, gateway_made
         )
+    # the cluster view is started by NetworkController.load, adopted in serve()
     networks = NetworkController(
-        store,
-        drivers,
-        picker,
-        host_routes=netlink.host_routes,
-        table=table,
-        cluster=cluster,  # started by NetworkController.load, adopted in serve()
+        store, drivers, picker, host_routes=netlink.host_routes, table=table, cluster=cluster
     )
     images = ImageStore(cfg.data_root / "images")
     runtime = Runtime(cfg.exec_root / "runtime")
@@ -105,9 +101,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView |
     engine.containers = containers
     records_changed.connect(dns.invalidate)
     gateway_made.connect(engine.sync_firewall)
-    parts: list[Any] = [dns, runtime, netlink, store]
-    if cluster is not None:
-        parts.insert(0, cluster)
+    parts: list[Any] = ([cluster] if cluster is not None else []) + [dns, runtime, netlink, store]
     return engine, parts, cluster
 
 

@@ -76,7 +76,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tether.contracts.cluster import OverlayDataPath, Peer
@@ -128,6 +128,13 @@ class LocalContainers(Protocol[C]):
 
 
 class ClusterView:
+    """This host's view of the cluster store: global networks, holdings, hosts; the watch.
+
+    Given at construction: the store, the ``EndpointBook`` (endpoint records), the overlay
+    driver (the data path it keeps equal to the records), the ``NetworkTable`` it shares
+    with the network controller, a lease factory (``LeaseKeeper`` in the daemon) and the
+    listeners told when records changed (the DNS answer cache)."""
+
     def __init__(
         self,
         store: ClusterStore,
@@ -159,7 +166,8 @@ class ClusterView:
         self.revision = 0
         self.ready = asyncio.Event()
         self.adopted = False  # own stale records are deleted only after adopt_local
-        self._adopt: Callable[[], Any] | None = None  # the pending adoption, until connected
+        # the adoption asked for before the store answered, run once it does
+        self._adopt: Callable[[], Awaitable[None]] | None = None
 
     # ---- the book's state, read through the view --------------------------------
     @property
