@@ -12,16 +12,29 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.config import DaemonConfig, load_config
+
+if TYPE_CHECKING:
+    from tether.contracts.driver import Driver
+    from tether.drivers.overlay import OverlayDriver
+    from tether.engine.cluster import ClusterView
+    from tether.engine.hooks import AsyncHook, Hook
+    from tether.engine.ipam import PoolPicker
+    from tether.engine.nettable import NetworkTable
+    from tether.linux.netlink import Netlink
+    from tether.store.base import Store
+    from tether.store.etcd import EtcdStore
 
 log = logging.getLogger("tether.daemon")
 
 
-async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
-    """Build every part; returns the engine and the parts to close, in order."""
+async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView | None]:
+    """Build every part; returns the engine, the parts to close (in order) and the cluster
+    view (None without ``--cluster-store``)."""
     from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
     from tether.drivers.macvlan import IpvlanDriver, MacvlanDriver
     from tether.engine.containers import ContainerController
@@ -30,7 +43,9 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     from tether.engine.events import Events
     from tether.engine.firewall import NftFirewall
     from tether.engine.fwsync import FirewallSync
+    from tether.engine.hooks import AsyncHook, Hook
     from tether.engine.ipam import PoolPicker
+    from tether.engine.nettable import NetworkTable
     from tether.engine.networks import NetworkController
     from tether.engine.resolver import EngineResolver
     from tether.engine.table import ContainerTable
@@ -46,36 +61,38 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
     cfg.exec_root.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(cfg.data_root / "tether.db")
     netlink = ThreadedNetlink()
+    bridge = BridgeDriver(netlink, ProcSysctl())
     drivers: dict[str, Any] = {
-        "bridge": BridgeDriver(netlink, ProcSysctl()),
+        "bridge": bridge,
         "host": HostDriver(),
         "null": NullDriver(),
         "macvlan": MacvlanDriver(netlink),
         "ipvlan": IpvlanDriver(netlink),
     }
-    overlay = None
+    picker = PoolPicker(cfg.default_pools)
+    table = NetworkTable(store)  # shared by the controller, the cluster view, the gateway
+    records_changed = Hook()  # cluster records changed: the DNS answer cache (below)
+    gateway_made = AsyncHook()  # the gateway bridge network was made: the firewall (below)
+    cluster: ClusterView | None = None
     if cfg.cluster_store:
-        from tether.drivers.overlay import NetnsSpaces, OverlayDriver
-        from tether.engine.cluster import advertise_address
-        from tether.linux.netns import NetnsDir
-
-        overlay = OverlayDriver(netlink, advertise_address(cfg.cluster_advertise))
-        overlay.spaces = NetnsSpaces(NetnsDir(cfg.exec_root / "overlay"))
-        drivers["overlay"] = overlay
+        cluster, drivers["overlay"] = _build_cluster(
+            cfg, store, netlink, bridge, table, picker, records_changed, gateway_made
+        )
+    # the cluster view is started by NetworkController.load, adopted in serve()
     networks = NetworkController(
-        store, drivers, PoolPicker(cfg.default_pools), host_routes=netlink.host_routes
+        store, drivers, picker, host_routes=netlink.host_routes, table=table, cluster=cluster
     )
     images = ImageStore(cfg.data_root / "images")
     runtime = Runtime(cfg.exec_root / "runtime")
     # built first, read by the DNS resolver and the firewall sync, written by the controller
-    table = ContainerTable(networks)
-    fw = FirewallSync(cfg, networks, NftFirewall(), table)
+    ctable = ContainerTable(networks)
+    fw = FirewallSync(cfg, networks, NftFirewall(), ctable)
     events = Events()
-    dns = DnsServer(EngineResolver(table, networks, cfg.dns))
+    dns = DnsServer(EngineResolver(ctable, networks, cfg.dns, remote=cluster))
     containers = ContainerController(
         store=store,
         networks=networks,
-        table=table,
+        table=ctable,
         drivers=drivers,
         netns=NetnsDir(cfg.exec_root / "netns"),
         netlink=netlink,
@@ -89,16 +106,84 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any]]:
         events=events,
     )
     engine = Engine(cfg, networks, fw, containers, images, runtime, events)
-    parts: list[Any] = [dns, runtime, netlink, store]
-    if overlay is not None and cfg.cluster_store:
-        from tether.engine.cluster import GatewayBridge, build_cluster
+    records_changed.connect(dns.invalidate)
+    gateway_made.connect(fw.sync)
+    parts: list[Any] = ([cluster] if cluster is not None else []) + [dns, runtime, netlink, store]
+    return engine, parts, cluster
 
-        gateway = GatewayBridge(networks, netlink, store, on_change=engine.sync_firewall)
-        cluster = build_cluster(cfg.cluster_store, overlay, networks, gateway, dns.invalidate)
-        # started by NetworkController.load, adopted in serve()
-        engine.cluster = cluster  # type: ignore[attr-defined]
-        parts.insert(0, cluster)
-    return engine, parts
+
+def _build_cluster(
+    cfg: DaemonConfig,
+    store: Store,
+    netlink: Netlink,
+    bridge: Driver,
+    table: NetworkTable,
+    picker: PoolPicker,
+    records_changed: Hook,
+    gateway_made: AsyncHook,
+) -> tuple[ClusterView, OverlayDriver]:
+    """The cluster view and the overlay driver, each given what it uses (one way: the
+    endpoint book and the gateway first, then the driver, then the view)."""
+    from tether.drivers.overlay import NetnsSpaces, OverlayDriver
+    from tether.engine.cluster import ClusterView
+    from tether.engine.cluster_endpoints import EndpointBook, Lease
+    from tether.engine.gateway import GatewayBridge
+    from tether.linux.netns import NetnsDir
+    from tether.store.etcd import LeaseKeeper
+
+    assert cfg.cluster_store
+    vtep = advertise_address(cfg.cluster_advertise)
+    etcd = open_cluster_store(cfg.cluster_store)
+    book = EndpointBook(etcd, host=vtep, vtep=vtep)
+    gateway = GatewayBridge(table, bridge, picker, netlink, store, on_change=gateway_made)
+    overlay = OverlayDriver(
+        netlink,
+        vtep,
+        peers=book.peers,
+        publish=book.publish,
+        gateway=gateway,
+        spaces=NetnsSpaces(NetnsDir(cfg.exec_root / "overlay")),
+    )
+
+    def lease(ttl: int, on_regrant: Callable[[int], Awaitable[None]]) -> Lease:
+        return LeaseKeeper(etcd, ttl, on_regrant=on_regrant)
+
+    view = ClusterView(etcd, book, overlay, table, lease, listeners=[records_changed])
+    return view, overlay
+
+
+def open_cluster_store(url: str) -> EtcdStore:
+    """``etcd://HOST:PORT[,HOST:PORT]`` -> an ``EtcdStore`` (it connects lazily)."""
+    from tether.errors import BadRequest
+    from tether.store.etcd import EtcdStore
+
+    text = url.split("://", 1)[1] if "://" in url else url
+    endpoints = [e for e in text.split(",") if e]
+    if not url.startswith("etcd://") and "://" in url:
+        raise BadRequest(f"unsupported cluster store {url}: only etcd:// is supported")
+    return EtcdStore(endpoints)
+
+
+def advertise_address(value: str | None) -> str:
+    """``--cluster-advertise IP|IFACE[:PORT]`` -> the IPv4 address used as VTEP and host id."""
+    import ipaddress
+    import subprocess
+
+    from tether.errors import BadRequest
+
+    if not value:
+        raise BadRequest("--cluster-store needs --cluster-advertise IP|IFACE")
+    head = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+    try:
+        return str(ipaddress.IPv4Address(head))
+    except ValueError:
+        pass
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show", "dev", head], capture_output=True, text=True
+    ).stdout.split()
+    if "inet" in out:
+        return out[out.index("inet") + 1].split("/")[0]
+    raise BadRequest(f"--cluster-advertise {value}: no IPv4 address on interface {head}")
 
 
 def _enable_ip_forward() -> None:
@@ -113,10 +198,10 @@ async def serve(cfg: DaemonConfig) -> None:
     from tether.api.app import make_app
 
     _enable_ip_forward()
-    engine, parts = await build_engine(cfg)
+    engine, parts, cluster = await build_engine(cfg)
     await engine.start()
-    if getattr(engine, "cluster", None) is not None:
-        await engine.cluster.adopt_local(engine.containers)
+    if cluster is not None:
+        await cluster.adopt_local(engine.containers)
     app = make_app(engine)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -124,7 +209,8 @@ async def serve(cfg: DaemonConfig) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if os.path.exists(path):
         os.unlink(path)
-    site = web.UnixSite(runner, path)
+    # Docker listens with a backlog of 4096: 300 parallel `docker ps` all connect (128 refused ~130)
+    site = web.UnixSite(runner, path, backlog=4096)
     await site.start()
     # Only root may drive the daemon: owner root, group root, 0660 (Docker uses a "docker"
     # group). Born 0755 under the usual umask, the socket was never writable (connectable)

@@ -85,7 +85,7 @@ def test_too_new_client_gets_dockers_400_and_ping_tells_the_version(
     [
         ("GET", "/nope"),
         ("GET", "/v1.41/nope"),
-        ("POST", "/swarm/init"),
+        ("POST", "/session"),
         ("GET", "/volumes"),
         ("GET", "/containers/x/top"),
         ("GET", "/v1.41/containers/x/stats"),
@@ -207,3 +207,51 @@ def test_every_served_route_answers_per_spec(client: Any) -> None:
     spec.check("POST", "/containers/prune", r.status_code, r.json())
     r = raw(client, "POST", "/networks/prune")
     spec.check("POST", "/networks/prune", r.status_code, r.json())
+
+
+def test_swarm_routes_answer_as_a_node_outside_a_swarm(client: Any) -> None:
+    """docker-py's network tests call ``leave_swarm`` in tearDown and accept only Docker's 503."""
+    r = raw(client, "POST", "/v1.41/swarm/leave?force=1")
+    assert (r.status_code, r.json()) == (503, {"message": "This node is not part of a swarm"})
+    for path in ("/swarm", "/services", "/nodes", "/tasks", "/secrets", "/configs"):
+        r = raw(client, "GET", "/v1.41" + path)
+        assert r.status_code == 503, path
+        assert r.json()["message"].startswith("This node is not a swarm manager."), path
+    # docker-py's leave_swarm(force=True), called by its tests' tearDown, takes exactly this 503
+    assert client.api.leave_swarm(force=True) is True
+    with pytest.raises(docker.errors.APIError) as info:
+        client.api.leave_swarm()
+    assert info.value.status_code == 503
+    assert "not part of a swarm" in str(info.value.explanation)
+
+
+def test_api_socket_listens_with_dockers_backlog(host: LabHost) -> None:
+    """Backlog 4096 as dockerd's (128 refused ~130 of 300 parallel `docker ps`)."""
+    out = host.run(["ss", "-xlnH"], capture_output=True, text=True, check=True).stdout
+    rows = [ln.split() for ln in out.splitlines() if host.socket in ln]
+    assert rows, out
+    # ss -xl: Netid State Recv-Q Send-Q(backlog) Local ...
+    assert int(rows[0][3]) == 4096
+
+
+def test_attach_logs_without_stream_returns(client: Any) -> None:
+    """``attach?logs=1&stream=0`` answers the log replay and ends (it stayed attached to a
+    running container: docker-py's attach tests hung); stdout/stderr pick the streams."""
+    box = client.containers.run(
+        IMAGE, ["sh", "-c", "echo out; echo err >&2; sleep 60"], detach=True
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while b"err" not in box.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        path = f"/v1.41/containers/{box.id}/attach?logs=1&stream=0"
+        r = raw(client, "POST", path + "&stdout=1&stderr=1", timeout=5)
+        assert r.status_code == 200
+        assert (
+            r.content
+            == b"\x01\x00\x00\x00\x00\x00\x00\x04out\n\x02\x00\x00\x00\x00\x00\x00\x04err\n"
+        )
+        r = raw(client, "POST", path + "&stderr=1", timeout=5)
+        assert r.content == b"\x02\x00\x00\x00\x00\x00\x00\x04err\n"
+    finally:
+        box.remove(force=True)

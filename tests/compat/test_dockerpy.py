@@ -66,6 +66,8 @@ def test_network_lifecycle_with_ipam(client: Any, cleanup: Any) -> None:
         {"Subnet": "172.28.0.0/16", "IPRange": "172.28.5.0/24", "Gateway": "172.28.5.254"}
     ]
     assert got.attrs["Labels"] == {"com.example.purpose": "compat"}
+    assert got.attrs["IPAM"]["Options"] is None  # docker-py sends none: Docker shows null
+    assert client.networks.get("bridge").attrs["IPAM"]["Options"] is None
     names = [n.name for n in client.networks.list()]
     assert {"bridge", "host", "none", "pynet"} <= set(names)
     assert [n.name for n in client.networks.list(names=["pynet"])] == ["pynet"]

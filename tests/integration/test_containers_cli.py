@@ -426,6 +426,16 @@ def test_connect_link_is_resolvable(h: LabHost) -> None:
     ok(h, "rm", "-f", "lweb", "lcli")
 
 
+def test_images_filtered_by_reference(h: LabHost) -> None:
+    """``docker images -q nosuch`` prints nothing (it listed every image, so
+    ``docker rmi $(docker images -q nosuch)`` removed them all)."""
+    assert ok(h, "images", "-q", "nosuch") == ""
+    assert ok(h, "images", "-q", "--filter", "reference=nosuch:tag") == ""
+    assert ok(h, "images", "--format", "{{.Repository}}:{{.Tag}}", A).split() == ["alpine:latest"]
+    assert ok(h, "images", "-q", "--filter", "dangling=true") == ""
+    assert "invalid filter 'nope'" in fails(h, "images", "--filter", "nope=1", code=1)
+
+
 # ---------------------------------------------------------------- daemon crash (last)
 
 

@@ -98,6 +98,8 @@ def test_default_pools_in_order(host1: LabHost) -> None:
         a, b = inspect(host1, "pool-a"), inspect(host1, "pool-b")
         assert a["IPAM"]["Config"] == [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]
         assert b["IPAM"]["Config"] == [{"Subnet": "172.19.0.0/16", "Gateway": "172.19.0.1"}]
+        # the docker CLI sends IPAM.Options {} (no subnet given): Docker shows it back as {}
+        assert a["IPAM"]["Options"] == {}
     finally:
         ok(host1, "network", "rm", "pool-a", "pool-b")
     # released: the next one reuses 172.18

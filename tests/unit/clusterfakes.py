@@ -8,26 +8,29 @@ which first yields to the event loop so that two hosts' coroutines really
 interleave (without it a ``MemoryStore`` call never suspends and no race can
 happen); ``close`` closes only this client.
 
-``FakeHost`` builds what ``build_cluster`` builds for a daemon (a
-``NetworkController`` over its own local ``MemoryStore``, an ``OverlayDriver``
-over a ``FakeNetlink``, a ``ClusterView``), without a gateway bridge.
+``FakeHost`` builds what ``tether.daemon`` builds for a cluster daemon (an
+``EndpointBook``, an ``OverlayDriver`` over a ``FakeNetlink``, a ``ClusterView``,
+a ``NetworkController`` over its own local ``MemoryStore``, the controller and the
+view sharing one ``NetworkTable``), without a gateway bridge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from tether.contracts.model import Endpoint, Network, mac_for, new_id
 from tether.drivers.overlay import OverlayDriver
-from tether.engine.cluster import ClusterView, build_cluster
+from tether.engine.cluster import ClusterView
+from tether.engine.cluster_endpoints import EndpointBook, Lease
 from tether.engine.ipam import PoolPicker
+from tether.engine.nettable import NetworkTable
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import Internal
 from tether.store.base import Event, Op, Record, TxnResult, Value
-from tether.store.etcd import LeaseExpired
+from tether.store.etcd import LeaseExpired, LeaseKeeper
 from tether.testing.netlink import FakeNetlink
 from tether.testing.store import MemoryStore
 
@@ -153,22 +156,24 @@ class FakeHost:
     def __init__(self, backend: LeaseBackend, name: str, vtep: str, **options: Any) -> None:
         self.name = name
         self.nl = FakeNetlink()
-        self.driver = OverlayDriver(self.nl, vtep)
-        self.networks = NetworkController(
-            MemoryStore(), {"overlay": self.driver}, PoolPicker([("10.200.0.0/16", 24)])
-        )
         self.store = backend.host_store()
-        self.view: ClusterView = build_cluster(
-            "etcd://fake:2379",
-            self.driver,
-            self.networks,
-            None,  # type: ignore[arg-type]  # no gateway bridge: no eth<n+1>
-            lambda: None,
-            store=self.store,  # type: ignore[arg-type]
-            **options,
+        book = EndpointBook(self.store, host=name, vtep=vtep)
+        # no gateway bridge: no eth<n+1>
+        self.driver = OverlayDriver(self.nl, vtep, peers=book.peers, publish=book.publish)
+        local = MemoryStore()
+        table = NetworkTable(local)
+
+        def lease(ttl: int, on_regrant: Callable[[int], Awaitable[None]]) -> Lease:
+            return LeaseKeeper(self.store, ttl, on_regrant=on_regrant)  # type: ignore[arg-type]
+
+        self.view: ClusterView = ClusterView(self.store, book, self.driver, table, lease, **options)
+        self.networks = NetworkController(
+            local,
+            {"overlay": self.driver},
+            PoolPicker([("10.200.0.0/16", 24)]),
+            table=table,
+            cluster=self.view,
         )
-        self.driver.gateway = None
-        self.view.host = name
 
     async def start(self) -> None:
         await self.networks.load()

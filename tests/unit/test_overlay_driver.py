@@ -43,11 +43,9 @@ class Published:
 
 def setup(peers: list[Peer] | None = None) -> tuple[FakeNetlink, OverlayDriver, Published]:
     nl = FakeNetlink()
-    drv = OverlayDriver(nl, LOCAL)
     known = peers if peers is not None else []
-    drv.peers = lambda _nid: list(known)
     pub = Published()
-    drv.publish = pub
+    drv = OverlayDriver(nl, LOCAL, peers=lambda _nid: list(known), publish=pub)
     return nl, drv, pub
 
 
@@ -216,8 +214,7 @@ def test_adopt_after_a_restart_removes_entries_of_peers_gone_meanwhile() -> None
         assert nl.fdb[vx] == {gone.mac: REMOTE, kept.mac: REMOTE2}
         # the daemon restarts (a fresh driver over the same kernel); `gone` left meanwhile
         known[:] = [kept]
-        drv2 = OverlayDriver(nl, LOCAL)
-        drv2.peers = lambda _nid: list(known)
+        drv2 = OverlayDriver(nl, LOCAL, peers=lambda _nid: list(known))
         await drv2.adopt(net, a)
         await drv2.adopt(net, b)
         assert nl.fdb[vx] == {kept.mac: REMOTE2}
@@ -254,9 +251,12 @@ class FakeSpaces:
 def setup_spaces(
     peers: list[Peer] | None = None,
 ) -> tuple[FakeNetlink, OverlayDriver, FakeSpaces]:
-    nl, drv, _ = setup(peers)
+    nl = FakeNetlink()
+    known = peers if peers is not None else []
     spaces = FakeSpaces()
-    drv.spaces = spaces
+    drv = OverlayDriver(
+        nl, LOCAL, peers=lambda _nid: list(known), publish=Published(), spaces=spaces
+    )
     return nl, drv, spaces
 
 

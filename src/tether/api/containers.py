@@ -421,13 +421,20 @@ async def attach(request: web.Request) -> web.StreamResponse:
     c = ctl.get(request.match_info["id"])
     want_stdin = qbool(request, "stdin")
     logs = qbool(request, "logs")
+    # Docker's flags, all false by default: which streams to send, and whether to stay
+    # attached after the log replay (stream=0 answers the logs and ends: it hung before)
+    wanted = {name for name in ("stdout", "stderr") if qbool(request, name)}
+    live = qbool(request, "stream")
     hj = await Hijacked.open(request, multiplex=not c.tty)
     done = ctl.exit_future(c)
     try:
         if logs:
             log_path = ctl.files_dir(c) / "container.log"
             async for stream, data in engine.runtime.read_logs(log_path):
-                hj.write(stream, data)
+                if stream in wanted:
+                    hj.write(stream, data)
+        if not live:
+            return hj.resp
         if c.running:
             att = await engine.runtime.attach(c.id)
         else:
@@ -460,7 +467,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
             pump_in = asyncio.ensure_future(stdin_pump())
         try:
             async for stream, data in att:
-                hj.write(stream, data)
+                if stream in wanted:
+                    hj.write(stream, data)
         finally:
             if pump_in is not None:
                 pump_in.cancel()

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from tether.api.http import ENGINE, Router, json_response, qbool
+from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool
+from tether.engine.imagefilter import filter_images
 from tether.errors import BadRequest, NotFound
 
 
@@ -55,7 +56,13 @@ async def load(request: web.Request) -> web.Response:
 
 async def list_images(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    return json_response([engine.images.summary_json(i) for i in engine.images.list()])
+    images = engine.images
+
+    def created_of(ref: str) -> int:
+        return int(images.summary_json(images.get(ref))["Created"])
+
+    summaries = [images.summary_json(i) for i in images.list()]
+    return json_response(filter_images(summaries, parse_filters(request), created_of))
 
 
 async def inspect(request: web.Request) -> web.Response:

@@ -67,7 +67,9 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         attachable=_bool(body.get("Attachable"), "Attachable"),
         ipv6=_bool(body.get("EnableIPv6"), "EnableIPv6"),
         ipam_driver=str(ipam.get("Driver") or "default"),
-        ipam_options=_str_map(ipam.get("Options"), "IPAM.Options"),
+        ipam_options=(
+            None if ipam.get("Options") is None else _str_map(ipam["Options"], "IPAM.Options")
+        ),
         configs=clean,
         options=_str_map(body.get("Options"), "Options"),
         labels=_str_map(body.get("Labels"), "Labels"),
@@ -85,7 +87,8 @@ def network_json(net: Network, containers: dict[str, Any]) -> dict[str, Any]:
         "EnableIPv6": net.ipv6,
         "IPAM": {
             "Driver": net.ipam_driver,
-            "Options": dict(net.ipam_options) if net.ipam_options or net.user_subnet else None,
+            # as the request sent it: null when absent (docker-py), {} from the docker CLI
+            "Options": None if net.ipam_options is None else dict(net.ipam_options),
             "Config": list(net.configs),
         },
         "Internal": net.internal,

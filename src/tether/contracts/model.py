@@ -100,7 +100,7 @@ class Network:
     ingress: bool = False
     ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None  # None: the request sent no IPAM.Options
     configs: list[dict[str, Any]] = field(default_factory=list)
     user_subnet: bool = True
     options: dict[str, str] = field(default_factory=dict)

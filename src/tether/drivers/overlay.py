@@ -26,23 +26,30 @@ the first packet already knows where to go (flannel's model, not gossip or
 kernel miss notifications). Those entries live in the kernel, so the data path
 keeps working while the cluster store is away.
 
-The driver owns kernel objects only. What it needs from above is injected by
-the composition root: ``peers(net_id)`` (the remote endpoints known now),
-``publish(net, ep, present)`` (write/remove this endpoint's record in the
-cluster store) and ``gateway`` (the per-host gateway bridge attachment that
-gives each container ``eth<n+1>`` with a default route and NAT, like Docker's
-``docker_gwbridge``).
+The driver owns kernel objects only. What it needs from above is given at
+construction, typed by the Protocols of :mod:`tether.contracts.cluster`:
+``peers(net_id)`` (the remote endpoints known now), ``publish(net, ep, present)``
+(write/remove this endpoint's record in the cluster store), ``gateway`` (the
+per-host gateway bridge attachment that gives each container ``eth<n+1>`` with a
+default route and NAT, like Docker's ``docker_gwbridge``) and ``spaces`` (the
+networks' namespaces).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
 
-from tether.contracts.model import OPT_VXLANID, Endpoint, Network, check_mtu
+from tether.contracts.cluster import (
+    VNI_MAX,
+    EndpointPublisher,
+    Gateway,
+    Peer,
+    PeerSource,
+    Spaces,
+    requested_vni,
+)
+from tether.contracts.model import Endpoint, Network, check_mtu
 from tether.errors import BadRequest, Internal, TetherError
 from tether.linux import nsthread
 from tether.linux.netlink import LinkSpec, Netlink
@@ -51,48 +58,6 @@ from tether.linux.netns import NetnsDir
 log = logging.getLogger("tether.overlay")
 
 VXLAN_PORT = 4789
-VNI_MIN = 4096
-VNI_MAX = (1 << 24) - 1
-
-
-def requested_vni(net: Network) -> int | None:
-    """The VNI asked for with ``-o com.docker.network.driver.overlay.vxlanid_list=N`` (the
-    first of the list: one VNI per network here), or None; Docker's text for a bad one."""
-    raw = net.options.get(OPT_VXLANID)
-    if not raw:
-        return None
-    first = raw.split(",")[0]
-    try:
-        vni = int(first)
-    except ValueError:
-        raise BadRequest(f'invalid vxlan id value "{first}" passed') from None
-    if not 0 < vni <= VNI_MAX:
-        raise BadRequest(f"vxlan id {vni} is out of range (1-{VNI_MAX})")
-    return vni
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A remote endpoint as the data path needs it."""
-
-    endpoint_id: str
-    ip: str
-    mac: str
-    vtep: str
-
-
-class Spaces(Protocol):
-    """Where each overlay network's bridge and VXLAN device live (one namespace each)."""
-
-    async def ensure(self, net_id: str) -> str:
-        """The network's namespace (a path), made if missing."""
-        ...
-
-    def delete(self, net_id: str) -> None: ...
-
-    def list(self) -> list[str]:
-        """Short ids (12 hex) of the networks that have one."""
-        ...
 
 
 BR_NF_KEYS = (
@@ -125,12 +90,6 @@ class NetnsSpaces:
         return self.folder.list()
 
 
-class Gateway(Protocol):
-    async def attach(self, ep: Endpoint, ns_path: str) -> None: ...
-
-    async def detach(self, ep: Endpoint) -> None: ...
-
-
 def bridge_name(net: Network) -> str:
     return "tov-" + net.id[:11]
 
@@ -151,13 +110,22 @@ class OverlayDriver:
     restores_endpoints = False
     sandbox_mode = ""
 
-    def __init__(self, netlink: Netlink, vtep: str) -> None:
+    def __init__(
+        self,
+        netlink: Netlink,
+        vtep: str,
+        *,
+        peers: PeerSource,
+        publish: EndpointPublisher | None = None,
+        gateway: Gateway | None = None,
+        spaces: Spaces | None = None,
+    ) -> None:
         self.nl = netlink
         self.vtep = vtep
-        self.peers: Callable[[str], list[Peer]] = lambda _nid: []
-        self.publish: Callable[[Network, Endpoint, bool], Awaitable[None]] | None = None
-        self.gateway: Gateway | None = None
-        self.spaces: Spaces | None = None  # None: the devices live in the daemon's namespace
+        self.peers = peers
+        self.publish = publish
+        self.gateway = gateway  # None: no eth<n+1> (tests)
+        self.spaces = spaces  # None: the devices live in the daemon's namespace
         self._ns: dict[str, str | None] = {}  # network id -> namespace of its devices
         self._local: dict[str, set[str]] = {}  # network id -> local endpoint ids joined
         self._programmed: dict[str, dict[str, Peer]] = {}  # network id -> peers in the kernel

@@ -61,88 +61,136 @@ resumes where it stopped, and this host re-puts its own endpoint records if
 its lease had expired meanwhile (``on_regrant``) and removes records of
 endpoints that went away while the store was unreachable.
 
-Global networks are shown through the ``NetworkController`` (its ``networks``
-dict and address spaces), so lookups, ``ls`` and ``inspect`` need no special
-case; the controller calls this class for creating, removing and holding
-addresses on global networks (``networks.cluster``).
+Global networks are shown through the ``NetworkTable`` the view shares with the
+``NetworkController`` (its ``networks`` dict and address spaces), so lookups,
+``ls`` and ``inspect`` need no special case; the controller, given this view at
+construction, calls it for creating, removing and holding addresses on global
+networks. The view calls the overlay driver (given at construction) for the data
+path; the endpoint records live in the ``EndpointBook`` (``cluster_endpoints``),
+which the driver reads and writes without knowing the view.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
-from tether.contracts.model import (
-    OPT_BRIDGE_NAME,
-    OPT_ICC,
-    OPT_MASQ,
-    OPT_VXLANID,
-    Endpoint,
-    Network,
-    mac_for,
+from tether.contracts.cluster import OverlayDataPath, Peer
+from tether.contracts.model import Endpoint, Network
+from tether.engine.cluster_endpoints import (
+    ROOT,
+    ClusterStore,
+    EndpointBook,
+    Lease,
+    LeaseFactory,
+    endpoint_key,
+    peer_of,
 )
-from tether.contracts.pools import PoolConfig
-from tether.drivers.overlay import VNI_MIN, OverlayDriver, Peer, requested_vni
-from tether.engine.ipam import PoolPicker, check_overlap
-from tether.errors import BadRequest, Conflict, Forbidden, TetherError
-from tether.store.base import Event, Op, Store, WatchCompacted
-from tether.store.etcd import EtcdStore, LeaseKeeper
+from tether.engine.cluster_networks import POOLS_KEY, delete_network, write_network
+from tether.engine.nettable import NetworkTable
+from tether.errors import TetherError
+from tether.store.base import Event, Op, WatchCompacted
 
 log = logging.getLogger("tether.cluster")
 
-ROOT = "cluster/"
+__all__ = ["LEASE_TTL", "POOLS_KEY", "ROOT", "SWEEP_AFTER", "ClusterView"]
+
 LEASE_TTL = 10
 SWEEP_AFTER = 300.0  # seconds a host must be gone before its address holdings are freed
-POOLS_KEY = ROOT + "pool-index"
 
 
-GLOBAL_POOL = PoolPicker([("10.0.0.0/8", 24)])
+class LocalContainer(Protocol):
+    """A container of this host, as the adoption at start reads it."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def eps(self) -> list[Endpoint]: ...
+
+
+C = TypeVar("C", bound=LocalContainer)
+
+
+class LocalContainers(Protocol[C]):
+    """This host's containers (the container controller)."""
+
+    @property
+    def containers(self) -> Mapping[str, C]: ...
+
+    async def ensure_dns(self, c: C) -> None: ...
 
 
 class ClusterView:
+    """This host's view of the cluster store: global networks, holdings, hosts; the watch.
+
+    Given at construction: the store, the ``EndpointBook`` (endpoint records), the overlay
+    driver (the data path it keeps equal to the records), the ``NetworkTable`` it shares
+    with the network controller, a lease factory (``LeaseKeeper`` in the daemon) and the
+    listeners told when records changed (the DNS answer cache)."""
+
     def __init__(
         self,
-        store: EtcdStore,
-        host: str,
-        vtep: str,
-        networks: Any,
+        store: ClusterStore,
+        book: EndpointBook,
+        driver: OverlayDataPath,
+        table: NetworkTable,
+        leases: LeaseFactory,
+        listeners: Sequence[Callable[[], None]] = (),
         ttl: int = LEASE_TTL,
         sweep_after: float = SWEEP_AFTER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.host = host
-        self.vtep = vtep
-        self.networks = networks  # the NetworkController
+        self.book = book
+        self.driver = driver
+        self.table = table  # shared with the NetworkController
+        self.leases = leases
+        self.listeners = tuple(listeners)
         self.ttl = ttl
         self.sweep_after = sweep_after
         self.clock = clock
         self.global_ids: set[str] = set()
-        self.endpoints: dict[str, dict[str, dict[str, Any]]] = {}  # net id -> ep id -> record
         self.holdings: dict[str, dict[str, str]] = {}  # net id -> ip held cluster-wide -> host
         self.gone_since: dict[str, float] = {}  # host without a host record -> since (clock)
         self.hosts: dict[str, dict[str, Any]] = {}
-        self.mine: dict[str, dict[str, Any]] = {}  # key -> value of this host's endpoint records
-        # ipam and own endpoint keys to delete when etcd is back (released while it was away)
-        self.pending_release: set[str] = set()
-        self.on_peer: Callable[[Network, Peer, bool], Awaitable[None]] | None = None
-        self.on_network_gone: Callable[[Network], Awaitable[None]] | None = None
-        self.on_resync: Callable[[Network], Awaitable[None]] | None = None
-        self.listeners: list[Callable[[], None]] = []
-        self.lease: LeaseKeeper | None = None
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._taken_vni: set[int] = set()
         self.revision = 0
         self.ready = asyncio.Event()
         self.adopted = False  # own stale records are deleted only after adopt_local
-        self._containers: Any = None  # the container controller, once adopt_local was called
-        self.driver: Any = None  # the OverlayDriver (set by build_cluster)
+        # the adoption asked for before the store answered, run once it does
+        self._adopt: Callable[[], Awaitable[None]] | None = None
+
+    # ---- the book's state, read through the view --------------------------------
+    @property
+    def host(self) -> str:
+        return self.book.host
+
+    @property
+    def lease(self) -> Lease | None:
+        return self.book.lease
+
+    @property
+    def endpoints(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return self.book.endpoints
+
+    @property
+    def pending_release(self) -> set[str]:
+        return self.book.pending_release
+
+    def peers(self, net_id: str) -> list[Peer]:
+        return self.book.peers(net_id)
+
+    def remote_endpoints(self, net_id: str) -> list[dict[str, Any]]:
+        return self.book.remote_endpoints(net_id)
 
     # ---- start / stop ----------------------------------------------------------
     async def start(self) -> None:
@@ -161,14 +209,14 @@ class ClusterView:
         self._task = asyncio.create_task(self._run(), name="cluster-watch")
 
     async def _connect(self) -> None:
-        lease = LeaseKeeper(self.store, self.ttl, on_regrant=self._regranted)
+        lease = self.leases(self.ttl, self._regranted)
         await lease.start()
-        self.lease = lease
+        self.book.lease = lease
         try:
             await self._register()
             await self._resync()
         except BaseException:
-            self.lease = None
+            self.book.lease = None
             await lease.close(revoke=False)
             raise
         self.ready.set()
@@ -181,18 +229,18 @@ class ClusterView:
                 break
             except TetherError as exc:
                 log.debug("cluster store still unreachable: %s", exc)
-        if self._containers is not None and not self.adopted:
-            await self.adopt_local(self._containers)
+        if self._adopt is not None and not self.adopted:
+            await self._adopt()
         await self._run()
 
-    async def adopt_local(self, containers: Any) -> None:
+    async def adopt_local(self, containers: LocalContainers[C]) -> None:
         """After start: running local containers on overlays keep their records and data path.
 
         Not before the store has answered: until then the global networks are unknown, and
         adopting nothing would sweep every overlay namespace, cutting the running containers'
         interfaces (and then delete this host's endpoint records as stale). The adoption runs
         when the background connection succeeds."""
-        self._containers = containers
+        self._adopt = lambda: self.adopt_local(containers)
         if not self.ready.is_set():
             log.warning("overlay endpoints are adopted once the cluster store answers")
             return
@@ -200,23 +248,21 @@ class ClusterView:
             if not c.running:
                 continue
             for ep in c.eps():
-                net = self.networks.networks.get(ep.network_id)
-                if net is None or net.id not in self.global_ids or self.driver is None:
+                net = self.table.networks.get(ep.network_id)
+                if net is None or net.id not in self.global_ids:
                     continue
                 try:
                     await self.driver.adopt(net, ep)
                     await containers.ensure_dns(c)
                 except TetherError as exc:
                     log.error("re-wiring overlay %s for %s: %s", net.name, c.name, exc.message)
-                self.adopt(net, ep)
-        if self.driver is not None:
-            await self.driver.sweep()
+                self.book.adopt(net, ep)
+        await self.driver.sweep()
         self.adopted = True
         if self.lease is not None:
             try:
                 # put again under this run's lease: the old run's lease is about to expire
-                for key, value in list(self.mine.items()):
-                    await self.store.put(key, value, lease=self.lease.lease_id)
+                await self.book.put_mine(self.lease.lease_id)
                 await self._reconcile_mine({k: dict(v) for k, v in self.endpoints.items()})
             except TetherError as exc:
                 log.warning("own endpoint records not refreshed yet: %s", exc)
@@ -237,13 +283,12 @@ class ClusterView:
     async def _register(self) -> None:
         assert self.lease is not None
         await self.store.put(
-            f"{ROOT}hosts/{self.host}", {"vtep": self.vtep}, lease=self.lease.lease_id
+            f"{ROOT}hosts/{self.host}", {"vtep": self.book.vtep}, lease=self.lease.lease_id
         )
 
     async def _regranted(self, lease_id: int) -> None:
         await self._register()
-        for key, value in list(self.mine.items()):
-            await self.store.put(key, value, lease=lease_id)
+        await self.book.put_mine(lease_id)
 
     # ---- watch -------------------------------------------------------------------
     async def _run(self) -> None:
@@ -297,31 +342,21 @@ class ClusterView:
         self._notify()
 
     def _add_network(self, net: Network) -> None:
-        have = self.networks.networks.get(net.id)
+        have = self.table.networks.get(net.id)
         self.global_ids.add(net.id)
         if have is not None and have.vni == net.vni:
             return
-        self.networks._index(net)
+        self.table.index(net)
         for ip in self.holdings.get(net.id, {}):
-            self._reserve(net.id, ip, True)
+            self.table.reserve(net.id, ip, True)
 
     async def _drop_network(self, net_id: str) -> None:
-        net = self.networks.networks.pop(net_id, None)
-        self.networks.spaces.pop(net_id, None)
+        net = self.table.drop(net_id)
         self.global_ids.discard(net_id)
         self.endpoints.pop(net_id, None)
         self.holdings.pop(net_id, None)
-        if net is not None and self.on_network_gone is not None:
-            await self.on_network_gone(net)
-
-    def _reserve(self, net_id: str, ip: str, held: bool) -> None:
-        addr = ipaddress.IPv4Address(ip)
-        for space in self.networks.spaces.get(net_id, []):
-            if addr in space.cfg.subnet:
-                if held:
-                    space.reserve(addr)
-                else:
-                    space.release(addr)
+        if net is not None:
+            await self.driver.delete(net)
 
     def _hold(self, net_id: str, ip: str, owner: str | None) -> None:
         """``owner`` is the holding host, None when the holding went away."""
@@ -330,31 +365,27 @@ class ClusterView:
             ips[ip] = owner
         else:
             ips.pop(ip, None)
-        self._reserve(net_id, ip, owner is not None)
+        self.table.reserve(net_id, ip, owner is not None)
 
     async def _endpoint(self, net_id: str, ep_id: str, value: dict[str, Any] | None) -> None:
-        key = f"{ROOT}endpoints/{net_id}/{ep_id}"
-        if value is None and key in self.mine and self.lease is not None:
-            # one of ours vanished (an older lease of this host expired): put it back
-            value = self.mine[key]
-            try:
-                await self.store.put(key, value, lease=self.lease.lease_id)
-            except TetherError as exc:
-                log.warning("endpoint record %s not restored yet: %s", ep_id[:12], exc)
+        if value is None:
+            value = await self.book.restore(endpoint_key(net_id, ep_id), ep_id)
         eps = self.endpoints.setdefault(net_id, {})
         old = eps.get(ep_id)
         if value is None:
             eps.pop(ep_id, None)
         else:
             eps[ep_id] = value
-        net = self.networks.networks.get(net_id)
-        if net is None or self.on_peer is None:
+        net = self.table.networks.get(net_id)
+        if net is None:
             return
-        changed = value is None or (old is not None and _peer(ep_id, old) != _peer(ep_id, value))
+        changed = value is None or (
+            old is not None and peer_of(ep_id, old) != peer_of(ep_id, value)
+        )
         if old is not None and old.get("host") != self.host and changed:
-            await self.on_peer(net, _peer(ep_id, old), False)
+            await self.driver.peer_changed(net, peer_of(ep_id, old), False)
         if value is not None and value.get("host") != self.host:
-            await self.on_peer(net, _peer(ep_id, value), True)
+            await self.driver.peer_changed(net, peer_of(ep_id, value), True)
 
     async def _resync(self) -> None:
         """Read everything under ``cluster/`` and make the view (and data path) equal to it."""
@@ -383,50 +414,30 @@ class ClusterView:
                 del self.gone_since[h]
         for h in owners - set(hosts) - {self.host}:
             self.gone_since.setdefault(h, self.clock())
-        old_eps = self.endpoints
-        self.endpoints = endpoints
+        self.book.endpoints = endpoints
         for net in nets.values():
             self.global_ids.add(net.id)
-            self.networks._index(net)  # fresh spaces: held addresses re-reserved below
+            self.table.index(net)  # fresh spaces: held addresses re-reserved below
             for ip in holdings.get(net.id, {}):
-                self._reserve(net.id, ip, True)
+                self.table.reserve(net.id, ip, True)
         # addresses this host is using but whose holdings were lost are claimed again
         self.revision = rev
         await self._reconcile_mine(endpoints)
         for net in nets.values():
-            if self.on_resync is not None:
-                await self.on_resync(net)
-        del old_eps
+            await self.driver.resync(net)
         self._notify()
 
     async def _reconcile_mine(self, seen: dict[str, dict[str, dict[str, Any]]]) -> None:
         """Own records: put the missing ones, delete the ones no longer wanted."""
         if self.lease is None:
             return
-        for key, value in list(self.mine.items()):
-            _, _, nid, eid = key.split("/")
-            if eid not in seen.get(nid, {}):
-                await self.store.put(key, value, lease=self.lease.lease_id)
-                seen.setdefault(nid, {})[eid] = value
-        for nid, eps in seen.items():
-            for eid, value in list(eps.items()):
-                key = f"{ROOT}endpoints/{nid}/{eid}"
-                if self.adopted and value.get("host") == self.host and key not in self.mine:
-                    await self.store.delete(key)
-                    eps.pop(eid, None)
-        await self._flush_pending()
+        await self.book.reconcile(seen, self.adopted)
         await self._reclaim_mine()
-
-    async def _flush_pending(self) -> None:
-        """Delete the records and holdings released while the store was away."""
-        for key in list(self.pending_release):
-            await self.store.delete(key)
-            self.pending_release.discard(key)
 
     async def _reclaim_mine(self) -> None:
         """Addresses of this host's endpoints whose holdings are gone (swept while this
         host was away) are claimed again; one taken by another host is an error to see."""
-        for value in list(self.mine.values()):
+        for value in list(self.book.mine.values()):
             nid, ip = str(value.get("network", "")), str(value.get("ip", ""))
             if not nid or not ip:
                 continue
@@ -452,7 +463,7 @@ class ClusterView:
             try:
                 # not only on a full resync: the watch may resume (or the lease be granted
                 # again) without one, and a release made meanwhile must not stay held
-                await self._flush_pending()
+                await self.book.flush_pending()
                 await self.sweep()
             except TetherError as exc:
                 log.debug("holdings sweep skipped: %s", exc)
@@ -493,109 +504,15 @@ class ClusterView:
                 self.gone_since.pop(host, None)
         return removed
 
-    # ---- what the driver and the resolver read ------------------------------------
-    def peers(self, net_id: str) -> list[Peer]:
-        return [
-            _peer(eid, rec)
-            for eid, rec in self.endpoints.get(net_id, {}).items()
-            if rec.get("host") != self.host
-        ]
-
-    def remote_endpoints(self, net_id: str) -> list[dict[str, Any]]:
-        return [
-            rec for rec in self.endpoints.get(net_id, {}).values() if rec.get("host") != self.host
-        ]
-
     # ---- global networks ------------------------------------------------------------
     async def create_network(self, net: Network) -> None:
-        """Write a new global network: name, VNI, pools and record in one transaction.
-
-        The pools are checked against ``cluster/pool-index`` and the grown index is
-        written on the condition that its revision is unchanged (see the module
-        docstring); a lost race re-reads and re-checks. An automatic pool that turns out
-        to overlap is picked again; a user pool gets Docker's overlap error.
-        """
-        net.scope = "global"
-        wanted = requested_vni(net)
-        for _ in range(64):
-            rec = await self.store.get(POOLS_KEY)
-            listed = list(rec.value.get("pools", [])) if rec is not None else []
-            taken = [ipaddress.IPv4Network(p["subnet"]) for p in listed]
-            pools = self._fit_pools(net, taken)
-            net.vni = wanted or self._next_vni()
-            net.options[OPT_VXLANID] = str(net.vni)
-            grown = listed + [{"subnet": str(p.subnet), "network": net.id} for p in pools]
-            ops = [
-                Op("check", POOLS_KEY, revision=rec.revision if rec is not None else 0),
-                Op("put", POOLS_KEY, {"pools": grown}),
-                Op("create", f"{ROOT}names/{net.name}", {"id": net.id}),
-                Op("create", f"{ROOT}vni/{net.vni}", {"network": net.id}),
-                Op("create", f"{ROOT}networks/{net.id}", net.to_dict()),
-            ]
-            res = await self.store.txn(ops)
-            if res.ok:
-                self._add_network(net)
-                self._notify()
-                return
-            failed = res.failed_key or ""
-            if failed == POOLS_KEY:
-                continue  # another pool change won: read the index again
-            if failed.startswith(f"{ROOT}vni/"):
-                if wanted:
-                    raise Conflict(f"vxlan id {wanted} is already in use")
-                self._taken_vni.add(net.vni)
-                continue
-            raise Conflict(f"network with name {net.name} already exists")
-        raise Conflict("could not create the network: too many concurrent network changes")
-
-    def _fit_pools(self, net: Network, taken: list[ipaddress.IPv4Network]) -> list[PoolConfig]:
-        """The network's pools, checked against the global ones (re-picked if automatic)."""
-        pools = net.pools
-        if net.user_subnet:
-            for p in pools:
-                check_overlap(p.subnet, taken)
-            return pools
-        # Automatic: from the global default pool (Docker's GlobalDefault, 10.0.0.0/8 in /24s),
-        # not the local one, whose subnets other hosts pick for their own bridges.
-        used = list(self.networks._used_subnets()) + taken
-        subnet = GLOBAL_POOL.pick(used)
-        cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
-        net.configs = [cfg.to_json()]
-        return [cfg]
-
-    def _next_vni(self) -> int:
-        used = {n.vni for n in self.networks.networks.values() if n.vni} | self._taken_vni
-        vni = VNI_MIN
-        while vni in used:
-            vni += 1
-        return vni
+        """Write a new global network (``cluster_networks.write_network``), then know it."""
+        await write_network(self.store, self.table, net, self._taken_vni)
+        self._add_network(net)
+        self._notify()
 
     async def remove_network(self, net: Network) -> None:
-        prefix_ipam = f"{ROOT}ipam/{net.id}/"
-        prefix_eps = f"{ROOT}endpoints/{net.id}/"
-        if await self.store.list(prefix_ipam) or await self.store.list(prefix_eps):
-            raise Forbidden(
-                f"error while removing network: network {net.name} id {net.id} has active endpoints"
-            )
-        for _ in range(64):
-            rec = await self.store.get(f"{ROOT}networks/{net.id}")
-            if rec is None:
-                break  # removed by another host meanwhile
-            index = await self.store.get(POOLS_KEY)
-            listed = list(index.value.get("pools", [])) if index is not None else []
-            kept = [p for p in listed if p.get("network") != net.id]
-            ops = [
-                Op("check", f"{ROOT}networks/{net.id}", revision=rec.revision),
-                Op("check", POOLS_KEY, revision=index.revision if index is not None else 0),
-                Op("put", POOLS_KEY, {"pools": kept}),
-                Op("delete", f"{ROOT}networks/{net.id}"),
-                Op("delete", f"{ROOT}names/{net.name}"),
-                Op("delete", f"{ROOT}vni/{net.vni}"),
-            ]
-            if (await self.store.txn(ops)).ok:
-                break
-        else:
-            raise Conflict("could not remove the network: too many concurrent network changes")
+        await delete_network(self.store, net)
         await self._drop_network(net.id)
         self._notify()
 
@@ -619,193 +536,3 @@ class ClusterView:
         except TetherError as exc:
             log.warning("address %s stays held until the store is back: %s", ip, exc)
             self.pending_release.add(key)
-
-    # ---- this host's endpoints ---------------------------------------------------------
-    async def publish(self, net: Network, ep: Endpoint, present: bool) -> None:
-        key = f"{ROOT}endpoints/{net.id}/{ep.id}"
-        if not present:
-            self.mine.pop(key, None)
-            self.endpoints.get(net.id, {}).pop(ep.id, None)
-            try:
-                await self.store.delete(key)
-            except TetherError:
-                self.pending_release.add(key)  # deleted when the store answers again
-                raise
-            return
-        value = self._record(net, ep)
-        assert self.lease is not None
-        await self.store.put(key, value, lease=self.lease.lease_id)
-        self.mine[key] = value
-        self.endpoints.setdefault(net.id, {})[ep.id] = value
-
-    def adopt(self, net: Network, ep: Endpoint) -> None:
-        """A running local endpoint found at start: its record must exist (put on resync)."""
-        self.mine[f"{ROOT}endpoints/{net.id}/{ep.id}"] = self._record(net, ep)
-
-    def _record(self, net: Network, ep: Endpoint) -> dict[str, Any]:
-        """What the other hosts learn of a local endpoint (``cluster/endpoints/...``)."""
-        return {
-            "network": net.id,
-            "container": ep.container_id,
-            "name": ep.container_name,
-            "aliases": list(ep.aliases),
-            "ip": ep.ip,
-            "prefixlen": ep.prefixlen,
-            "mac": ep.mac,
-            "host": self.host,
-            "vtep": self.vtep,
-        }
-
-
-def _peer(ep_id: str, rec: dict[str, Any]) -> Peer:
-    return Peer(ep_id, str(rec.get("ip", "")), str(rec.get("mac", "")), str(rec.get("vtep", "")))
-
-
-class GatewayBridge:
-    """The per-host gateway bridge (Docker's ``docker_gwbridge``): outside access for overlays.
-
-    A local bridge network ``tether_gwbridge`` (ICC off, masquerade on) made on
-    first use; each overlay endpoint ``eth<n>`` gets a second interface
-    ``eth<n+1>`` on it, which carries the default route. Its address is held in
-    the local store (``ipam/<gwnet>/<ip>``) and remembered under ``gwep/<ep>``.
-    """
-
-    NAME = "tether_gwbridge"
-
-    def __init__(
-        self,
-        networks: Any,
-        netlink: Any,
-        store: Store,
-        on_change: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self.networks = networks
-        self.nl = netlink
-        self.store = store
-        self.on_change = on_change
-        self._lock = asyncio.Lock()
-
-    async def _network(self) -> Network:
-        from tether.engine.networks import CreateRequest
-
-        async with self._lock:  # held until the bridge exists, not only its record
-            net = self.networks.find(self.NAME)
-            if net is not None and net.name == self.NAME:
-                return net  # type: ignore[no-any-return]
-            net = await self.networks.create(
-                CreateRequest(
-                    name=self.NAME,
-                    driver="bridge",
-                    options={OPT_BRIDGE_NAME: self.NAME, OPT_ICC: "false", OPT_MASQ: "true"},
-                )
-            )
-            if self.on_change is not None:
-                await self.on_change()
-            return net  # type: ignore[no-any-return]
-
-    @staticmethod
-    def ifname_for(ep: Endpoint) -> str:
-        n = int(ep.ifname[3:]) if ep.ifname.startswith("eth") and ep.ifname[3:].isdigit() else 0
-        return f"eth{n + 1}"
-
-    async def attach(self, ep: Endpoint, ns_path: str) -> None:
-        from tether.linux.netlink import LinkSpec
-
-        net = await self._network()
-        ip, prefix, gw = self.networks.allocate(net, None)
-        key = self.networks.ipam_key(net.id, ip)
-        res = await self.store.txn(
-            [
-                Op("create", key, {"gateway_for": ep.id}),
-                Op("put", f"gwep/{ep.id}", {"network": net.id, "ip": ip}),
-            ]
-        )
-        if not res.ok:
-            self.networks.release(net.id, ip)
-            raise Conflict("Address already in use")
-        spec = LinkSpec(
-            ns_path=ns_path,
-            ifname=self.ifname_for(ep),
-            mac=mac_for(ip),
-            address=f"{ip}/{prefix}",
-            gateway=gw,
-            mtu=1500,
-        )
-        try:
-            await self.nl.add_veth("tg" + ep.id[:13], net.ifname, spec)
-        except BaseException:
-            await self._release(ep.id, net.id, ip)
-            raise
-
-    async def detach(self, ep: Endpoint) -> None:
-        await self.nl.delete_link("tg" + ep.id[:13])
-        rec = await self.store.get(f"gwep/{ep.id}")
-        if rec is not None:
-            await self._release(ep.id, str(rec.value["network"]), str(rec.value["ip"]))
-
-    async def _release(self, ep_id: str, net_id: str, ip: str) -> None:
-        await self.store.txn(
-            [Op("delete", self.networks.ipam_key(net_id, ip)), Op("delete", f"gwep/{ep_id}")]
-        )
-        self.networks.release(net_id, ip)
-
-
-def open_cluster_store(url: str) -> EtcdStore:
-    """``etcd://HOST:PORT[,HOST:PORT]`` -> an ``EtcdStore`` (it connects lazily)."""
-    text = url.split("://", 1)[1] if "://" in url else url
-    endpoints = [e for e in text.split(",") if e]
-    if not url.startswith("etcd://") and "://" in url:
-        raise BadRequest(f"unsupported cluster store {url}: only etcd:// is supported")
-    return EtcdStore(endpoints)
-
-
-def advertise_address(value: str | None) -> str:
-    """``--cluster-advertise IP|IFACE[:PORT]`` -> the IPv4 address used as VTEP and host id."""
-    if not value:
-        raise BadRequest("--cluster-store needs --cluster-advertise IP|IFACE")
-    head = value.rsplit(":", 1)[0] if value.count(":") == 1 else value
-    try:
-        return str(ipaddress.IPv4Address(head))
-    except ValueError:
-        pass
-    import subprocess
-
-    out = subprocess.run(
-        ["ip", "-4", "-o", "addr", "show", "dev", head], capture_output=True, text=True
-    ).stdout.split()
-    if "inet" in out:
-        return out[out.index("inet") + 1].split("/")[0]
-    raise BadRequest(f"--cluster-advertise {value}: no IPv4 address on interface {head}")
-
-
-def build_cluster(
-    url: str,
-    driver: OverlayDriver,
-    networks: Any,
-    gateway: GatewayBridge,
-    invalidate: Callable[[], None],
-    store: EtcdStore | None = None,
-    **options: Any,
-) -> ClusterView:
-    """Wire the cluster view, the overlay driver and the gateway bridge together.
-
-    ``store`` replaces the etcd store named by ``url`` (tests pass a fake);
-    ``options`` go to ``ClusterView`` (``ttl``, ``sweep_after``, ``clock``).
-    """
-    view = ClusterView(
-        store if store is not None else open_cluster_store(url),
-        driver.vtep,
-        driver.vtep,
-        networks,
-        **options,
-    )
-    view.driver = driver
-    view.on_peer = driver.peer_changed
-    view.on_resync = driver.resync
-    view.on_network_gone = driver.delete
-    view.listeners.append(invalidate)
-    driver.peers = view.peers
-    driver.publish = view.publish
-    driver.gateway = gateway
-    networks.cluster = view
-    return view

@@ -12,7 +12,6 @@ never has to guess by name patterns.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import datetime as dt
 import ipaddress
@@ -20,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.contracts.cluster import GlobalNetworks
 from tether.contracts.driver import Driver
 from tether.contracts.model import (
     OPT_BRIDGE_NAME,
@@ -39,6 +39,7 @@ from tether.engine.ipam import (
     check_overlap,
     validate_config,
 )
+from tether.engine.nettable import NetworkTable
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound
 from tether.store.base import Op, Store
 
@@ -58,7 +59,7 @@ class CreateRequest:
     attachable: bool = False
     ipv6: bool = False
     ipam_driver: str = "default"
-    ipam_options: dict[str, str] = field(default_factory=dict)
+    ipam_options: dict[str, str] | None = None
     configs: builtins.list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
@@ -73,16 +74,21 @@ class NetworkController:
         picker: PoolPicker,
         host_routes: Callable[[], Any] | None = None,
         on_change: Callable[[], Any] | None = None,
+        *,
+        table: NetworkTable | None = None,
+        cluster: GlobalNetworks | None = None,
     ) -> None:
         self.store = store
         self.drivers = drivers
         self.picker = picker
         self._host_routes = host_routes
         self._on_change = on_change
-        self.networks: dict[str, Network] = {}
-        self.spaces: dict[str, list[AddressSpace]] = {}
-        self.lock = asyncio.Lock()
-        self.cluster: Any = None  # engine.cluster.ClusterView with --cluster-store (global nets)
+        # the table is shared with the cluster view and the gateway bridge (daemon.py)
+        self.table = table if table is not None else NetworkTable(store)
+        self.networks: dict[str, Network] = self.table.networks
+        self.spaces: dict[str, list[AddressSpace]] = self.table.spaces
+        self.lock = self.table.lock
+        self.cluster = cluster  # the cluster view with --cluster-store (global networks)
 
     # ---- loading -----------------------------------------------------------
     async def load(self) -> None:
@@ -102,8 +108,7 @@ class NetworkController:
             await self.cluster.start()  # global networks and their holdings, from etcd
 
     def _index(self, net: Network) -> None:
-        self.networks[net.id] = net
-        self.spaces[net.id] = [AddressSpace(p, f"{net.name} ({net.id})") for p in net.pools]
+        self.table.index(net)
 
     async def ensure_predefined(self, bip: str | None = None) -> None:
         """Make ``bridge``, ``host`` and ``none`` exist (once, with stable ids)."""
@@ -182,9 +187,8 @@ class NetworkController:
         return sorted(self.networks.values(), key=lambda n: n.name)
 
     def _used_subnets(self) -> builtins.list[ipaddress.IPv4Network]:
-        """Every network's subnets: one local address space, macvlan's included (Docker
-        refuses a macvlan subnet that overlaps any other network's, too)."""
-        return [p.subnet for net in self.networks.values() for p in net.pools]
+        """Every network's subnets (see ``NetworkTable.used_subnets``)."""
+        return self.table.used_subnets()
 
     def _check_parent_free(self, net: Network) -> None:
         """One macvlan (ipvlan) network per parent interface, and never the loopback
@@ -233,7 +237,7 @@ class NetworkController:
                 created=now_rfc3339(),
                 internal=req.internal,
                 attachable=req.attachable,
-                ipam_options=dict(req.ipam_options),
+                ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
                 options=dict(req.options),
                 labels=dict(req.labels),
             )
@@ -243,6 +247,7 @@ class NetworkController:
             driver.validate(net)
             self._check_parent_free(net)
             if net.scope == "global":
+                assert self.cluster is not None  # global drivers exist with a cluster only
                 await self.cluster.create_network(net)  # etcd: name, VNI, pools, record
                 await driver.create(net)
                 self._changed()
@@ -277,27 +282,15 @@ class NetworkController:
         return [cfg.to_json()], False
 
     async def _persist_new(self, net: Network) -> None:
-        res = await self.store.txn(
-            [
-                Op("create", f"netnames/{net.name}", {"id": net.id}),
-                Op("create", f"networks/{net.id}", net.to_dict()),
-            ]
-        )
-        if not res.ok:
-            raise Conflict(f"network with name {net.name} already exists")
-        self._index(net)
+        await self.table.persist_new(net)
 
     async def _make_kernel(self, net: Network) -> None:
         driver = self._driver(net.driver)
         await driver.create(net)
-        await self.store.put(f"networks/{net.id}", net.to_dict())
+        await self.table.save(net)
 
     async def _forget(self, net: Network) -> None:
-        await self.store.txn(
-            [Op("delete", f"networks/{net.id}"), Op("delete", f"netnames/{net.name}")]
-        )
-        self.networks.pop(net.id, None)
-        self.spaces.pop(net.id, None)
+        await self.table.forget(net)
 
     async def remove(self, ref: str, in_use: Callable[[Network], bool]) -> None:
         net = self.get(ref)
@@ -359,33 +352,7 @@ class NetworkController:
 
         Returns (ip, prefixlen, gateway). Raises before anything is held on error.
         """
-        spaces = self.spaces.get(net.id, [])
-        if not spaces:
-            raise Forbidden(f"network {net.name} has no address pool")
-        if static:
-            if not net.user_subnet:
-                raise BadRequest(
-                    "user specified IP address is supported only when connecting to "
-                    "networks with user configured subnets"
-                )
-            ip = ipaddress.IPv4Address(static)
-            for space in spaces:
-                if ip in space.cfg.subnet:
-                    space.claim_static(ip)
-                    return str(ip), space.cfg.subnet.prefixlen, str(space.cfg.gateway)
-            raise BadRequest(
-                f"Invalid address {static}: It does not belong to any of this network's subnets"
-            )
-        last: Exception | None = None
-        for space in spaces:
-            try:
-                got = space.claim_next()
-            except Forbidden as exc:
-                last = exc
-                continue
-            return str(got), space.cfg.subnet.prefixlen, str(space.cfg.gateway)
-        assert last is not None
-        raise last
+        return self.table.allocate(net, static)
 
     async def hold_global(self, net: Network, ip: str, static: str, owner: str) -> str:
         """On a global network, hold ``ip`` (from ``allocate``) in the cluster store too.
@@ -415,12 +382,7 @@ class NetworkController:
             await self.cluster.release_ip(net_id, ip)
 
     def release(self, net_id: str, ip: str) -> None:
-        if not ip:
-            return
-        addr = ipaddress.IPv4Address(ip)
-        for space in self.spaces.get(net_id, []):
-            if addr in space.cfg.subnet:
-                space.release(addr)
+        self.table.release(net_id, ip)
 
     @staticmethod
     def ipam_key(net_id: str, ip: str) -> str:

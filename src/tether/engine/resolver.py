@@ -27,14 +27,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from tether.contracts.cluster import RemoteEndpoints
 from tether.engine import sandbox as sbx
 
 
 class EngineResolver:
-    def __init__(self, containers: Any, networks: Any, dns: list[str]) -> None:
+    def __init__(
+        self,
+        containers: Any,
+        networks: Any,
+        dns: list[str],
+        remote: RemoteEndpoints | None = None,
+    ) -> None:
         self.containers = containers
         self.networks = networks
         self.dns = dns
+        self.remote = remote  # endpoints of other hosts (the cluster view), None on one host
 
     def _user_nets(self, c: Any) -> list[str]:
         out = []
@@ -113,11 +121,9 @@ class EngineResolver:
 
     def _remote(self, nid: str) -> list[dict[str, Any]]:
         """Endpoints of other hosts on a global network (the cluster view), else none."""
-        cluster = getattr(self.networks, "cluster", None)
-        if cluster is None:
+        if self.remote is None:
             return []
-        records: list[dict[str, Any]] = cluster.remote_endpoints(nid)
-        return records
+        return self.remote.remote_endpoints(nid)
 
     def _link_target(self, ref: str) -> Any:
         target = self.containers.containers.get(ref)
