@@ -169,15 +169,7 @@ def build_spec(
     process = _process(
         args, env, cwd, terminal, user, additional_gids, cap_add, cap_drop, no_new_privileges
     )
-    mounts = _mounts(
-        {
-            "/etc/resolv.conf": resolv_conf_path,
-            "/etc/hostname": hostname_path,
-            "/etc/hosts": hosts_path,
-        },
-        binds,
-        tmpfs,
-    )
+    mounts = _mounts(resolv_conf_path, hostname_path, hosts_path, binds, tmpfs)
     linux = _linux(netns_path, uts_namespace, cgroups_path, sysctl)
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
@@ -229,14 +221,19 @@ def _process(
 
 
 def _mounts(
-    etc_files: Mapping[str, Path | str | None],
+    resolv_conf_path: Path | str | None,
+    hostname_path: Path | str | None,
+    hosts_path: Path | str | None,
     binds: Sequence[BindMount],
     tmpfs: Sequence[TmpfsMount],
 ) -> list[dict[str, Any]]:
-    """Docker's default mounts, then the /etc files given (destination -> source), then
-    ``binds`` and ``tmpfs``."""
+    """Docker's default mounts, then the /etc files given, ``binds`` and ``tmpfs``."""
     mounts = default_mounts()
-    for dst, src in etc_files.items():
+    for dst, src in (
+        ("/etc/resolv.conf", resolv_conf_path),
+        ("/etc/hostname", hostname_path),
+        ("/etc/hosts", hosts_path),
+    ):
         if src is not None:
             mounts.append(_mount(dst, "bind", str(src), ["rbind", "rprivate"]))
     for b in binds:
