@@ -137,56 +137,17 @@ def ports_of(c: Container) -> dict[str, Any]:
 
 
 def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
-    st = c.state
     d = engine.containers.files_dir(c)
     nets = networks_json(engine, c)
-    bridge = nets.get("bridge") or {}
-    cfg = {k: v for k, v in c.config.items() if not k.startswith("_")}
-    cfg.setdefault("Hostname", c.config.get("Hostname") or c.id[:12])
-    for key, default in (
-        ("Domainname", ""),
-        ("User", ""),
-        ("AttachStdin", False),
-        ("AttachStdout", False),
-        ("AttachStderr", False),
-        ("Tty", False),
-        ("OpenStdin", False),
-        ("StdinOnce", False),
-        ("Volumes", None),
-        ("OnBuild", None),
-    ):
-        cfg.setdefault(key, default)
-    if not cfg.get("ExposedPorts"):
-        cfg.pop("ExposedPorts", None)
-    hc = dict(c.host_config)
-    hc.setdefault("NetworkMode", c.network_mode)
-    hc.setdefault("PortBindings", {})
-    hc.setdefault("AutoRemove", False)
-    hc["Links"] = legacy_links(engine, c)
-    hc.setdefault("Dns", [])
-    if not isinstance(hc.get("LogConfig"), dict) or not hc["LogConfig"].get("Type"):
-        # Docker fills in its default driver; docker-py's run() reads logs only for
-        # json-file/journald, and tether's logs read back the same way
-        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
+    cfg = _inspect_config(c)
+    hc = _inspect_host_config(engine, c)
     ns = engine.containers.sandbox_ns(c) if c.running else None
     return {
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
         "Args": c.args,
-        "State": {
-            "Status": st.status,
-            "Running": st.status == "running",
-            "Paused": False,
-            "Restarting": st.status == "restarting",
-            "OOMKilled": False,
-            "Dead": st.status == "dead",
-            "Pid": st.pid,
-            "ExitCode": st.exit_code,
-            "Error": st.error,
-            "StartedAt": st.started_at,
-            "FinishedAt": st.finished_at,
-        },
+        "State": _state_json(c),
         "Image": c.image_id,
         "ResolvConfPath": str(d / "resolv.conf"),
         "HostnamePath": str(d / "hostname"),
@@ -204,26 +165,87 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
         "GraphDriver": {"Data": None, "Name": "overlay2"},
         "Mounts": [],
         "Config": cfg,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": c.id if ns else "",
-            "HairpinMode": False,
-            "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "Ports": ports_of(c),
-            "SandboxKey": ns or "",
-            "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None,
-            "EndpointID": bridge.get("EndpointID", ""),
-            "Gateway": bridge.get("Gateway", ""),
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "IPAddress": bridge.get("IPAddress", ""),
-            "IPPrefixLen": bridge.get("IPPrefixLen", 0),
-            "IPv6Gateway": "",
-            "MacAddress": bridge.get("MacAddress", ""),
-            "Networks": nets,
-        },
+        "NetworkSettings": _network_settings(c, nets, ns),
+    }
+
+
+def _inspect_config(c: Container) -> dict[str, Any]:
+    """``Config`` as Docker shows it (its defaults filled in, tether's own keys left out)."""
+    cfg = {k: v for k, v in c.config.items() if not k.startswith("_")}
+    cfg.setdefault("Hostname", c.config.get("Hostname") or c.id[:12])
+    for key, default in (
+        ("Domainname", ""),
+        ("User", ""),
+        ("AttachStdin", False),
+        ("AttachStdout", False),
+        ("AttachStderr", False),
+        ("Tty", False),
+        ("OpenStdin", False),
+        ("StdinOnce", False),
+        ("Volumes", None),
+        ("OnBuild", None),
+    ):
+        cfg.setdefault(key, default)
+    if not cfg.get("ExposedPorts"):
+        cfg.pop("ExposedPorts", None)
+    return cfg
+
+
+def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
+    """``HostConfig`` as Docker shows it (its defaults filled in, legacy links resolved)."""
+    hc = dict(c.host_config)
+    hc.setdefault("NetworkMode", c.network_mode)
+    hc.setdefault("PortBindings", {})
+    hc.setdefault("AutoRemove", False)
+    hc["Links"] = legacy_links(engine, c)
+    hc.setdefault("Dns", [])
+    if not isinstance(hc.get("LogConfig"), dict) or not hc["LogConfig"].get("Type"):
+        # Docker fills in its default driver; docker-py's run() reads logs only for
+        # json-file/journald, and tether's logs read back the same way
+        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
+    return hc
+
+
+def _state_json(c: Container) -> dict[str, Any]:
+    st = c.state
+    return {
+        "Status": st.status,
+        "Running": st.status == "running",
+        "Paused": False,
+        "Restarting": st.status == "restarting",
+        "OOMKilled": False,
+        "Dead": st.status == "dead",
+        "Pid": st.pid,
+        "ExitCode": st.exit_code,
+        "Error": st.error,
+        "StartedAt": st.started_at,
+        "FinishedAt": st.finished_at,
+    }
+
+
+def _network_settings(c: Container, nets: dict[str, Any], ns: str | None) -> dict[str, Any]:
+    """``NetworkSettings``: the sandbox, ports, the networks and the legacy top-level fields
+    of the default bridge network."""
+    bridge = nets.get("bridge") or {}
+    return {
+        "Bridge": "",
+        "SandboxID": c.id if ns else "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports_of(c),
+        "SandboxKey": ns or "",
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": bridge.get("EndpointID", ""),
+        "Gateway": bridge.get("Gateway", ""),
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": bridge.get("IPAddress", ""),
+        "IPPrefixLen": bridge.get("IPPrefixLen", 0),
+        "IPv6Gateway": "",
+        "MacAddress": bridge.get("MacAddress", ""),
+        "Networks": nets,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,8 +86,27 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     # Like Docker, answer 101 before the process starts: output written together with the
     # upgrade headers lands in the client's HTTP buffer, which docker-py never reads.
     hj = None if detach else await Hijacked.open(request, multiplex=not tty)
+    proc = await _run(engine, rec, hj, tty=tty, detach=detach)
+    if proc is None:
+        assert hj is not None
+        return hj.resp
+    rec.proc, rec.running, rec.pid = proc, True, proc.pid
+    reap = _reaper(rec, proc)
+    if detach:
+        request.app[ENGINE].spawn(_drain_and_reap(proc, reap))
+        return web.Response(status=200)
+    assert hj is not None
+    await _attach(hj, rec, proc, reap)
+    return hj.resp
+
+
+async def _run(
+    engine: Any, rec: ExecRecord, hj: Hijacked | None, *, tty: bool, detach: bool
+) -> Any:
+    """Start the exec's process; None when it failed after the upgrade (the error then went
+    on the stream, and the stream is finished)."""
     try:
-        proc = await engine.runtime.exec(
+        return await engine.runtime.exec(
             rec.container_id,
             rec.cmd,
             env=rec.env,
@@ -104,8 +124,11 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
         rec.done.set()
         hj.write("stderr", (exc.message + "\r\n").encode())
         await hj.finish()
-        return hj.resp
-    rec.proc, rec.running, rec.pid = proc, True, proc.pid
+        return None
+
+
+def _reaper(rec: ExecRecord, proc: Any) -> Callable[[], Awaitable[None]]:
+    """A coroutine function that waits for ``proc`` and records its exit in ``rec``."""
 
     async def reap() -> None:
         try:
@@ -114,10 +137,13 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
             rec.running = False
             rec.done.set()
 
-    if detach:
-        request.app[ENGINE].spawn(_drain_and_reap(proc, reap))
-        return web.Response(status=200)
-    assert hj is not None
+    return reap
+
+
+async def _attach(
+    hj: Hijacked, rec: ExecRecord, proc: Any, reap: Callable[[], Awaitable[None]]
+) -> None:
+    """Copy the process's output to the stream (and the stream to its stdin) until it exits."""
     pump: asyncio.Task[Any] | None = None
     if rec.stdin:
 
@@ -140,7 +166,6 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
             with contextlib.suppress(BaseException):
                 await pump
         await hj.finish()
-    return hj.resp
 
 
 async def _drain_and_reap(proc: Any, reap: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from typing import Any
 
@@ -66,88 +65,6 @@ async def version(request: web.Request) -> web.Response:
 async def info(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     return json_response(engine.info())
-
-
-def host_info(engine_counts: dict[str, int], data_root: str, name: str) -> dict[str, Any]:
-    uname = platform.uname()
-    mem = 0
-    try:
-        with open("/proc/meminfo") as f:
-            mem = int(f.readline().split()[1]) * 1024
-    except OSError:
-        pass
-    return {
-        "ID": name,
-        "Containers": engine_counts.get("containers", 0),
-        "ContainersRunning": engine_counts.get("running", 0),
-        "ContainersPaused": 0,
-        "ContainersStopped": engine_counts.get("stopped", 0),
-        "Images": engine_counts.get("images", 0),
-        "Driver": "overlay2",
-        "DriverStatus": [],
-        "Plugins": {
-            "Volume": [],
-            "Network": ["bridge", "host", "macvlan", "null", "overlay"],
-            "Authorization": None,
-            "Log": ["k8s-file"],
-        },
-        "MemoryLimit": False,
-        "SwapLimit": False,
-        "KernelMemory": False,
-        "CpuCfsPeriod": False,
-        "CpuCfsQuota": False,
-        "CPUShares": False,
-        "CPUSet": False,
-        "PidsLimit": False,
-        "IPv4Forwarding": True,
-        "BridgeNfIptables": False,
-        "BridgeNfIp6tables": False,
-        "Debug": False,
-        "NFd": len(os.listdir("/proc/self/fd")),
-        "OomKillDisable": False,
-        "NGoroutines": 0,
-        "SystemTime": "",
-        "LoggingDriver": "k8s-file",
-        "CgroupDriver": "cgroupfs",
-        "CgroupVersion": "1",
-        "NEventsListener": 0,
-        "KernelVersion": uname.release,
-        "OperatingSystem": "Tether on " + uname.system,
-        "OSVersion": "",
-        "OSType": "linux",
-        "Architecture": uname.machine,
-        "IndexServerAddress": "",
-        "RegistryConfig": None,
-        "NCPU": os.cpu_count() or 1,
-        "MemTotal": mem,
-        "GenericResources": None,
-        "DockerRootDir": data_root,
-        "HttpProxy": "",
-        "HttpsProxy": "",
-        "NoProxy": "",
-        "Name": uname.node,
-        "Labels": [],
-        "ExperimentalBuild": False,
-        "ServerVersion": __version__,
-        "Runtimes": {"runc": {"path": "runc"}},
-        "DefaultRuntime": "runc",
-        "Swarm": {
-            "NodeID": "",
-            "NodeAddr": "",
-            "LocalNodeState": "inactive",
-            "ControlAvailable": False,
-            "Error": "",
-            "RemoteManagers": None,
-        },
-        "LiveRestoreEnabled": True,
-        "Isolation": "",
-        "InitBinary": "",
-        "ContainerdCommit": {"ID": "", "Expected": ""},
-        "RuncCommit": {"ID": "", "Expected": ""},
-        "InitCommit": {"ID": "", "Expected": ""},
-        "SecurityOptions": [],
-        "Warnings": None,
-    }
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -79,25 +79,6 @@ def parse_options(args: list[str], spec: Spec) -> tuple[Values, list[str]]:
     """Options and positional arguments of one verb, or :class:`Fallback`."""
     values: Values = {k: list(v) if isinstance(v, list) else v for k, v in DEFAULTS.items()}
     positional: list[str] = []
-
-    def store(spelling: str, value: str | None) -> None:
-        dest, kind = spec[spelling]
-        if kind == FLAG:
-            values[dest] = True
-        elif value is None:
-            raise Fallback
-        elif kind == MULTI:
-            lst = values[dest]
-            assert isinstance(lst, list)
-            lst.append(value)
-        elif kind == INT:
-            try:
-                values[dest] = int(value)
-            except ValueError:
-                raise Fallback from None
-        else:
-            values[dest] = value
-
     i = 0
     while i < len(args):
         arg = args[i]
@@ -105,37 +86,68 @@ def parse_options(args: list[str], spec: Spec) -> tuple[Values, list[str]]:
         if arg == "--" or arg == "-" or arg == "--help":
             raise Fallback
         if arg.startswith("--"):
-            name, eq, inline = arg.partition("=")
-            if name not in spec:
-                raise Fallback
-            if spec[name][1] == FLAG:
-                if eq:
-                    raise Fallback
-                store(name, None)
-                continue
-            if eq:
-                store(name, inline)
-            else:
-                store(name, args[i] if i < len(args) else None)
-                i += 1
+            i = _long_option(arg, args, i, spec, values)
         elif arg.startswith("-"):
-            for j in range(1, len(arg)):
-                name = "-" + arg[j]
-                if name not in spec:
-                    raise Fallback
-                if spec[name][1] == FLAG:
-                    store(name, None)
-                    continue
-                rest = arg[j + 1 :]
-                if rest:
-                    store(name, rest)
-                else:
-                    store(name, args[i] if i < len(args) else None)
-                    i += 1
-                break
+            i = _short_options(arg, args, i, spec, values)
         else:
             positional.append(arg)
     return values, positional
+
+
+def _long_option(arg: str, args: list[str], i: int, spec: Spec, values: Values) -> int:
+    """Store ``--name[=value]`` (its value may be ``args[i]``); the index after it."""
+    name, eq, inline = arg.partition("=")
+    if name not in spec:
+        raise Fallback
+    if spec[name][1] == FLAG:
+        if eq:
+            raise Fallback
+        _store(spec, values, name, None)
+        return i
+    if eq:
+        _store(spec, values, name, inline)
+    else:
+        _store(spec, values, name, args[i] if i < len(args) else None)
+        i += 1
+    return i
+
+
+def _short_options(arg: str, args: list[str], i: int, spec: Spec, values: Values) -> int:
+    """Store ``-abc`` / ``-nVALUE`` / ``-n VALUE`` (from ``args[i]``); the index after it."""
+    for j in range(1, len(arg)):
+        name = "-" + arg[j]
+        if name not in spec:
+            raise Fallback
+        if spec[name][1] == FLAG:
+            _store(spec, values, name, None)
+            continue
+        rest = arg[j + 1 :]
+        if rest:
+            _store(spec, values, name, rest)
+        else:
+            _store(spec, values, name, args[i] if i < len(args) else None)
+            i += 1
+        break
+    return i
+
+
+def _store(spec: Spec, values: Values, spelling: str, value: str | None) -> None:
+    dest, kind = spec[spelling]
+    if kind == FLAG:
+        values[dest] = True
+    elif value is None:
+        raise Fallback
+    elif kind == MULTI:
+        lst = values[dest]
+        assert isinstance(lst, list)
+        lst.append(value)
+    elif kind == INT:
+        try:
+            values[dest] = int(value)
+        except ValueError:
+            raise Fallback from None
+    else:
+        values[dest] = value
 
 
 def _network_ls(c: Client, v: Values, args: list[str]) -> int:

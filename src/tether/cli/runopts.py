@@ -192,6 +192,21 @@ def build_create_body(o: RunOptions, run_detached: bool = False) -> dict[str, An
     """The POST /containers/create body docker builds for these options."""
     for link in o.link:
         validate_link(link)
+    streams = _attach_streams(o, run_detached)
+    exposed, bindings = _ports(o)
+    network = o.network or "default"
+    config = _config(o, streams, exposed)
+    host_config = _host_config(o, network, bindings)
+    endpoints = _endpoints(o, network)
+    return {
+        **config,
+        "HostConfig": host_config,
+        "NetworkingConfig": {"EndpointsConfig": endpoints},
+    }
+
+
+def _attach_streams(o: RunOptions, run_detached: bool) -> tuple[bool, bool, bool]:
+    """Whether stdin, stdout and stderr are attached (``-a``, ``-i``, ``-d``)."""
     attach = {a.lower() for a in o.attach}
     for a in attach:
         if a not in ("stdin", "stdout", "stderr"):
@@ -203,7 +218,13 @@ def build_create_body(o: RunOptions, run_detached: bool = False) -> dict[str, An
         if o.attach:
             raise UsageFailure("Conflicting options: -a and -d")
         attach_stdin = attach_stdout = attach_stderr = False
+    return attach_stdin, attach_stdout, attach_stderr
 
+
+def _ports(
+    o: RunOptions,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, str]]]]:
+    """``ExposedPorts`` and ``PortBindings`` of ``-p`` and ``--expose``."""
     exposed: dict[str, dict[str, Any]] = {}
     bindings: dict[str, list[dict[str, str]]] = {}
     for spec in o.publish:
@@ -213,13 +234,19 @@ def build_create_body(o: RunOptions, run_detached: bool = False) -> dict[str, An
     for e in o.expose:
         for p in parse_expose(e):
             exposed.setdefault(p, {})
+    return exposed, bindings
 
+
+def _config(
+    o: RunOptions, streams: tuple[bool, bool, bool], exposed: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The container's ``Config`` (the top level of the create body)."""
+    attach_stdin, attach_stdout, attach_stderr = streams
     entrypoint: list[str] | None = None
     if o.entrypoint is not None:
         entrypoint = [o.entrypoint] if o.entrypoint else [""]
 
     env = read_env_files(o.env_file) + parse_env(o.env)
-    network = o.network or "default"
     config: dict[str, Any] = {
         "Hostname": o.hostname,
         "Domainname": o.domainname,
@@ -246,7 +273,12 @@ def build_create_body(o: RunOptions, run_detached: bool = False) -> dict[str, An
         config["StopSignal"] = o.stop_signal
     if o.stop_timeout is not None:
         config["StopTimeout"] = o.stop_timeout
+    return config
 
+
+def _host_config(
+    o: RunOptions, network: str, bindings: dict[str, list[dict[str, str]]]
+) -> dict[str, Any]:
     host_config: dict[str, Any] = {
         "NetworkMode": network,
         "PortBindings": bindings,
@@ -268,7 +300,11 @@ def build_create_body(o: RunOptions, run_detached: bool = False) -> dict[str, An
         host_config["Init"] = True
     if o.rm and o.restart not in ("", "no"):
         raise UsageFailure("Conflicting options: --restart and --rm")
+    return host_config
 
+
+def _endpoints(o: RunOptions, network: str) -> dict[str, Any]:
+    """``NetworkingConfig.EndpointsConfig``: the endpoint on ``network``, when it has settings."""
     endpoints: dict[str, Any] = {}
     if not network.startswith("container:"):
         ep: dict[str, Any] = {}
@@ -289,11 +325,7 @@ def build_create_body(o: RunOptions, run_detached: bool = False) -> dict[str, An
             endpoints[network] = ep
     elif o.ip or o.network_alias:
         raise UsageFailure("conflicting options: cannot specify IP or alias with container network")
-    return {
-        **config,
-        "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": endpoints},
-    }
+    return endpoints
 
 
 # ---------------------------------------------------------------- click options

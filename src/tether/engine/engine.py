@@ -179,7 +179,7 @@ class Engine:
 
     # ---- system ------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        from tether.api.system import host_info
+        from tether.engine.hostinfo import host_info
 
         counts: dict[str, int] = {}
         if self.containers is not None:

@@ -110,48 +110,52 @@ it (the engine holds its firewall lock; libnftables serialises the calls).
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tether.engine.fwrender import (
+    BRIDGE_FAMILY,
+    FAMILY,
+    PROTOS,
+    TABLE,
+    USER_CHAIN,
+    USER_PRIORITY,
+    USER_TABLE,
+    Elem,
+    NetRule,
+    PortRule,
+    Published,
+    check_port,
+    port_elem,
+    render,
+    render_port_update,
+    render_remove,
+    render_state,
+    render_user_table,
+)
 from tether.errors import Internal
 from tether.linux.nft import JSON, LibNft, Nft, NftError
 
-FAMILY = "ip"
-TABLE = "tether"
-BRIDGE_FAMILY = "bridge"
-USER_TABLE = "tether-user"
-USER_CHAIN = "tether-user"
-USER_PRIORITY = -1
-PROTOS = ("tcp", "udp", "sctp")
-
-
-@dataclass(frozen=True)
-class NetRule:
-    """One bridge network."""
-
-    id: str
-    bridge: str
-    subnet: str
-    gateway: str
-    internal: bool = False
-    icc: bool = True
-    masquerade: bool = True
-    host_binding_ipv4: str = "0.0.0.0"
-
-
-@dataclass(frozen=True)
-class PortRule:
-    """One published port."""
-
-    proto: str  # "tcp" | "udp" | "sctp"
-    host_ip: str  # "" or "0.0.0.0" = every host address
-    host_port: int
-    container_ip: str
-    container_port: int
-    bridge: str
+__all__ = [
+    "BRIDGE_FAMILY",
+    "FAMILY",
+    "PROTOS",
+    "TABLE",
+    "USER_CHAIN",
+    "USER_PRIORITY",
+    "USER_TABLE",
+    "Firewall",
+    "NetRule",
+    "NftFirewall",
+    "PortRule",
+    "Snapshot",
+    "render",
+    "render_port_update",
+    "render_remove",
+    "render_user_table",
+]
 
 
 class Firewall(Protocol):
@@ -175,302 +179,6 @@ class Firewall(Protocol):
     def ensure(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> bool:
         """Re-apply when tether's tables are not as the last apply left them; True if so."""
         ...
-
-
-# --------------------------------------------------------------------------- expressions
-
-_IIF: JSON = {"meta": {"key": "iifname"}}
-_OIF: JSON = {"meta": {"key": "oifname"}}
-_SADDR: JSON = {"payload": {"protocol": "ip", "field": "saddr"}}
-_DADDR: JSON = {"payload": {"protocol": "ip", "field": "daddr"}}
-_L4PROTO: JSON = {"meta": {"key": "l4proto"}}
-_DPORT: JSON = {"payload": {"protocol": "th", "field": "dport"}}
-_ACCEPT: JSON = {"accept": None}
-_DROP: JSON = {"drop": None}
-_MASQ: JSON = {"masquerade": None}
-_LOOPBACK: JSON = {"prefix": {"addr": "127.0.0.0", "len": 8}}
-
-
-def _m(left: JSON, right: Any, op: str = "==") -> JSON:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _ct_state_est() -> JSON:
-    return _m({"ct": {"key": "state"}}, ["established", "related"], "in")
-
-
-def _ct_dnat() -> JSON:
-    return _m({"ct": {"key": "status"}}, "dnat", "in")
-
-
-def _fib_local() -> JSON:
-    return _m({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
-
-
-def _prefix(cidr: str) -> JSON:
-    try:
-        net = ipaddress.IPv4Network(cidr, strict=False)
-    except ValueError as exc:
-        raise Internal(f"firewall: invalid IPv4 subnet {cidr!r}") from exc
-    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
-
-
-def _ip(addr: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(addr))
-    except ValueError as exc:
-        raise Internal(f"firewall: invalid IPv4 address {addr!r}") from exc
-
-
-# --------------------------------------------------------------------------- render
-
-
-@dataclass
-class _Batch:
-    family: str
-    table: str
-    cmds: list[JSON] = field(default_factory=list)
-
-    def table_cmd(self) -> None:
-        self.cmds.append({"add": {"table": {"family": self.family, "name": self.table}}})
-
-    def chain(self, name: str, kind: str = "", hook: str = "", prio: int = 0) -> None:
-        obj: JSON = {"family": self.family, "table": self.table, "name": name}
-        if hook:
-            obj.update({"type": kind, "hook": hook, "prio": prio, "policy": "accept"})
-        self.cmds.append({"add": {"chain": obj}})
-
-    def set(self, name: str, typ: str | list[str], elems: list[Any], *, map_to: str = "") -> None:
-        obj: JSON = {"family": self.family, "table": self.table, "name": name, "type": typ}
-        if map_to:
-            obj["map"] = map_to
-        if elems:
-            obj["elem"] = elems
-        self.cmds.append({"add": {"map" if map_to else "set": obj}})
-
-    def rule(self, chain: str, *expr: JSON, comment: str = "") -> None:
-        obj: JSON = {"family": self.family, "table": self.table, "chain": chain}
-        obj["expr"] = list(expr)
-        if comment:
-            obj["comment"] = comment
-        self.cmds.append({"add": {"rule": obj}})
-
-
-def _replace_prefix(family: str, table: str) -> list[JSON]:
-    t = {"family": family, "name": table}
-    return [{"add": {"table": dict(t)}}, {"delete": {"table": dict(t)}}]
-
-
-def _check(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> dict[str, NetRule]:
-    by_bridge: dict[str, NetRule] = {}
-    for n in nets:
-        if not n.bridge or len(n.bridge) > 15:
-            raise Internal(f"firewall: invalid bridge name {n.bridge!r}")
-        if n.bridge in by_bridge:
-            raise Internal(f"firewall: bridge {n.bridge} belongs to two networks")
-        _prefix(n.subnet)
-        _ip(n.gateway)
-        by_bridge[n.bridge] = n
-    for p in ports:
-        _check_port(p)
-    return by_bridge
-
-
-def _check_port(p: PortRule) -> None:
-    if p.proto not in PROTOS:
-        raise Internal(f"firewall: invalid protocol {p.proto!r}")
-    for port in (p.host_port, p.container_port):
-        if not 1 <= port <= 65535:
-            raise Internal(f"firewall: invalid port {port}")
-    _ip(p.container_ip)
-    if p.host_ip not in ("", "0.0.0.0"):
-        _ip(p.host_ip)
-
-
-@dataclass(frozen=True)
-class _Elem:
-    """One published port as its two map elements: ``maps`` ``_addr``/``_port`` share a key."""
-
-    maps: str  # "dnat_ip" | "dnat_any"
-    key: tuple[Any, ...]  # (host ip, proto, port) or (proto, port)
-    addr: str
-    port: int
-
-    @property
-    def concat(self) -> JSON:
-        return {"concat": list(self.key)}
-
-    def taken(self) -> str:
-        if self.maps == "dnat_any":
-            return f"0.0.0.0:{self.key[1]}/{self.key[0]}"
-        return f"{self.key[0]}:{self.key[2]}/{self.key[1]}"
-
-
-def _port_elem(p: PortRule, by_bridge: dict[str, NetRule]) -> _Elem | None:
-    """The map elements of one port, None when it is not published (unknown/internal bridge)."""
-    net = by_bridge.get(p.bridge)
-    if net is None or net.internal:
-        return None
-    host_ip = p.host_ip if p.host_ip not in ("", "0.0.0.0") else net.host_binding_ipv4
-    addr = _ip(p.container_ip)
-    if host_ip in ("", "0.0.0.0"):
-        return _Elem("dnat_any", (p.proto, p.host_port), addr, p.container_port)
-    return _Elem("dnat_ip", (_ip(host_ip), p.proto, p.host_port), addr, p.container_port)
-
-
-_Published = dict[tuple[str, tuple[Any, ...]], _Elem]
-
-
-def render(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> JSON:
-    """The batch that replaces tether's tables with exactly this state.
-
-    Pure and deterministic (sorted), so golden files can pin it. Ports whose
-    bridge is unknown or internal are not published. A port with no host ip
-    takes its network's ``host_binding_ipv4`` when that is not 0.0.0.0.
-    """
-    return _render(nets, ports)[0]
-
-
-def _render(
-    nets: Sequence[NetRule], ports: Sequence[PortRule]
-) -> tuple[JSON, dict[str, NetRule], _Published]:
-    """``render``'s batch, the networks by bridge and the published elements it holds."""
-    by_bridge = _check(nets, ports)
-    nets = sorted(by_bridge.values(), key=lambda n: n.bridge)
-    b = _Batch(FAMILY, TABLE, _replace_prefix(FAMILY, TABLE))
-    b.table_cmd()
-
-    bridges = [n.bridge for n in nets]
-    internal = [n.bridge for n in nets if n.internal]
-    icc = [{"concat": [n.bridge, n.bridge]} for n in nets if n.icc]
-    b.set("bridges", "ifname", bridges)
-    b.set("internal", "ifname", internal)
-    b.set("icc", ["ifname", "ifname"], icc)
-
-    # nft 1.0.6's JSON parser cannot declare a map with concatenated data
-    # (ip . port), so each lookup key has two maps: one to the address, one to the port.
-    elems: dict[str, dict[tuple[Any, ...], _Elem]] = {"dnat_ip": {}, "dnat_any": {}}
-    for p in sorted(ports, key=lambda p: (p.proto, p.host_port, p.host_ip, p.container_ip)):
-        e = _port_elem(p, by_bridge)
-        if e is None:
-            continue
-        if e.key in elems[e.maps]:
-            raise Internal(f"firewall: {e.taken()} published twice")
-        elems[e.maps][e.key] = e
-    ip_addr = [[e.concat, e.addr] for e in elems["dnat_ip"].values()]
-    ip_port = [[e.concat, e.port] for e in elems["dnat_ip"].values()]
-    any_addr = [[e.concat, e.addr] for e in elems["dnat_any"].values()]
-    any_port = [[e.concat, e.port] for e in elems["dnat_any"].values()]
-    ip_key_type = ["ipv4_addr", "inet_proto", "inet_service"]
-    any_key_type = ["inet_proto", "inet_service"]
-    b.set("dnat_ip_addr", ip_key_type, ip_addr, map_to="ipv4_addr")
-    b.set("dnat_ip_port", ip_key_type, ip_port, map_to="inet_service")
-    b.set("dnat_any_addr", any_key_type, any_addr, map_to="ipv4_addr")
-    b.set("dnat_any_port", any_key_type, any_port, map_to="inet_service")
-
-    # published ports: one rule per key kind, whatever the number of ports
-    b.chain("published")
-    for name, lookup_key in (
-        ("dnat_ip", [_DADDR, _L4PROTO, _DPORT]),
-        ("dnat_any", [_L4PROTO, _DPORT]),
-    ):
-        addr = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_addr"}}
-        port = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_port"}}
-        b.rule("published", {"dnat": {"family": "ip", "addr": addr, "port": port}})
-    b.chain("prerouting", "nat", "prerouting", -100)
-    b.rule("prerouting", _fib_local(), {"jump": {"target": "published"}})
-    b.chain("output", "nat", "output", -100)
-    b.rule("output", _fib_local(), {"jump": {"target": "published"}})
-
-    b.chain("postrouting", "nat", "postrouting", 100)
-    for n in nets:
-        if n.internal:
-            continue
-        subnet = _prefix(n.subnet)
-        c = f"net {n.id[:12]}"
-        if n.masquerade:
-            b.rule("postrouting", _m(_SADDR, subnet), _m(_OIF, n.bridge, "!="), _MASQ, comment=c)
-        hairpin = (_ct_dnat(), _m(_SADDR, subnet), _m(_OIF, n.bridge), _MASQ)
-        b.rule("postrouting", *hairpin, comment=c + " hairpin")
-    b.rule("postrouting", _m(_SADDR, _LOOPBACK), _m(_OIF, "@bridges"), _MASQ, comment="loopback")
-
-    b.chain("forward", "filter", "forward", 0)
-    b.rule("forward", _ct_state_est(), _ACCEPT)
-    b.rule("forward", _m({"concat": [_IIF, _OIF]}, "@icc"), _ACCEPT)
-    b.rule("forward", _m(_IIF, "@internal"), _DROP)
-    b.rule("forward", _m(_OIF, "@internal"), _DROP)
-    b.rule("forward", _m(_OIF, "@bridges"), _ct_dnat(), _ACCEPT)
-    b.rule("forward", _m(_OIF, "@bridges"), _DROP)
-    b.rule("forward", _m(_IIF, "@bridges"), _ACCEPT)
-
-    b.chain("input", "filter", "input", 0)
-    b.rule("input", _m(_IIF, "@bridges"), _ct_state_est(), _ACCEPT)
-    b.rule("input", _m(_IIF, "@bridges"), _m(_DADDR, _LOOPBACK), _DROP)
-    for n in nets:
-        if n.internal:
-            not_gw = _m(_DADDR, _ip(n.gateway), "!=")
-            b.rule("input", _m(_IIF, n.bridge), not_gw, _DROP, comment=f"net {n.id[:12]} internal")
-
-    # icc=false, enforced at the bridge layer (see module docstring)
-    br = _Batch(BRIDGE_FAMILY, TABLE, _replace_prefix(BRIDGE_FAMILY, TABLE))
-    noicc = [n for n in nets if not n.icc]
-    if noicc:
-        br.table_cmd()
-        br.chain("forward", "filter", "forward", -200)
-        for n in noicc:
-            subnet = _prefix(n.subnet)
-            within = (_m(_SADDR, subnet), _m(_DADDR, subnet), _DROP)
-            br.rule("forward", *within, comment=f"net {n.id[:12]} icc=false")
-    published = {(e.maps, e.key): e for kind in elems.values() for e in kind.values()}
-    return {"nftables": b.cmds + br.cmds}, by_bridge, published
-
-
-def render_port_update(gone: Sequence[_Elem], new: Sequence[_Elem]) -> JSON:
-    """The small batch that deletes ``gone`` and adds ``new`` port elements (deletes first)."""
-    cmds: list[JSON] = []
-    for verb, elems in (("delete", gone), ("add", new)):
-        for maps in ("dnat_ip", "dnat_any"):
-            mine = [e for e in elems if e.maps == maps]
-            if not mine:
-                continue
-            for suffix in ("_addr", "_port"):
-                if verb == "delete":
-                    items: list[Any] = [e.concat for e in mine]
-                else:
-                    items = [[e.concat, e.addr if suffix == "_addr" else e.port] for e in mine]
-                obj = {"family": FAMILY, "table": TABLE, "name": maps + suffix, "elem": items}
-                cmds.append({verb: {"element": obj}})
-    return {"nftables": cmds}
-
-
-def render_remove() -> JSON:
-    """The batch deleting tether's own tables (present or not)."""
-    return {"nftables": _replace_prefix(FAMILY, TABLE) + _replace_prefix(BRIDGE_FAMILY, TABLE)}
-
-
-def render_user_table() -> JSON:
-    """The batch creating the user's ``tether-user`` table and chain."""
-    return {
-        "nftables": [
-            {"add": {"table": {"family": FAMILY, "name": USER_TABLE}}},
-            {
-                "add": {
-                    "chain": {
-                        "family": FAMILY,
-                        "table": USER_TABLE,
-                        "name": USER_CHAIN,
-                        "type": "filter",
-                        "hook": "forward",
-                        "prio": USER_PRIORITY,
-                        "policy": "accept",
-                    }
-                }
-            },
-        ]
-    }
-
-
-# --------------------------------------------------------------------------- backends
 
 
 def _list_table(nft: Nft, family: str, name: str) -> list[JSON] | None:
@@ -522,7 +230,7 @@ class Snapshot:
             elems[(body.get("family", ""), body.get("table", ""), body.get("name", ""))] = got
         return cls(objects, elems)
 
-    def patch(self, gone: Sequence[_Elem], new: Sequence[_Elem]) -> None:
+    def patch(self, gone: Sequence[Elem], new: Sequence[Elem]) -> None:
         for e in gone:
             k = _ekey(e.concat)
             for suffix in ("_addr", "_port"):
@@ -543,10 +251,10 @@ class NftFirewall:
         self._applied = False
         # what the kernel holds since the last apply (None: nothing applied)
         self._by_bridge: dict[str, NetRule] | None = None
-        self._published: _Published = {}
+        self._published: Published = {}
 
     def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
-        batch, by_bridge, published = _render(nets, ports)
+        batch, by_bridge, published = render_state(nets, ports)
         if not self._user_checked and _list_table(self._nft, FAMILY, USER_TABLE) is None:
             batch = {"nftables": render_user_table()["nftables"] + batch["nftables"]}
         try:
@@ -572,15 +280,15 @@ class NftFirewall:
         if by_bridge is None:
             raise Internal("firewall: no table applied yet")
         for p in (*remove, *add):
-            _check_port(p)
-        gone: _Published = {}
+            check_port(p)
+        gone: Published = {}
         for p in remove:
-            e = _port_elem(p, by_bridge)
+            e = port_elem(p, by_bridge)
             if e is not None:
                 gone[(e.maps, e.key)] = e
-        new: _Published = {}
+        new: Published = {}
         for p in add:
-            e = _port_elem(p, by_bridge)
+            e = port_elem(p, by_bridge)
             if e is None:
                 continue
             if (e.maps, e.key) in new:

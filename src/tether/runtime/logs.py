@@ -83,82 +83,114 @@ async def read_logs(
     records until ``stop`` completes (e.g. a future resolved when the container exits);
     the file is watched with inotify (no polling).
     """
-    want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+    sel = _Select(stdout, stderr, since, until, timestamps)
     loop = asyncio.get_running_loop()
-
-    def keep(rec: _Record) -> bool:
-        if rec.stream not in want:
-            return False
-        if since and rec.when() < since:
-            return False
-        return not (until is not None and rec.when() > until)
-
-    def item(rec: _Record) -> LogItem:
-        if timestamps:
-            return rec.stream, docker_timestamp(rec.ts) + b" " + rec.data
-        return rec.stream, rec.data
-
-    def read_from(offset: int) -> tuple[bytes, int]:
-        try:
-            with open(log_path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
-
-    data, offset = await loop.run_in_executor(None, read_from, 0)
-    cut = data.rfind(b"\n") + 1
-    rest = data[cut:]
-    records = [r for r in _records(data[:cut]) if keep(r)]
+    data, offset = await loop.run_in_executor(None, _read_from, log_path, 0)
+    complete, rest = _complete(data)
+    records = [r for r in complete if sel.keep(r)]
     if tail is not None and tail >= 0:
         records = records[len(records) - tail :] if tail else []
     for rec in records:
-        yield item(rec)
+        yield sel.item(rec)
     if not follow:
         return
 
     own_inotify = inotify is None
     watcher = inotify or Inotify(loop)
     wake = asyncio.Event()
-    wd = -1
-    with contextlib.suppress(OSError):
-        wd = watcher.add_watch(log_path, IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF,
-                               lambda _n, _m: wake.set())  # fmt: skip
+    wd = _watch(watcher, log_path, wake)
     stop_task = asyncio.ensure_future(stop) if stop is not None else None
     try:
         while True:
             wake.clear()
-            chunk, offset = await loop.run_in_executor(None, read_from, offset)
+            chunk, offset = await loop.run_in_executor(None, _read_from, log_path, offset)
             if chunk:
-                buf = rest + chunk
-                cut = buf.rfind(b"\n") + 1
-                rest = buf[cut:]
-                for rec in _records(buf[:cut]):
-                    if keep(rec):
-                        yield item(rec)
+                complete, rest = _complete(rest + chunk)
+                for rec in complete:
+                    if sel.keep(rec):
+                        yield sel.item(rec)
                     if until is not None and rec.when() > until:
                         return
                 continue
             if stop_task is not None and stop_task.done():
                 return
-            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(wake.wait())]
-            if stop_task is not None:
-                waits.append(stop_task)
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waits[0].cancel()
-            if stop_task is not None and stop_task.done():
-                # conmon flushes the last lines before the exit file: one final read.
-                await asyncio.sleep(0)
+            await _wait_more(wake, stop_task)
     finally:
-        if stop_task is not None and not stop_task.done():
-            stop_task.cancel()
-        if wd >= 0:
-            watcher.rm_watch(wd)
-        if own_inotify:
-            watcher.close()
+        _unwatch(watcher, wd, own_inotify, stop_task)
+
+
+class _Select:
+    """Which records a reader wants (streams, time window) and how it yields them."""
+
+    def __init__(
+        self, stdout: bool, stderr: bool, since: float, until: float | None, timestamps: bool
+    ) -> None:
+        self.want = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+        self.since = since
+        self.until = until
+        self.timestamps = timestamps
+
+    def keep(self, rec: _Record) -> bool:
+        if rec.stream not in self.want:
+            return False
+        if self.since and rec.when() < self.since:
+            return False
+        return not (self.until is not None and rec.when() > self.until)
+
+    def item(self, rec: _Record) -> LogItem:
+        if self.timestamps:
+            return rec.stream, docker_timestamp(rec.ts) + b" " + rec.data
+        return rec.stream, rec.data
+
+
+def _read_from(log_path: Path, offset: int) -> tuple[bytes, int]:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return b"", offset
+    return data, offset + len(data)
+
+
+def _watch(watcher: Inotify, log_path: Path, wake: asyncio.Event) -> int:
+    """Set ``wake`` whenever the log changes; the watch descriptor (-1 if none)."""
+    wd = -1
+    with contextlib.suppress(OSError):
+        wd = watcher.add_watch(log_path, IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE_SELF,
+                               lambda _n, _m: wake.set())  # fmt: skip
+    return wd
+
+
+def _complete(buf: bytes) -> tuple[list[_Record], bytes]:
+    """The records of ``buf``'s complete lines, and what follows its last newline."""
+    cut = buf.rfind(b"\n") + 1
+    return _records(buf[:cut]), buf[cut:]
+
+
+def _unwatch(
+    watcher: Inotify, wd: int, own_inotify: bool, stop_task: asyncio.Future[Any] | None
+) -> None:
+    if stop_task is not None and not stop_task.done():
+        stop_task.cancel()
+    if wd >= 0:
+        watcher.rm_watch(wd)
+    if own_inotify:
+        watcher.close()
+
+
+async def _wait_more(wake: asyncio.Event, stop_task: asyncio.Future[Any] | None) -> None:
+    """Wait for the log to change or ``stop_task`` to complete."""
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(wake.wait())]
+    if stop_task is not None:
+        waits.append(stop_task)
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waits[0].cancel()
+    if stop_task is not None and stop_task.done():
+        # conmon flushes the last lines before the exit file: one final read.
+        await asyncio.sleep(0)
 
 
 def log_size(log_path: Path) -> int:

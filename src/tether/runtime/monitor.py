@@ -22,82 +22,32 @@ import os
 import re
 import shutil
 import signal as _signal
-import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
+from tether.errors import BadRequest, Conflict, Internal, NotFound
 from tether.linux import nsthread, spawn
 from tether.linux.nsthread import PrivateMounts
 from tether.runtime.attach import Attachment
 from tether.runtime.execproc import ExecProcess
 from tether.runtime.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
+from tether.runtime.launch import conmon_err, exec_started, run_conmon, spawn_exec
 from tether.runtime.logs import LogItem
 from tether.runtime.logs import read_logs as _read_logs
+from tether.runtime.runcerrors import (
+    ContainerStartError,
+    create_error,
+    exec_error,
+    runc_message,
+)
 
-_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
-_CREATE_TIMEOUT = 60.0
+__all__ = ["ContainerStartError", "Runtime", "create_error", "exec_error", "runc_message"]
+
 # conmon writes CID.XXXXXX then renames it to CID (g_file_set_contents).
 _TMP_SUFFIX = re.compile(r"\.[A-Za-z0-9]{6}$")
-
-
-class ContainerStartError(TetherError):
-    """``runc create``/``runc exec`` could not start the process.
-
-    ``message`` is Docker's text; ``exit_status`` is what ``docker run``/``docker exec``
-    exit with (127 command not found, 126 not executable, 125 otherwise).
-    """
-
-    status = 400
-
-    def __init__(self, message: str, exit_status: int = 125) -> None:
-        super().__init__(message)
-        self.exit_status = exit_status
-
-
-def runc_message(stderr: str) -> str:
-    """The error text of runc's stderr (logrus ``msg="..."`` lines or plain text)."""
-    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
-    msgs: list[str] = []
-    for line in lines:
-        m = _MSG.search(line)
-        if m:
-            if "level=warning" in line:
-                continue
-            msgs.append(m.group(1).encode().decode("unicode_escape"))
-        else:
-            msgs.append(line)
-    return msgs[-1] if msgs else ""
-
-
-def _status_for(message: str) -> int:
-    if "executable file not found" in message or "no such file or directory" in message:
-        return 127
-    if "permission denied" in message:
-        return 126
-    return 125
-
-
-def create_error(message: str) -> ContainerStartError:
-    """Docker's text for a failed ``runc create``."""
-    msg = message.strip()
-    if not msg.startswith("runc create failed"):
-        msg = f"runc create failed: {msg}"
-    return ContainerStartError(
-        f"failed to create shim task: OCI runtime create failed: {msg}: unknown", _status_for(msg)
-    )
-
-
-def exec_error(message: str) -> ContainerStartError:
-    """Docker's text for a failed ``runc exec``."""
-    msg = message.strip()
-    for prefix in ("runc exec failed: ", "exec failed: "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix) :]
-    return ContainerStartError(f"OCI runtime exec failed: exec failed: {msg}: unknown", 126)
 
 
 def _signal_name(sig: int | str) -> str:
@@ -321,6 +271,26 @@ class Runtime:
         """
         self._watcher()
         bundle = Path(bundle)
+        self._prepare_create(cid, bundle, log_path, stdin=stdin, tty=tty)
+        args = self._conmon_args(cid, bundle, log_path, name, stdin, tty, log_size_max)
+        raw = await run_conmon(args, bundle, mounts)
+        if not raw:
+            raise Internal(f"conmon exited without a pid: {conmon_err(bundle)}")
+        try:
+            reply = json.loads(raw)
+            pid = int(reply["data"])
+        except (ValueError, KeyError, TypeError):
+            raise Internal(f"unexpected reply from conmon: {raw!r}") from None
+        if pid < 0:
+            message = runc_message(str(reply.get("message", ""))) or "unknown error"
+            await self._forget(cid)
+            raise create_error(message)
+        return pid
+
+    def _prepare_create(
+        self, cid: str, bundle: Path, log_path: Path, *, stdin: bool, tty: bool
+    ) -> None:
+        """Clear what an earlier run of ``cid`` left and record its metadata."""
         self._deleted.discard(cid)
         self._delivered.pop(cid, None)
         (self.exits_dir / cid).unlink(missing_ok=True)
@@ -334,6 +304,16 @@ class Runtime:
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.meta_dir / f"{cid}.json")
 
+    def _conmon_args(
+        self,
+        cid: str,
+        bundle: Path,
+        log_path: Path,
+        name: str | None,
+        stdin: bool,
+        tty: bool,
+        log_size_max: int | None,
+    ) -> list[str]:
         args = [
             self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
             "-r", self.runc, "--runtime-arg", "--root", "--runtime-arg", str(self.runc_root),
@@ -347,71 +327,7 @@ class Runtime:
             args.append("-t")
         if log_size_max:
             args += ["--log-size-max", str(log_size_max)]
-
-        loop = asyncio.get_running_loop()
-        sync_parent, sync_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        start_parent, start_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-                "_OCI_SYNCPIPE": str(sync_child.fileno()),
-                "_OCI_STARTPIPE": str(start_child.fileno()),
-            }
-            # conmon double-forks and its first process exits at once: wait for that one.
-            # The start pipe is written first (a datagram, buffered) so conmon never waits.
-            start_parent.send(b"0")
-            with open(bundle / "conmon.err", "ab") as err_file:
-                fds = (sync_child.fileno(), start_child.fileno())
-                if mounts is None:
-                    rc, _, _ = await spawn.run(
-                        args, capture=False, stderr=err_file, pass_fds=fds, new_session=True,
-                        env=env,
-                    )  # fmt: skip
-                else:
-                    job = nsthread.default().submit_spawn_isolated(
-                        args,
-                        mounts,
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.DEVNULL,
-                        stderr=err_file,
-                        pass_fds=fds,
-                        start_new_session=True,
-                        env=env,
-                    )
-                    try:
-                        rc = await asyncio.wrap_future(job)
-                    except OSError as exc:
-                        raise Internal(f"cannot start the container's monitor: {exc}") from exc
-            sync_child.close()
-            start_child.close()
-            if rc != 0:
-                raise Internal(f"conmon failed (exit {rc}): {self._conmon_err(bundle)}")
-            sync_parent.setblocking(False)
-            try:
-                raw = await asyncio.wait_for(loop.sock_recv(sync_parent, 65536), _CREATE_TIMEOUT)
-            except TimeoutError:
-                raise Internal("timed out waiting for runc create") from None
-        finally:
-            for s in (sync_parent, sync_child, start_parent, start_child):
-                s.close()
-        if not raw:
-            raise Internal(f"conmon exited without a pid: {self._conmon_err(bundle)}")
-        try:
-            reply = json.loads(raw)
-            pid = int(reply["data"])
-        except (ValueError, KeyError, TypeError):
-            raise Internal(f"unexpected reply from conmon: {raw!r}") from None
-        if pid < 0:
-            message = runc_message(str(reply.get("message", ""))) or "unknown error"
-            await self._forget(cid)
-            raise create_error(message)
-        return pid
-
-    def _conmon_err(self, bundle: Path) -> str:
-        try:
-            return (bundle / "conmon.err").read_text(errors="replace").strip()[-2000:]
-        except OSError:
-            return ""
+        return args
 
     async def start(self, cid: str) -> None:
         """``runc start``: run the user process of a created container."""
@@ -591,6 +507,40 @@ class Runtime:
         workdir = self.exec_dir / uuid.uuid4().hex[:16]
         workdir.mkdir(parents=True)
         pidfile = workdir / "pid"
+        cmd = self._exec_command(cid, args, pidfile, env, cwd, user, tty, privileged)
+
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = loop.create_future()
+
+        def on_event(name: str, _mask: int) -> None:
+            if name == "pid" and not started.done():
+                started.set_result(None)
+
+        wd = watcher.add_watch(workdir, IN_CLOSE_WRITE | IN_MOVED_TO, on_event)
+        master: int | None = None
+        try:
+            proc, master = await spawn_exec(cmd, tty=tty, stdin=stdin)
+            pid = await exec_started(proc, pidfile, started)
+            return ExecProcess(proc, pid, workdir, master)
+        except BaseException:
+            if master is not None:
+                os.close(master)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            watcher.rm_watch(wd)
+
+    def _exec_command(
+        self,
+        cid: str,
+        args: Sequence[str],
+        pidfile: Path,
+        env: Sequence[str],
+        cwd: str | None,
+        user: str | None,
+        tty: bool,
+        privileged: bool,
+    ) -> list[str]:
         cmd = [self.runc, "--root", str(self.runc_root), "exec", "--pid-file", str(pidfile)]
         for e in env:
             cmd += ["--env", e]
@@ -605,58 +555,4 @@ class Runtime:
             if not any(e.startswith("TERM=") for e in env):
                 cmd += ["--env", "TERM=xterm"]  # as Docker does for exec -t
         cmd += [cid, *args]
-
-        loop = asyncio.get_running_loop()
-        started: asyncio.Future[None] = loop.create_future()
-
-        def on_event(name: str, _mask: int) -> None:
-            if name == "pid" and not started.done():
-                started.set_result(None)
-
-        wd = watcher.add_watch(workdir, IN_CLOSE_WRITE | IN_MOVED_TO, on_event)
-        pipe = asyncio.subprocess.PIPE
-        devnull = asyncio.subprocess.DEVNULL
-        master: int | None = None
-        try:
-            if tty:
-                # runc in the foreground with -t copies between the container's pty and
-                # its own stdio: give it a pty of ours, so that it sets it raw and forwards
-                # SIGWINCH sizes (runc only takes --console-socket when detached).
-                master, slave = os.openpty()
-                try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *cmd, stdin=slave, stdout=slave, stderr=pipe, start_new_session=True
-                    )
-                finally:
-                    os.close(slave)
-            else:
-                proc = await asyncio.create_subprocess_exec(
-                    *cmd,
-                    stdin=pipe if stdin else devnull,
-                    stdout=pipe,
-                    stderr=pipe,
-                    start_new_session=True,
-                )
-            if pidfile.exists() and not started.done():
-                started.set_result(None)
-            exited = asyncio.ensure_future(proc.wait())
-            waits: set[asyncio.Future[Any]] = {started, exited}
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                exited.cancel()
-            if not started.done() and not pidfile.exists():
-                _out, err = await proc.communicate()
-                raise exec_error(runc_message(err.decode(errors="replace")))
-            try:
-                pid = int(pidfile.read_text().strip())
-            except (OSError, ValueError):
-                pid = -1
-            return ExecProcess(proc, pid, workdir, master)
-        except BaseException:
-            if master is not None:
-                os.close(master)
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
-        finally:
-            watcher.rm_watch(wd)
+        return cmd

@@ -166,6 +166,39 @@ def build_spec(
     """
     if cgroups_path and not cgroups_path.startswith("/"):
         raise ValueError(f"cgroups_path must be absolute, got {cgroups_path!r}")
+    process = _process(
+        args, env, cwd, terminal, user, additional_gids, cap_add, cap_drop, no_new_privileges
+    )
+    mounts = _mounts(resolv_conf_path, hostname_path, hosts_path, binds, tmpfs)
+    linux = _linux(netns_path, uts_namespace, cgroups_path, sysctl)
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": process,
+        "root": {"path": str(rootfs), "readonly": readonly_rootfs},
+        "mounts": mounts,
+        "linux": linux,
+    }
+    if uts_namespace and hostname:
+        spec["hostname"] = hostname
+    if uts_namespace and domainname:
+        spec["domainname"] = domainname
+    if annotations:
+        spec["annotations"] = dict(annotations)
+    return spec
+
+
+def _process(
+    args: Sequence[str],
+    env: Sequence[str],
+    cwd: str,
+    terminal: bool,
+    user: tuple[int, int],
+    additional_gids: Sequence[int],
+    cap_add: Sequence[str],
+    cap_drop: Sequence[str],
+    no_new_privileges: bool,
+) -> dict[str, Any]:
+    """The spec's ``process``: arguments, environment, user, capabilities."""
     caps = _capabilities(cap_add, cap_drop)
     process: dict[str, Any] = {
         "terminal": terminal,
@@ -184,7 +217,17 @@ def build_spec(
         process["user"]["additionalGids"] = list(additional_gids)
     if terminal:
         process["consoleSize"] = {"height": 24, "width": 80}
+    return process
 
+
+def _mounts(
+    resolv_conf_path: Path | str | None,
+    hostname_path: Path | str | None,
+    hosts_path: Path | str | None,
+    binds: Sequence[BindMount],
+    tmpfs: Sequence[TmpfsMount],
+) -> list[dict[str, Any]]:
+    """Docker's default mounts, then the /etc files given, ``binds`` and ``tmpfs``."""
     mounts = default_mounts()
     for dst, src in (
         ("/etc/resolv.conf", resolv_conf_path),
@@ -200,7 +243,16 @@ def build_spec(
         mounts.append(_mount(b.destination, "bind", b.source, opts))
     for t in tmpfs:
         mounts.append(_mount(t.destination, "tmpfs", "tmpfs", list(t.options)))
+    return mounts
 
+
+def _linux(
+    netns_path: str | None,
+    uts_namespace: bool,
+    cgroups_path: str,
+    sysctl: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """The spec's ``linux``: namespaces, masked/read-only paths, devices, cgroup, sysctls."""
     namespaces: list[dict[str, str]] = [{"type": "pid"}, {"type": "ipc"}, {"type": "mount"}]
     if uts_namespace:
         namespaces.append({"type": "uts"})
@@ -217,21 +269,7 @@ def build_spec(
         linux["cgroupsPath"] = cgroups_path
     if sysctl:
         linux["sysctl"] = dict(sysctl)
-
-    spec: dict[str, Any] = {
-        "ociVersion": OCI_VERSION,
-        "process": process,
-        "root": {"path": str(rootfs), "readonly": readonly_rootfs},
-        "mounts": mounts,
-        "linux": linux,
-    }
-    if uts_namespace and hostname:
-        spec["hostname"] = hostname
-    if uts_namespace and domainname:
-        spec["domainname"] = domainname
-    if annotations:
-        spec["annotations"] = dict(annotations)
-    return spec
+    return linux
 
 
 def _cap_name(name: str) -> str:

@@ -46,6 +46,21 @@ def run(ctx: Ctx) -> None:
 
 def stack(ctx: Ctx) -> None:
     r, h = ctx.r, ctx.h1
+    _start_stack(ctx)
+    r.note("every address comes from --ip-range 172.20.240.0/20")
+    r.docker(
+        h,
+        f"inspect -f {NAME_IP} {' '.join(STACK)}",
+        ok(regex=tuple(rf"^/{n} {IN_RANGE}$" for n in STACK)),
+    )
+    r.docker(h, "ps", ok(regex=(r"0\.0\.0\.0:80->8080/tcp", r"0\.0\.0\.0:10051->10051/tcp")))
+    _reach_by_name(ctx)
+    _reach_web(ctx)
+
+
+def _start_stack(ctx: Ctx) -> None:
+    """The network and the four services."""
+    r, h = ctx.r, ctx.h1
     run_on = f"run -itd --network {NET} --restart unless-stopped"
     r.docker(
         h,
@@ -71,13 +86,10 @@ def stack(ctx: Ctx) -> None:
         f'{run_on} --name zabbix-web-nginx-mysql -e ZBX_SERVER_HOST="zabbix-server-mysql"'
         f' -e DB_SERVER_HOST="mysql-server" -p 80:8080 alpine {serve("zabbix-web-ok", 8080)}',
     )
-    r.note("every address comes from --ip-range 172.20.240.0/20")
-    r.docker(
-        h,
-        f"inspect -f {NAME_IP} {' '.join(STACK)}",
-        ok(regex=tuple(rf"^/{n} {IN_RANGE}$" for n in STACK)),
-    )
-    r.docker(h, "ps", ok(regex=(r"0\.0\.0\.0:80->8080/tcp", r"0\.0\.0\.0:10051->10051/tcp")))
+
+
+def _reach_by_name(ctx: Ctx) -> None:
+    r, h = ctx.r, ctx.h1
     r.note("the server finds the database by the name in DB_SERVER_HOST")
     server = "exec zabbix-server-mysql"
     r.docker(h, f"{server} sh -c 'echo $DB_SERVER_HOST'", ok(regex=r"^mysql-server$"))
@@ -100,6 +112,10 @@ def stack(ctx: Ctx) -> None:
         ok("zabbix-server-ok"),
         retry_for=5,
     )
+
+
+def _reach_web(ctx: Ctx) -> None:
+    r, h = ctx.r, ctx.h1
     r.note("-p 80:8080: the web front end from the host, and from the other host")
     r.docker(h, "port zabbix-web-nginx-mysql", ok(regex=r"^8080/tcp -> 0\.0\.0\.0:80$"))
     addr = ctx.addresses[h]
