@@ -33,7 +33,7 @@ unit: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src/tether
-	$(VENV)/bin/lint-imports --no-cache
+	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python scripts/check_imports.py
 
 BENCH_PACKAGES := docker.io podman

@@ -5,6 +5,6 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 $VENV/bin/ruff check src tests
 $VENV/bin/mypy src/tether
-$VENV/bin/lint-imports --no-cache
+PYTHONPATH=src $VENV/bin/lint-imports --no-cache  # this checkout's src, whatever the venv points at
 $VENV/bin/python scripts/check_imports.py
 exec $VENV/bin/python -m pytest -q -p no:cacheprovider tests "$@"
