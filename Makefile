@@ -29,9 +29,12 @@ test: setup
 unit: setup
 	$(VENV)/bin/python -m pytest -q tests/unit
 
+# The layering (pyproject.toml [tool.importlinter]) and no module-level import cycle.
 lint: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/mypy src/tether
+	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/python scripts/check_imports.py
 
 BENCH_PACKAGES := docker.io podman
 

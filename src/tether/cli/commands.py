@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-# name -> "module:attribute"
+# name -> "module:attribute". Two verbs live outside the cli package and are named here only
+# by their path: ``daemon`` (tether.daemon_cli, the one that starts the daemon) and ``lab``
+# (tether.lab.cli, optional). The cli package itself imports neither: it is a client of the
+# daemon's API (the import contracts in pyproject.toml).
 COMMANDS: dict[str, str] = {
     "attach": "tether.cli.containers:attach",
     "container": "tether.cli.containers:container",
     "create": "tether.cli.containers:create",
-    "daemon": "tether.cli.system:daemon",
+    "daemon": "tether.daemon_cli:daemon",
     "exec": "tether.cli.containers:exec_",
     "image": "tether.cli.images:image",
     "images": "tether.cli.images:ls",

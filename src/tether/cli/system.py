@@ -1,8 +1,6 @@
-"""``tether version``, ``tether info`` and ``tether daemon``."""
+"""``tether version`` and ``tether info`` (``tether daemon`` is :mod:`tether.daemon_cli`)."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 
@@ -94,29 +92,3 @@ def _gib(n: float) -> str:
         v /= 1024
         u += 1
     return f"{v:.4g}{units[u]}"
-
-
-@click.command("daemon", context_settings=CONTEXT)
-@click.option(
-    "-H", "--host", default="unix:///run/tether/tether.sock", help="Daemon socket to listen on"
-)
-@click.option("--data-root", default="/var/lib/tether", help="Root directory of persistent state")
-@click.option("--exec-root", default="/run/tether", help="Root directory for execution state files")
-@click.option("--config-file", default="/etc/tether/daemon.json", help="Daemon configuration file")
-@click.option("--cluster-store", default=None, help="URL of the distributed storage backend")
-@click.option("--cluster-advertise", default=None, help="Address or interface name to advertise")
-@click.option("-D", "--debug", is_flag=True, help="Enable debug mode")
-def daemon(
-    host: str,
-    data_root: str,
-    exec_root: str,
-    config_file: str | None,
-    cluster_store: str | None,
-    cluster_advertise: str | None,
-    debug: bool,
-) -> None:
-    """Run the tether daemon"""
-    from tether.daemon import run_daemon  # type: ignore[attr-defined,unused-ignore]
-
-    run_daemon(host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug)
-    sys.exit(0)

@@ -14,6 +14,11 @@ Each host may run its own tether daemon (joined to the host namespace with ``nse
 only, so /sys and the cgroup hierarchy stay visible for runc) with its own data root, exec root
 and socket under ``/run/tether-lab/<lab>/<host>/``. Everything created is recorded in
 ``/run/tether-lab/<lab>.json`` and ``down()`` removes exactly that.
+
+Links, addresses and routes are made over netlink (:mod:`tether.lab.links`, pyroute2 with a
+socket opened in the namespace by :mod:`tether.linux.nsock`). Three things stay commands
+(:mod:`tether.lab.system` says why): ``ip netns add``/``delete`` (iproute2's shared
+``/run/netns`` mount), ``nsenter --net`` for whatever runs inside a host, ``umount -l``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tether.lab import naming, probe, procs, system
+from tether.lab import links, naming, probe, procs, system
 from tether.lab import state as statefile
 from tether.lab.errors import LabError
 from tether.lab.state import HostInfo, LabState, ProcInfo
@@ -312,13 +317,10 @@ class Lab:
         self._state.ul_netns = ul
         self._state.save()
         br = naming.UNDERLAY_BRIDGE
-        system.ip("link", "set", "lo", "up", netns=ul)
-        system.ip("link", "add", br, "type", "bridge", netns=ul)
-        system.ip(
-            "addr", "add", f"{naming.GATEWAY_ADDRESS}/{naming.UNDERLAY_PREFIXLEN}", "dev", br,
-            netns=ul,
-        )  # fmt: skip
-        system.ip("link", "set", br, "up", netns=ul)
+        links.link_up(ul, "lo")
+        links.add_bridge(ul, br)
+        links.add_address(ul, br, f"{naming.GATEWAY_ADDRESS}/{naming.UNDERLAY_PREFIXLEN}")
+        links.link_up(ul, br)
 
     def _free_index(self) -> int:
         used = {h.index for h in self._state.hosts.values()}
@@ -350,17 +352,12 @@ class Lab:
         for d in (info.dir, info.data_root, info.exec_root):
             os.makedirs(d, mode=0o711, exist_ok=True)
         eth = naming.HOST_IFNAME
-        system.ip(
-            "link", "add", info.ul_ifname, "type", "veth", "peer", "name", eth, "netns", ns,
-            netns=ul,
-        )  # fmt: skip
-        system.ip("link", "set", info.ul_ifname, "master", naming.UNDERLAY_BRIDGE, "up", netns=ul)
-        system.ip("link", "set", "lo", "up", netns=ns)
-        system.ip(
-            "addr", "add", f"{info.address}/{naming.UNDERLAY_PREFIXLEN}", "dev", eth, netns=ns
-        )
-        system.ip("link", "set", eth, "up", netns=ns)
-        system.ip("route", "add", "default", "via", naming.GATEWAY_ADDRESS, netns=ns)
+        links.add_veth(ul, info.ul_ifname, eth, ns)
+        links.set_master_up(ul, info.ul_ifname, naming.UNDERLAY_BRIDGE)
+        links.link_up(ns, "lo")
+        links.add_address(ns, eth, f"{info.address}/{naming.UNDERLAY_PREFIXLEN}")
+        links.link_up(ns, eth)
+        links.add_default_route(ns, naming.GATEWAY_ADDRESS)
         return LabHost(self, info)
 
     def add_host(self, name: str, daemon: bool | None = None) -> LabHost:
@@ -506,10 +503,9 @@ class Lab:
             self._state.want_etcd = True
             self._state.save()
         addr = naming.ETCD_ADDRESS
-        system.ip(
-            "addr", "replace", f"{addr}/{naming.UNDERLAY_PREFIXLEN}", "dev",
-            naming.UNDERLAY_BRIDGE, netns=ul,
-        )  # fmt: skip
+        links.add_address(
+            ul, naming.UNDERLAY_BRIDGE, f"{addr}/{naming.UNDERLAY_PREFIXLEN}", replace=True
+        )
         os.makedirs(self._etcd_dir(), mode=0o700, exist_ok=True)
         client = f"http://{addr}:{naming.ETCD_CLIENT_PORT}"
         peer = f"http://{addr}:{naming.ETCD_PEER_PORT}"
@@ -577,9 +573,7 @@ class Lab:
             # work queue (cleanup_net), so without this the host can answer on the underlay for
             # a moment after `ip netns delete` has returned. Deleting one veth end removes both.
             ifname = info.ul_ifname
-            attempt(
-                f"delete {ifname}", lambda: system.ip("link", "del", ifname, netns=ul, check=False)
-            )
+            attempt(f"delete {ifname}", lambda: links.delete_link(ul, ifname))
         attempt(f"delete netns {info.netns}", lambda: system.netns_delete(info.netns))
         if system.netns_exists(info.netns):
             problems.append(f"netns {info.netns} still exists")

@@ -1,4 +1,20 @@
-"""Thin wrappers over `ip`, `nsenter` and `umount` used by the lab (test/demo tooling)."""
+"""What the lab still runs as commands: `ip netns`, `nsenter` and `umount`; and mount reading.
+
+Links, addresses and routes go over netlink (:mod:`tether.lab.links`). Three things stay
+commands, on purpose:
+
+- ``ip netns add``/``ip netns delete`` make and remove the named namespaces under
+  ``/run/netns``. ``ip`` first makes that folder a shared bind mount of itself, so the
+  names are seen from every mount namespace (tests and the user's own ``ip netns``,
+  ``nsenter``); tether's :mod:`tether.linux.netns` makes its own folder *private* on purpose
+  (for the runtime's mount namespace). Redoing iproute2's mount steps here would be a second,
+  untested copy of them for no gain (one call per host, at lab start and end).
+- Commands inside a host (its daemon, etcd, curl, the tests' commands) are processes that
+  must start in the namespace: ``nsenter --net`` joins the network namespace only
+  (``ip netns exec`` would also remount /sys in a new mount namespace, hiding the cgroup
+  hierarchy runc needs).
+- ``umount -l`` of what the host's daemon left mounted (lazy, best effort, at teardown).
+"""
 
 from __future__ import annotations
 
@@ -19,11 +35,6 @@ def run(argv: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[
         msg = (proc.stderr or proc.stdout).strip()
         raise LabError(f"command failed ({proc.returncode}): {' '.join(argv)}: {msg}")
     return proc
-
-
-def ip(*args: str, netns: str | None = None, check: bool = True) -> None:
-    argv = [IP, *(("-n", netns) if netns else ()), *args]
-    run(argv, check=check)
 
 
 def nsenter_argv(netns: str, argv: Sequence[str]) -> list[str]:
