@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tether.errors import Internal
 from tether.runtime.image import CONTAINER_CONFIG_DEFAULTS, Image, arch, parse_rfc3339
 
 
@@ -64,3 +66,35 @@ def summary_json(image: Image) -> dict[str, Any]:
         "Size": image.size,
         "VirtualSize": image.size,
     }
+
+
+def history_json(image: Image, layer_size: Callable[[str], int]) -> list[dict[str, Any]]:
+    """``GET /images/{name}/history``, as Docker derives it from the config's ``history``.
+
+    Newest entry first; only the top entry carries the image id and its tags, the others
+    are ``<missing>`` (tether keeps no parent images). ``layer_size(diff_id)`` gives the
+    size of each entry that made a layer. Without a ``history`` the answer is empty.
+    """
+    out: list[dict[str, Any]] = []
+    layers = image.layers
+    used = 0
+    for item in image.document.get("history") or []:
+        size = 0
+        if not item.get("empty_layer"):
+            if used >= len(layers):
+                raise Internal("too many non-empty layers in History section")
+            size = layer_size(layers[used])
+            used += 1
+        entry = {
+            "Comment": str(item.get("comment") or ""),
+            "Created": int(parse_rfc3339(str(item.get("created") or ""))),
+            "CreatedBy": str(item.get("created_by") or ""),
+            "Id": "<missing>",
+            "Size": size,
+            "Tags": None,
+        }
+        out.insert(0, entry)
+    if out:
+        out[0]["Id"] = image.id
+        out[0]["Tags"] = list(image.repo_tags) or None
+    return out

@@ -11,7 +11,8 @@ Layout under ``root`` (all metadata is JSON, so it survives a daemon restart)::
     tmp/                     uploads being unpacked
 
 The image model is in ``runtime.image``, Docker's JSON views in ``runtime.imagejson``,
-reading ``docker save`` archives in ``runtime.imagearchive``.
+reading ``docker save`` archives in ``runtime.imagearchive``, writing them in
+``runtime.imagesave``.
 Blocking work (unpacking, hashing, mounting, deleting trees) runs in the default executor.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import gzip
 import hashlib
 import json
@@ -28,7 +30,7 @@ import shutil
 import tempfile
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +46,7 @@ from tether.runtime.image import (
     parse_rfc3339,
 )
 from tether.runtime.imagearchive import read_archive
+from tether.runtime.imagesave import SaveEntry, save_chunks
 from tether.runtime.layers import extract_layer
 from tether.runtime.rootfs import RootFilesystems
 
@@ -77,6 +80,7 @@ class ImageStore:
         self._rootfs = RootFilesystems(self.root)
         self._layers_dir = self._rootfs.layers_dir
         self._lock = asyncio.Lock()
+        self._pruning = False
         self._images: dict[str, Image] = {}
         self._tags: dict[str, str] = {}
         self._load_state()
@@ -374,6 +378,101 @@ class ImageStore:
             (self._layers_dir / f"{hex_id}.json").unlink(missing_ok=True)
             removed.append(diff_id)
         return removed
+
+    # -- prune, history, save -----------------------------------------------------
+
+    async def prune(
+        self,
+        dangling: bool = True,
+        match: Callable[[Image], bool] | None = None,
+        in_use: UsedBy | None = None,
+    ) -> dict[str, Any]:
+        """``docker image prune``: remove images no container uses, untagged ones only
+        unless ``dangling`` is False (``-a``), and only those ``match`` accepts.
+
+        Tagged images go tag by tag, untagged ones by id (as Docker); an image that
+        cannot be removed is skipped. Returns Docker's ``{"ImagesDeleted", "SpaceReclaimed"}``.
+        """
+        if self._pruning:
+            raise Conflict("a prune operation is already running")
+        self._pruning = True
+        try:
+            deleted: builtins.list[dict[str, str]] = []
+            sizes: dict[str, int] = {}  # DiffID -> size, taken before the layers go
+            for image in self.list():
+                if dangling and image.repo_tags:
+                    continue
+                if match is not None and not match(image):
+                    continue
+                if in_use is not None and in_use(image.id) is not None:
+                    continue
+                sizes.update((d, self._layer_size(d) or 0) for d in image.layers)
+                for ref in builtins.list(image.repo_tags) or [image.hex]:
+                    with contextlib.suppress(Conflict, NotFound):
+                        deleted.extend(await self.remove(ref, in_use=in_use))
+        finally:
+            self._pruning = False
+        reclaimed = sum(sizes.get(d.get("Deleted", ""), 0) for d in deleted)
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def history(self, ref: str) -> builtins.list[dict[str, Any]]:
+        """``docker history``: Docker's entries, newest first (``runtime.imagejson``)."""
+        return imagejson.history_json(self.get(ref), lambda d: self._layer_size(d) or 0)
+
+    def save(self, names: Iterable[str]) -> AsyncIterator[bytes]:
+        """``docker save NAME...``: the archive (``runtime.imagesave``), streamed.
+
+        Names resolve here, before the first byte (``NotFound`` as ``get``): ``repo:tag``
+        saves that tag, a bare repository every tag it has, an id the image untagged.
+        """
+        entries = self._save_entries(names)
+        chunks = save_chunks(
+            entries,
+            lambda d: self._layers_dir / d.split(":", 1)[-1],
+            lambda i: (self._images_dir / f"{i.hex}.json").read_bytes(),
+        )
+        return self._stream(chunks)
+
+    def _save_entries(self, names: Iterable[str]) -> builtins.list[SaveEntry]:
+        entries: dict[str, SaveEntry] = {}
+
+        def add(image: Image, tag: str | None) -> None:
+            entry = entries.setdefault(image.id, SaveEntry(image, []))
+            if tag and tag not in entry.tags:
+                entry.tags.append(tag)
+
+        for name in names:
+            repo, _ = refs.split_ref(name)
+            tagged = ":" in name.rpartition("/")[2]
+            found = [
+                (t, i)
+                for t, i in sorted(self._tags.items())
+                if not name.startswith("sha256:")
+                and (t == refs.normalize(name) if tagged else t.rpartition(":")[0] == repo)
+            ]
+            if not found:
+                add(self.get(name), None)
+            for t, image_id in found:
+                add(self._images[image_id], t)
+        return builtins.list(entries.values())
+
+    @staticmethod
+    async def _stream(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """Step a blocking generator in the executor, about 1 MiB at a time."""
+        loop = asyncio.get_running_loop()
+
+        def batch() -> bytes:
+            out: builtins.list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                out.append(chunk)
+                size += len(chunk)
+                if size >= 1 << 20:
+                    break
+            return b"".join(out)
+
+        while data := await loop.run_in_executor(None, batch):
+            yield data
 
     # -- Docker JSON --------------------------------------------------------------
 
