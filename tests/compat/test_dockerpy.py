@@ -252,3 +252,48 @@ def test_images_load_import_and_run(client: Any, rootfs_tar: Path) -> None:
 def test_everything_removed(client: Any) -> None:
     assert client.containers.list(all=True) == []
     assert sorted(n.name for n in client.networks.list()) == ["bridge", "host", "none"]
+
+
+def test_image_history_save_load_and_prune(client: Any, cleanup: Any, rootfs_tar: Path) -> None:
+    import re
+
+    img = client.images.get(IMAGE)
+    hist = img.history()
+    assert hist[0]["Id"] == img.id and IMAGE in (hist[0]["Tags"] or [])
+    assert all(h["Id"] == "<missing>" and h["Tags"] is None for h in hist[1:])
+    assert {"Id", "Created", "CreatedBy", "Tags", "Size", "Comment"} <= set(hist[0])
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.api.history("nosuch:1")
+
+    # save (docker save) -> load round trip, under a tag of its own
+    assert img.tag("saved/box", "1")
+    data = b"".join(client.images.get("saved/box:1").save(named="saved/box:1"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest[0]["RepoTags"] == ["saved/box:1"]
+    assert "repositories" in names and all(p in names for p in manifest[0]["Layers"])
+    client.images.remove("saved/box:1")
+    loaded = client.images.load(data)
+    assert [t for i in loaded for t in i.tags] == ["saved/box:1"]
+    assert loaded[0].attrs["Config"]["Cmd"] == img.attrs["Config"]["Cmd"]
+    assert client.containers.run("saved/box:1", ["echo", "saved"], remove=True) == b"saved\n"
+    client.images.remove("saved/box:1")
+
+    # prune: an untagged image goes, one a (stopped) container uses stays, tagged ones stay
+    def import_untagged(env: str) -> str:
+        out = client.api.import_image(src=str(rootfs_tar), changes=[f"ENV {env}"])
+        return re.findall(r"sha256:[0-9a-f]{64}", json.dumps(out))[-1]
+
+    free = import_untagged("PRUNE=free")
+    used = import_untagged("PRUNE=used")
+    c = client.containers.create(used, ["true"])
+    cleanup["containers"].append(c.id)
+    report = client.images.prune()
+    deleted = [d.get("Deleted") for d in report["ImagesDeleted"] or []]
+    assert free in deleted and used not in deleted
+    assert isinstance(report["SpaceReclaimed"], int)
+    client.images.get(used)
+    client.images.get(IMAGE)
+    c.remove()
+    assert used in [d.get("Deleted") for d in client.images.prune()["ImagesDeleted"] or []]

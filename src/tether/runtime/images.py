@@ -1,4 +1,4 @@
-"""Image store: ``docker import`` / ``docker load`` tarballs, tags, overlayfs root filesystems.
+"""Image store: ``docker import`` / ``docker load`` tarballs, tags, containers' root filesystems.
 
 Layout under ``root`` (all metadata is JSON, so it survives a daemon restart)::
 
@@ -7,9 +7,12 @@ Layout under ``root`` (all metadata is JSON, so it survives a daemon restart)::
     repositories.json        {"alpine:latest": "sha256:<hex>", ...}
     layers/<hex>/            one unpacked layer per DiffID (overlayfs whiteouts)
     layers/<hex>.json        {"size": N}
-    containers/<cid>/        upper/ work/ merged/ layers.json  (a container's rootfs)
+    containers/<cid>/        upper/ work/ layers.json  (a container's rootfs: runtime.rootfs)
     tmp/                     uploads being unpacked
 
+The image model is in ``runtime.image``, Docker's JSON views in ``runtime.imagejson``,
+reading ``docker save`` archives in ``runtime.imagearchive``, writing them in
+``runtime.imagesave``.
 Blocking work (unpacking, hashing, mounting, deleting trees) runs in the default executor.
 """
 
@@ -18,148 +21,39 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import ctypes
-import ctypes.util
 import gzip
 import hashlib
 import json
 import lzma
 import os
-import platform
 import shutil
-import tarfile
 import tempfile
-import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from tether.errors import BadRequest, Conflict, Internal, NotFound
+from tether.errors import BadRequest, Conflict, NotFound
 from tether.linux.nsthread import OverlayMount
-from tether.runtime import refs
+from tether.runtime import imagejson, refs
 from tether.runtime.changes import apply_changes
+from tether.runtime.image import (
+    CONTAINER_CONFIG_DEFAULTS,
+    Image,
+    arch,
+    now_rfc3339,
+    parse_rfc3339,
+)
+from tether.runtime.imagearchive import read_archive
+from tether.runtime.imagesave import SaveEntry, save_chunks
 from tether.runtime.layers import extract_layer
+from tether.runtime.rootfs import RootFilesystems
+
+__all__ = ["Image", "ImageStore", "UsedBy", "now_rfc3339", "parse_rfc3339"]
 
 UsedBy = Callable[[str], "tuple[str, bool] | None"]
 """``in_use(image_id)`` -> ``(container_id, running)`` of a container using the image, or None."""
-
-_CONTAINER_CONFIG_DEFAULTS: dict[str, Any] = {
-    "Hostname": "",
-    "Domainname": "",
-    "User": "",
-    "AttachStdin": False,
-    "AttachStdout": False,
-    "AttachStderr": False,
-    "Tty": False,
-    "OpenStdin": False,
-    "StdinOnce": False,
-    "Env": None,
-    "Cmd": None,
-    "Image": "",
-    "Volumes": None,
-    "WorkingDir": "",
-    "Entrypoint": None,
-    "OnBuild": None,
-    "Labels": None,
-}
-
-
-def now_rfc3339() -> str:
-    """Current UTC time in Docker's RFC 3339 form with nanoseconds."""
-    ns = time.time_ns()
-    base = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{ns % 1_000_000_000:09d}Z"
-
-
-def parse_rfc3339(text: str) -> float:
-    """Unix time of an RFC 3339 timestamp (nanoseconds allowed); 0.0 when unparsable."""
-    if not text:
-        return 0.0
-    s = text.strip()
-    frac = 0.0
-    if s.endswith("Z"):
-        s = s[:-1] + "+00:00"
-    if "." in s:
-        head, rest = s.split(".", 1)
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        frac = float("0." + digits) if digits else 0.0
-        s = head + rest
-    try:
-        return datetime.fromisoformat(s).timestamp() + frac
-    except ValueError:
-        return 0.0
-
-
-def _arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(
-        machine, machine
-    )
-
-
-@dataclass
-class Image:
-    """One image: its id, its config document and its tags."""
-
-    id: str  # "sha256:<64 hex>"
-    document: dict[str, Any]  # the whole image config JSON (architecture, config, rootfs...)
-    repo_tags: list[str] = field(default_factory=list)
-    size: int = 0
-    last_tag_time: str = ""
-
-    @property
-    def hex(self) -> str:
-        return self.id.split(":", 1)[1]
-
-    @property
-    def short_id(self) -> str:
-        return self.hex[:12]
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The container config of the image (Cmd, Entrypoint, Env, WorkingDir, ...)."""
-        cfg = self.document.get("config")
-        return cfg if isinstance(cfg, dict) else {}
-
-    @property
-    def layers(self) -> list[str]:
-        """DiffIDs, bottom layer first."""
-        rootfs = self.document.get("rootfs") or {}
-        return list(rootfs.get("diff_ids") or [])
-
-    @property
-    def created(self) -> str:
-        return str(self.document.get("created") or "")
-
-    @property
-    def cmd(self) -> list[str] | None:
-        return self.config.get("Cmd")
-
-    @property
-    def entrypoint(self) -> list[str] | None:
-        return self.config.get("Entrypoint")
-
-    @property
-    def env(self) -> list[str]:
-        return list(self.config.get("Env") or [])
-
-    @property
-    def working_dir(self) -> str:
-        return str(self.config.get("WorkingDir") or "")
-
-    @property
-    def exposed_ports(self) -> dict[str, Any]:
-        return dict(self.config.get("ExposedPorts") or {})
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.config.get("Labels") or {})
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -174,55 +68,19 @@ def _write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_MNT_DETACH = 2
-
-
-def _link_target(hex_id: str) -> str:
-    """What a short link in ``l/`` points at: its layer, relative to ``l/``."""
-    return os.path.join("..", "layers", hex_id)
-
-
-def _short_link(links_dir: Path, layer: Path) -> Path:
-    """``links_dir/<first 12 hex of the layer>``, a symlink to the layer (made if missing).
-
-    Returns the layer's own path when the short name is taken by another layer.
-    """
-    link = links_dir / layer.name[:12]
-    target = _link_target(layer.name)
-    try:
-        os.symlink(target, link)
-    except FileExistsError:
-        with contextlib.suppress(OSError):
-            if os.readlink(link) == target:
-                return link
-        return layer
-    return link
-
-
-def _umount(target: Path) -> None:
-    while os.path.ismount(target):
-        if _libc.umount2(os.fsencode(str(target)), _MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            raise Internal(f"error unmounting {target}: {os.strerror(err)}")
-
-
 class ImageStore:
     """Images on disk under ``root``; safe to use from one event loop."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._images_dir = self.root / "images"
-        self._layers_dir = self.root / "layers"
-        self._links_dir = self.root / "l"
-        self._mounts_dir = self.root / "m"
-        self._containers_dir = self.root / "containers"
         self._tmp_dir = self.root / "tmp"
-        dirs = (self._images_dir, self._layers_dir, self._links_dir, self._containers_dir)
-        for d in (*dirs, self._mounts_dir, self._tmp_dir):
+        for d in (self._images_dir, self._tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
+        self._rootfs = RootFilesystems(self.root)
+        self._layers_dir = self._rootfs.layers_dir
         self._lock = asyncio.Lock()
+        self._pruning = False
         self._images: dict[str, Image] = {}
         self._tags: dict[str, str] = {}
         self._load_state()
@@ -394,9 +252,9 @@ class ImageStore:
         created = now_rfc3339()
         comment = message or "Imported from -"
         document: dict[str, Any] = {
-            "architecture": _arch(),
+            "architecture": arch(),
             "comment": comment,
-            "config": {**_CONTAINER_CONFIG_DEFAULTS, **config},
+            "config": {**CONTAINER_CONFIG_DEFAULTS, **config},
             "created": created,
             "docker_version": "20.10.24",
             "history": [{"created": created, "comment": comment}],
@@ -420,7 +278,7 @@ class ImageStore:
         loop = asyncio.get_running_loop()
         spool = await self._spool(data)
         try:
-            found = await loop.run_in_executor(None, self._load_archive, spool)
+            found = await loop.run_in_executor(None, read_archive, spool, self._unpack_size)
         except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as exc:
             raise BadRequest(f"invalid tar archive: {exc}") from None
         finally:
@@ -436,53 +294,9 @@ class ImageStore:
             self._save_tags()
         return loaded
 
-    def _load_archive(self, path: Path) -> builtins.list[tuple[bytes, int, builtins.list[str]]]:
-        """Blocking: unpack every image of a save archive; return (config, size, tags)."""
-        try:
-            tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 (closed below)
-        except tarfile.TarError as exc:
-            raise BadRequest(f"invalid tar archive: {exc}") from None
-        with tar:
-            members = {_norm(m.name): m for m in tar.getmembers()}
-
-            def read(name: str) -> bytes:
-                m = members.get(_norm(name))
-                f = tar.extractfile(m) if m is not None else None
-                if f is None:
-                    raise BadRequest(f"invalid archive: missing {name}")
-                return f.read()
-
-            entries: builtins.list[
-                tuple[str, builtins.list[str], builtins.list[str]]
-            ] = []  # config path, layers, tags
-            if "manifest.json" in members:
-                for item in json.loads(read("manifest.json")):
-                    entries.append(
-                        (item["Config"], list(item.get("Layers") or []), item.get("RepoTags") or [])
-                    )
-            elif "index.json" in members:
-                entries = _oci_entries(json.loads(read("index.json")), read)
-            else:
-                raise BadRequest(
-                    "invalid archive: no manifest.json or index.json (not a docker save tarball)"
-                )
-            out: builtins.list[tuple[bytes, int, builtins.list[str]]] = []
-            for config_path, layer_paths, tags in entries:
-                raw = read(config_path)
-                doc = json.loads(raw)
-                diff_ids = list((doc.get("rootfs") or {}).get("diff_ids") or [])
-                if len(diff_ids) != len(layer_paths):
-                    raise BadRequest("invalid archive: layer count does not match the config")
-                total = 0
-                for diff_id, layer_path in zip(diff_ids, layer_paths, strict=True):
-                    m = members.get(_norm(layer_path))
-                    f = tar.extractfile(m) if m is not None else None
-                    if f is None:
-                        raise BadRequest(f"invalid archive: missing {layer_path}")
-                    _, size = self._unpack_layer(f, expect=diff_id)
-                    total += size
-                out.append((raw, total, [refs.normalize(t) for t in tags]))
-            return out
+    def _unpack_size(self, stream: IO[bytes], diff_id: str) -> int:
+        """Blocking: unpack a layer of a save archive (known DiffID); return its size."""
+        return self._unpack_layer(stream, expect=diff_id)[1]
 
     # -- tags and removal ---------------------------------------------------------
 
@@ -555,219 +369,147 @@ class ImageStore:
     def _gc_layers(self, candidates: set[str]) -> builtins.list[str]:
         """Blocking: remove candidate layers no image and no container rootfs uses."""
         used: set[str] = {layer for img in self._images.values() for layer in img.layers}
-        for meta in self._containers_dir.glob("*/layers.json"):
-            with contextlib.suppress(OSError, ValueError):
-                used.update(json.loads(meta.read_bytes()))
+        used |= self._rootfs.used_layers()
         removed = []
         for diff_id in sorted(candidates - used):
             hex_id = diff_id.split(":", 1)[-1]
-            link = self._links_dir / hex_id[:12]
-            with contextlib.suppress(OSError):
-                if os.readlink(link) == _link_target(hex_id):
-                    link.unlink()
+            self._rootfs.drop_short_link(hex_id)
             shutil.rmtree(self._layers_dir / hex_id, ignore_errors=True)
             (self._layers_dir / f"{hex_id}.json").unlink(missing_ok=True)
             removed.append(diff_id)
         return removed
 
+    # -- prune, history, save -----------------------------------------------------
+
+    async def prune(
+        self,
+        dangling: bool = True,
+        match: Callable[[Image], bool] | None = None,
+        in_use: UsedBy | None = None,
+    ) -> dict[str, Any]:
+        """``docker image prune``: remove images no container uses, untagged ones only
+        unless ``dangling`` is False (``-a``), and only those ``match`` accepts.
+
+        Tagged images go tag by tag, untagged ones by id (as Docker); an image that
+        cannot be removed is skipped. Returns Docker's ``{"ImagesDeleted", "SpaceReclaimed"}``.
+        """
+        if self._pruning:
+            raise Conflict("a prune operation is already running")
+        self._pruning = True
+        try:
+            deleted: builtins.list[dict[str, str]] = []
+            sizes: dict[str, int] = {}  # DiffID -> size, taken before the layers go
+            for image in self.list():
+                if dangling and image.repo_tags:
+                    continue
+                if match is not None and not match(image):
+                    continue
+                if in_use is not None and in_use(image.id) is not None:
+                    continue
+                sizes.update((d, self._layer_size(d) or 0) for d in image.layers)
+                for ref in builtins.list(image.repo_tags) or [image.hex]:
+                    with contextlib.suppress(Conflict, NotFound):
+                        deleted.extend(await self.remove(ref, in_use=in_use))
+        finally:
+            self._pruning = False
+        reclaimed = sum(sizes.get(d.get("Deleted", ""), 0) for d in deleted)
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def history(self, ref: str) -> builtins.list[dict[str, Any]]:
+        """``docker history``: Docker's entries, newest first (``runtime.imagejson``)."""
+        return imagejson.history_json(self.get(ref), lambda d: self._layer_size(d) or 0)
+
+    def save(self, names: Iterable[str]) -> AsyncIterator[bytes]:
+        """``docker save NAME...``: the archive (``runtime.imagesave``), streamed.
+
+        Names resolve here, before the first byte (``NotFound`` as ``get``): ``repo:tag``
+        saves that tag, a bare repository every tag it has, an id the image untagged.
+        """
+        entries = self._save_entries(names)
+        chunks = save_chunks(
+            entries,
+            lambda d: self._layers_dir / d.split(":", 1)[-1],
+            lambda i: (self._images_dir / f"{i.hex}.json").read_bytes(),
+        )
+        return self._stream(chunks)
+
+    def _save_entries(self, names: Iterable[str]) -> builtins.list[SaveEntry]:
+        entries: dict[str, SaveEntry] = {}
+
+        def add(image: Image, tag: str | None) -> None:
+            entry = entries.setdefault(image.id, SaveEntry(image, []))
+            if tag and tag not in entry.tags:
+                entry.tags.append(tag)
+
+        for name in names:
+            repo, _ = refs.split_ref(name)
+            tagged = ":" in name.rpartition("/")[2]
+            found = [
+                (t, i)
+                for t, i in sorted(self._tags.items())
+                if not name.startswith("sha256:")
+                and (t == refs.normalize(name) if tagged else t.rpartition(":")[0] == repo)
+            ]
+            if not found:
+                add(self.get(name), None)
+            for t, image_id in found:
+                add(self._images[image_id], t)
+        return builtins.list(entries.values())
+
+    @staticmethod
+    async def _stream(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+        """Step a blocking generator in the executor, about 1 MiB at a time."""
+        loop = asyncio.get_running_loop()
+
+        def batch() -> bytes:
+            out: builtins.list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                out.append(chunk)
+                size += len(chunk)
+                if size >= 1 << 20:
+                    break
+            return b"".join(out)
+
+        while data := await loop.run_in_executor(None, batch):
+            yield data
+
     # -- Docker JSON --------------------------------------------------------------
 
     def inspect_json(self, image: Image) -> dict[str, Any]:
         """``GET /images/{name}/json``."""
-        config = {**_CONTAINER_CONFIG_DEFAULTS, **image.config}
-        doc = image.document
-        return {
-            "Id": image.id,
-            "RepoTags": list(image.repo_tags),
-            "RepoDigests": [],
-            "Parent": "",
-            "Comment": doc.get("comment", ""),
-            "Created": image.created,
-            "Container": doc.get("container", ""),
-            "ContainerConfig": {
-                **_CONTAINER_CONFIG_DEFAULTS,
-                **(doc.get("container_config") or {}),
-            },
-            "DockerVersion": doc.get("docker_version", ""),
-            "Author": doc.get("author", ""),
-            "Config": config,
-            "Architecture": doc.get("architecture", _arch()),
-            "Variant": doc.get("variant"),
-            "Os": doc.get("os", "linux"),
-            "Size": image.size,
-            "VirtualSize": image.size,
-            "GraphDriver": {
-                # the spec wants strings here: leave out what is absent, as Docker does
-                "Data": {
-                    k: v
-                    for k, v in (
-                        ("LowerDir", ":".join(str(p) for p in self.layer_paths(image)[1:])),
-                        ("UpperDir", str(self.layer_paths(image)[0]) if image.layers else ""),
-                    )
-                    if v
-                }
-                or None,
-                "Name": "overlay2",
-            },
-            "RootFS": {"Type": "layers", "Layers": image.layers},
-            "Metadata": {"LastTagTime": image.last_tag_time or "0001-01-01T00:00:00Z"},
-        }
+        return imagejson.inspect_json(image, self.layer_paths(image))
 
     def summary_json(self, image: Image) -> dict[str, Any]:
         """One entry of ``GET /images/json`` (what ``docker images`` prints)."""
-        return {
-            "Containers": -1,
-            "Created": int(parse_rfc3339(image.created)),
-            "Id": image.id,
-            "Labels": image.labels or None,
-            "ParentId": "",
-            "RepoDigests": [] if image.repo_tags else ["<none>@<none>"],
-            "RepoTags": list(image.repo_tags) or ["<none>:<none>"],
-            "SharedSize": -1,
-            "Size": image.size,
-            "VirtualSize": image.size,
-        }
+        return imagejson.summary_json(image)
 
-    # -- container root filesystems ----------------------------------------------
+    # -- container root filesystems (runtime.rootfs) ------------------------------
 
     def layer_paths(self, image: Image) -> builtins.list[Path]:
         """Layer directories, top layer first (overlayfs ``lowerdir`` order)."""
-        return self._layer_dirs(image.layers)
-
-    def _layer_dirs(self, diff_ids: Iterable[str]) -> builtins.list[Path]:
-        """Directories of layers given bottom first (as images list them), top first."""
-        return [self._layers_dir / d.split(":", 1)[-1] for d in reversed(list(diff_ids))]
+        return self._rootfs.layer_dirs(image.layers)
 
     def rootfs_path(self, container_id: str) -> Path:
-        """Where the container's root is mounted: ``<root>/m/<short id>``.
-
-        A short mount point keeps the machine's mount table small (runc reads it many times
-        per start; see :func:`_mount_overlay`). Roots mounted by older versions stay at
-        ``containers/<id>/merged``.
-        """
-        legacy = self._containers_dir / container_id / "merged"
-        if os.path.ismount(legacy):
-            return legacy
-        return self._mounts_dir / container_id[:12]
+        """Where the container's root is mounted (``<root>/m/<short id>``)."""
+        return self._rootfs.path(container_id)
 
     async def prepare_rootfs(self, image: Image, container_id: str) -> Path:
-        """Make the container's folders (upper, work, mount point) and return the mount point.
-
-        Nothing is mounted here: the root filesystem is mounted at each start inside the
-        mount namespace the container's runtime gets (:meth:`overlay_for`,
-        ``tether.linux.nsthread.PrivateMounts``), never in the daemon's, and goes away when the
-        container's monitor exits.
-        """
-        base = self._containers_dir / container_id
-        lower = self.layer_paths(image)
-
-        def prepare() -> Path:
-            if not lower:
-                raise Internal(f"image {image.short_id} has no layers")
-            missing = [p for p in lower if not p.is_dir()]
-            if missing:
-                raise Internal(f"image {image.short_id}: layer {missing[0].name} is missing")
-            merged = self.rootfs_path(container_id)
-            for d in (base / "upper", base / "work", merged):
-                d.mkdir(parents=True, exist_ok=True)
-            meta = base / "layers.json"
-            if not meta.exists():
-                _write_json(meta, image.layers)
-            return merged
-
-        return await asyncio.get_running_loop().run_in_executor(None, prepare)
+        """Make the container's folders (upper, work, mount point); return the mount point."""
+        return await self._rootfs.prepare(image.layers, image.short_id, container_id)
 
     def overlay_for(self, container_id: str) -> OverlayMount | None:
-        """The overlay to mount for the container's start (None: mounted already, legacy).
-
-        Layer paths are short links relative to the container's folder
-        (``../../l/<12 hex>``): the kernel prints them in every read of mountinfo.
-        Raises ``Internal`` when the container's folder or one of its layers is missing.
-        """
-        base = self._containers_dir / container_id
-        target = self.rootfs_path(container_id)
-        if os.path.ismount(target):
-            return None
-        try:
-            layers = json.loads((base / "layers.json").read_bytes())
-        except (OSError, ValueError) as exc:
-            raise Internal(f"root filesystem of {container_id[:12]} is missing: {exc}") from exc
-        lower = self._layer_dirs(layers)
-        missing = [p for p in lower if not p.is_dir()]
-        if missing or not lower:
-            raise Internal(f"container {container_id[:12]}: a layer of its image is missing")
-        rel = [os.path.relpath(_short_link(self._links_dir, p), base) for p in lower]
-        if len(":".join(rel)) + 64 >= 4096:
-            raise Internal(f"too many layers to mount ({len(lower)})")
-        return OverlayMount(str(base), tuple(rel), "upper", "work", str(target))
-
-    def _unmount_both(self, container_id: str) -> None:
-        _umount(self._containers_dir / container_id / "merged")
-        short = self._mounts_dir / container_id[:12]
-        _umount(short)
-        with contextlib.suppress(OSError):
-            short.rmdir()
+        """The overlay to mount for the container's start (None: mounted already, legacy)."""
+        return self._rootfs.overlay_for(container_id)
 
     async def unmount_rootfs(self, container_id: str) -> None:
         """Unmount the container's root (no error when it is not mounted)."""
-        await asyncio.get_running_loop().run_in_executor(None, self._unmount_both, container_id)
+        await self._rootfs.unmount(container_id)
 
     async def remove_rootfs(self, container_id: str) -> None:
         """Unmount and delete the container's upper/work directories (idempotent)."""
-        base = self._containers_dir / container_id
-
-        def remove() -> None:
-            self._unmount_both(container_id)
-            shutil.rmtree(base, ignore_errors=True)
-
-        await asyncio.get_running_loop().run_in_executor(None, remove)
+        await self._rootfs.remove(container_id)
 
     def rootfs_ids(self) -> builtins.list[str]:
         """Ids of containers that have a root filesystem here (for reconcile on start)."""
-        return sorted(p.name for p in self._containers_dir.iterdir() if p.is_dir())
-
-
-def _norm(name: str) -> str:
-    return "/".join(p for p in name.split("/") if p not in ("", "."))
-
-
-def _oci_entries(
-    index: dict[str, Any], read: Callable[[str], bytes]
-) -> list[tuple[str, list[str], list[str]]]:
-    """Entries of a pure OCI image layout (no manifest.json)."""
-
-    def blob(digest: str) -> str:
-        algo, _, hex_id = digest.partition(":")
-        return f"blobs/{algo}/{hex_id}"
-
-    out: list[tuple[str, list[str], list[str]]] = []
-    for desc in index.get("manifests") or []:
-        ann = desc.get("annotations") or {}
-        name = ann.get("io.containerd.image.name") or ""
-        ref_name = ann.get("org.opencontainers.image.ref.name") or ""
-        tags = [name] if name else ([ref_name] if ref_name and ":" in ref_name else [])
-        doc = json.loads(read(blob(desc["digest"])))
-        while "manifests" in doc:  # an index: take the platform we run on, else the first
-            choices = doc["manifests"]
-            pick = next(
-                (
-                    m
-                    for m in choices
-                    if (m.get("platform") or {}).get("architecture") == _arch()
-                    and (m.get("platform") or {}).get("os", "linux") == "linux"
-                ),
-                choices[0] if choices else None,
-            )
-            if pick is None:
-                break
-            doc = json.loads(read(blob(pick["digest"])))
-        if "config" not in doc:
-            continue
-        out.append(
-            (
-                blob(doc["config"]["digest"]),
-                [blob(layer["digest"]) for layer in doc["layers"]],
-                tags,
-            )
-        )
-    return out
+        return self._rootfs.ids()
