@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api import bodycheck
+from tether.api import bodycheck, fieldgate
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked
 from tether.contracts.model import Endpoint, check_name
@@ -306,6 +306,7 @@ async def create(request: web.Request) -> web.Response:
     bodycheck.check(body, bodycheck.CONTAINER_CREATE, "ContainerConfigWrapper")
     for settings in ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).values():
         bodycheck.check_endpoint_addresses(settings)
+    fieldgate.check_create(body)
     warnings = create_warnings(body)
     req = parse_create(body, request.query.get("name") or None, engine.image)
     c = await engine.ctl().create(req)
@@ -409,6 +410,7 @@ async def rename(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
+    fieldgate.check_update(body)
     if "RestartPolicy" in body:
         await engine.containers.update_restart(request.match_info["id"], body["RestartPolicy"])
     return json_response({"Warnings": []})

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api import bodycheck
+from tether.api import bodycheck, fieldgate
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.contracts.model import Network
 from tether.engine.networks import CreateRequest
@@ -188,6 +188,7 @@ async def connect(request: web.Request) -> web.Response:
     cfg = body.get("EndpointConfig") or {}
     if not isinstance(cfg, dict):
         raise BadRequest("EndpointConfig must be an object")
+    fieldgate.check_endpoint(cfg, "EndpointConfig")
     await engine.connect(request.match_info["id"], container, cfg)
     return web.Response(status=200)
 
