@@ -65,8 +65,7 @@ def go_mode(st_mode: int) -> int:
 
 def abs_path(path: str) -> str:
     """Docker's PreserveTrailingDotOrSeparator(filepath.Join("/", path), path)."""
-    clean = posixpath.normpath("/" + path)
-    clean = "/" if clean.startswith("//") and clean.strip("/") == "" else clean
+    clean = "/" + posixpath.normpath("/" + path).lstrip("/")  # POSIX keeps a leading "//"
     if path.endswith("/.") or path == ".":
         return clean.rstrip("/") + "/."
     if path.endswith("/") and not clean.endswith("/"):
