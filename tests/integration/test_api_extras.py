@@ -165,3 +165,20 @@ def test_events_in_dockers_order(h: LabHost) -> None:
     assert got == want, "\n".join(got)
     out = ok(h, "events", "--since", since, "--until", until, "--filter", "event=exec_create")
     assert out.count("exec_create") == 1
+
+
+def test_rm_link_prune_size_and_inspect_keys(h: LabHost) -> None:
+    ok(h, "run", "-d", "--name", "db", A, "sleep", "600")
+    ok(h, "run", "-d", "--name", "web", "--link", "db:db", A, "sleep", "600")
+    names = ok(h, "ps", "--no-trunc", "--filter", "name=db", "--format", "{{.Names}}")
+    assert "web/db" in names, names
+    hc = state(h, "web")["HostConfig"]
+    assert hc["Links"] == ["/db:/web/db"] and hc["Runtime"] == "runc"
+    assert hc["CpuRealtimePeriod"] == 0 and hc["CpuRealtimeRuntime"] == 0
+    ok(h, "rm", "--link", "/web/db")
+    assert state(h, "web")["HostConfig"]["Links"] is None
+    assert "No such container" in fails(h, "rm", "--link", "/web/db")
+    ok(h, "rm", "-f", "web", "db")
+    ok(h, "run", "--name", "big", A, "sh", "-c", "head -c 200000 /dev/zero > /big")
+    out = ok(h, "container", "prune", "-f")
+    assert "Total reclaimed space: 200kB" in out or "Total reclaimed space: 20" in out, out
