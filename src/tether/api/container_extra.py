@@ -12,9 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api.http import ENGINE, Router, json_response, qbool
+from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool
+from tether.engine.filters import check_prune_filters, prune_match
 from tether.engine.stats import empty_stats_json, stats_json
-from tether.errors import BadRequest
+from tether.errors import BadRequest, NotFound
 
 STATS_INTERVAL = 1.0
 
@@ -152,7 +153,29 @@ async def remove_link(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def prune(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    filters = parse_filters(request)
+    check_prune_filters(filters)
+    gone = []
+    reclaimed = 0
+    for c in list(engine.containers.list()):
+        if c.running or c.state.status == "restarting":
+            continue
+        if not prune_match(c.config.get("Labels") or {}, c.created, filters):
+            continue
+        size = await engine.containers.ops.size_rw(c)
+        try:
+            await engine.containers.remove(c.id, force=False)
+        except NotFound:
+            continue
+        gone.append(c.id)
+        reclaimed += size
+    return json_response({"ContainersDeleted": gone or None, "SpaceReclaimed": reclaimed})
+
+
 def register(router: Router) -> None:
+    router.add("POST", "/containers/prune", prune)
     router.add("POST", "/containers/{id}/pause", pause)
     router.add("POST", "/containers/{id}/unpause", unpause)
     router.add("GET", "/containers/{id}/top", top)

@@ -19,11 +19,10 @@ from tether.contracts.model import Endpoint, check_name
 from tether.engine import ports as portlib
 from tether.engine import psfilter
 from tether.engine.containers import ZERO_TIME, Container, command_text
-from tether.engine.filters import check_prune_filters, prune_match
 from tether.engine.record import network_mode, parse_restart
 from tether.engine.request import ContainerCreate, check_net_mode, merge_config
 from tether.engine.seams import ImageConfig
-from tether.errors import BadRequest, Conflict, NotFound
+from tether.errors import BadRequest, Conflict
 from tether.humanize import human_duration
 
 
@@ -571,27 +570,6 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def prune(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    filters = parse_filters(request)
-    check_prune_filters(filters)
-    gone = []
-    reclaimed = 0
-    for c in list(engine.containers.list()):
-        if c.running or c.state.status == "restarting":
-            continue
-        if not prune_match(c.config.get("Labels") or {}, c.created, filters):
-            continue
-        size = await engine.containers.ops.size_rw(c)
-        try:
-            await engine.containers.remove(c.id, force=False)
-        except NotFound:
-            continue
-        gone.append(c.id)
-        reclaimed += size
-    return json_response({"ContainersDeleted": gone or None, "SpaceReclaimed": reclaimed})
-
-
 async def port(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     c = engine.containers.get(request.match_info["id"])
@@ -601,7 +579,6 @@ async def port(request: web.Request) -> web.Response:
 def register(router: Router) -> None:
     router.add("GET", "/containers/json", list_containers)
     router.add("POST", "/containers/create", create)
-    router.add("POST", "/containers/prune", prune)
     router.add("GET", "/containers/{id}/json", inspect)
     router.add("POST", "/containers/{id}/start", start)
     router.add("POST", "/containers/{id}/stop", stop)
