@@ -766,7 +766,14 @@ async def test_stop_with_no_grace_when_the_process_exits_on_sigterm(tmp_path: Pa
     c = await w.run("db")
     await w.ctl.stop("db", timeout=0)
     assert c.state.status == "exited" and c.state.exit_code == 128 + signal.SIGTERM
-    assert [e["Action"] for e in w.engine.events.history][-2:] == ["die", "stop"]
+    # Docker's order: the signal, the exit, the network leaves, then stop
+    actions = [(e["Type"], e["Action"]) for e in w.engine.events.history]
+    assert actions[-4:] == [
+        ("container", "kill"),
+        ("container", "die"),
+        ("network", "disconnect"),
+        ("container", "stop"),
+    ]
     await w.close()
 
 

@@ -12,18 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api import bodycheck, fieldgate
+from tether.api import bodycheck, container_extra, fieldgate
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
-from tether.api.streams import Hijacked
+from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name
 from tether.engine import ports as portlib
 from tether.engine import psfilter
 from tether.engine.containers import ZERO_TIME, Container, command_text
-from tether.engine.filters import check_prune_filters, prune_match
 from tether.engine.record import network_mode, parse_restart
 from tether.engine.request import ContainerCreate, check_net_mode, merge_config
 from tether.engine.seams import ImageConfig
-from tether.errors import BadRequest, NotFound
+from tether.errors import BadRequest, Conflict
 from tether.humanize import human_duration
 
 
@@ -41,7 +40,8 @@ def status_text(c: Container) -> str:
     st = c.state
     now = time.time()
     if st.status == "running":
-        return "Up " + human_duration(now - _ts(st.started_at))
+        up = "Up " + human_duration(now - _ts(st.started_at))
+        return up + " (Paused)" if st.paused else up
     if st.status == "restarting":
         return f"Restarting ({st.exit_code}) " + human_duration(now - _ts(st.finished_at)) + " ago"
     if st.status == "created":
@@ -199,6 +199,9 @@ def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
     hc.setdefault("AutoRemove", False)
     hc["Links"] = legacy_links(engine, c)
     hc.setdefault("Dns", [])
+    hc.setdefault("Runtime", "runc")
+    hc.setdefault("CpuRealtimePeriod", 0)
+    hc.setdefault("CpuRealtimeRuntime", 0)
     if not isinstance(hc.get("LogConfig"), dict) or not hc["LogConfig"].get("Type"):
         # Docker fills in its default driver; docker-py's run() reads logs only for
         # json-file/journald, and tether's logs read back the same way
@@ -209,9 +212,9 @@ def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
 def _state_json(c: Container) -> dict[str, Any]:
     st = c.state
     return {
-        "Status": st.status,
+        "Status": c.status,
         "Running": st.status == "running",
-        "Paused": False,
+        "Paused": st.paused,
         "Restarting": st.status == "restarting",
         "OOMKilled": False,
         "Dead": st.status == "dead",
@@ -249,7 +252,9 @@ def _network_settings(c: Container, nets: dict[str, Any], ns: str | None) -> dic
     }
 
 
-def summary_json(engine: Any, c: Container) -> dict[str, Any]:
+def summary_json(
+    engine: Any, c: Container, link_names: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     ports: list[dict[str, Any]] = []
     if _has_ports(c):
         for p in c.ports:
@@ -268,14 +273,17 @@ def summary_json(engine: Any, c: Container) -> dict[str, Any]:
                 ports.append({"PrivatePort": port, "Type": proto})
     return {
         "Id": c.id,
-        "Names": ["/" + c.name],
+        "Names": [
+            "/" + c.name,
+            *(link_names.get(c.id, []) if link_names is not None else _link_names(engine, c)),
+        ],
         "Image": c.image,
         "ImageID": c.image_id,
         "Command": command_text(c),
         "Created": int(_ts(c.created)),
         "Ports": ports,
         "Labels": c.config.get("Labels") or {},
-        "State": c.state.status,
+        "State": c.status,
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.network_mode},
         "NetworkSettings": {"Networks": networks_json(engine, c)},
@@ -283,17 +291,23 @@ def summary_json(engine: Any, c: Container) -> dict[str, Any]:
     }
 
 
+def _link_names(engine: Any, c: Container) -> list[str]:
+    names: dict[str, list[str]] = engine.containers.link_names()
+    return names.get(c.id, [])
+
+
 async def list_containers(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     show_all = qbool(request, "all")
     filters = parse_filters(request)
     match = psfilter.matcher(filters, engine.containers.get)
+    names = engine.containers.link_names()
     out = []
     for c in engine.containers.list():
         if not show_all and not c.running and "status" not in filters:
             continue
         if match(c):
-            out.append(summary_json(engine, c))
+            out.append(summary_json(engine, c, names))
     limit = request.query.get("limit")
     if limit and limit.lstrip("-").isdigit() and int(limit) > 0:
         out = out[: int(limit)]
@@ -442,7 +456,15 @@ async def wait(request: web.Request) -> web.StreamResponse:
 async def attach(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     ctl = engine.containers
-    c = ctl.get(request.match_info["id"])
+    ref = request.match_info["id"]
+    keys_spec = request.query.get("detachKeys") or ""
+    try:
+        keys = parse_detach_keys(keys_spec) if keys_spec else b""
+    except ValueError:
+        raise BadRequest(f"Invalid detach keys ({keys_spec}) provided") from None
+    c = ctl.get(ref)
+    if c.state.paused:
+        raise Conflict(f"container {ref} is paused, unpause the container before attach")
     want_stdin = qbool(request, "stdin")
     logs = qbool(request, "logs")
     # Docker's flags, all false by default: which streams to send, and whether to stay
@@ -477,28 +499,20 @@ async def attach(request: web.Request) -> web.StreamResponse:
             if not got.done():
                 return hj.resp
             att = got.result()
-        pump_in: asyncio.Task[Any] | None = None
-        if want_stdin and c.config.get("OpenStdin"):
-
-            async def stdin_pump() -> None:
-                while True:
-                    data = await hj.read()
-                    if data is None:
-                        att.close_stdin()
-                        return
-                    await att.write(data)
-
-            pump_in = asyncio.ensure_future(stdin_pump())
         try:
-            async for stream, data in att:
-                if stream in wanted:
-                    hj.write(stream, data)
+            detached = await copy_streams(
+                hj,
+                aiter(att),
+                write=att.write if want_stdin and c.config.get("OpenStdin") else None,
+                close_stdin=att.close_stdin,
+                keys=keys if c.tty else None,  # b"": Docker's ctrl-p,ctrl-q
+                wanted=frozenset(wanted),
+            )
         finally:
-            if pump_in is not None:
-                pump_in.cancel()
-                with contextlib.suppress(BaseException):
-                    await pump_in
             att.close()
+        if detached:
+            ctl.emit("detach", c)
+            return hj.resp
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(done), timeout=2)
     finally:
@@ -558,24 +572,6 @@ async def resize(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def prune(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    filters = parse_filters(request)
-    check_prune_filters(filters)
-    gone = []
-    for c in list(engine.containers.list()):
-        if c.running or c.state.status == "restarting":
-            continue
-        if not prune_match(c.config.get("Labels") or {}, c.created, filters):
-            continue
-        try:
-            await engine.containers.remove(c.id, force=False)
-        except NotFound:
-            continue
-        gone.append(c.id)
-    return json_response({"ContainersDeleted": gone, "SpaceReclaimed": 0})
-
-
 async def port(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     c = engine.containers.get(request.match_info["id"])
@@ -585,7 +581,6 @@ async def port(request: web.Request) -> web.Response:
 def register(router: Router) -> None:
     router.add("GET", "/containers/json", list_containers)
     router.add("POST", "/containers/create", create)
-    router.add("POST", "/containers/prune", prune)
     router.add("GET", "/containers/{id}/json", inspect)
     router.add("POST", "/containers/{id}/start", start)
     router.add("POST", "/containers/{id}/stop", stop)
@@ -599,3 +594,4 @@ def register(router: Router) -> None:
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/port", port)
+    container_extra.register(router)

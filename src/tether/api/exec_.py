@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
@@ -12,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from tether.api.http import ENGINE, Router, json_response, read_json
-from tether.api.streams import Hijacked
+from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.errors import BadRequest, Conflict, NotFound, TetherError
 
 
@@ -27,6 +28,7 @@ class ExecRecord:
     workdir: str
     user: str
     privileged: bool
+    detach_keys: bytes = b""
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
@@ -43,15 +45,35 @@ def _execs(app: web.Application) -> dict[str, ExecRecord]:
     return app[EXECS]
 
 
+def check_exec_target(c: Any, ref: str) -> None:
+    """Docker's getActiveContainer: running, not paused, not restarting."""
+    if not c.running:
+        if c.state.status == "restarting":
+            raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
+        raise Conflict(f"Container {c.id} is not running")
+    if c.state.paused:
+        raise Conflict(f"Container {ref} is paused, unpause the container before exec")
+
+
+def _command(rec: ExecRecord) -> str:
+    """The event action's tail, as Docker writes it: entrypoint, a space, the arguments."""
+    return rec.cmd[0] + " " + " ".join(rec.cmd[1:])
+
+
 async def create_exec(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    c = engine.containers.get(request.match_info["id"])
+    ref = request.match_info["id"]
+    c = engine.containers.get(ref)
     body = await read_json(request)
-    if not c.running:
-        raise Conflict(f"Container {c.id} is not running")
+    check_exec_target(c, ref)
     cmd = body.get("Cmd")
     if not isinstance(cmd, list) or not cmd or not all(isinstance(x, str) for x in cmd):
         raise BadRequest("No exec command specified")
+    keys_spec = body.get("DetachKeys") or ""
+    try:
+        keys = parse_detach_keys(str(keys_spec)) if keys_spec else b""
+    except ValueError:
+        raise BadRequest(f"Invalid escape keys ({keys_spec}) provided") from None
     env = body.get("Env") or []
     rec = ExecRecord(
         id=os.urandom(32).hex(),
@@ -63,8 +85,10 @@ async def create_exec(request: web.Request) -> web.Response:
         workdir=str(body.get("WorkingDir") or c.config.get("WorkingDir") or ""),
         user=str(body.get("User") or ""),
         privileged=bool(body.get("Privileged")),
+        detach_keys=keys,
     )
     _execs(request.app)[rec.id] = rec
+    engine.containers.emit(f"exec_create: {_command(rec)}", c, execID=rec.id)
     return json_response({"Id": rec.id}, status=201)
 
 
@@ -80,24 +104,32 @@ async def start_exec(request: web.Request) -> web.StreamResponse:
     rec = _get(request)
     body = await read_json(request, required=False)
     detach = bool(body.get("Detach"))
-    tty = bool(body.get("Tty", rec.tty))
     if rec.running or rec.exit_code is not None:
         raise Conflict(f"exec {rec.id} has already been started")
+    c = engine.containers.get(rec.container_id)
+    check_exec_target(c, c.id)
+    # The process gets a TTY when the exec was created with one; the stream is framed unless
+    # the start body says Tty (Docker's router: the two may differ, docker-py sends both).
     # Like Docker, answer 101 before the process starts: output written together with the
     # upgrade headers lands in the client's HTTP buffer, which docker-py never reads.
-    hj = None if detach else await Hijacked.open(request, multiplex=not tty)
-    proc = await _run(engine, rec, hj, tty=tty, detach=detach)
+    hj = None if detach else await Hijacked.open(request, multiplex=not body.get("Tty"))
+    engine.containers.emit(f"exec_start: {_command(rec)}", c, execID=rec.id)
+    proc = await _run(engine, rec, hj, tty=rec.tty, detach=detach)
     if proc is None:
         assert hj is not None
         return hj.resp
     rec.proc, rec.running, rec.pid = proc, True, proc.pid
-    reap = _reaper(rec, proc)
+    reap = _reaper(rec, proc, lambda code: _died(engine, c, rec, code))
     if detach:
-        request.app[ENGINE].spawn(_drain_and_reap(proc, reap))
+        engine.spawn(_drain_and_reap(proc, reap))
         return web.Response(status=200)
     assert hj is not None
-    await _attach(hj, rec, proc, reap)
+    await _attach(engine, hj, rec, proc, reap)
     return hj.resp
+
+
+def _died(engine: Any, c: Any, rec: ExecRecord, code: int) -> None:
+    engine.containers.emit("exec_die", c, execID=rec.id, exitCode=str(code))
 
 
 async def _run(
@@ -127,8 +159,11 @@ async def _run(
         return None
 
 
-def _reaper(rec: ExecRecord, proc: Any) -> Callable[[], Awaitable[None]]:
-    """A coroutine function that waits for ``proc`` and records its exit in ``rec``."""
+def _reaper(
+    rec: ExecRecord, proc: Any, died: Callable[[int], None]
+) -> Callable[[], Awaitable[None]]:
+    """A coroutine function that waits for ``proc``, records its exit in ``rec`` and tells
+    ``died`` (the ``exec_die`` event)."""
 
     async def reap() -> None:
         try:
@@ -136,35 +171,36 @@ def _reaper(rec: ExecRecord, proc: Any) -> Callable[[], Awaitable[None]]:
         finally:
             rec.running = False
             rec.done.set()
+        died(rec.exit_code)
 
     return reap
 
 
 async def _attach(
-    hj: Hijacked, rec: ExecRecord, proc: Any, reap: Callable[[], Awaitable[None]]
+    engine: Any,
+    hj: Hijacked,
+    rec: ExecRecord,
+    proc: Any,
+    reap: Callable[[], Awaitable[None]],
 ) -> None:
-    """Copy the process's output to the stream (and the stream to its stdin) until it exits."""
-    pump: asyncio.Task[Any] | None = None
-    if rec.stdin:
-
-        async def stdin_pump() -> None:
-            while True:
-                data = await hj.read()
-                if data is None:
-                    proc.close_stdin()
-                    return
-                await proc.write(data)
-
-        pump = asyncio.ensure_future(stdin_pump())
+    """Copy the process's output to the stream (and the stream to its stdin) until it exits,
+    or until the client types the detach keys (a TTY exec: the process keeps running)."""
     try:
-        async for stream, data in proc.output():
-            hj.write(stream, data)
+        detached = await copy_streams(
+            hj,
+            proc.output(),
+            write=proc.write if rec.stdin else None,
+            close_stdin=proc.close_stdin,
+            keys=rec.detach_keys if rec.tty else None,  # b"": Docker's ctrl-p,ctrl-q
+        )
+        if detached:
+            c = engine.containers.find(rec.container_id)
+            if c is not None:
+                engine.containers.emit("exec_detach", c, execID=rec.id)
+            engine.spawn(_drain_and_reap(proc, reap))
+            return
         await reap()
     finally:
-        if pump is not None:
-            pump.cancel()
-            with contextlib.suppress(BaseException):
-                await pump
         await hj.finish()
 
 
@@ -193,7 +229,7 @@ async def inspect_exec(request: web.Request) -> web.Response:
             "OpenStdout": True,
             "CanRemove": False,
             "ContainerID": rec.container_id,
-            "DetachKeys": "",
+            "DetachKeys": base64.b64encode(rec.detach_keys).decode(),
             "Pid": rec.pid,
         }
     )

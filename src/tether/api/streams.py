@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -125,3 +126,106 @@ class Hijacked:
     def close(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
+
+
+# -- detach keys (Docker's moby/term ToBytes and escapeProxy) --------------------------------
+
+#: ``ctrl-@`` is 0, ``ctrl-a`` 1 ... ``ctrl-_`` 31 (moby/term's ASCII table)
+_CTRL = ["ctrl-@", *(f"ctrl-{chr(c)}" for c in range(ord("a"), ord("z") + 1)),
+         "ctrl-[", "ctrl-\\", "ctrl-]", "ctrl-^", "ctrl-_"]  # fmt: skip
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p,ctrl-q
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """``"ctrl-p,ctrl-q"`` -> ``b"\\x10\\x11"``; ``ValueError`` for a key Docker does not know.
+
+    Each comma-separated key is one character, ``ctrl-<x>`` (lower case, as Docker's table)
+    or ``DEL``."""
+    codes = bytearray()
+    for key in spec.split(","):
+        if len(key) == 1:
+            codes += key.encode()[:1]
+        elif key in _CTRL:
+            codes.append(_CTRL.index(key))
+        elif key == "DEL":
+            codes.append(127)
+        else:
+            raise ValueError(f"Unknown character: '{key}'")
+    return bytes(codes)
+
+
+class EscapeProxy:
+    """Docker's escape proxy on a stream's input: a read of exactly one byte that continues
+    the key sequence is held back; the last key of the sequence means "detach"; anything
+    else lets the held bytes through in front of it."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys or DEFAULT_DETACH_KEYS
+        self.pos = 0
+
+    def feed(self, chunk: bytes) -> tuple[bytes, bool]:
+        """``(bytes to pass on, detached)`` for one read from the client."""
+        if len(chunk) != 1 or chunk[0] != self.keys[self.pos]:
+            held, self.pos = self.keys[: self.pos], 0
+            return held + chunk, False
+        if self.pos == len(self.keys) - 1:
+            self.pos = 0
+            return b"", True
+        self.pos += 1
+        return b"", False
+
+
+async def copy_streams(
+    hj: Hijacked,
+    output: AsyncIterator[tuple[str, bytes]],
+    *,
+    write: Callable[[bytes], Awaitable[None]] | None = None,
+    close_stdin: Callable[[], None] | None = None,
+    keys: bytes | None = None,
+    wanted: frozenset[str] | None = None,
+) -> bool:
+    """Copy ``output`` to the client, and the client's bytes to ``write`` (when given),
+    until the output ends or the client typed the detach ``keys`` (None: none apply).
+
+    True when the client detached (the process keeps running; its output is the caller's)."""
+    detached = asyncio.Event()
+
+    async def stdin_pump() -> None:
+        assert write is not None
+        proxy = EscapeProxy(keys) if keys is not None else None
+        while True:
+            data = await hj.read()
+            if data is None:
+                if close_stdin is not None:
+                    close_stdin()
+                return
+            if proxy is not None:
+                data, leave = proxy.feed(data)
+                if leave:
+                    detached.set()
+                    return
+            if data:
+                await write(data)
+
+    async def out_pump() -> None:
+        async for stream, data in output:
+            if wanted is None or stream in wanted:
+                hj.write(stream, data)
+
+    out = asyncio.ensure_future(out_pump())
+    gate = asyncio.ensure_future(detached.wait())
+    pump = asyncio.ensure_future(stdin_pump()) if write is not None else None
+    try:
+        await asyncio.wait([out, gate], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out, gate, pump):
+            if task is not None and not task.done():
+                task.cancel()
+        for task in (out, gate, pump):
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
+    failure = out.exception() if out.done() and not out.cancelled() else None
+    if failure is not None:
+        raise failure
+    return detached.is_set()

@@ -49,6 +49,7 @@ from tether.engine.endpoints import Endpoints
 from tether.engine.hostports import HostPorts
 from tether.engine.netsandbox import Sandboxes
 from tether.engine.networks import NetworkController
+from tether.engine.operate import Operations
 from tether.engine.reconcile import Reconciler
 from tether.engine.record import ZERO_TIME, Container, State, command_text, parse_restart
 from tether.engine.request import ContainerCreate
@@ -57,7 +58,7 @@ from tether.engine.sandboxfiles import SandboxFiles
 from tether.engine.seams import Dns, EventSink, Images, Netns, PortsChanged, Runtime
 from tether.engine.supervise import Supervisor
 from tether.engine.table import ContainerTable
-from tether.errors import BadRequest, Conflict, TetherError
+from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
 from tether.linux.netlink import Netlink
 from tether.store.base import Op, Store
 
@@ -112,6 +113,7 @@ class ContainerController:
         self.endpoints = Endpoints(core, self.files)
         self.creator = Creator(core, self.endpoints, self.ports, self.supervisor)
         self.reconciler = Reconciler(core, self.supervisor, self.ports)
+        self.ops = Operations(core)
 
     # ---- the table and the files: what the API reads ----------------------------------
     @property
@@ -152,6 +154,10 @@ class ContainerController:
 
     def _link_env(self, c: Container) -> builtins.list[str]:
         return self.files.link_env(c)
+
+    def emit(self, action: str, c: Container, **attrs: str) -> None:
+        """A container event (exec's, attach's: the API's own steps)."""
+        self.core.emit(action, c, **attrs)
 
     def exit_future(self, c: Container) -> asyncio.Future[int]:
         return self.supervisor.exit_future(c)
@@ -242,6 +248,28 @@ class ContainerController:
                 await hook(net, ep)
             except TetherError as exc:
                 log.warning("republishing %s on %s: %s", c.name, net.name, exc.message)
+
+    async def remove_link(self, ref: str) -> None:
+        """``docker rm --link /parent/alias``: the parent forgets the legacy link (Docker's
+        rmLink: the link graph only; the parent's hosts file and env stay as they are)."""
+        name = ref if ref.startswith("/") else "/" + ref
+        parent_path, _, alias = name.rpartition("/")
+        if not parent_path:
+            raise Internal("Conflict, cannot remove the default link name of the container")
+        parent = self.find(parent_path.strip("/"))
+        entry = next((lk for lk in parent.links if lk[1] == alias), None) if parent else None
+        if parent is None or entry is None:
+            raise NotFound(f"No such container: {ref.lstrip('/')}")
+        parent.links.remove(entry)
+        await self.save(parent)
+
+    def link_names(self) -> dict[str, builtins.list[str]]:
+        """The names Docker's name registry gives link targets (``/web/db``), by target id."""
+        out: dict[str, builtins.list[str]] = {}
+        for p in self.containers.values():
+            for tid, alias in p.links:
+                out.setdefault(tid, []).append(f"/{p.name}/{alias}")
+        return out
 
     async def update_restart(self, ref: str, rp: dict[str, Any]) -> None:
         c = self.get(ref)

@@ -95,6 +95,17 @@ class EngineCore:
             attrs = {"container": c.id, "name": net.name, "type": net.driver}
             self.events.emit("network", action, net.id, attrs)
 
+    def emit_sandbox(self, action: str, c: Container) -> None:
+        """``connect``/``disconnect`` of each of ``c``'s networks, as Docker emits them when a
+        container's sandbox joins (start) or leaves (exit) them."""
+        kind, _ = network_mode(c.host_config)
+        nets = [self.networks.find(kind)] if kind in ("host", "none") else [
+            self.networks.networks.get(ep.network_id) for ep in c.eps()
+        ]  # fmt: skip
+        for net in nets:
+            if net is not None:
+                self.emit_network(action, net, c)
+
     async def save(self, c: Container) -> None:
         await self.store.put(f"containers/{c.id}", c.to_dict())
 

@@ -55,7 +55,7 @@ def matches(ev: dict[str, Any], filters: dict[str, list[str]]) -> bool:
             continue
         if key == "type" and ev["Type"] not in values:
             return False
-        if key == "event" and ev["Action"] not in values:
+        if key == "event" and not _event_match(ev["Action"], values):
             return False
         if key in ("container", "network"):
             if ev["Type"] != key:
@@ -86,3 +86,14 @@ def _strip_tag(ref: str) -> str:
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     return ref[:colon] if colon > slash else ref
+
+
+_FUZZY = {"health_status", "exec_create", "exec_start"}
+
+
+def _event_match(action: str, values: list[str]) -> bool:
+    """Docker's: exact, except that a filter naming ``exec_create``, ``exec_start`` or
+    ``health_status`` (actions that carry ``: detail``) matches by prefix."""
+    if _FUZZY & set(values):
+        return any(action.startswith(v) for v in values)
+    return action in values

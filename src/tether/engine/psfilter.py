@@ -124,7 +124,7 @@ def _one(key: str, values: list[str], c: Any) -> bool:
     if key == "id":
         return any(_search(v, c.id) for v in values)
     if key == "status":
-        return c.state.status in values
+        return getattr(c, "status", c.state.status) in values  # paused shows as "paused"
     if key == "exited":
         return c.state.status == "exited" and str(c.state.exit_code) in values
     if key == "label":

@@ -31,6 +31,7 @@ class State:
     started_at: str = ZERO_TIME
     finished_at: str = ZERO_TIME
     error: str = ""
+    paused: bool = False  # frozen (``docker pause``): still "running" underneath
 
 
 @dataclass
@@ -65,6 +66,11 @@ class Container:
     @property
     def running(self) -> bool:
         return self.state.status in ("running",)
+
+    @property
+    def status(self) -> str:
+        """Docker's StateString: ``paused`` for a frozen running container."""
+        return "paused" if self.state.paused and self.running else self.state.status
 
     @property
     def tty(self) -> bool:

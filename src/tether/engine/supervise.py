@@ -72,6 +72,7 @@ class Supervisor:
                 with contextlib.suppress(TetherError):
                     await self.remove(c.id, force=True)
             raise failure
+        self.core.emit_sandbox("connect", c)
         self.core.emit("start", c)
         return c
 
@@ -116,6 +117,7 @@ class Supervisor:
         ran = _ran_for(c)
         restart = not c.host_config.get("AutoRemove") and self._should_restart(c, code)
         c.state.pid = 0
+        c.state.paused = False
         c.state.exit_code = code
         c.state.finished_at = now()
         c.state.status = "restarting" if restart else "exited"
@@ -131,6 +133,7 @@ class Supervisor:
             core.kept.discard(c.id)
             await self.sandboxes.teardown(c)
             self.ports.drop(c)
+            core.emit_sandbox("disconnect", c)
         core.invalidate_dns()
         await core.save(c)
         if had_ports:
@@ -200,6 +203,7 @@ class Supervisor:
             await self.sandboxes.teardown(c)
             self.ports.drop(c)
             self.core.invalidate_dns()
+            self.core.emit_sandbox("disconnect", c)
 
     async def _stop_restarting(self, c: Container) -> bool:
         """Cancel a pending policy restart as a user's stop/kill does; True when there was one."""
@@ -238,11 +242,14 @@ class Supervisor:
         # finds it stopped or deleted is that exit, and ``fut`` reports it.
         with contextlib.suppress(Conflict, NotFound):
             await runtime.kill(c.id, sig)
+            self.core.emit("kill", c, signal=str(sig))
+        await self.thaw(c)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=max(timeout, 0))
         except TimeoutError:
             with contextlib.suppress(Conflict, NotFound):
                 await runtime.kill(c.id, _signal.SIGKILL)
+                self.core.emit("kill", c, signal=str(int(_signal.SIGKILL)))
             try:
                 await asyncio.wait_for(fut, timeout=10)
             except TimeoutError:
@@ -262,11 +269,27 @@ class Supervisor:
         await self.core.save(c)
         fut = self.exit_future(c)
         await self.core.runtime.kill(c.id, signum)
+        self.core.emit("kill", c, signal=str(signum))
+        stop_sig = parse_signal(c.config.get("StopSignal") or "SIGTERM")
+        if signum in (_signal.SIGKILL, stop_sig):
+            await self.thaw(c)  # Docker: the signal is delivered once the container resumes
         if signum == _signal.SIGKILL:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, timeout=10)
-        self.core.emit("kill", c, signal=str(signum))
         return c
+
+    async def thaw(self, c: Container) -> None:
+        """Resume a paused container (a stop or kill of a paused one), as Docker does."""
+        if not c.state.paused:
+            return
+        try:
+            await self.core.runtime.resume(c.id)
+        except TetherError as exc:
+            log.warning("cannot unpause %s: %s", c.id[:12], exc.message)
+            return
+        c.state.paused = False
+        await self.core.save(c)
+        self.core.emit("unpause", c)
 
     async def restart(self, ref: str, timeout: int | None) -> Container:
         c = self.core.table.get(ref)
@@ -281,10 +304,10 @@ class Supervisor:
         c = self.core.table.get(ref)
         if c.running or c.state.status == "restarting":
             if not force:
-                raise Conflict(
-                    f"You cannot remove a running container {c.id}. Stop the container before "
-                    "attempting removal or force remove"
-                )
+                procedure = "Stop the container before attempting removal or force remove"
+                if c.status == "paused":
+                    procedure = "Unpause and then " + procedure.lower()
+                raise Conflict(f"You cannot remove a {c.status} container {c.id}. {procedure}")
             await self._stop_restarting(c)
             if c.running:
                 await self._kill_for_remove(c)
@@ -299,6 +322,8 @@ class Supervisor:
         fut = self.exit_future(c)
         with contextlib.suppress(Conflict, NotFound):  # exited meanwhile: fut says so
             await self.core.runtime.kill(c.id, _signal.SIGKILL)
+            self.core.emit("kill", c, signal=str(int(_signal.SIGKILL)))
+        await self.thaw(c)
         try:
             await asyncio.wait_for(fut, timeout=10)
         except TimeoutError:

@@ -32,17 +32,20 @@ from tether.errors import BadRequest, Conflict, Internal, NotFound
 from tether.linux import nsthread, spawn
 from tether.linux.nsthread import PrivateMounts
 from tether.runtime.attach import Attachment
+from tether.runtime.containerfs import ContainerFiles
 from tether.runtime.execproc import ExecProcess
 from tether.runtime.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
 from tether.runtime.launch import conmon_err, exec_started, run_conmon, spawn_exec
 from tether.runtime.logs import LogItem
 from tether.runtime.logs import read_logs as _read_logs
+from tether.runtime.procs import ContainerProcs
 from tether.runtime.runcerrors import (
     ContainerStartError,
     create_error,
     exec_error,
     runc_message,
 )
+from tether.runtime.users import ExecUser, resolve_in_root
 
 __all__ = ["ContainerStartError", "Runtime", "create_error", "exec_error", "runc_message"]
 
@@ -84,7 +87,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Runtime:
+class Runtime(ContainerProcs, ContainerFiles):
     """runc + conmon, driven from asyncio. One per daemon."""
 
     def __init__(
@@ -503,11 +506,12 @@ class Runtime:
         """
         if not args:
             raise BadRequest("No exec command specified")
+        who = self._exec_user(cid, user) if user else None
         watcher = self._watcher()
         workdir = self.exec_dir / uuid.uuid4().hex[:16]
         workdir.mkdir(parents=True)
         pidfile = workdir / "pid"
-        cmd = self._exec_command(cid, args, pidfile, env, cwd, user, tty, privileged)
+        cmd = self._exec_command(cid, args, pidfile, env, cwd, who, tty, privileged)
 
         loop = asyncio.get_running_loop()
         started: asyncio.Future[None] = loop.create_future()
@@ -530,6 +534,14 @@ class Runtime:
         finally:
             watcher.rm_watch(wd)
 
+    def _exec_user(self, cid: str, spec: str) -> ExecUser:
+        """``spec`` resolved against the running container's ``/etc/passwd`` and
+        ``/etc/group`` (Docker's texts for a user or group it does not find)."""
+        pid = self.container_pid(cid)
+        if pid is None:
+            raise Conflict(f"Container {cid} is not running")
+        return resolve_in_root(f"/proc/{pid}/root", spec)
+
     def _exec_command(
         self,
         cid: str,
@@ -537,7 +549,7 @@ class Runtime:
         pidfile: Path,
         env: Sequence[str],
         cwd: str | None,
-        user: str | None,
+        user: ExecUser | None,
         tty: bool,
         privileged: bool,
     ) -> list[str]:
@@ -546,8 +558,10 @@ class Runtime:
             cmd += ["--env", e]
         if cwd:
             cmd += ["--cwd", cwd]
-        if user:
-            cmd += ["--user", user]
+        if user is not None:
+            cmd += ["--user", user.spec]
+            for gid in user.sgids:
+                cmd += ["--additional-gids", str(gid)]
         if privileged:
             cmd.append("--privileged")
         if tty:

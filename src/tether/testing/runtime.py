@@ -134,6 +134,7 @@ class FakeRuntime:
         self.ignored: dict[str, set[int]] = {}  # cid -> signals its PID 1 ignores
         self.logs: dict[str, list[tuple[str, bytes]]] = {}  # str(log path) -> records
         self.exec_results: dict[str, tuple[list[tuple[str, bytes]], int]] = {}
+        self.files: dict[str, bytes] = {}  # path -> content, for path_stat/archive/extract
         self.calls: list[tuple[Any, ...]] = []
         self.fail: dict[str, BaseException] = {}  # method name -> error to raise once
         self._queues: list[asyncio.Queue[tuple[str, int]]] = []
@@ -309,6 +310,88 @@ class FakeRuntime:
         output, code = self.exec_results.get(args[0], ([], 0))
         self._next_pid += 1
         return FakeExecProcess(self._next_pid, output, code, tty)
+
+    # -- pause, processes, figures, files ------------------------------------------------
+
+    def _live(self, cid: str) -> FakeContainer:
+        c = self.containers.get(cid)
+        if c is None:
+            raise NotFound(f"container {cid} does not exist")
+        if c.status not in ("running", "paused"):
+            raise Conflict("container not running")
+        return c
+
+    async def pause(self, cid: str) -> None:
+        self._call("pause", cid)
+        self._live(cid).status = "paused"
+
+    async def resume(self, cid: str) -> None:
+        self._call("resume", cid)
+        c = self._live(cid)
+        if c.status != "paused":
+            raise Conflict("container not paused")
+        c.status = "running"
+
+    async def top(self, cid: str, ps_args: builtins.list[str]) -> tuple[builtins.list[int], str]:
+        self._call("top", cid, list(ps_args))
+        c = self._live(cid)
+        return [
+            c.pid
+        ], f"UID PID PPID C STIME TTY TIME CMD\nroot {c.pid} 1 0 10:00 ? 00:00:00 sleep 60\n"
+
+    async def stats(self, cid: str) -> dict[str, Any]:
+        self._call("stats", cid)
+        self._live(cid)
+        return {
+            "read": 1.0e9,
+            "cgroup": {"cpu": {"usage": {"total": 1000, "kernel": 10, "user": 20}},
+                       "memory": {"usage": {"usage": 4096, "limit": 1 << 62}},
+                       "pids": {"current": 1}},
+            "networks": {"eth0": {"rx_bytes": 1, "rx_packets": 1, "rx_errors": 0,
+                                  "rx_dropped": 0, "tx_bytes": 2, "tx_packets": 2,
+                                  "tx_errors": 0, "tx_dropped": 0}},
+            "system_cpu_usage": 10**12,
+            "online_cpus": 2,
+            "machine_memory": 1 << 30,
+        }  # fmt: skip
+
+    async def path_stat(self, pid: int | None, overlay: Any, path: str) -> dict[str, Any]:
+        self._call("path_stat", pid, path)
+        if path not in self.files:
+            raise NotFound("not found")
+        return {"name": path.rsplit("/", 1)[-1], "size": len(self.files[path]),
+                "mode": 0o644, "mtime": "2024-01-01T00:00:00Z", "linkTarget": ""}  # fmt: skip
+
+    def archive(self, pid: int | None, overlay: Any, path: str) -> AsyncIterator[bytes]:
+        self._call("archive", pid, path)
+        return self._iter_bytes([self.files.get(path, b"")])
+
+    def export(self, overlay: Any) -> AsyncIterator[bytes]:
+        self._call("export")
+        return self._iter_bytes([b"tar"])
+
+    async def extract(
+        self,
+        pid: int | None,
+        overlay: Any,
+        path: str,
+        data: AsyncIterator[bytes],
+        no_overwrite: bool = False,
+    ) -> None:
+        self._call("extract", pid, path, no_overwrite)
+        self.files[path] = b"".join([c async for c in data])
+
+    async def changes(self, overlay: Any) -> builtins.list[dict[str, Any]]:
+        self._call("changes")
+        return [{"Path": "/tmp", "Kind": 0}]
+
+    async def size_rw(self, overlay: Any) -> int:
+        return 0
+
+    @staticmethod
+    async def _iter_bytes(chunks: builtins.list[bytes]) -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
 
 
 @dataclass
