@@ -22,47 +22,59 @@ if TYPE_CHECKING:
     from tether.contracts.driver import Driver
     from tether.drivers.overlay import OverlayDriver
     from tether.engine.cluster import ClusterView
+    from tether.engine.dns import DnsServer
+    from tether.engine.engine import Engine
     from tether.engine.hooks import AsyncHook, Hook
     from tether.engine.ipam import PoolPicker
     from tether.engine.nettable import NetworkTable
-    from tether.linux.netlink import Netlink
+    from tether.engine.networks import NetworkController
+    from tether.linux.netlink import Netlink, ThreadedNetlink
+    from tether.runtime.monitor import Runtime
     from tether.store.base import Store
     from tether.store.etcd import EtcdStore
 
 log = logging.getLogger("tether.daemon")
 
 
-async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView | None]:
+async def build_engine(cfg: DaemonConfig) -> tuple[Engine, list[Any], ClusterView | None]:
     """Build every part; returns the engine, the parts to close (in order) and the cluster
     view (None without ``--cluster-store``)."""
-    from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
-    from tether.drivers.macvlan import IpvlanDriver, MacvlanDriver
-    from tether.engine.containers import ContainerController
-    from tether.engine.dns import DnsServer
-    from tether.engine.engine import Engine
-    from tether.engine.events import Events
-    from tether.engine.firewall import NftFirewall
-    from tether.engine.fwsync import FirewallSync
     from tether.engine.hooks import AsyncHook, Hook
-    from tether.engine.ipam import PoolPicker
-    from tether.engine.nettable import NetworkTable
-    from tether.engine.networks import NetworkController
-    from tether.engine.resolver import EngineResolver
-    from tether.engine.table import ContainerTable
     from tether.linux.netlink import ThreadedNetlink
-    from tether.linux.netns import NetnsDir
-    from tether.linux.sysctl import ProcSysctl
-    from tether.runtime.bundle import OciBundles
-    from tether.runtime.images import ImageStore
-    from tether.runtime.monitor import Runtime
     from tether.store.sqlite import SqliteStore
 
     cfg.data_root.mkdir(parents=True, exist_ok=True)
     cfg.exec_root.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(cfg.data_root / "tether.db")
     netlink = ThreadedNetlink()
+    records_changed = Hook()  # cluster records changed: the DNS answer cache (below)
+    gateway_made = AsyncHook()  # the gateway bridge network was made: the firewall (below)
+    networks, cluster = _build_networks(cfg, store, netlink, records_changed, gateway_made)
+    engine, dns, runtime = _build_containers(cfg, store, netlink, networks, cluster)
+    records_changed.connect(dns.invalidate)
+    gateway_made.connect(engine.fw.sync)
+    parts: list[Any] = ([cluster] if cluster is not None else []) + [dns, runtime, netlink, store]
+    return engine, parts, cluster
+
+
+def _build_networks(
+    cfg: DaemonConfig,
+    store: Store,
+    netlink: ThreadedNetlink,
+    records_changed: Hook,
+    gateway_made: AsyncHook,
+) -> tuple[NetworkController, ClusterView | None]:
+    """The drivers, the network table and controller, and the cluster view with
+    ``--cluster-store`` (started by ``NetworkController.load``, adopted in ``serve``)."""
+    from tether.drivers.bridge import BridgeDriver, HostDriver, NullDriver
+    from tether.drivers.macvlan import IpvlanDriver, MacvlanDriver
+    from tether.engine.ipam import PoolPicker
+    from tether.engine.nettable import NetworkTable
+    from tether.engine.networks import NetworkController
+    from tether.linux.sysctl import ProcSysctl
+
     bridge = BridgeDriver(netlink, ProcSysctl())
-    drivers: dict[str, Any] = {
+    drivers: dict[str, Driver] = {
         "bridge": bridge,
         "host": HostDriver(),
         "null": NullDriver(),
@@ -71,20 +83,41 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView |
     }
     picker = PoolPicker(cfg.default_pools)
     table = NetworkTable(store)  # shared by the controller, the cluster view, the gateway
-    records_changed = Hook()  # cluster records changed: the DNS answer cache (below)
-    gateway_made = AsyncHook()  # the gateway bridge network was made: the firewall (below)
     cluster: ClusterView | None = None
     if cfg.cluster_store:
         cluster, drivers["overlay"] = _build_cluster(
             cfg, store, netlink, bridge, table, picker, records_changed, gateway_made
         )
-    # the cluster view is started by NetworkController.load, adopted in serve()
     networks = NetworkController(
         store, drivers, picker, host_routes=netlink.host_routes, table=table, cluster=cluster
     )
+    return networks, cluster
+
+
+def _build_containers(
+    cfg: DaemonConfig,
+    store: Store,
+    netlink: Netlink,
+    networks: NetworkController,
+    cluster: ClusterView | None,
+) -> tuple[Engine, DnsServer, Runtime]:
+    """The container side and the facade. The container table is built first: the DNS
+    resolver and the firewall sync read it, the controller writes it."""
+    from tether.engine.containers import ContainerController
+    from tether.engine.dns import DnsServer
+    from tether.engine.engine import Engine
+    from tether.engine.events import Events
+    from tether.engine.firewall import NftFirewall
+    from tether.engine.fwsync import FirewallSync
+    from tether.engine.resolver import EngineResolver
+    from tether.engine.table import ContainerTable
+    from tether.linux.netns import NetnsDir
+    from tether.runtime.bundle import OciBundles
+    from tether.runtime.images import ImageStore
+    from tether.runtime.monitor import Runtime
+
     images = ImageStore(cfg.data_root / "images")
     runtime = Runtime(cfg.exec_root / "runtime")
-    # built first, read by the DNS resolver and the firewall sync, written by the controller
     ctable = ContainerTable(networks)
     fw = FirewallSync(cfg, networks, NftFirewall(), ctable)
     events = Events()
@@ -93,7 +126,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView |
         store=store,
         networks=networks,
         table=ctable,
-        drivers=drivers,
+        drivers=networks.drivers,
         netns=NetnsDir(cfg.exec_root / "netns"),
         netlink=netlink,
         runtime=runtime,
@@ -105,11 +138,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView |
         ports_changed=fw,
         events=events,
     )
-    engine = Engine(cfg, networks, fw, containers, images, runtime, events)
-    records_changed.connect(dns.invalidate)
-    gateway_made.connect(fw.sync)
-    parts: list[Any] = ([cluster] if cluster is not None else []) + [dns, runtime, netlink, store]
-    return engine, parts, cluster
+    return Engine(cfg, networks, fw, containers, images, runtime, events), dns, runtime
 
 
 def _build_cluster(
@@ -201,7 +230,7 @@ async def serve(cfg: DaemonConfig) -> None:
     engine, parts, cluster = await build_engine(cfg)
     await engine.start()
     if cluster is not None:
-        await cluster.adopt_local(engine.containers)
+        await cluster.adopt_local(engine.ctl())
     app = make_app(engine)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

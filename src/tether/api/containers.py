@@ -453,6 +453,23 @@ async def wait(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _attachment(engine: Any, c: Container, done: asyncio.Future[int]) -> Any | None:
+    """The container's attach stream; for a container not started yet (``docker run``
+    attaches before it starts) connect between runc create and start. None when the
+    container exited before that."""
+    if c.running:
+        return await engine.runtime.attach(c.id)
+    got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def hook() -> None:
+        if not got.done():
+            got.set_result(await engine.runtime.attach(c.id))
+
+    engine.containers.attach_hooks.setdefault(c.id, []).append(hook)
+    await asyncio.wait([got, done], return_when=asyncio.FIRST_COMPLETED)
+    return got.result() if got.done() else None
+
+
 async def attach(request: web.Request) -> web.StreamResponse:
     engine = request.app[ENGINE]
     ctl = engine.containers
@@ -481,24 +498,9 @@ async def attach(request: web.Request) -> web.StreamResponse:
                     hj.write(stream, data)
         if not live:
             return hj.resp
-        if c.running:
-            att = await engine.runtime.attach(c.id)
-        else:
-            # docker run attaches before it starts: connect between runc create and start
-            got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-            async def hook() -> None:
-                if not got.done():
-                    got.set_result(await engine.runtime.attach(c.id))
-
-            ctl.attach_hooks.setdefault(c.id, []).append(hook)
-            waiter = asyncio.ensure_future(
-                asyncio.wait([got, done], return_when=asyncio.FIRST_COMPLETED)
-            )
-            await waiter
-            if not got.done():
-                return hj.resp
-            att = got.result()
+        att = await _attachment(engine, c, done)
+        if att is None:
+            return hj.resp
         try:
             detached = await copy_streams(
                 hj,

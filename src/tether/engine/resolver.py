@@ -29,13 +29,16 @@ from typing import Any
 
 from tether.contracts.cluster import RemoteEndpoints
 from tether.engine import sandbox as sbx
+from tether.engine.networks import NetworkController
+from tether.engine.record import Container
+from tether.engine.table import ContainerTable
 
 
 class EngineResolver:
     def __init__(
         self,
-        containers: Any,
-        networks: Any,
+        containers: ContainerTable,
+        networks: NetworkController,
         dns: list[str],
         remote: RemoteEndpoints | None = None,
     ) -> None:
@@ -44,7 +47,7 @@ class EngineResolver:
         self.dns = dns
         self.remote = remote  # endpoints of other hosts (the cluster view), None on one host
 
-    def _user_nets(self, c: Any) -> list[str]:
+    def _user_nets(self, c: Container) -> list[str]:
         out = []
         for nid in c.endpoints:
             net = self.networks.networks.get(nid)
@@ -125,7 +128,7 @@ class EngineResolver:
             return []
         return self.remote.remote_endpoints(nid)
 
-    def _link_target(self, ref: str) -> Any:
+    def _link_target(self, ref: str) -> Container | None:
         target = self.containers.containers.get(ref)
         if target is None:
             for c in self.containers.containers.values():
