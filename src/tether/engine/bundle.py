@@ -45,7 +45,14 @@ class BundleStep:
             cgroups_path=f"/tether/{c.id}",
             # P3 (issue 16): cgroup limits; pid/ipc/uts namespaces, rlimits, shm, init
             resources=resource_spec(c.host_config),
-            namespaces=namespace_spec(c, self.core.table.find),
+            namespaces=namespace_spec(c, self.core.table.find, self._shm_dir),
         )
         self.core.bundles.write_bundle(bundle, spec)
         return bundle
+
+    def _shm_dir(self, c: Container) -> str:
+        """P3 (issue 16): a shareable container's /dev/shm, a folder of its files."""
+        shm = self.core.files_dir(c) / "shm"
+        shm.mkdir(exist_ok=True)
+        shm.chmod(0o1777)
+        return str(shm)

@@ -128,9 +128,13 @@ def _running(find: Callable[[str], Container | None], ref: str, what: str) -> Co
     return other
 
 
-def _ipc(hc: Mapping[str, Any], find: Callable[[str], Container | None]) -> tuple[str, str]:
-    """(ipc namespace, /dev/shm) for the IPC mode."""
-    mode = hc.get("IpcMode") or "private"
+def _ipc(
+    c: Container, find: Callable[[str], Container | None], shm_dir: Callable[[Container], str]
+) -> tuple[str, str]:
+    """(ipc namespace, /dev/shm) for the IPC mode. A shareable container's /dev/shm is a
+    folder of its files (``shm_dir``) that joiners bind as well: a mount cannot be bound
+    from another container's mount namespace."""
+    mode = c.host_config.get("IpcMode") or "private"
     ref = _container_ref(mode)
     if ref:
         err = f"can't join IPC of container {ref}"
@@ -145,7 +149,9 @@ def _ipc(hc: Mapping[str, Any], find: Callable[[str], Container | None]) -> tupl
             )
         if other.host_config.get("IpcMode") == "host":
             return "host", "/dev/shm"
-        return f"/proc/{other.state.pid}/ns/ipc", f"/proc/{other.state.pid}/root/dev/shm"
+        return f"/proc/{other.state.pid}/ns/ipc", shm_dir(other)
+    if mode == "shareable":
+        return "", shm_dir(c)
     if mode == "host":
         return "host", "/dev/shm"
     if mode == "none":
@@ -153,8 +159,11 @@ def _ipc(hc: Mapping[str, Any], find: Callable[[str], Container | None]) -> tupl
     return "", ""
 
 
-def namespace_spec(c: Container, find: Callable[[str], Container | None]) -> NamespaceSpec:
-    """What the runtime applies for ``c``'s namespaces and process settings, at start."""
+def namespace_spec(
+    c: Container, find: Callable[[str], Container | None], shm_dir: Callable[[Container], str]
+) -> NamespaceSpec:
+    """What the runtime applies for ``c``'s namespaces and process settings, at start
+    (``find`` looks up ``container:X``; ``shm_dir`` is a shareable container's /dev/shm)."""
     hc = c.host_config
     pid_mode = hc.get("PidMode") or ""
     pid = ""
@@ -164,7 +173,7 @@ def namespace_spec(c: Container, find: Callable[[str], Container | None]) -> Nam
         pid = f"/proc/{other.state.pid}/ns/pid"
     elif pid_mode == "host":
         pid = "host"
-    ipc, shm = _ipc(hc, find)
+    ipc, shm = _ipc(c, find, shm_dir)
     by_type = {
         ULIMITS[u["Name"]]: (int(u.get("Soft") or 0), int(u.get("Hard") or 0))
         for u in hc.get("Ulimits") or []
