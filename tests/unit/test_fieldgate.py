@@ -133,6 +133,7 @@ def test_endpoint_settings_and_update() -> None:
     assert _refused({"NetworkingConfig": {"EndpointsConfig": eps}}) == (
         "tether does not support NetworkingConfig.EndpointsConfig.IPAMConfig.IPv6Address"
     )
-    with pytest.raises(BadRequest, match=r"^tether does not support HostConfig\.Memory$"):
-        fieldgate.check_update({"Memory": 1 << 20, "RestartPolicy": {"Name": "always"}})
+    with pytest.raises(BadRequest, match=r"^tether does not support HostConfig\.KernelMemory$"):
+        fieldgate.check_update({"KernelMemory": 1 << 20, "RestartPolicy": {"Name": "always"}})
+    fieldgate.check_update({"Memory": 1 << 26, "RestartPolicy": {"Name": "always"}})
     fieldgate.check_update({"Memory": 0, "RestartPolicy": {"Name": "always"}})

@@ -79,6 +79,16 @@ HOST_CONFIG: Shape = {
     "CpuShares": "int",
     "NanoCpus": "int",
     "PidsLimit": "int",
+    # P3 (issue 16)
+    "MemoryReservation": "int",
+    "MemorySwappiness": "int",
+    "OomKillDisable": "bool",
+    "CpuPeriod": "int",
+    "CpuQuota": "int",
+    "CpusetCpus": "string",
+    "CpusetMems": "string",
+    "BlkioWeight": "int",
+    "Ulimits": ("list", {"Name": "string", "Soft": "int", "Hard": "int"}),
 }
 
 CONTAINER_CREATE: Shape = {

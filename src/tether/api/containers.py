@@ -14,10 +14,10 @@ from aiohttp import web
 
 from tether.api import bodycheck, container_extra, fieldgate
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
-from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
+from tether.api.streams import Hijacked, copy_streams, frame, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name
+from tether.engine import namespaces, psfilter, resources
 from tether.engine import ports as portlib
-from tether.engine import psfilter
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.record import network_mode, parse_restart
 from tether.engine.request import ContainerCreate, check_net_mode, merge_config
@@ -200,8 +200,8 @@ def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
     hc["Links"] = legacy_links(engine, c)
     hc.setdefault("Dns", [])
     hc.setdefault("Runtime", "runc")
-    hc.setdefault("CpuRealtimePeriod", 0)
-    hc.setdefault("CpuRealtimeRuntime", 0)
+    for key, default in resources.INSPECT_DEFAULTS.items():
+        hc.setdefault(key, default)
     if not isinstance(hc.get("LogConfig"), dict) or not hc["LogConfig"].get("Type"):
         # Docker fills in its default driver; docker-py's run() reads logs only for
         # json-file/journald, and tether's logs read back the same way
@@ -321,7 +321,7 @@ async def create(request: web.Request) -> web.Response:
     for settings in ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}).values():
         bodycheck.check_endpoint_addresses(settings)
     fieldgate.check_create(body)
-    warnings = create_warnings(body)
+    warnings = create_warnings(body) + namespaces.check_run_options(body)
     req = parse_create(body, request.query.get("name") or None, engine.image)
     c = await engine.ctl().create(req)
     return json_response({"Id": c.id, "Warnings": warnings}, status=201)
@@ -425,9 +425,8 @@ async def update(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     body = await read_json(request)
     fieldgate.check_update(body)
-    if "RestartPolicy" in body:
-        await engine.containers.update_restart(request.match_info["id"], body["RestartPolicy"])
-    return json_response({"Warnings": []})
+    warnings = await engine.containers.update(request.match_info["id"], body)
+    return json_response({"Warnings": warnings})
 
 
 async def wait(request: web.Request) -> web.StreamResponse:
@@ -543,8 +542,6 @@ async def logs(request: web.Request) -> web.StreamResponse:
         else "application/vnd.docker.multiplexed-stream"
     )
     await resp.prepare(request)
-    from tether.api.streams import frame
-
     stop = ctl.exit_future(c) if follow else None
     async for stream, data in engine.runtime.read_logs(
         ctl.files_dir(c) / "container.log",

@@ -65,6 +65,28 @@ APPLIED_HOST = frozenset(
         "DnsSearch",
         "ContainerIDFile",
         "ConsoleSize",
+        # P3 (issue 16): resources, namespaces, process settings
+        "Memory",
+        "MemorySwap",
+        "MemoryReservation",
+        "MemorySwappiness",
+        "OomKillDisable",
+        "CpuShares",
+        "CpuQuota",
+        "CpuPeriod",
+        "NanoCpus",
+        "CpusetCpus",
+        "CpusetMems",
+        "PidsLimit",
+        "BlkioWeight",
+        "Ulimits",
+        "ShmSize",
+        "OomScoreAdj",
+        "CgroupnsMode",
+        "PidMode",
+        "IpcMode",
+        "UTSMode",
+        "Init",
     }
 )
 
@@ -179,7 +201,23 @@ def check_create(body: Mapping[str, Any]) -> None:
 
 
 # Update body fields (POST /containers/{id}/update) tether applies.
-APPLIED_UPDATE = frozenset({"RestartPolicy"})
+APPLIED_UPDATE = frozenset(
+    {
+        "RestartPolicy",
+        # P3 (issue 16): applied to a running container's cgroup (runc update) and the record
+        "Memory",
+        "MemorySwap",
+        "MemoryReservation",
+        "CpuShares",
+        "CpuQuota",
+        "CpuPeriod",
+        "NanoCpus",
+        "CpusetCpus",
+        "CpusetMems",
+        "PidsLimit",
+        "BlkioWeight",
+    }
+)
 
 
 def check_update(body: Mapping[str, Any]) -> None:

@@ -6,9 +6,54 @@ runtime writes it as a bundle (``tether.runtime.bundle.OciBundles``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+
+# ---- P3 (issue 16): resources and namespaces -------------------------------------------
+@dataclass(frozen=True)
+class ResourceSpec:
+    """A container's cgroup limits, as the engine decided them (Docker's HostConfig resources
+    after its checks). 0 (or None) means "not set": runc leaves that control alone, which is
+    also what ``runc update`` does with it. ``memory_swap`` -1 is unlimited swap;
+    ``pids_limit`` -1 is unlimited."""
+
+    memory: int = 0
+    memory_swap: int = 0
+    memory_reservation: int = 0
+    memory_swappiness: int | None = None
+    oom_kill_disable: bool = False
+    cpu_shares: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    pids_limit: int = 0
+    blkio_weight: int = 0
+
+
+@dataclass(frozen=True)
+class NamespaceSpec:
+    """The process-level settings of issue 16's P3 part.
+
+    ``pid``/``ipc``/``uts``: "" a namespace of its own, "host" the host's, or a path
+    (``/proc/<pid>/ns/pid``) to join. ``shm``: "" a private /dev/shm tmpfs of ``shm_size``
+    bytes, "none" no /dev/shm, or a host path bind-mounted there (``/dev/shm`` for the host's,
+    ``/proc/<pid>/root/dev/shm`` for another container's). ``cgroup_ns``: a cgroup namespace
+    of its own. ``rlimits``: (``RLIMIT_NOFILE``, soft, hard). ``init``: the runtime's init
+    (tini) as PID 1 in front of the command.
+    """
+
+    pid: str = ""
+    ipc: str = ""
+    uts: str = ""
+    shm: str = ""
+    shm_size: int = 64 * 1024 * 1024
+    cgroup_ns: bool = False
+    rlimits: tuple[tuple[str, int, int], ...] = ()
+    oom_score_adj: int | None = None
+    init: bool = False
 
 
 @dataclass(frozen=True)
@@ -26,6 +71,9 @@ class BundleSpec:
     resolv_conf_path: str
     hostname_path: str
     cgroups_path: str
+    # P3 (issue 16): cgroup limits and namespaces/process settings
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    namespaces: NamespaceSpec = field(default_factory=NamespaceSpec)
 
 
 class Bundles(Protocol):

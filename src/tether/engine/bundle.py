@@ -11,7 +11,9 @@ from pathlib import Path
 
 from tether.contracts.runtime import BundleSpec
 from tether.engine.core import EngineCore
+from tether.engine.namespaces import namespace_spec
 from tether.engine.record import Container
+from tether.engine.resources import resource_spec
 from tether.engine.sandboxfiles import SandboxFiles
 
 
@@ -41,6 +43,16 @@ class BundleStep:
             resolv_conf_path=str(d / "resolv.conf"),
             hostname_path=str(d / "hostname"),
             cgroups_path=f"/tether/{c.id}",
+            # P3 (issue 16): cgroup limits; pid/ipc/uts namespaces, rlimits, shm, init
+            resources=resource_spec(c.host_config),
+            namespaces=namespace_spec(c, self.core.table.find, self._shm_dir),
         )
         self.core.bundles.write_bundle(bundle, spec)
         return bundle
+
+    def _shm_dir(self, c: Container) -> str:
+        """P3 (issue 16): a shareable container's /dev/shm, a folder of its files."""
+        shm = self.core.files_dir(c) / "shm"
+        shm.mkdir(exist_ok=True)
+        shm.chmod(0o1777)
+        return str(shm)

@@ -58,6 +58,7 @@ from tether.engine.sandboxfiles import SandboxFiles
 from tether.engine.seams import Dns, EventSink, Images, Netns, PortsChanged, Runtime
 from tether.engine.supervise import Supervisor
 from tether.engine.table import ContainerTable
+from tether.engine.update import Updater
 from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
 from tether.linux.netlink import Netlink
 from tether.store.base import Op, Store
@@ -114,6 +115,7 @@ class ContainerController:
         self.creator = Creator(core, self.endpoints, self.ports, self.supervisor)
         self.reconciler = Reconciler(core, self.supervisor, self.ports)
         self.ops = Operations(core)
+        self.updater = Updater(core)
 
     # ---- the table and the files: what the API reads ----------------------------------
     @property
@@ -270,6 +272,10 @@ class ContainerController:
             for tid, alias in p.links:
                 out.setdefault(tid, []).append(f"/{p.name}/{alias}")
         return out
+
+    async def update(self, ref: str, body: dict[str, Any]) -> builtins.list[str]:
+        """``POST /containers/{id}/update``: resources and restart policy; the warnings."""
+        return await self.updater.update(ref, body)
 
     async def update_restart(self, ref: str, rp: dict[str, Any]) -> None:
         c = self.get(ref)

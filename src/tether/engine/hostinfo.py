@@ -7,6 +7,7 @@ import platform
 from typing import Any
 
 from tether import __version__
+from tether.engine.resources import host_limits
 
 
 def host_info(engine_counts: dict[str, int], data_root: str, name: str) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def _mem_total() -> int:
 
 
 def _drivers_and_limits() -> dict[str, Any]:
+    host = host_limits()  # P3 (issue 16): the cgroup controls containers get
     return {
         "Driver": "overlay2",
         "DriverStatus": [],
@@ -48,14 +50,14 @@ def _drivers_and_limits() -> dict[str, Any]:
             "Authorization": None,
             "Log": ["k8s-file"],
         },
-        "MemoryLimit": False,
-        "SwapLimit": False,
+        "MemoryLimit": True,
+        "SwapLimit": host.swap_limit,
         "KernelMemory": False,
-        "CpuCfsPeriod": False,
-        "CpuCfsQuota": False,
-        "CPUShares": False,
-        "CPUSet": False,
-        "PidsLimit": False,
+        "CpuCfsPeriod": True,
+        "CpuCfsQuota": True,
+        "CPUShares": True,
+        "CPUSet": True,
+        "PidsLimit": True,
         "IPv4Forwarding": True,
         "BridgeNfIptables": False,
         "BridgeNfIp6tables": False,
@@ -65,7 +67,7 @@ def _drivers_and_limits() -> dict[str, Any]:
 
 def _system(uname: platform.uname_result, mem: int, data_root: str) -> dict[str, Any]:
     return {
-        "OomKillDisable": False,
+        "OomKillDisable": True,
         "NGoroutines": 0,
         "SystemTime": "",
         "LoggingDriver": "k8s-file",
@@ -107,7 +109,7 @@ def _runtime() -> dict[str, Any]:
         },
         "LiveRestoreEnabled": True,
         "Isolation": "",
-        "InitBinary": "",
+        "InitBinary": "docker-init",
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from tether.contracts.runtime import Bundles, BundleSpec
+from tether.contracts.runtime import Bundles, BundleSpec, ResourceSpec
 from tether.linux.nsthread import OverlayMount, PrivateMounts
 
 __all__ = ["BundleSpec", "Bundles"]  # the runtime's half of the bundle step, re-exported
@@ -123,6 +123,7 @@ class Runtime(Protocol):
     ) -> ExecProcess: ...
     async def pause(self, cid: str) -> None: ...
     async def resume(self, cid: str) -> None: ...
+    async def update(self, cid: str, resources: ResourceSpec) -> None: ...  # P3: docker update
     async def top(self, cid: str, ps_args: list[str]) -> tuple[list[int], str]: ...
     async def stats(self, cid: str) -> dict[str, Any]: ...
     async def path_stat(

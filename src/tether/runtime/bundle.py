@@ -12,19 +12,20 @@ class OciBundles:
     """``tether.engine.seams.Bundles`` over ``oci.build_spec`` and ``oci.write_bundle``."""
 
     def write_bundle(self, bundle: Path, spec: BundleSpec) -> None:
-        oci.write_bundle(
-            bundle,
-            oci.build_spec(
-                rootfs=spec.rootfs,
-                args=spec.args,
-                env=spec.env,
-                cwd=spec.cwd,
-                hostname=spec.hostname,
-                terminal=spec.terminal,
-                netns_path=spec.netns_path,
-                hosts_path=spec.hosts_path,
-                resolv_conf_path=spec.resolv_conf_path,
-                hostname_path=spec.hostname_path,
-                cgroups_path=spec.cgroups_path,
-            ),
+        built = oci.build_spec(
+            rootfs=spec.rootfs,
+            args=spec.args,
+            env=spec.env,
+            cwd=spec.cwd,
+            hostname=spec.hostname,
+            terminal=spec.terminal,
+            netns_path=spec.netns_path,
+            hosts_path=spec.hosts_path,
+            resolv_conf_path=spec.resolv_conf_path,
+            hostname_path=spec.hostname_path,
+            cgroups_path=spec.cgroups_path,
         )
+        # P3 (issue 16): cgroup limits, namespaces, rlimits, /dev/shm, init
+        init = oci.init_binary() if spec.namespaces.init else None
+        oci.apply_limits(built, spec.resources, spec.namespaces, init)
+        oci.write_bundle(bundle, built)

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tether.contracts.runtime import NamespaceSpec, ResourceSpec
+from tether.errors import Internal
+
 OCI_VERSION = "1.0.2-dev"
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -308,3 +311,108 @@ def write_bundle(bundle: Path, spec: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(spec, indent=1))
     os.replace(tmp, path)
     return path
+
+
+# ---- P3 (issue 16): cgroup limits, namespaces, rlimits, /dev/shm, init -------------------
+
+# Where Docker puts its init in the container, and the host's static tini (Debian's ``tini``
+# package): it must run in any image, so not the dynamically linked /usr/bin/tini.
+INIT_IN_CONTAINER = "/sbin/docker-init"
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init")
+
+
+def init_binary() -> str | None:
+    """The host's init binary for ``--init``, None when none is installed."""
+    return next((p for p in INIT_BINARIES if os.path.exists(p)), None)
+
+
+def oci_resources(r: ResourceSpec) -> dict[str, Any]:
+    """``linux.resources`` (without devices) for ``r``: only the controls that are set. The
+    same document is ``runc update --resources``'s input."""
+    memory: dict[str, Any] = {}
+    for key, value in (
+        ("limit", r.memory),
+        ("reservation", r.memory_reservation),
+        ("swap", r.memory_swap),
+    ):
+        if value:
+            memory[key] = value
+    if r.memory_swappiness is not None:
+        memory["swappiness"] = r.memory_swappiness
+    if r.oom_kill_disable:
+        memory["disableOOMKiller"] = True
+    cpu: dict[str, Any] = {}
+    for key, num in (("shares", r.cpu_shares), ("quota", r.cpu_quota), ("period", r.cpu_period)):
+        if num:
+            cpu[key] = num
+    for key, text in (("cpus", r.cpuset_cpus), ("mems", r.cpuset_mems)):
+        if text:
+            cpu[key] = text
+    out: dict[str, Any] = {}
+    if memory:
+        out["memory"] = memory
+    if cpu:
+        out["cpu"] = cpu
+    if r.pids_limit:
+        out["pids"] = {"limit": r.pids_limit}
+    if r.blkio_weight:
+        out["blockIO"] = {"weight": r.blkio_weight}
+    return out
+
+
+def apply_limits(
+    spec: dict[str, Any], r: ResourceSpec, ns: NamespaceSpec, init_path: str | None = None
+) -> dict[str, Any]:
+    """Add the cgroup limits and namespace settings to a spec from ``build_spec``.
+
+    ``init_path``: the host's init binary (``init_binary()``), needed when ``ns.init``.
+    Returns ``spec`` (changed in place).
+    """
+    linux = spec["linux"]
+    linux["resources"].update(oci_resources(r))
+    _apply_namespaces(spec, ns)
+    _apply_shm(spec["mounts"], ns)
+    process = spec["process"]
+    if ns.rlimits:
+        process["rlimits"] = [
+            {"type": kind, "soft": soft, "hard": hard} for kind, soft, hard in ns.rlimits
+        ]
+    if ns.oom_score_adj is not None:
+        process["oomScoreAdj"] = ns.oom_score_adj
+    if ns.init:
+        if not init_path:
+            raise Internal('exec: "docker-init": executable file not found in $PATH')
+        process["args"] = [INIT_IN_CONTAINER, "--", *process["args"]]
+        spec["mounts"].append(_mount(INIT_IN_CONTAINER, "bind", init_path, ["bind", "ro"]))
+    return spec
+
+
+def _apply_namespaces(spec: dict[str, Any], ns: NamespaceSpec) -> None:
+    """pid/ipc/uts: private (as built), the host's (the entry removed) or joined by path."""
+    namespaces: list[dict[str, str]] = spec["linux"]["namespaces"]
+    for kind, mode in (("pid", ns.pid), ("ipc", ns.ipc), ("uts", ns.uts)):
+        if not mode:
+            continue
+        namespaces[:] = [n for n in namespaces if n["type"] != kind]
+        if mode != "host":
+            namespaces.append({"type": kind, "path": mode})
+        elif kind == "uts":
+            spec.pop("hostname", None)
+            spec.pop("domainname", None)
+    if ns.cgroup_ns and not any(n["type"] == "cgroup" for n in namespaces):
+        namespaces.append({"type": "cgroup"})
+
+
+def _apply_shm(mounts: list[dict[str, Any]], ns: NamespaceSpec) -> None:
+    """/dev/shm: a private tmpfs of ``shm_size``, none, or a bind of a host path."""
+    for i, m in enumerate(mounts):
+        if m["destination"] != "/dev/shm":
+            continue
+        if ns.shm == "none":
+            del mounts[i]
+        elif ns.shm:
+            mounts[i] = _mount("/dev/shm", "bind", ns.shm, ["rbind", "rprivate"])
+        else:
+            opts = [o for o in m["options"] if not o.startswith("size=")]
+            m["options"] = [*opts, f"size={ns.shm_size}"]
+        return

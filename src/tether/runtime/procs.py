@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
+from tether.contracts.runtime import ResourceSpec
 from tether.errors import Conflict, Internal, NotFound
 from tether.linux import spawn
 from tether.runtime.runcerrors import runc_message
@@ -87,6 +90,20 @@ class ContainerProcs:
 
     async def resume(self, cid: str) -> None:
         await self._runc_ok("resume", cid)
+
+    # P3 (issue 16): docker update
+    async def update(self, cid: str, resources: ResourceSpec) -> None:
+        """``runc update --resources FILE``: the cgroup limits of a running (or paused)
+        container. Controls at 0 are left as they are."""
+        from tether.runtime.oci import oci_resources
+
+        state_dir: Path = getattr(self, "state_dir", Path("/tmp"))
+        path = state_dir / f"update-{cid[:12]}-{uuid.uuid4().hex[:8]}.json"
+        path.write_text(json.dumps(oci_resources(resources)))
+        try:
+            await self._runc_ok("update", "--resources", str(path), cid)
+        finally:
+            path.unlink(missing_ok=True)
 
     async def pids(self, cid: str) -> list[int]:
         """Host pids of the container's processes."""

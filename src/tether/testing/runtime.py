@@ -137,6 +137,7 @@ class FakeRuntime:
         self.files: dict[str, bytes] = {}  # path -> content, for path_stat/archive/extract
         self.calls: list[tuple[Any, ...]] = []
         self.fail: dict[str, BaseException] = {}  # method name -> error to raise once
+        self.updates: dict[str, list[Any]] = {}  # cid -> resources of each ``update``
         self._queues: list[asyncio.Queue[tuple[str, int]]] = []
         self._next_pid = PID_BASE
 
@@ -331,6 +332,12 @@ class FakeRuntime:
         if c.status != "paused":
             raise Conflict("container not paused")
         c.status = "running"
+
+    async def update(self, cid: str, resources: Any) -> None:
+        """``runc update``: records the resources (``updates``) of a live container."""
+        self._call("update", cid, resources)
+        self._live(cid)
+        self.updates.setdefault(cid, []).append(resources)
 
     async def top(self, cid: str, ps_args: builtins.list[str]) -> tuple[builtins.list[int], str]:
         self._call("top", cid, list(ps_args))
