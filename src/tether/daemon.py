@@ -52,6 +52,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView |
     from tether.linux.netlink import ThreadedNetlink
     from tether.linux.netns import NetnsDir
     from tether.linux.sysctl import ProcSysctl
+    from tether.linux.volmount import HostMounts
     from tether.runtime.bundle import OciBundles
     from tether.runtime.images import ImageStore
     from tether.runtime.monitor import Runtime
@@ -104,6 +105,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Any, list[Any], ClusterView |
         dns_servers=cfg.dns,
         ports_changed=fw,
         events=events,
+        volume_mounts=HostMounts(),
     )
     engine = Engine(cfg, networks, fw, containers, images, runtime, events)
     records_changed.connect(dns.invalidate)

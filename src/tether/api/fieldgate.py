@@ -47,6 +47,7 @@ APPLIED_CONFIG = frozenset(
         "StopTimeout",
         "HostConfig",
         "NetworkingConfig",
+        "Volumes",  # P2: mounts and volumes
     }
 )
 
@@ -65,6 +66,11 @@ APPLIED_HOST = frozenset(
         "DnsSearch",
         "ContainerIDFile",
         "ConsoleSize",
+        "Binds",  # P2: mounts and volumes
+        "Mounts",  # P2
+        "Tmpfs",  # P2
+        "VolumesFrom",  # P2
+        "VolumeDriver",  # P2 (local; another driver is refused when a volume is made)
     }
 )
 

@@ -12,6 +12,18 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class MountSpec:
+    """One mount of the container's own (a volume, a bind, a tmpfs), as the OCI spec has it:
+    ``kind`` is ``bind`` or ``tmpfs``; ``options`` are the mount's (``rbind``, ``ro``,
+    ``rprivate``, ``size=64m``...)."""
+
+    destination: str
+    kind: str
+    source: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BundleSpec:
     """What the engine decides about a container's OCI bundle; the runtime writes it."""
 
@@ -26,6 +38,8 @@ class BundleSpec:
     resolv_conf_path: str
     hostname_path: str
     cgroups_path: str
+    # mounts and volumes (issue 16, P2): the container's own mounts, Docker's order
+    mounts: tuple[MountSpec, ...] = ()
 
 
 class Bundles(Protocol):

@@ -26,5 +26,8 @@ class OciBundles:
                 resolv_conf_path=spec.resolv_conf_path,
                 hostname_path=spec.hostname_path,
                 cgroups_path=spec.cgroups_path,
+                user_mounts=[
+                    oci.UserMount(m.destination, m.kind, m.source, m.options) for m in spec.mounts
+                ],
             ),
         )
