@@ -140,7 +140,10 @@ class Creator:
         """The mount points (checked), their volumes made: the names made here."""
         points = mountlib.plan(req.host_config, req.config.get("Volumes"), self._mounts_of)
         driver = str(req.host_config.get("VolumeDriver") or "")
-        made = await self.core.volumes.attach(points, driver)
+        try:
+            made = await self.core.volumes.attach(points, driver)
+        except NotFound as exc:  # a 404 from create makes the docker CLI pull the image
+            raise BadRequest(exc.message) from None
         c.mounts = points
         return made
 
