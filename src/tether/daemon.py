@@ -112,6 +112,7 @@ def _build_containers(
     from tether.engine.resolver import EngineResolver
     from tether.engine.table import ContainerTable
     from tether.linux.netns import NetnsDir
+    from tether.linux.volmount import HostMounts
     from tether.runtime.bundle import OciBundles
     from tether.runtime.images import ImageStore
     from tether.runtime.monitor import Runtime
@@ -137,6 +138,7 @@ def _build_containers(
         dns_servers=cfg.dns,
         ports_changed=fw,
         events=events,
+        volume_mounts=HostMounts(),
     )
     return Engine(cfg, networks, fw, containers, images, runtime, events), dns, runtime
 

@@ -14,7 +14,16 @@ from typing import Any
 from aiohttp import web
 
 from tether import API_VERSION, MIN_API_VERSION
-from tether.api import containers, exec_, image_extra, images, networks, swarm, system
+from tether.api import (
+    containers,
+    exec_,
+    image_extra,
+    images,
+    networks,
+    swarm,
+    system,
+    volumes,
+)
 from tether.api.http import ENGINE, Handler, Router, json_response
 from tether.errors import TetherError
 
@@ -99,6 +108,6 @@ def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
     )
     app[ENGINE] = engine
     router = Router(app)
-    for module in (system, networks, containers, exec_, images, image_extra, swarm):
+    for module in (system, networks, containers, exec_, images, image_extra, swarm, volumes):
         module.register(router)
     return app

@@ -89,6 +89,24 @@ HOST_CONFIG: Shape = {
     "CpusetMems": "string",
     "BlkioWeight": "int",
     "Ulimits": ("list", {"Name": "string", "Soft": "int", "Hard": "int"}),
+    # mounts and volumes (issue 16, P2)
+    "Mounts": (
+        "list",
+        {
+            "Type": "string",
+            "Source": "string",
+            "Target": "string",
+            "ReadOnly": "bool",
+            "Consistency": "string",
+            "BindOptions": {"Propagation": "string", "NonRecursive": "bool"},
+            "VolumeOptions": {
+                "NoCopy": "bool",
+                "Labels": _STRMAP,
+                "DriverConfig": {"Name": "string", "Options": _STRMAP},
+            },
+            "TmpfsOptions": {"SizeBytes": "int", "Mode": "int"},
+        },
+    ),
 }
 
 CONTAINER_CREATE: Shape = {
@@ -119,6 +137,12 @@ CONTAINER_CREATE: Shape = {
     "NetworkingConfig": {"EndpointsConfig": ("map", ENDPOINT_SETTINGS)},
 }
 
+VOLUME_CREATE: Shape = {
+    "Name": "string",
+    "Driver": "string",
+    "DriverOpts": _STRMAP,
+    "Labels": _STRMAP,
+}
 NETWORK_CONNECT: Shape = {"Container": "string", "EndpointConfig": ENDPOINT_SETTINGS}
 NETWORK_DISCONNECT: Shape = {"Container": "string", "Force": "bool"}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api import bodycheck, container_extra, fieldgate
+from tether.api import bodycheck, container_extra, fieldgate, volumes
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked, copy_streams, frame, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name
@@ -163,7 +163,7 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
         "ExecIDs": None,
         "HostConfig": hc,
         "GraphDriver": {"Data": None, "Name": "overlay2"},
-        "Mounts": [],
+        "Mounts": volumes.mounts_json(c),
         "Config": cfg,
         "NetworkSettings": _network_settings(c, nets, ns),
     }
@@ -287,7 +287,7 @@ def summary_json(
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.network_mode},
         "NetworkSettings": {"Networks": networks_json(engine, c)},
-        "Mounts": [],
+        "Mounts": volumes.mounts_json(c),
     }
 
 
@@ -408,7 +408,8 @@ async def kill(request: web.Request) -> web.Response:
 
 async def remove(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    await engine.containers.remove(request.match_info["id"], qbool(request, "force"))
+    force, volumes_too = qbool(request, "force"), qbool(request, "v")
+    await engine.containers.remove(request.match_info["id"], force, volumes_too)
     return web.Response(status=204)
 
 

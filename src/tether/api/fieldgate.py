@@ -47,6 +47,7 @@ APPLIED_CONFIG = frozenset(
         "StopTimeout",
         "HostConfig",
         "NetworkingConfig",
+        "Volumes",  # P2: mounts and volumes
     }
 )
 
@@ -87,6 +88,11 @@ APPLIED_HOST = frozenset(
         "IpcMode",
         "UTSMode",
         "Init",
+        "Binds",  # P2: mounts and volumes
+        "Mounts",  # P2
+        "Tmpfs",  # P2
+        "VolumesFrom",  # P2
+        "VolumeDriver",  # P2 (local; another driver is refused when a volume is made)
     }
 )
 

@@ -57,6 +57,18 @@ class NamespaceSpec:
 
 
 @dataclass(frozen=True)
+class MountSpec:
+    """One mount of the container's own (a volume, a bind, a tmpfs), as the OCI spec has it:
+    ``kind`` is ``bind`` or ``tmpfs``; ``options`` are the mount's (``rbind``, ``ro``,
+    ``rprivate``, ``size=64m``...)."""
+
+    destination: str
+    kind: str
+    source: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BundleSpec:
     """What the engine decides about a container's OCI bundle; the runtime writes it."""
 
@@ -74,6 +86,8 @@ class BundleSpec:
     # P3 (issue 16): cgroup limits and namespaces/process settings
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     namespaces: NamespaceSpec = field(default_factory=NamespaceSpec)
+    # mounts and volumes (issue 16, P2): the container's own mounts, Docker's order
+    mounts: tuple[MountSpec, ...] = ()
 
 
 class Bundles(Protocol):

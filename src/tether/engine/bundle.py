@@ -7,9 +7,12 @@ working folder, namespace and sandbox files; the runtime's ``Bundles`` writes th
 
 from __future__ import annotations
 
+import os
+import posixpath
 from pathlib import Path
 
-from tether.contracts.runtime import BundleSpec
+from tether.contracts.runtime import BundleSpec, MountSpec
+from tether.engine import mounts as mountlib
 from tether.engine.core import EngineCore
 from tether.engine.namespaces import namespace_spec
 from tether.engine.record import Container
@@ -22,7 +25,7 @@ class BundleStep:
         self.core = core
         self.files = files
 
-    def write(self, c: Container, ns_path: str | None) -> Path:
+    def write(self, c: Container, ns_path: str | None, mounts: tuple[MountSpec, ...] = ()) -> Path:
         d = self.core.files_dir(c)
         bundle = d / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
@@ -46,6 +49,7 @@ class BundleStep:
             # P3 (issue 16): cgroup limits; pid/ipc/uts namespaces, rlimits, shm, init
             resources=resource_spec(c.host_config),
             namespaces=namespace_spec(c, self.core.table.find, self._shm_dir),
+            mounts=mounts,
         )
         self.core.bundles.write_bundle(bundle, spec)
         return bundle
@@ -56,3 +60,26 @@ class BundleStep:
         shm.mkdir(exist_ok=True)
         shm.chmod(0o1777)
         return str(shm)
+
+    # ---- mounts and volumes (issue 16, P2) ------------------------------------------------
+    async def user_mounts(self, c: Container) -> tuple[MountSpec, ...]:
+        """The container's volumes, binds and tmpfs for the OCI spec. A volume with driver
+        options is mounted first; a missing ``Binds`` source folder is made (Docker's)."""
+        out: list[MountSpec] = []
+        for m in c.mounts:
+            dest = m["Destination"]
+            if m["Type"] == "tmpfs":
+                opts = mountlib.tmpfs_options(m.get("Data") or "")
+                out.append(MountSpec(dest, "tmpfs", "tmpfs", tuple(opts)))
+                continue
+            if m["Type"] == "volume":
+                source = await self.core.volumes.source(m["Name"])
+            else:
+                source = m["Source"]
+                if m.get("Create") and not os.path.exists(source):
+                    os.makedirs(source, mode=0o755, exist_ok=True)
+            out.append(MountSpec(dest, "bind", source, tuple(mountlib.bind_options(m))))
+        for dest, data in (c.host_config.get("Tmpfs") or {}).items():
+            opts = mountlib.tmpfs_options(str(data or ""))
+            out.append(MountSpec(posixpath.normpath(dest), "tmpfs", "tmpfs", tuple(opts)))
+        return tuple(out)

@@ -55,7 +55,15 @@ from tether.engine.record import ZERO_TIME, Container, State, command_text, pars
 from tether.engine.request import ContainerCreate
 from tether.engine.run import Runner
 from tether.engine.sandboxfiles import SandboxFiles
-from tether.engine.seams import Dns, EventSink, Images, Netns, PortsChanged, Runtime
+from tether.engine.seams import (
+    Dns,
+    EventSink,
+    Images,
+    Netns,
+    PortsChanged,
+    Runtime,
+    VolumeMounts,
+)
 from tether.engine.supervise import Supervisor
 from tether.engine.table import ContainerTable
 from tether.engine.update import Updater
@@ -86,6 +94,7 @@ class ContainerController:
         dns_servers: builtins.list[str],
         ports_changed: PortsChanged,
         events: EventSink | None = None,
+        volume_mounts: VolumeMounts | None = None,
     ) -> None:
         core = EngineCore(
             store=store,
@@ -102,6 +111,7 @@ class ContainerController:
             dns_servers=dns_servers,
             ports_changed=ports_changed,
             events=events,
+            volume_mounts=volume_mounts,
         )
         self.core = core
         self.table = table
@@ -116,6 +126,7 @@ class ContainerController:
         self.reconciler = Reconciler(core, self.supervisor, self.ports)
         self.ops = Operations(core)
         self.updater = Updater(core)
+        self.volumes = core.volumes  # issue 16, P2: the /volumes routes' service
 
     # ---- the table and the files: what the API reads ----------------------------------
     @property
@@ -170,6 +181,7 @@ class ContainerController:
     # ---- start-up and shutdown -------------------------------------------------------
     async def start(self) -> None:
         """Load records, re-hold addresses and ports, adopt live containers."""
+        await self.core.volumes.load()
         await self.reconciler.load()
         self.core.spawn(self.supervisor.exit_loop())
         await self.reconciler.reconcile()
@@ -199,8 +211,9 @@ class ContainerController:
     async def restart(self, ref: str, timeout: int | None) -> Container:
         return await self.supervisor.restart(ref, timeout)
 
-    async def remove(self, ref: str, force: bool) -> None:
-        await self.supervisor.remove(ref, force)
+    async def remove(self, ref: str, force: bool, volumes: bool = False) -> None:
+        """``volumes``: ``rm -v``, the container's anonymous volumes go too."""
+        await self.supervisor.remove(ref, force, volumes)
 
     async def connect(self, net_ref: str, container_ref: str, epcfg: dict[str, Any]) -> None:
         await self.endpoints.connect(net_ref, container_ref, epcfg)

@@ -21,8 +21,18 @@ from tether.contracts.model import Endpoint, Network, mac_for
 from tether.engine import ports as portlib
 from tether.engine.networks import NetworkController
 from tether.engine.record import Container, network_mode
-from tether.engine.seams import Bundles, Dns, EventSink, Images, Netns, PortsChanged, Runtime
+from tether.engine.seams import (
+    Bundles,
+    Dns,
+    EventSink,
+    Images,
+    Netns,
+    PortsChanged,
+    Runtime,
+    VolumeMounts,
+)
 from tether.engine.table import ContainerTable
+from tether.engine.volumes import VolumeService
 from tether.errors import TetherError
 from tether.linux.netlink import Netlink
 from tether.store.base import Store
@@ -48,6 +58,7 @@ class EngineCore:
         dns_servers: list[str],
         ports_changed: PortsChanged,
         events: EventSink | None,
+        volume_mounts: VolumeMounts | None = None,
     ) -> None:
         self.store = store
         self.networks = networks
@@ -70,6 +81,8 @@ class EngineCore:
         self.kept: set[str] = set()  # restarting containers whose sandbox is kept
         self.create_lock = asyncio.Lock()
         self.attach_hooks: dict[str, list[Callable[[], Coroutine[Any, Any, None]]]] = {}
+        # volumes (issue 16, P2): <data-root>/volumes and the volumes/ records
+        self.volumes = VolumeService(store, data_root, table, volume_mounts)
 
     # ---- bookkeeping -------------------------------------------------------------
     def lock(self, cid: str) -> asyncio.Lock:

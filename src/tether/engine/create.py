@@ -15,6 +15,7 @@ import random
 from typing import Any
 
 from tether.contracts.model import Network, new_id
+from tether.engine import mounts as mountlib
 from tether.engine.core import EngineCore
 from tether.engine.endpoints import Endpoints
 from tether.engine.hostports import HostPorts
@@ -22,7 +23,7 @@ from tether.engine.networks import NetworkController
 from tether.engine.record import Container, now
 from tether.engine.request import ContainerCreate
 from tether.engine.supervise import Supervisor
-from tether.errors import BadRequest, Conflict, NotFound
+from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
 from tether.store.base import Op
 
 NAMES_LEFT = [
@@ -88,13 +89,19 @@ class Creator:
                 c.links = self._check_links(c, req.host_config.get("Links") or [], networks)
             except NotFound as exc:
                 raise BadRequest(exc.message) from exc
-            await self._commit(c, networks)
+            made = await self._volumes(c, req)
+            try:
+                await self._commit(c, networks)
+            except BaseException:
+                await core.volumes.release(made, c.id)
+                raise
             core.containers[c.id] = c
         try:
             c.rootfs = str(await core.images.prepare_rootfs(req.image, c.id))
+            await self._copy_up(c)
             await core.save(c)
         except BaseException:
-            await self.supervisor.destroy(c)
+            await self.supervisor.destroy(c, volumes=True)
             raise
         core.emit("create", c)
         return c
@@ -124,6 +131,40 @@ class Creator:
         )
         c.path, c.args = (cfg["_argv"][0], cfg["_argv"][1:]) if cfg["_argv"] else ("", [])
         return c
+
+    # ---- mounts and volumes (issue 16, P2) ------------------------------------------------
+    def _mounts_of(self, ref: str) -> list[dict[str, Any]]:
+        return [dict(m) for m in self.core.table.get(ref).mounts]
+
+    async def _volumes(self, c: Container, req: ContainerCreate) -> list[str]:
+        """The mount points (checked), their volumes made: the names made here."""
+        points = mountlib.plan(req.host_config, req.config.get("Volumes"), self._mounts_of)
+        driver = str(req.host_config.get("VolumeDriver") or "")
+        try:
+            made = await self.core.volumes.attach(points, driver)
+        except NotFound as exc:  # a 404 from create makes the docker CLI pull the image
+            raise BadRequest(exc.message) from None
+        c.mounts = points
+        return made
+
+    async def _copy_up(self, c: Container) -> None:
+        """Docker's copy-up: a volume still empty gets the image's files at its destination
+        (owner and mode of the folder too). Volumes with driver options are not copied."""
+        core = self.core
+        wanted = [m for m in c.mounts if m["Type"] == "volume" and m.get("CopyData")]
+        overlay = core.images.overlay_for(c.id) if wanted else None
+        for m in wanted if overlay is not None else []:
+            vol = core.volumes.volumes.get(m["Name"])
+            path = core.volumes.path(m["Name"])
+            if vol is None or vol.options or not os.path.isdir(path) or os.listdir(path):
+                continue
+            data = core.runtime.archive(None, overlay, m["Destination"].rstrip("/") + "/.")
+            try:
+                await core.runtime.fill_dir(path, data)
+            except NotFound:
+                continue  # nothing at that path in the image
+            except TetherError as exc:
+                raise Internal(f"copying image data to {m['Name']}: {exc.message}") from None
 
     def _plan(self, c: Container, req: ContainerCreate) -> NetPlan:
         """The networks the container joins, primary first, with their endpoint settings."""

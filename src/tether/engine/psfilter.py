@@ -7,8 +7,9 @@
   ``No such container`` error).
 - ``publish``, ``expose``: ``PORT[/PROTO]`` or ``START-END[/PROTO]`` (tcp when omitted): the
   container publishes (exposes) one of those container ports.
-- ``health`` (tether has no health checks: every container's is ``none``), ``volume`` (no
-  volumes), ``is-task`` (no swarm tasks), ``isolation`` (``default`` on Linux).
+- ``volume``: a mounted volume's name, a bind's source or a mount's destination.
+- ``health`` (tether has no health checks: every container's is ``none``), ``is-task`` (no
+  swarm tasks), ``isolation`` (``default`` on Linux).
 
 Different values of one key are alternatives; different keys must all match.
 """
@@ -118,6 +119,17 @@ def _published(c: Any) -> set[str]:
     return keys
 
 
+def _volume_keys(c: Any) -> set[str]:
+    """Docker's ps ``volume=``: a mount's volume name (its source when it has none) or its
+    destination."""
+    keys: set[str] = set()
+    for m in getattr(c, "mounts", None) or []:
+        keys.add(m.get("Name") or m.get("Source") or "")
+        keys.add(m.get("Destination") or "")
+    keys.discard("")
+    return keys
+
+
 def _one(key: str, values: list[str], c: Any) -> bool:
     if key == "name":
         return any(_search(v, c.name, "/" + c.name) for v in values)
@@ -144,7 +156,7 @@ def _one(key: str, values: list[str], c: Any) -> bool:
     if key == "health":
         return "none" in values
     if key == "volume":
-        return False
+        return any(v in _volume_keys(c) for v in values)
     if key == "is-task":
         return "false" in values
     if key == "isolation":

@@ -53,6 +53,8 @@ class Container:
     path: str = ""
     args: builtins.list[str] = field(default_factory=list)
     rootfs: str = ""
+    # mounts and volumes (issue 16, P2): mount points, tether.engine.mounts
+    mounts: builtins.list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

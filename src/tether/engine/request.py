@@ -34,6 +34,7 @@ CONFIG_KEYS = (
     "ExposedPorts",
     "StopSignal",
     "StopTimeout",
+    "Volumes",  # issue 16, P2
 )
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -162,4 +163,7 @@ def merge_config(body: dict[str, Any], image: ImageConfig) -> dict[str, Any]:
     labels = dict(image.labels or {})
     labels.update(cfg.get("Labels") or {})
     cfg["Labels"] = labels
+    volumes = dict(image.volumes or {})  # issue 16, P2: the image's VOLUMEs and the request's
+    volumes.update(cfg.get("Volumes") or {})
+    cfg["Volumes"] = volumes or None
     return cfg

@@ -95,7 +95,7 @@ class Runner:
         if core.dns is not None and kind == "network" and not reused and core.uses_embedded_dns(c):
             await core.dns_add(c)
             clock.mark("dns")
-        bundle = self.bundle.write(c, ns_path)
+        bundle = self.bundle.write(c, ns_path, await self.bundle.user_mounts(c))
         log_path = core.files_dir(c) / "container.log"
         c.state.error = ""
         overlay = core.images.overlay_for(c.id)

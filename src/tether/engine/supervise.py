@@ -70,7 +70,7 @@ class Supervisor:
             # for the removal); it has no restart policy, so nothing else will.
             if c.host_config.get("AutoRemove"):
                 with contextlib.suppress(TetherError):
-                    await self.remove(c.id, force=True)
+                    await self.remove(c.id, force=True, volumes=True)
             raise failure
         self.core.emit_sandbox("connect", c)
         self.core.emit("start", c)
@@ -217,7 +217,7 @@ class Supervisor:
 
     async def _auto_remove(self, cid: str) -> None:
         with contextlib.suppress(NotFound):
-            await self.remove(cid, force=True)
+            await self.remove(cid, force=True, volumes=True)  # --rm: anonymous volumes too
 
     def exit_future(self, c: Container) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -300,7 +300,7 @@ class Supervisor:
         return c
 
     # ---- remove ---------------------------------------------------------------------------
-    async def remove(self, ref: str, force: bool) -> None:
+    async def remove(self, ref: str, force: bool, volumes: bool = False) -> None:
         c = self.core.table.get(ref)
         if c.running or c.state.status == "restarting":
             if not force:
@@ -314,7 +314,7 @@ class Supervisor:
         async with self.core.lock(c.id):
             if self.core.containers.get(c.id) is not c:
                 return  # removed meanwhile (``--rm`` after the kill above): once only
-            await self.destroy(c)
+            await self.destroy(c, volumes)
         self.core.emit("destroy", c)
 
     async def _kill_for_remove(self, c: Container) -> None:
@@ -330,8 +330,9 @@ class Supervisor:
             async with self.core.lock(c.id):
                 await self.handle_exit(c, 137)
 
-    async def destroy(self, c: Container) -> None:
-        """Remove a container. Marked ``removing`` first, so reconcile finishes a crashed rm."""
+    async def destroy(self, c: Container, volumes: bool = False) -> None:
+        """Remove a container. Marked ``removing`` first, so reconcile finishes a crashed rm.
+        ``volumes``: its anonymous volumes go too (``rm -v``, ``--rm``)."""
         core = self.core
         t = self.restart_timers.pop(c.id, None)
         if t is not None and t is not asyncio.current_task():
@@ -361,4 +362,9 @@ class Supervisor:
         self.backoff.pop(c.id, None)
         shutil.rmtree(core.files_dir(c), ignore_errors=True)
         core.invalidate_dns()
+        if volumes:
+            anonymous = [
+                m["Name"] for m in c.mounts if m["Type"] == "volume" and not m.get("Named")
+            ]
+            await core.volumes.release(anonymous, c.id)
         self._settle_waiters(c.id, c.state.exit_code)

@@ -24,6 +24,10 @@ class OciBundles:
             resolv_conf_path=spec.resolv_conf_path,
             hostname_path=spec.hostname_path,
             cgroups_path=spec.cgroups_path,
+            # P2 (issue 16): volumes, binds and tmpfs, Docker's order
+            user_mounts=[
+                oci.UserMount(m.destination, m.kind, m.source, m.options) for m in spec.mounts
+            ],
         )
         # P3 (issue 16): cgroup limits, namespaces, rlimits, /dev/shm, init
         init = oci.init_binary() if spec.namespaces.init else None

@@ -154,8 +154,16 @@ class ContainerFiles:
         no_overwrite: bool = False,
     ) -> None:
         """Unpack the tar ``data`` into the directory ``path``."""
-        job = await _Job.start("put", _spec(pid, overlay, path=path, no_overwrite=no_overwrite),
-                               stdin=True)  # fmt: skip
+        spec = _spec(pid, overlay, path=path, no_overwrite=no_overwrite)
+        await self._feed("put", spec, data)
+
+    async def fill_dir(self, root: str, data: AsyncIterator[bytes]) -> None:
+        """Unpack the tar ``data`` (of a folder, ``get PATH/.``) into the host folder ``root``,
+        chrooted there (symlinks in the tar cannot lead out): a new volume's copy-up."""
+        await self._feed("fill", json.dumps({"root": root}), data)
+
+    async def _feed(self, op: str, spec: str, data: AsyncIterator[bytes]) -> None:
+        job = await _Job.start(op, spec, stdin=True)
         stdin = job.proc.stdin
         assert stdin is not None
         loop = asyncio.get_running_loop()

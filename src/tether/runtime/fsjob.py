@@ -8,10 +8,11 @@ mount namespace, with its volumes and bind mounts); a stopped container's is its
 mounted here in a private mount namespace (read-only with the upper layer as the top lower
 one, or read-write for ``put``), which goes away with this process. Then ``chroot``.
 
-Operations: ``stat PATH`` (JSON on stdout), ``get PATH`` (a tar on stdout, Docker's
-rebasing), ``put PATH`` (a tar on stdin extracted into the directory PATH), ``export`` (a
-tar of the whole root). Errors: one JSON line on stderr, exit 2 (no such file), 3 (not a
-directory), 4 (refused), 1 (anything else).
+Operations: ``fill`` (a tar on stdin unpacked into the host folder SPEC's ``root``,
+chrooted there: a volume's copy-up), ``stat PATH`` (JSON on stdout), ``get PATH`` (a tar on
+stdout, Docker's rebasing), ``put PATH`` (a tar on stdin extracted into the directory
+PATH), ``export`` (a tar of the whole root). Errors: one JSON line on stderr, exit 2 (no
+such file), 3 (not a directory), 4 (refused), 1 (anything else).
 """
 
 from __future__ import annotations
@@ -185,10 +186,27 @@ def _extract_one(
     tar.extract(member, ".", set_attrs=True, numeric_owner=True)
 
 
+def do_fill(src: IO[bytes]) -> None:
+    """Unpack a tar of a folder (``get PATH/.``) into the root (a volume's folder, chrooted
+    there): the ``.`` entry's owner and mode go to the root itself (Docker's copy-up)."""
+    os.chdir("/")
+    with tarfile.open(fileobj=src, mode="r|*") as tar:
+        for member in tar:
+            if posixpath.normpath(member.name) in (".", "/", ""):
+                os.chown("/", member.uid, member.gid)
+                os.chmod("/", member.mode & 0o7777)
+                continue
+            _extract_one(tar, member, "/", False)
+
+
 # -- entering the root ------------------------------------------------------------------------
 
 
 def enter(spec: dict[str, Any], rw: bool) -> None:
+    if spec.get("root"):  # a host folder (a volume's): chroot there
+        os.chroot(str(spec["root"]))
+        os.chdir("/")
+        return
     pid = spec.get("pid")
     if pid:
         os.chroot(f"/proc/{int(pid)}/root")
@@ -226,6 +244,8 @@ def main(argv: list[str]) -> int:
             do_get(spec["path"], sys.stdout.buffer)
         elif op == "put":
             do_put(spec["path"], bool(spec.get("no_overwrite")), sys.stdin.buffer)
+        elif op == "fill":
+            do_fill(sys.stdin.buffer)
         elif op == "export":
             do_export(sys.stdout.buffer)
         else:

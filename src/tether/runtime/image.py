@@ -122,3 +122,8 @@ class Image:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.config.get("Labels") or {})
+
+    @property
+    def volumes(self) -> dict[str, Any]:
+        """The image's ``VOLUME`` paths (each a new anonymous volume per container)."""
+        return dict(self.config.get("Volumes") or {})

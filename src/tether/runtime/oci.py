@@ -99,6 +99,16 @@ class TmpfsMount:
     options: Sequence[str] = field(default_factory=lambda: ("nosuid", "nodev", "noexec"))
 
 
+@dataclass(frozen=True)
+class UserMount:
+    """A mount the user asked for (a volume, a bind, a tmpfs: issue 16, P2)."""
+
+    destination: str
+    kind: str  # bind | tmpfs
+    source: str
+    options: Sequence[str] = ()
+
+
 def _mount(dst: str, kind: str, src: str, options: Sequence[str]) -> dict[str, Any]:
     return {"destination": dst, "type": kind, "source": src, "options": list(options)}
 
@@ -156,6 +166,7 @@ def build_spec(
     sysctl: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     no_new_privileges: bool = False,
+    user_mounts: Sequence[UserMount] = (),
 ) -> dict[str, Any]:
     """The runc ``config.json`` of a container, with Docker's defaults.
 
@@ -173,6 +184,7 @@ def build_spec(
         args, env, cwd, terminal, user, additional_gids, cap_add, cap_drop, no_new_privileges
     )
     mounts = _mounts(resolv_conf_path, hostname_path, hosts_path, binds, tmpfs)
+    mounts = with_user_mounts(mounts, user_mounts)
     linux = _linux(netns_path, uts_namespace, cgroups_path, sysctl)
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
@@ -247,6 +259,32 @@ def _mounts(
     for t in tmpfs:
         mounts.append(_mount(t.destination, "tmpfs", "tmpfs", list(t.options)))
     return mounts
+
+
+# ---- the user's mounts (issue 16, P2: volumes, binds, tmpfs) ---------------------------------
+
+
+def _depth(destination: str) -> int:
+    return len([p for p in destination.split("/") if p])
+
+
+def with_user_mounts(
+    mounts: list[dict[str, Any]], user: Sequence[UserMount]
+) -> list[dict[str, Any]]:
+    """Docker's setMounts: a user mount replaces a default one at the same destination (and
+    every default below a user ``/dev``); the user's mounts come after the defaults, sorted by
+    the depth of their destination (a stable sort: ``/a`` before ``/a/b``)."""
+    if not user:
+        return mounts
+    dests = {m.destination for m in user}
+    kept = [
+        m
+        for m in mounts
+        if m["destination"] not in dests
+        and not ("/dev" in dests and m["destination"].startswith("/dev/"))
+    ]
+    ordered = sorted(user, key=lambda m: _depth(m.destination))
+    return kept + [_mount(m.destination, m.kind, m.source, list(m.options)) for m in ordered]
 
 
 def _linux(

@@ -135,6 +135,7 @@ class FakeRuntime:
         self.logs: dict[str, list[tuple[str, bytes]]] = {}  # str(log path) -> records
         self.exec_results: dict[str, tuple[list[tuple[str, bytes]], int]] = {}
         self.files: dict[str, bytes] = {}  # path -> content, for path_stat/archive/extract
+        self.filled: dict[str, bytes] = {}  # volume folder -> tar given to fill_dir
         self.calls: list[tuple[Any, ...]] = []
         self.fail: dict[str, BaseException] = {}  # method name -> error to raise once
         self.updates: dict[str, list[Any]] = {}  # cid -> resources of each ``update``
@@ -373,6 +374,11 @@ class FakeRuntime:
         self._call("archive", pid, path)
         return self._iter_bytes([self.files.get(path, b"")])
 
+    async def fill_dir(self, root: str, data: AsyncIterator[bytes]) -> None:
+        """Records the copy-up: ``filled[root]`` is the bytes given."""
+        self._call("fill_dir", root)
+        self.filled[root] = b"".join([c async for c in data])
+
     def export(self, overlay: Any) -> AsyncIterator[bytes]:
         self._call("export")
         return self._iter_bytes([b"tar"])
@@ -413,6 +419,7 @@ class FakeImage:
     exposed_ports: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     repo_tags: list[str] = field(default_factory=list)
+    volumes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hex(self) -> str:
@@ -484,9 +491,28 @@ class FakeImages:
         return sorted(self.rootfs)
 
 
+class FakeVolumeMounts:
+    """``tether.engine.seams.VolumeMounts`` in memory: ``mounted[path]`` is (type, device, o)."""
+
+    def __init__(self) -> None:
+        self.mounted: dict[str, tuple[str, str, str]] = {}
+        self.fail: BaseException | None = None
+
+    def is_mounted(self, path: str) -> bool:
+        return path in self.mounted
+
+    async def mount(self, kind: str, device: str, options: str, path: str) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.mounted[path] = (kind, device, options)
+
+    async def unmount(self, path: str) -> None:
+        self.mounted.pop(path, None)
+
+
 def _fits() -> None:
     """Never called: ``mypy --strict`` proves here that the fakes fit the engine's seams."""
-    from tether.engine.seams import Images, Netns, Runtime
+    from tether.engine.seams import Images, Netns, Runtime, VolumeMounts
     from tether.linux.netlink import Netlink
     from tether.testing.netlink import FakeNetlink, FakeNetns
 
@@ -494,3 +520,4 @@ def _fits() -> None:
     _images: Images[FakeImage] = FakeImages()
     _netns: Netns = FakeNetns()
     _netlink: Netlink = FakeNetlink()
+    _volume_mounts: VolumeMounts = FakeVolumeMounts()
