@@ -7,8 +7,9 @@
   ``No such container`` error).
 - ``publish``, ``expose``: ``PORT[/PROTO]`` or ``START-END[/PROTO]`` (tcp when omitted): the
   container publishes (exposes) one of those container ports.
-- ``health`` (tether has no health checks: every container's is ``none``), ``volume`` (no
-  volumes), ``is-task`` (no swarm tasks), ``isolation`` (``default`` on Linux).
+- ``health``: ``State.Health.Status`` (starting | healthy | unhealthy), ``none`` for a
+  container without a healthcheck.
+- ``volume`` (no volumes), ``is-task`` (no swarm tasks), ``isolation`` (``default`` on Linux).
 
 Different values of one key are alternatives; different keys must all match.
 """
@@ -142,7 +143,8 @@ def _one(key: str, values: list[str], c: Any) -> bool:
     if key == "ancestor":
         return any(v in (c.image, c.image_id) for v in values)
     if key == "health":
-        return "none" in values
+        health = getattr(c.state, "health", None)
+        return (health["Status"] if health else "none") in values
     if key == "volume":
         return False
     if key == "is-task":

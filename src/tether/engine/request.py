@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tether.engine import health
 from tether.engine.seams import ImageConfig
 from tether.errors import BadRequest
 
@@ -162,4 +163,5 @@ def merge_config(body: dict[str, Any], image: ImageConfig) -> dict[str, Any]:
     labels = dict(image.labels or {})
     labels.update(cfg.get("Labels") or {})
     cfg["Labels"] = labels
+    health.apply(cfg, body, image)  # P4: Healthcheck, the image's merged in
     return cfg

@@ -122,3 +122,8 @@ class Image:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self.config.get("Labels") or {})
+
+    @property
+    def healthcheck(self) -> dict[str, Any] | None:
+        hc = self.config.get("Healthcheck")
+        return dict(hc) if isinstance(hc, dict) else None

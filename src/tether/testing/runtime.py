@@ -406,6 +406,7 @@ class FakeImage:
     exposed_ports: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     repo_tags: list[str] = field(default_factory=list)
+    healthcheck: dict[str, Any] | None = None
 
     @property
     def hex(self) -> str:
