@@ -193,3 +193,15 @@ def test_log_opts(h: LabHost) -> None:
     err = fails(h, "create", "--log-driver", "local", A)
     assert "tether does not support HostConfig.LogConfig.Type local" in err
     assert ok(h, "ps", "-aq") == ""
+
+
+def test_logs_follow_across_max_size(h: LabHost) -> None:
+    script = (
+        "sleep 1; i=0; while [ $i -lt 300 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx;"
+        " i=$((i+1)); [ $((i % 50)) -eq 0 ] && sleep 0.2; done; echo done"
+    )
+    ok(h, "run", "-d", "--name", "follow", "--log-opt", "max-size=2k", A, "sh", "-c", script)
+    r = docker(h, "logs", "-f", "follow", timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("line-299-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\ndone\n"), r.stdout[-300:]
+    ok(h, "rm", "-f", "follow")
