@@ -134,3 +134,38 @@ def test_down_removes_everything(stack: Any, client: Any, host: LabHost) -> None
         host, "timeout", "3", "busybox", "wget", "-q", "-O-", f"http://{host.address}:8080/"
     )
     assert r.returncode != 0  # the published port is gone with the stack
+
+
+# ---- the health-gated stack: depends_on condition service_healthy ----------------------------
+HEALTH_FILE = FILE.parent / "docker-compose-health.yml"
+HEALTH_PROJECT = "zbxh"
+
+
+def test_up_waits_for_a_healthy_database(host: LabHost, client: Any) -> None:
+    env = host.docker_env()
+    env.pop("DOCKER_CONTEXT", None)
+    env["COMPOSE_INTERACTIVE_NO_CLI"] = "1"
+    cmd = [COMPOSE, "--no-ansi", "-p", HEALTH_PROJECT, "-f", str(HEALTH_FILE)]
+    try:
+        r = subprocess.run([*cmd, "up", "-d"], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr + host.daemon_log_tail()
+        found = client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={HEALTH_PROJECT}"}
+        )
+        cs = {c.labels["com.docker.compose.service"]: c for c in found}
+        db, server = cs["database"], cs["server"]
+        assert db.attrs["State"]["Health"]["Status"] == "healthy"
+        assert db.attrs["Config"]["Healthcheck"]["Test"] == [
+            "CMD-SHELL",
+            "test -f /tmp/initialised",
+        ]
+        # the server started only once the database was healthy: its one try succeeded
+        wait_until(lambda: b"db says mysql-ready" in server.logs(), timeout=10,
+                   what="the server's one try")  # fmt: skip
+        started = server.attrs["State"]["StartedAt"]
+        log = db.attrs["State"]["Health"]["Log"]
+        healthy_at = min(e["End"] for e in log if e["ExitCode"] == 0)
+        assert started >= healthy_at, (started, healthy_at)
+    finally:
+        subprocess.run([*cmd, "down", "-t", "1"], env=env, capture_output=True, timeout=120)
+    assert client.containers.list(all=True) == []

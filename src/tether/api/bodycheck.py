@@ -133,6 +133,13 @@ CONTAINER_CREATE: Shape = {
     "StopSignal": "string",
     "StopTimeout": "int",
     "Shell": _STRS,
+    "Healthcheck": {  # P4
+        "Test": _STRS,
+        "Interval": "int",
+        "Timeout": "int",
+        "StartPeriod": "int",
+        "Retries": "int",
+    },
     "HostConfig": HOST_CONFIG,
     "NetworkingConfig": {"EndpointsConfig": ("map", ENDPOINT_SETTINGS)},
 }

@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api import bodycheck, container_extra, fieldgate, volumes
+from tether.api import bodycheck, container_extra, container_logs, fieldgate, volumes
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
-from tether.api.streams import Hijacked, copy_streams, frame, parse_detach_keys
+from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name
-from tether.engine import namespaces, psfilter, resources
+from tether.engine import health, namespaces, psfilter, resources
 from tether.engine import ports as portlib
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.record import network_mode, parse_restart
@@ -41,7 +41,9 @@ def status_text(c: Container) -> str:
     now = time.time()
     if st.status == "running":
         up = "Up " + human_duration(now - _ts(st.started_at))
-        return up + " (Paused)" if st.paused else up
+        if st.paused:
+            return up + " (Paused)"
+        return up + health.ps_suffix(st.health)
     if st.status == "restarting":
         return f"Restarting ({st.exit_code}) " + human_duration(now - _ts(st.finished_at)) + " ago"
     if st.status == "created":
@@ -202,10 +204,10 @@ def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
     hc.setdefault("Runtime", "runc")
     for key, default in resources.INSPECT_DEFAULTS.items():
         hc.setdefault(key, default)
-    if not isinstance(hc.get("LogConfig"), dict) or not hc["LogConfig"].get("Type"):
-        # Docker fills in its default driver; docker-py's run() reads logs only for
-        # json-file/journald, and tether's logs read back the same way
-        hc["LogConfig"] = {"Type": "json-file", "Config": {}}
+    # Docker fills in its default driver (and keeps the options sent); docker-py's run()
+    # reads logs only for json-file/journald, and tether's logs read back the same way
+    log: dict[str, Any] = hc.get("LogConfig") or {}
+    hc["LogConfig"] = {"Type": log.get("Type") or "json-file", "Config": log.get("Config") or {}}
     return hc
 
 
@@ -223,6 +225,7 @@ def _state_json(c: Container) -> dict[str, Any]:
         "Error": st.error,
         "StartedAt": st.started_at,
         "FinishedAt": st.finished_at,
+        **({"Health": st.health} if st.health is not None else {}),
     }
 
 
@@ -342,6 +345,7 @@ def parse_create(
     if name:
         name = name.lstrip("/")
         check_name(name, "container")
+    health.check(body.get("Healthcheck"))  # Docker checks it before it looks at the image
     image = image_of(image_ref)
     cfg = merge_config(body, image)
     host_config["RestartPolicy"] = parse_restart(host_config.get("RestartPolicy"))
@@ -522,43 +526,6 @@ async def attach(request: web.Request) -> web.StreamResponse:
     return hj.resp
 
 
-async def logs(request: web.Request) -> web.StreamResponse:
-    engine = request.app[ENGINE]
-    ctl = engine.containers
-    c = ctl.get(request.match_info["id"])
-    stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
-    if not stdout and not stderr:
-        raise BadRequest("You must choose at least one stream")
-    tail_q = request.query.get("tail", "all")
-    tail = None if tail_q in ("all", "") else int(tail_q) if tail_q.isdigit() else None
-    try:
-        since = float(request.query.get("since") or 0)
-    except ValueError:
-        raise BadRequest(f"invalid value for since: {request.query['since']!r}") from None
-    follow = qbool(request, "follow") and c.running
-    resp = web.StreamResponse(status=200)
-    resp.headers["Content-Type"] = (
-        "application/vnd.docker.raw-stream"
-        if c.tty
-        else "application/vnd.docker.multiplexed-stream"
-    )
-    await resp.prepare(request)
-    stop = ctl.exit_future(c) if follow else None
-    async for stream, data in engine.runtime.read_logs(
-        ctl.files_dir(c) / "container.log",
-        follow=follow,
-        tail=tail,
-        stdout=stdout,
-        stderr=stderr,
-        since=since,
-        timestamps=qbool(request, "timestamps"),
-        stop=stop,
-    ):
-        await resp.write(data if c.tty else frame(stream, data))
-    await resp.write_eof()
-    return resp
-
-
 async def resize(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     c = engine.containers.get(request.match_info["id"])
@@ -591,7 +558,7 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/update", update)
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("POST", "/containers/{id}/attach", attach)
-    router.add("GET", "/containers/{id}/logs", logs)
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/port", port)
     container_extra.register(router)
+    container_logs.register(router)

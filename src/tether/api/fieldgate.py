@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tether.engine import logconfig
 from tether.errors import BadRequest
 
 # Config fields tether applies (or, for ArgsEscaped, that mean nothing on Linux).
@@ -48,6 +49,7 @@ APPLIED_CONFIG = frozenset(
         "HostConfig",
         "NetworkingConfig",
         "Volumes",  # P2: mounts and volumes
+        "Healthcheck",  # P4: health checks (tether.engine.health)
     }
 )
 
@@ -93,6 +95,7 @@ APPLIED_HOST = frozenset(
         "Tmpfs",  # P2
         "VolumesFrom",  # P2
         "VolumeDriver",  # P2 (local; another driver is refused when a volume is made)
+        "LogConfig",  # P4: json-file and its options (tether.engine.logconfig; checked above)
     }
 )
 
@@ -179,8 +182,9 @@ def _check_known_values(hc: Mapping[str, Any]) -> None:
             if driver in KNOWN_LOG_DRIVERS:
                 raise BadRequest(f"tether does not support HostConfig.LogConfig.Type {driver}")
             raise BadRequest(f"logger: no log driver named '{driver}' is registered")
-        if not unset(log.get("Config")):
-            raise BadRequest("tether does not support HostConfig.LogConfig.Config")
+        opts = log.get("Config")
+        if isinstance(opts, dict):
+            logconfig.check(opts)  # P4: json-file options (tether.engine.logconfig)
 
 
 def check_endpoint(settings: Mapping[str, Any], where: str) -> None:

@@ -8,8 +8,9 @@
 - ``publish``, ``expose``: ``PORT[/PROTO]`` or ``START-END[/PROTO]`` (tcp when omitted): the
   container publishes (exposes) one of those container ports.
 - ``volume``: a mounted volume's name, a bind's source or a mount's destination.
-- ``health`` (tether has no health checks: every container's is ``none``), ``is-task`` (no
-  swarm tasks), ``isolation`` (``default`` on Linux).
+- ``health``: ``State.Health.Status`` (starting | healthy | unhealthy), ``none`` for a
+  container without a healthcheck.
+- ``is-task`` (no swarm tasks), ``isolation`` (``default`` on Linux).
 
 Different values of one key are alternatives; different keys must all match.
 """
@@ -154,7 +155,8 @@ def _one(key: str, values: list[str], c: Any) -> bool:
     if key == "ancestor":
         return any(v in (c.image, c.image_id) for v in values)
     if key == "health":
-        return "none" in values
+        health = getattr(c.state, "health", None)
+        return (health["Status"] if health else "none") in values
     if key == "volume":
         return any(v in _volume_keys(c) for v in values)
     if key == "is-task":

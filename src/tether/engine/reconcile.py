@@ -82,6 +82,8 @@ class Reconciler:
         for c in list(core.containers.values()):
             if c.state.status in ("running", "restarting") and await self.supervisor.alive(c):
                 live_ns.add(core.ns_name(c))
+                if c.running:
+                    self.supervisor.runner.health.start(c)  # probes again, from "starting"
                 if core.dns is not None and core.uses_embedded_dns(c):
                     try:
                         await core.dns_add(c)

@@ -32,6 +32,7 @@ class State:
     finished_at: str = ZERO_TIME
     error: str = ""
     paused: bool = False  # frozen (``docker pause``): still "running" underneath
+    health: dict[str, Any] | None = None  # State.Health (tether.engine.health)
 
 
 @dataclass

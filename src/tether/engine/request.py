@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tether.engine import health
 from tether.engine.seams import ImageConfig
 from tether.errors import BadRequest
 
@@ -166,4 +167,5 @@ def merge_config(body: dict[str, Any], image: ImageConfig) -> dict[str, Any]:
     volumes = dict(image.volumes or {})  # issue 16, P2: the image's VOLUMEs and the request's
     volumes.update(cfg.get("Volumes") or {})
     cfg["Volumes"] = volumes or None
+    health.apply(cfg, body, image)  # P4: Healthcheck, the image's merged in
     return cfg

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 
+from tether.engine import logconfig
 from tether.engine.bundle import BundleStep
 from tether.engine.core import EngineCore
+from tether.engine.health import HealthChecks
 from tether.engine.hostports import HostPorts
 from tether.engine.netsandbox import Sandboxes
 from tether.engine.phases import Phases
@@ -38,6 +40,7 @@ class Runner:
         self.bundle = bundle
         self.ports = ports
         self.sandboxes = sandboxes
+        self.health = HealthChecks(core)  # the probe tasks: started with each run
 
     def _check(self, c: Container, kind: str) -> None:
         if kind == "container":
@@ -112,6 +115,7 @@ class Runner:
             stdin=bool(c.config.get("OpenStdin")),
             tty=c.tty,
             mounts=mounts,
+            log_size_max=logconfig.size_max(c.host_config),  # P4: LogConfig max-size
         )
         clock.mark("create")
         for hook in core.attach_hooks.pop(c.id, []):
@@ -131,6 +135,7 @@ class Runner:
         c.state.finished_at = ZERO_TIME
         c.state.exit_code = 0
         c.manually_stopped = False
+        self.health.start(c)
         await core.save(c)
         clock.mark("save")
         core.invalidate_dns()

@@ -114,6 +114,7 @@ class Supervisor:
         """
         core = self.core
         exited_at = asyncio.get_running_loop().time()
+        await self.runner.health.stop(c)
         ran = _ran_for(c)
         restart = not c.host_config.get("AutoRemove") and self._should_restart(c, code)
         c.state.pid = 0
@@ -337,6 +338,7 @@ class Supervisor:
         t = self.restart_timers.pop(c.id, None)
         if t is not None and t is not asyncio.current_task():
             t.cancel()
+        await self.runner.health.stop(c)
         core.kept.discard(c.id)
         if c.state.status != "removing":
             c.state.status = "removing"

@@ -1,7 +1,7 @@
 """Parse the Dockerfile-like ``changes`` of ``docker import -c`` / ``docker commit -c``.
 
-Supported instructions (as Docker's import): CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER,
-VOLUME, WORKDIR, STOPSIGNAL, ONBUILD. JSON ("exec") and shell forms are accepted.
+Supported instructions (as Docker's import): CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL,
+USER, VOLUME, WORKDIR, STOPSIGNAL, ONBUILD. JSON ("exec") and shell forms are accepted.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from tether.errors import BadRequest
 
-ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
-           "VOLUME", "WORKDIR")  # fmt: skip
+ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL",
+           "USER", "VOLUME", "WORKDIR")  # fmt: skip
 
 _PORT = re.compile(r"^(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?$", re.IGNORECASE)
 
@@ -84,6 +84,69 @@ def _apply_one(cfg: dict[str, Any], line: str) -> None:
         cfg["Volumes"] = vols
     elif instr == "ONBUILD":
         cfg["OnBuild"] = [*list(cfg.get("OnBuild") or []), rest]
+    elif instr == "HEALTHCHECK":
+        cfg["Healthcheck"] = parse_healthcheck(rest)
+
+
+# ---- HEALTHCHECK (Docker's parseHealthcheck: flags, then NONE or CMD) -------------------------
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+            "h": 3600 * 10**9}  # fmt: skip
+_HC_FLAGS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod"}
+
+
+def go_duration_ns(text: str) -> int:
+    """Go's time.ParseDuration (``30s``, ``1m30s``, ``1.5h``, ``500ms``) in nanoseconds."""
+    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.lstrip("+"))
+    if body == "0":
+        return 0
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(body):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
+        pos = m.end()
+    if not body or pos != len(body):
+        raise BadRequest(f"time: invalid duration {json.dumps(text)}")
+    return sign * int(total)
+
+
+def parse_healthcheck(rest: str) -> dict[str, Any]:
+    """``[--interval=D] [--timeout=D] [--start-period=D] [--retries=N] CMD ...`` or ``NONE``."""
+    hc: dict[str, Any] = {}
+    while rest.startswith("--"):
+        flag, _, rest = rest.partition(" ")
+        rest = rest.strip()
+        name, eq, value = flag[2:].partition("=")
+        if not eq:
+            raise BadRequest(f"Unknown flag: {name}")
+        if name == "retries":
+            retries = int(value) if re.fullmatch(r"-?\d+", value) else None
+            if retries is None:
+                raise BadRequest(f'strconv.ParseInt: parsing "{value}": invalid syntax')
+            if retries < 0:
+                raise BadRequest(f"--retries cannot be negative ({retries})")
+            hc["Retries"] = retries
+        elif name in _HC_FLAGS:
+            d = go_duration_ns(value)
+            if d != 0 and d < 10**6:
+                raise BadRequest(f'Interval "{name}" cannot be less than 1ms')
+            hc[_HC_FLAGS[name]] = d
+        else:
+            raise BadRequest(f"Unknown flag: {name}")
+    kind, _, args = rest.partition(" ")
+    args = args.strip()
+    if kind.upper() == "NONE":
+        if args:
+            raise BadRequest("HEALTHCHECK NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind.upper() != "CMD":
+        raise BadRequest(f'Unknown type "{kind.upper()}" in HEALTHCHECK (try CMD)')
+    if not args:
+        raise BadRequest("Missing command after HEALTHCHECK CMD")
+    exec_form = _json_list(args)
+    test = ["CMD", *exec_form] if exec_form is not None else ["CMD-SHELL", args]
+    return {"Test": test, **{k: v for k, v in hc.items() if v}}
 
 
 def parse_port_spec(word: str) -> list[str]:

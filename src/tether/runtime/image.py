@@ -127,3 +127,8 @@ class Image:
     def volumes(self) -> dict[str, Any]:
         """The image's ``VOLUME`` paths (each a new anonymous volume per container)."""
         return dict(self.config.get("Volumes") or {})
+
+    @property
+    def healthcheck(self) -> dict[str, Any] | None:
+        hc = self.config.get("Healthcheck")
+        return dict(hc) if isinstance(hc, dict) else None

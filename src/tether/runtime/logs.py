@@ -99,10 +99,16 @@ async def read_logs(
     watcher = inotify or Inotify(loop)
     wake = asyncio.Event()
     wd = _watch(watcher, log_path, wake)
+    inode = _inode(log_path)
     stop_task = asyncio.ensure_future(stop) if stop is not None else None
     try:
         while True:
             wake.clear()
+            if (now_inode := _inode(log_path)) != inode:
+                # conmon's --log-size-max replaced the file: read the new one from its start
+                inode, offset, rest = now_inode, 0, b""
+                watcher.rm_watch(wd)
+                wd = _watch(watcher, log_path, wake)
             chunk, offset = await loop.run_in_executor(None, _read_from, log_path, offset)
             if chunk:
                 complete, rest = _complete(rest + chunk)
@@ -191,6 +197,13 @@ async def _wait_more(wake: asyncio.Event, stop_task: asyncio.Future[Any] | None)
     if stop_task is not None and stop_task.done():
         # conmon flushes the last lines before the exit file: one final read.
         await asyncio.sleep(0)
+
+
+def _inode(log_path: Path) -> int:
+    try:
+        return os.stat(log_path).st_ino
+    except FileNotFoundError:
+        return 0
 
 
 def log_size(log_path: Path) -> int:

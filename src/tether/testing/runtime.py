@@ -88,10 +88,17 @@ class FakeExecProcess:
     """Stands in for ``tether.runtime.execproc.ExecProcess``: canned output and exit code."""
 
     def __init__(
-        self, pid: int, output: Sequence[tuple[str, bytes]] = (), code: int = 0, tty: bool = False
+        self,
+        pid: int,
+        output: Sequence[tuple[str, bytes]] = (),
+        code: int = 0,
+        tty: bool = False,
+        hang: bool = False,
     ) -> None:
         self.pid = pid
         self.tty = tty
+        self.hang = hang  # wait() returns only once killed (a probe past its timeout)
+        self.killed = asyncio.Event()
         self._output = list(output)
         self._code = code
         self._exit: int | None = None
@@ -115,12 +122,15 @@ class FakeExecProcess:
     def kill(self, sig: int = _signal.SIGKILL) -> None:
         self.signals.append(sig)
         self._code = 128 + sig
+        self.killed.set()
 
     @property
     def returncode(self) -> int | None:
         return self._exit
 
     async def wait(self) -> int:
+        if self.hang:
+            await self.killed.wait()
         self._exit = self._code
         return self._exit
 
@@ -134,6 +144,8 @@ class FakeRuntime:
         self.ignored: dict[str, set[int]] = {}  # cid -> signals its PID 1 ignores
         self.logs: dict[str, list[tuple[str, bytes]]] = {}  # str(log path) -> records
         self.exec_results: dict[str, tuple[list[tuple[str, bytes]], int]] = {}
+        self.exec_hang: set[str] = set()  # commands whose process runs until killed
+        self.execs: builtins.list[FakeExecProcess] = []  # every process exec started
         self.files: dict[str, bytes] = {}  # path -> content, for path_stat/archive/extract
         self.filled: dict[str, bytes] = {}  # volume folder -> tar given to fill_dir
         self.calls: list[tuple[Any, ...]] = []
@@ -311,7 +323,9 @@ class FakeRuntime:
             raise Conflict(f"Container {cid} is not running")
         output, code = self.exec_results.get(args[0], ([], 0))
         self._next_pid += 1
-        return FakeExecProcess(self._next_pid, output, code, tty)
+        proc = FakeExecProcess(self._next_pid, output, code, tty, hang=args[0] in self.exec_hang)
+        self.execs.append(proc)
+        return proc
 
     # -- pause, processes, figures, files ------------------------------------------------
 
@@ -420,6 +434,7 @@ class FakeImage:
     labels: dict[str, str] = field(default_factory=dict)
     repo_tags: list[str] = field(default_factory=list)
     volumes: dict[str, Any] = field(default_factory=dict)
+    healthcheck: dict[str, Any] | None = None
 
     @property
     def hex(self) -> str:
