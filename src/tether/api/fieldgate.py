@@ -47,6 +47,10 @@ APPLIED_CONFIG = frozenset(
         "StopTimeout",
         "HostConfig",
         "NetworkingConfig",
+        # P1 (issue 16): identity and networking
+        "User",
+        "Domainname",
+        "MacAddress",
     }
 )
 
@@ -65,6 +69,15 @@ APPLIED_HOST = frozenset(
         "DnsSearch",
         "ContainerIDFile",
         "ConsoleSize",
+        # P1 (issue 16): identity, privileges, networking options
+        "GroupAdd",
+        "ReadonlyRootfs",
+        "CapAdd",
+        "CapDrop",
+        "Privileged",
+        "SecurityOpt",
+        "ExtraHosts",
+        "Sysctls",
     }
 )
 
@@ -85,6 +98,8 @@ APPLIED_ENDPOINT = frozenset(
         "IPv6Gateway",
         "GlobalIPv6Address",
         "GlobalIPv6PrefixLen",
+        # P1 (issue 16): --mac-address per endpoint (API 1.44 clients, network connect)
+        "MacAddress",
     }
 )
 APPLIED_IPAM = frozenset({"IPv4Address"})

@@ -34,6 +34,7 @@ CONFIG_KEYS = (
     "ExposedPorts",
     "StopSignal",
     "StopTimeout",
+    "MacAddress",
 )
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

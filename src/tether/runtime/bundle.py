@@ -5,26 +5,43 @@ from __future__ import annotations
 from pathlib import Path
 
 from tether.contracts.runtime import BundleSpec
-from tether.runtime import oci
+from tether.runtime import oci, users
 
 
 class OciBundles:
     """``tether.engine.seams.Bundles`` over ``oci.build_spec`` and ``oci.write_bundle``."""
 
     def write_bundle(self, bundle: Path, spec: BundleSpec) -> None:
-        oci.write_bundle(
-            bundle,
-            oci.build_spec(
-                rootfs=spec.rootfs,
-                args=spec.args,
-                env=spec.env,
-                cwd=spec.cwd,
-                hostname=spec.hostname,
-                terminal=spec.terminal,
-                netns_path=spec.netns_path,
-                hosts_path=spec.hosts_path,
-                resolv_conf_path=spec.resolv_conf_path,
-                hostname_path=spec.hostname_path,
-                cgroups_path=spec.cgroups_path,
-            ),
+        user, gids = _user(spec)
+        config = oci.build_spec(
+            rootfs=spec.rootfs,
+            args=spec.args,
+            env=spec.env,
+            cwd=spec.cwd,
+            hostname=spec.hostname,
+            terminal=spec.terminal,
+            netns_path=spec.netns_path,
+            hosts_path=spec.hosts_path,
+            resolv_conf_path=spec.resolv_conf_path,
+            hostname_path=spec.hostname_path,
+            cgroups_path=spec.cgroups_path,
+            # issue 16, P1: identity, privileges, UTS name, sysctls
+            user=(user.uid, user.gid),
+            additional_gids=gids,
+            readonly_rootfs=spec.readonly_rootfs,
+            cap_add=spec.cap_add,
+            cap_drop=spec.cap_drop,
+            no_new_privileges=spec.no_new_privileges,
+            domainname=spec.domainname,
+            sysctl=spec.sysctls or None,
         )
+        if spec.privileged:
+            oci.apply_privileged(config, oci.host_devices())
+        oci.write_bundle(bundle, config)
+
+
+def _user(spec: BundleSpec) -> tuple[users.ExecUser, tuple[int, ...]]:
+    """``--user`` and ``--group-add`` resolved against the container's /etc/passwd and
+    /etc/group (runc's rules and texts: ``unable to find user nosuch: ...``)."""
+    layers = spec.root_layers or ((spec.rootfs,) if Path(spec.rootfs).is_dir() else ())
+    return users.resolve_layered(layers, spec.user, spec.group_add)
