@@ -185,6 +185,8 @@ def build_spec(
         spec["hostname"] = hostname
     if uts_namespace and domainname:
         spec["domainname"] = domainname
+        # runc 1.1 ignores ``domainname``; the UTS sysctl does the same (runc allows it)
+        linux.setdefault("sysctl", {}).setdefault("kernel.domainname", domainname)
     if annotations:
         spec["annotations"] = dict(annotations)
     return spec
@@ -280,8 +282,26 @@ def _cap_name(name: str) -> str:
     return upper if upper.startswith("CAP_") or upper == "ALL" else f"CAP_{upper}"
 
 
+def _bounding_set(status: str = "/proc/self/status") -> int | None:
+    try:
+        with open(status) as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+_BOUNDING = _bounding_set()
+
+
 def _all_capabilities() -> list[str]:
-    return list(ALL_CAPABILITIES)
+    """Every capability the daemon itself holds (``ALL``, ``--privileged``; as moby 23+):
+    root lacks CAP_SYS_RESOURCE on some hosts, and runc cannot give what it lacks."""
+    if _BOUNDING is None:
+        return list(ALL_CAPABILITIES)
+    return [c for i, c in enumerate(ALL_CAPABILITIES) if _BOUNDING >> i & 1]
 
 
 def _capabilities(cap_add: Sequence[str], cap_drop: Sequence[str]) -> list[str]:
