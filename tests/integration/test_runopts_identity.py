@@ -114,6 +114,13 @@ def test_user_by_name_number_and_group(h: LabHost) -> None:
     assert run(h, "--user", "www-data", A, "sh", "-c", "echo $HOME") == "/var/www"
 
 
+def test_exec_runs_as_the_containers_user(h: LabHost) -> None:
+    ok(h, "run", "-d", "--name", "asnobody", "--user", "nobody", A, "sleep", "30")
+    assert ok(h, "exec", "asnobody", "id", "-u").strip() == "65534"
+    assert ok(h, "exec", "-u", "0", "asnobody", "id", "-u").strip() == "0"
+    ok(h, "rm", "-f", "asnobody")
+
+
 def test_group_add_names_and_numbers(h: LabHost) -> None:
     out = run(h, "--user", "nobody", "--group-add", "daemon", "--group-add", "4242", A, "id", "-G")
     assert out.split() == ["65534", "1", "4242"]
