@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api import bodycheck, container_extra, container_logs, fieldgate, volumes
+from tether.api import bodycheck, container_extra, container_logs, fieldgate, runopts_json, volumes
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name
-from tether.engine import health, namespaces, psfilter, resources
+from tether.engine import health, namespaces, psfilter, resources, runopts
 from tether.engine import ports as portlib
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.record import network_mode, parse_restart
@@ -76,7 +76,7 @@ def _ep_json(c: Container, ep: Endpoint, user_net: bool, running: bool) -> dict[
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "MacAddress": ep.mac if running else "",
+        "MacAddress": ep.mac if running else ep.mac_config,
         "DriverOpts": ep.driver_opts,
     }
 
@@ -161,7 +161,7 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
         "Platform": "linux",
         "MountLabel": "",
         "ProcessLabel": "",
-        "AppArmorProfile": "",
+        "AppArmorProfile": runopts_json.apparmor_profile(c.host_config),
         "ExecIDs": None,
         "HostConfig": hc,
         "GraphDriver": {"Data": None, "Name": "overlay2"},
@@ -190,6 +190,7 @@ def _inspect_config(c: Container) -> dict[str, Any]:
         cfg.setdefault(key, default)
     if not cfg.get("ExposedPorts"):
         cfg.pop("ExposedPorts", None)
+    runopts_json.config_defaults(cfg)
     return cfg
 
 
@@ -204,6 +205,7 @@ def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
     hc.setdefault("Runtime", "runc")
     for key, default in resources.INSPECT_DEFAULTS.items():
         hc.setdefault(key, default)
+    runopts_json.host_config_defaults(hc)
     # Docker fills in its default driver (and keeps the options sent); docker-py's run()
     # reads logs only for json-file/journald, and tether's logs read back the same way
     log: dict[str, Any] = hc.get("LogConfig") or {}
@@ -353,12 +355,13 @@ def parse_create(
         raise BadRequest("can't create 'AutoRemove' container with restart policy")
     kind, target = network_mode(host_config)
     check_net_mode(body, host_config)
-    if kind == "host" and (host_config.get("PortBindings") or host_config.get("PublishAllPorts")):
-        host_config["PortBindings"] = {}
-        host_config["PublishAllPorts"] = False
     netcfg = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     if not isinstance(netcfg, dict):
         raise BadRequest("NetworkingConfig.EndpointsConfig must be an object")
+    runopts.check_create(cfg, host_config, netcfg, kind)
+    if kind == "host" and (host_config.get("PortBindings") or host_config.get("PublishAllPorts")):
+        host_config["PortBindings"] = {}
+        host_config["PublishAllPorts"] = False
     return ContainerCreate(name, image_ref, image, cfg, host_config, kind, target, netcfg)
 
 

@@ -83,7 +83,7 @@ async def create_exec(request: web.Request) -> web.Response:
         tty=bool(body.get("Tty")),
         stdin=bool(body.get("AttachStdin")),
         workdir=str(body.get("WorkingDir") or c.config.get("WorkingDir") or ""),
-        user=str(body.get("User") or ""),
+        user=str(body.get("User") or c.config.get("User") or ""),  # Docker: the container's
         privileged=bool(body.get("Privileged")),
         detach_keys=keys,
     )

@@ -50,6 +50,10 @@ APPLIED_CONFIG = frozenset(
         "NetworkingConfig",
         "Volumes",  # P2: mounts and volumes
         "Healthcheck",  # P4: health checks (tether.engine.health)
+        # P1 (issue 16): identity and networking
+        "User",
+        "Domainname",
+        "MacAddress",
     }
 )
 
@@ -96,6 +100,15 @@ APPLIED_HOST = frozenset(
         "VolumesFrom",  # P2
         "VolumeDriver",  # P2 (local; another driver is refused when a volume is made)
         "LogConfig",  # P4: json-file and its options (tether.engine.logconfig; checked above)
+        # P1 (issue 16): identity, privileges, networking options
+        "GroupAdd",
+        "ReadonlyRootfs",
+        "CapAdd",
+        "CapDrop",
+        "Privileged",
+        "SecurityOpt",
+        "ExtraHosts",
+        "Sysctls",
     }
 )
 
@@ -116,6 +129,8 @@ APPLIED_ENDPOINT = frozenset(
         "IPv6Gateway",
         "GlobalIPv6Address",
         "GlobalIPv6PrefixLen",
+        # P1 (issue 16): --mac-address per endpoint (API 1.44 clients, network connect)
+        "MacAddress",
     }
 )
 APPLIED_IPAM = frozenset({"IPv4Address"})

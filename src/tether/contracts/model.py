@@ -157,6 +157,9 @@ class Endpoint:
     # `network connect` sends an empty IPAMConfig, `run` none)
     ipam_config: dict[str, Any] | None = None
     driver_opts: dict[str, str] | None = None
+    # the MAC address the request asked for (--mac-address, EndpointsConfig.X.MacAddress;
+    # issue 16): kept across address changes, shown by inspect before the start
+    mac_config: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

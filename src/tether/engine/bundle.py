@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import posixpath
 from pathlib import Path
+from typing import Any
 
 from tether.contracts.runtime import BundleSpec, MountSpec
 from tether.engine import mounts as mountlib
+from tether.engine import runopts
 from tether.engine.core import EngineCore
 from tether.engine.namespaces import namespace_spec
 from tether.engine.record import Container
@@ -50,6 +52,7 @@ class BundleStep:
             resources=resource_spec(c.host_config),
             namespaces=namespace_spec(c, self.core.table.find, self._shm_dir),
             mounts=mounts,
+            **self._identity(c),
         )
         self.core.bundles.write_bundle(bundle, spec)
         return bundle
@@ -83,3 +86,32 @@ class BundleStep:
             opts = mountlib.tmpfs_options(str(data or ""))
             out.append(MountSpec(posixpath.normpath(dest), "tmpfs", "tmpfs", tuple(opts)))
         return tuple(out)
+
+    def _identity(self, c: Container) -> dict[str, Any]:
+        """Issue 16 (P1): user, groups, capabilities, read-only root, no-new-privileges,
+        domain name and sysctls, from the stored config (checked at create)."""
+        cfg, hc = c.config, c.host_config
+        return {
+            "user": str(cfg.get("User") or ""),
+            "group_add": tuple(hc.get("GroupAdd") or ()),
+            "root_layers": self._root_layers(c),
+            "readonly_rootfs": bool(hc.get("ReadonlyRootfs")),
+            "cap_add": tuple(runopts.normalize_caps(hc.get("CapAdd"), "CapAdd")),
+            "cap_drop": tuple(runopts.normalize_caps(hc.get("CapDrop"), "CapDrop")),
+            "privileged": bool(hc.get("Privileged")),
+            "no_new_privileges": runopts.parse_security_opt(
+                hc.get("SecurityOpt")
+            ).no_new_privileges,
+            "domainname": str(cfg.get("Domainname") or ""),
+            "sysctls": {str(k): str(v) for k, v in (hc.get("Sysctls") or {}).items()},
+        }
+
+    def _root_layers(self, c: Container) -> tuple[str, ...]:
+        """The folders of the container's overlay, top first (its /etc/passwd is read from
+        them: the root is mounted only in the runtime's own mount namespace)."""
+        overlay = self.core.images.overlay_for(c.id)
+        if overlay is None:
+            return ()  # mounted on the host already: read it there
+        return tuple(
+            os.path.normpath(os.path.join(overlay.cwd, p)) for p in (overlay.upper, *overlay.lower)
+        )

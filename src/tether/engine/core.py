@@ -184,7 +184,7 @@ class EngineCore:
     async def hold_global(self, net: Network, ep: Endpoint, owner: str) -> None:
         ip = await self.networks.hold_global(net, ep.ip, ep.static_ip, owner)
         if ip != ep.ip:
-            ep.ip, ep.mac = ip, mac_for(ip)
+            ep.ip, ep.mac = ip, ep.mac_config or mac_for(ip)
 
     async def release_global(self, net_id: str, ip: str) -> None:
         try:

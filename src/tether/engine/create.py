@@ -183,7 +183,10 @@ class Creator:
         netcfg = req.endpoints
         mode_key = req.host_config.get("NetworkMode") or "default"
         first = netcfg.get(mode_key) or netcfg.get(req.target) or netcfg.get(primary.name)
-        networks.append((primary, first or {}))
+        first = dict(first or {})
+        if req.config.get("MacAddress") and not first.get("MacAddress"):
+            first["MacAddress"] = req.config["MacAddress"]  # --mac-address: the first network
+        networks.append((primary, first))
         for ref, epcfg in netcfg.items():
             if ref in (mode_key, req.target):
                 continue

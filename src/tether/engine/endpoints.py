@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from tether.contracts.model import Endpoint, Network, mac_for, new_id
+from tether.engine import runopts
 from tether.engine.core import EngineCore
 from tether.engine.networks import NetworkController
 from tether.engine.record import Container, network_mode
@@ -38,6 +39,7 @@ class Endpoints:
         if net.predefined and net.name == "bridge" and static:
             raise BadRequest("user specified IP address is supported on user defined networks only")
         aliases = [a for a in (epcfg.get("Aliases") or []) if isinstance(a, str)]
+        mac = runopts.mac_of(epcfg)
         ip, prefix, gw = self.core.networks.allocate(net, static or None)
         return Endpoint(
             id=new_id(),
@@ -48,7 +50,8 @@ class Endpoints:
             ip=ip,
             prefixlen=prefix,
             gateway="" if net.internal else gw,
-            mac=mac_for(ip),
+            mac=mac or mac_for(ip),
+            mac_config=mac,
             ifname=ifname,
             aliases=aliases,
             links=[x for x in (epcfg.get("Links") or []) if isinstance(x, str)],

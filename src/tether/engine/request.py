@@ -36,6 +36,7 @@ CONFIG_KEYS = (
     "StopSignal",
     "StopTimeout",
     "Volumes",  # issue 16, P2
+    "MacAddress",
 )
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from tether.engine import ports as portlib
+from tether.engine import runopts
 from tether.engine import sandbox as sbx
 from tether.engine.core import EngineCore
 from tether.engine.record import Container
@@ -31,17 +32,28 @@ class SandboxFiles:
         if kind == "host":
             hostname = os.uname().nodename
         sbx.write_atomic(d / "hostname", hostname + "\n")
-        if kind == "host":
+        extra = runopts.host_lines(c.host_config.get("ExtraHosts"), self.host_gateway())
+        if kind == "host" and not extra:
             text = (
                 Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else sbx.HOSTS_HEADER
             )
+        elif kind == "host":
+            text = sbx.hosts_text([], None, "", extra)  # Docker: a file of its own then
         else:
             eps = c.eps()
             own_ip = eps[0].ip if eps else None
-            text = sbx.hosts_text(self._link_lines(c), own_ip, hostname)
+            names = runopts.hosts_names(hostname, str(c.config.get("Domainname") or ""))
+            text = sbx.hosts_text(self._link_lines(c), own_ip, names, extra)
         sbx.write_atomic(d / "hosts", text)
         embedded = kind == "network" and self.core.uses_embedded_dns(c)
         sbx.write_atomic(d / "resolv.conf", self.resolv_text(c, embedded, kind == "host"))
+
+    def host_gateway(self) -> str | None:
+        """``--add-host NAME:host-gateway``: the default bridge's address (Docker's default
+        for its daemon option host-gateway-ip)."""
+        bridge = self.core.networks.find("bridge")
+        pools = bridge.pools if bridge is not None else []
+        return str(pools[0].gateway) if pools else None
 
     def _copy_shared(self, c: Container, d: Path) -> None:
         """``--network container:<x>``: the other container's hosts, resolv.conf, hostname."""

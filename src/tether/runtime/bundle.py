@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tether.contracts.runtime import BundleSpec
-from tether.runtime import oci
+from tether.runtime import oci, users
 
 
 class OciBundles:
     """``tether.engine.seams.Bundles`` over ``oci.build_spec`` and ``oci.write_bundle``."""
 
     def write_bundle(self, bundle: Path, spec: BundleSpec) -> None:
+        user, gids = _user(spec)
         built = oci.build_spec(
             rootfs=spec.rootfs,
             args=spec.args,
@@ -28,8 +29,26 @@ class OciBundles:
             user_mounts=[
                 oci.UserMount(m.destination, m.kind, m.source, m.options) for m in spec.mounts
             ],
+            # issue 16, P1: identity, privileges, UTS name, sysctls
+            user=(user.uid, user.gid),
+            additional_gids=gids,
+            readonly_rootfs=spec.readonly_rootfs,
+            cap_add=spec.cap_add,
+            cap_drop=spec.cap_drop,
+            no_new_privileges=spec.no_new_privileges,
+            domainname=spec.domainname,
+            sysctl=spec.sysctls or None,
         )
         # P3 (issue 16): cgroup limits, namespaces, rlimits, /dev/shm, init
         init = oci.init_binary() if spec.namespaces.init else None
         oci.apply_limits(built, spec.resources, spec.namespaces, init)
+        if spec.privileged:  # P1: after the limits (every device allowed)
+            oci.apply_privileged(built, oci.host_devices())
         oci.write_bundle(bundle, built)
+
+
+def _user(spec: BundleSpec) -> tuple[users.ExecUser, tuple[int, ...]]:
+    """``--user`` and ``--group-add`` resolved against the container's /etc/passwd and
+    /etc/group (runc's rules and texts: ``unable to find user nosuch: ...``)."""
+    layers = spec.root_layers or ((spec.rootfs,) if Path(spec.rootfs).is_dir() else ())
+    return users.resolve_layered(layers, spec.user, spec.group_add)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.contracts.runtime import NamespaceSpec, ResourceSpec
+from tether.contracts.runtime import ALL_CAPABILITIES, NamespaceSpec, ResourceSpec
 from tether.errors import Internal
 
 OCI_VERSION = "1.0.2-dev"
@@ -197,6 +198,8 @@ def build_spec(
         spec["hostname"] = hostname
     if uts_namespace and domainname:
         spec["domainname"] = domainname
+        # runc 1.1 ignores ``domainname``; the UTS sysctl does the same (runc allows it)
+        linux.setdefault("sysctl", {}).setdefault("kernel.domainname", domainname)
     if annotations:
         spec["annotations"] = dict(annotations)
     return spec
@@ -318,27 +321,94 @@ def _cap_name(name: str) -> str:
     return upper if upper.startswith("CAP_") or upper == "ALL" else f"CAP_{upper}"
 
 
+def _bounding_set(status: str = "/proc/self/status") -> int | None:
+    try:
+        with open(status) as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+_BOUNDING = _bounding_set()
+
+
 def _all_capabilities() -> list[str]:
-    names = [
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-        "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-        "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-        "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-        "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-    ]  # fmt: skip
-    return [f"CAP_{n}" for n in names]
+    """Every capability the daemon itself holds (``ALL``, ``--privileged``; as moby 23+):
+    root lacks CAP_SYS_RESOURCE on some hosts, and runc cannot give what it lacks."""
+    if _BOUNDING is None:
+        return list(ALL_CAPABILITIES)
+    return [c for i, c in enumerate(ALL_CAPABILITIES) if _BOUNDING >> i & 1]
 
 
 def _capabilities(cap_add: Sequence[str], cap_drop: Sequence[str]) -> list[str]:
+    """Docker's TweakCapabilities: ``ALL`` in ``cap_add`` is every capability but the dropped
+    ones; ``ALL`` in ``cap_drop`` keeps only the added ones; else the default set minus the
+    dropped ones, then the added ones (an added one wins over a dropped one)."""
     add = [_cap_name(c) for c in cap_add]
     drop = {_cap_name(c) for c in cap_drop}
-    caps = _all_capabilities() if "ALL" in add else list(DEFAULT_CAPABILITIES)
-    caps += [c for c in add if c != "ALL" and c not in caps]
-    if "ALL" in drop:
-        return [c for c in add if c != "ALL"]
-    return [c for c in caps if c not in drop]
+    if "ALL" in add:
+        caps = [c for c in _all_capabilities() if c not in drop]
+    elif "ALL" in drop:
+        caps = list(add)
+    else:
+        caps = [c for c in DEFAULT_CAPABILITIES if c not in drop] + add
+    return list(dict.fromkeys(caps))
+
+
+# -- --privileged (issue 16, P1) ---------------------------------------------------------
+
+
+def apply_privileged(spec: dict[str, Any], host_devices: Sequence[Mapping[str, Any]]) -> None:
+    """Docker's ``--privileged``: every capability, no masked or read-only paths, ``/sys`` and
+    the cgroup mount writable, every device of the host in ``/dev`` and allowed in the device
+    cgroup. (No seccomp or AppArmor profile: tether applies none to any container.)"""
+    caps = _all_capabilities()
+    spec["process"]["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    linux = spec["linux"]
+    linux["maskedPaths"] = []
+    linux["readonlyPaths"] = []
+    linux["devices"] = [dict(d) for d in host_devices]
+    linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+    for m in spec["mounts"]:
+        if m["type"] in ("sysfs", "cgroup"):
+            m["options"] = [o for o in m["options"] if o != "ro"]
+
+
+_SKIP_DEV_DIRS = ("pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev")
+
+
+def host_devices(root: str = "/dev") -> list[dict[str, Any]]:
+    """The host's device nodes as runc's ``HostDevices`` lists them (``/dev/console`` and the
+    pts, shm, mqueue folders left out), for a privileged container's ``linux.devices``."""
+    out: list[dict[str, Any]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not (dirpath == root and d in _SKIP_DEV_DIRS)]
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if path == os.path.join(root, "console"):
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else ""
+            if not kind or st.st_rdev == 0:
+                continue
+            out.append(
+                {
+                    "path": path,
+                    "type": kind,
+                    "major": os.major(st.st_rdev),
+                    "minor": os.minor(st.st_rdev),
+                    "fileMode": stat.S_IMODE(st.st_mode),
+                    "uid": st.st_uid,
+                    "gid": st.st_gid,
+                }
+            )
+    return out
 
 
 def write_bundle(bundle: Path, spec: Mapping[str, Any]) -> Path:

@@ -13,6 +13,9 @@ import ctypes
 import ctypes.util
 import errno as errno_mod
 import os
+import posixpath
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tether.errors import BadRequest
@@ -177,3 +180,89 @@ def read_in_root(root: str, path: str, limit: int = 4 << 20) -> str | None:
 def resolve_in_root(root: str, spec: str) -> ExecUser:
     """``spec`` against ``root``'s ``/etc/passwd`` and ``/etc/group``."""
     return resolve(spec, read_in_root(root, "/etc/passwd"), read_in_root(root, "/etc/group"))
+
+
+# -- docker run --user / --group-add (issue 16, P1) ---------------------------------------
+
+
+def additional_gids(names: Sequence[str], group: str | None) -> tuple[int, ...]:
+    """``--group-add`` entries (names or gids) as runc's ``GetAdditionalGroups``: the first
+    group of ``/etc/group`` whose name or gid matches, else a number in range."""
+    groups = parse_group(group or "")
+    out: list[int] = []
+    for name in names:
+        match = next((g for g in groups if name in (g.name, str(g.gid))), None)
+        if match is not None:
+            gid = match.gid
+        else:
+            number = _int(name)
+            if number is None:
+                raise BadRequest(
+                    f'Unable to find group {name}: strconv.ParseInt: parsing "{name}": '
+                    "invalid syntax"
+                )
+            gid = _check_range(number)
+        if gid not in out:
+            out.append(gid)
+    return tuple(out)
+
+
+def _whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def read_layered(
+    layers: Sequence[str], path: str, limit: int = 4 << 20, _hops: int = 0
+) -> str | None:
+    """The text of ``path`` in the overlay made of ``layers`` (top first), read from the
+    layer folders without mounting them: overlayfs whiteouts and opaque folders hide lower
+    layers, symlinks resolve inside the merged view. None when it does not exist."""
+    parts = [p for p in posixpath.normpath("/" + path).split("/") if p]
+    for layer in layers:
+        cur, hidden = layer, False
+        for i, part in enumerate(parts):
+            cur = os.path.join(cur, part)
+            try:
+                st = os.lstat(cur)
+            except (FileNotFoundError, NotADirectoryError):
+                if hidden:
+                    return None  # an opaque folder above hides the lower layers
+                break
+            if _whiteout(st):
+                return None
+            if stat.S_ISLNK(st.st_mode):
+                if _hops >= 40:
+                    return None
+                target = posixpath.join("/" + "/".join(parts[:i]), os.readlink(cur))
+                rest = "/".join([target, *parts[i + 1 :]])
+                return read_layered(layers, rest, limit, _hops + 1)
+            if i == len(parts) - 1:
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                with open(cur, "rb") as f:
+                    return f.read(limit).decode(errors="replace")
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            hidden = hidden or _opaque(cur)
+        else:
+            return None
+    return None
+
+
+def resolve_layered(
+    layers: Sequence[str], spec: str, group_add: Sequence[str] = ()
+) -> tuple[ExecUser, tuple[int, ...]]:
+    """``--user`` and ``--group-add`` against the container's root as its layers hold it
+    (Docker's getUser: the user's groups, then the added ones)."""
+    passwd = read_layered(layers, "/etc/passwd")
+    group = read_layered(layers, "/etc/group")
+    user = resolve(spec, passwd, group)
+    added = additional_gids(group_add, group) if group_add else ()
+    return user, user.sgids + added
