@@ -34,6 +34,9 @@ ERROR_SCHEMA: dict[str, Any] = {"$ref": "#/definitions/ErrorResponse"}
 # scalars Docker itself sends as null although the spec does not say x-nullable
 DOCKER_NULLS = {
     ("/exec/{id}/json", "$.ExitCode"),  # a Go *int: null until the exec process has exited
+    # Go *int64 fields of HostConfig that Docker 20.10's inspect shows as null when unset
+    ("/containers/{id}/json", "$.HostConfig.MemorySwappiness"),
+    ("/containers/{id}/json", "$.HostConfig.PidsLimit"),
 }
 
 

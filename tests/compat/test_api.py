@@ -86,7 +86,7 @@ def test_too_new_client_gets_dockers_400_and_ping_tells_the_version(
         ("GET", "/nope"),
         ("GET", "/v1.41/nope"),
         ("POST", "/session"),
-        ("GET", "/volumes"),
+        ("GET", "/plugins"),
         ("GET", "/containers/x/top"),
         ("GET", "/v1.41/containers/x/stats"),
         ("GET", "/../../etc/passwd"),
