@@ -64,7 +64,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     stop = ctl.exit_future(c) if follow else None
-    async for stream, data in engine.runtime.read_logs(
+    async for stream, data in engine.read_logs(
         ctl.files_dir(c) / "container.log",
         follow=follow,
         tail=tail,

@@ -465,12 +465,12 @@ async def _attachment(engine: Any, c: Container, done: asyncio.Future[int]) -> A
     attaches before it starts) connect between runc create and start. None when the
     container exited before that."""
     if c.running:
-        return await engine.runtime.attach(c.id)
+        return await engine.attach(c.id)
     got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     async def hook() -> None:
         if not got.done():
-            got.set_result(await engine.runtime.attach(c.id))
+            got.set_result(await engine.attach(c.id))
 
     engine.containers.attach_hooks.setdefault(c.id, []).append(hook)
     await asyncio.wait([got, done], return_when=asyncio.FIRST_COMPLETED)
@@ -500,7 +500,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     try:
         if logs:
             log_path = ctl.files_dir(c) / "container.log"
-            async for stream, data in engine.runtime.read_logs(log_path):
+            async for stream, data in engine.read_logs(log_path):
                 if stream in wanted:
                     hj.write(stream, data)
         if not live:
@@ -538,7 +538,7 @@ async def resize(request: web.Request) -> web.Response:
         raise BadRequest("invalid size") from None
     if c.running and c.tty:
         with contextlib.suppress(Exception):
-            engine.runtime.resize(c.id, h, w)
+            engine.resize(c.id, h, w)
     return web.Response(status=200)
 
 

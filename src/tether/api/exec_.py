@@ -138,7 +138,7 @@ async def _run(
     """Start the exec's process; None when it failed after the upgrade (the error then went
     on the stream, and the stream is finished)."""
     try:
-        return await engine.runtime.exec(
+        return await engine.exec(
             rec.container_id,
             rec.cmd,
             env=rec.env,

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from tether.config import DaemonConfig
@@ -26,7 +27,13 @@ from tether.engine.events import Events
 from tether.engine.firewall import Firewall
 from tether.engine.fwsync import FirewallSync
 from tether.engine.networks import CreateRequest, NetworkController
-from tether.engine.seams import ImageCatalog, ImageConfig, Runtime
+from tether.engine.seams import (
+    Attachment,
+    ExecProcess,
+    ImageCatalog,
+    ImageConfig,
+    Runtime,
+)
 from tether.errors import BadRequest
 
 log = logging.getLogger("tether.engine")
@@ -145,6 +152,28 @@ class Engine:
             if name in before:
                 self._network_event("destroy", before[name])
         return gone
+
+    # ---- the runtime's streams, for the API (it never reaches the runtime itself) ------
+    def rt(self) -> Runtime:
+        """The container runtime (a 400 on a daemon built without one)."""
+        if self.runtime is None:
+            raise BadRequest("the container runtime is not available")
+        return self.runtime
+
+    async def attach(self, cid: str) -> Attachment:
+        """The running container's stdio (``docker attach``, ``docker run``)."""
+        return await self.rt().attach(cid)
+
+    def read_logs(self, log_path: Path, **options: Any) -> AsyncIterator[tuple[str, bytes]]:
+        """A container's log records (``Runtime.read_logs``'s options)."""
+        return self.rt().read_logs(log_path, **options)
+
+    def resize(self, cid: str, height: int, width: int) -> None:
+        self.rt().resize(cid, height, width)
+
+    async def exec(self, cid: str, args: Sequence[str], **options: Any) -> ExecProcess:
+        """A process in the container (``docker exec``; ``Runtime.exec``'s options)."""
+        return await self.rt().exec(cid, args, **options)
 
     # ---- containers ----------------------------------------------------------------
     def ctl(self) -> ContainerController:

@@ -536,3 +536,11 @@ def _fits() -> None:
     _netns: Netns = FakeNetns()
     _netlink: Netlink = FakeNetlink()
     _volume_mounts: VolumeMounts = FakeVolumeMounts()
+    # the real image store is the whole catalog the API reaches through the engine
+    from pathlib import Path
+
+    from tether.engine.seams import ImageCatalog
+    from tether.runtime.image import Image
+    from tether.runtime.images import ImageStore
+
+    _catalog: ImageCatalog[Image] = ImageStore(Path("/nonexistent"))
