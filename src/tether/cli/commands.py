@@ -9,7 +9,7 @@ from __future__ import annotations
 COMMANDS: dict[str, str] = {
     "attach": "tether.cli.containers:attach",
     "container": "tether.cli.containers:container",
-    "create": "tether.cli.containers:create",
+    "create": "tether.cli.run:create",
     "daemon": "tether.daemon_cli:daemon",
     "exec": "tether.cli.containers:exec_",
     "image": "tether.cli.images:image",
@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "restart": "tether.cli.containers:restart",
     "rm": "tether.cli.containers:rm",
     "rmi": "tether.cli.images:rm",
-    "run": "tether.cli.containers:run",
+    "run": "tether.cli.run:run",
     "start": "tether.cli.containers:start",
     "stop": "tether.cli.containers:stop",
     "update": "tether.cli.containers:update",

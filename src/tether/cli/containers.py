@@ -1,17 +1,15 @@
-"""Container verbs: run, create, start, stop, restart, kill, rm, ps, inspect, exec,
-logs, wait, attach, rename, port, update."""
+"""Container verbs: start, stop, restart, kill, rm, ps, inspect, exec, logs, wait, attach,
+rename, port, update (``run`` and ``create`` are in :mod:`tether.cli.run`)."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from tether.cli.runopts import build_create_body, options_from_kwargs, run_options
+from tether.cli.run import create, resize_tty, run
 from tether.cli.text import human_size
 from tether.cli.util import (
     UsageFailure,
@@ -19,7 +17,6 @@ from tether.cli.util import (
     client,
     fail,
     filters_query,
-    run_errors,
 )
 from tether.cli.views import (
     PS_HEADERS,
@@ -28,7 +25,7 @@ from tether.cli.views import (
     format_containers,
     list_containers,
 )
-from tether.client import APIError, Client, ConnectionFailed
+from tether.client import APIError, Client
 
 __all__ = ["PS_HEADERS", "container_row", "displayable_ports", "format_containers", "human_size"]
 
@@ -55,134 +52,6 @@ def _multi(
 
 
 # ---------------------------------------------------------------- create / run
-
-
-def _create(c: Client, body: dict[str, Any], name: str, platform: str) -> str:
-    query: dict[str, str | None] = {"name": name or None, "platform": platform or None}
-    resp = c.post("/containers/create", query, body)
-    for w in resp.get("Warnings") or []:
-        click.echo(f"WARNING: {w}", err=True)
-    return str(resp["Id"])
-
-
-def _start_exit_code(err: APIError) -> int:
-    msg = err.message
-    if "executable file not found" in msg or "no such file or directory" in msg:
-        return 127
-    if "permission denied" in msg:
-        return 126
-    return 125
-
-
-def _run_fail(err: APIError | ConnectionFailed, code: int = 125) -> None:
-    fail(f"tether: {err}\n\nRun 'tether run --help' for more information", code)
-
-
-@click.command("create", context_settings=RUN_CONTEXT)
-@run_options
-@run_errors("create")
-def create(image: str, command: tuple[str, ...], **kw: Any) -> None:
-    """Create a new container"""
-    o = options_from_kwargs(image, command, kw)
-    body = build_create_body(o)
-    cid = _create(client(), body, o.name, o.platform)
-    if kw.get("cidfile"):
-        with open(kw["cidfile"], "w") as f:
-            f.write(cid)
-    click.echo(cid)
-
-
-@click.command("run", context_settings=RUN_CONTEXT)
-@click.option(
-    "-d", "--detach", is_flag=True, help="Run container in background and print container ID"
-)
-@click.option(
-    "--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process"
-)
-@run_options
-@run_errors("run")
-def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **kw: Any) -> None:
-    """Create and run a new container from an image"""
-    o = options_from_kwargs(image, command, kw)
-    o.detach = detach
-    body = build_create_body(o, run_detached=detach)
-    c = client()
-    cid = _create(c, body, o.name, o.platform)
-    if kw.get("cidfile"):
-        with open(kw["cidfile"], "w") as f:
-            f.write(cid)
-    if detach:
-        click.echo(cid)
-        try:
-            c.request("POST", f"/containers/{cid}/start")
-        except APIError as e:
-            _run_fail(e, _start_exit_code(e))
-        return
-    del sig_proxy
-    sys.exit(_run_attached(c, cid, body, o.rm))
-
-
-def _run_attached(c: Client, cid: str, body: dict[str, Any], auto_remove: bool) -> int:
-    from tether.cli.streams import attach_session
-
-    tty = bool(body.get("Tty"))
-    want_stdin = bool(body.get("AttachStdin"))
-    attached = want_stdin or body.get("AttachStdout") or body.get("AttachStderr")
-    conn = None
-    if attached:
-        conn = c.hijack(
-            f"/containers/{cid}/attach",
-            {
-                "stream": True,
-                "stdin": want_stdin or None,
-                "stdout": bool(body.get("AttachStdout")) or None,
-                "stderr": bool(body.get("AttachStderr")) or None,
-            },
-        )
-    result: dict[str, Any] = {}
-
-    def waiter() -> None:
-        try:
-            result["wait"] = c.post(
-                f"/containers/{cid}/wait",
-                {"condition": "removed" if auto_remove else "next-exit"},
-            )
-        except (APIError, ConnectionFailed, OSError) as e:
-            result["error"] = e
-
-    wait_thread = threading.Thread(target=waiter, daemon=True)
-    wait_thread.start()
-    try:
-        c.request("POST", f"/containers/{cid}/start")
-    except APIError as e:
-        if conn is not None:
-            conn.close()
-        _run_fail(e, _start_exit_code(e))
-    if tty:
-        _resize(c, f"/containers/{cid}/resize")
-    if conn is not None:
-        attach_session(conn, tty, want_stdin)
-    wait_thread.join()
-    if "error" in result:
-        err = result["error"]
-        fail(f"tether: {err}", 125)
-    status = result.get("wait") or {}
-    if (status.get("Error") or {}).get("Message"):
-        fail(f"tether: {status['Error']['Message']}", 125)
-    return int(status.get("StatusCode", 0))
-
-
-def _resize(c: Client, path: str) -> None:
-    from tether.cli.streams import terminal_size
-
-    size = terminal_size()
-    if size is None:
-        return
-    with contextlib.suppress(APIError):
-        c.request("POST", path, {"h": size[0], "w": size[1]})
-
-
-# ---------------------------------------------------------------- lifecycle
 
 
 @click.command("start", context_settings=CONTEXT)
@@ -528,7 +397,7 @@ def run_exec(c: Client, container: str, body: dict[str, Any]) -> int:
         return 0
     conn = c.hijack(f"/exec/{exec_id}/start", body=start_body)
     if body["Tty"]:
-        _resize(c, f"/exec/{exec_id}/resize")
+        resize_tty(c, f"/exec/{exec_id}/resize")
     attach_session(conn, bool(body["Tty"]), bool(body["AttachStdin"]))
     info = c.get(f"/exec/{exec_id}/json") or {}
     return int(info.get("ExitCode") or 0)
@@ -551,7 +420,7 @@ def _attach(container: str, stdin: bool, start: bool = False) -> int:
     if start:
         c.request("POST", f"/containers/{container}/start")
     if tty:
-        _resize(c, f"/containers/{container}/resize")
+        resize_tty(c, f"/containers/{container}/resize")
     attach_session(conn, tty, stdin)
     state = (c.get(f"/containers/{container}/json") or {}).get("State") or {}
     return int(state.get("ExitCode") or 0)
