@@ -160,7 +160,7 @@ def _build_cluster(
     from tether.engine.cluster_endpoints import EndpointBook, Lease
     from tether.engine.gateway import GatewayBridge
     from tether.linux.netns import NetnsDir
-    from tether.store.etcd import LeaseKeeper
+    from tether.store.lease import LeaseKeeper
 
     assert cfg.cluster_store
     vtep = advertise_address(cfg.cluster_advertise)

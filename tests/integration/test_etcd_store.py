@@ -24,7 +24,8 @@ from tests.storecontract import GUARD, StoreContract, aclose, summary, take
 
 from tether.errors import Unavailable
 from tether.store.base import Event, Op, Store, WatchCompacted
-from tether.store.etcd import EtcdStore, LeaseExpired, LeaseKeeper
+from tether.store.etcd import EtcdStore, LeaseExpired
+from tether.store.lease import LeaseKeeper
 
 ETCD = "/usr/bin/etcd"
 

@@ -30,7 +30,8 @@ from tether.engine.nettable import NetworkTable
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.errors import Internal
 from tether.store.base import Event, Op, Record, TxnResult, Value
-from tether.store.etcd import LeaseExpired, LeaseKeeper
+from tether.store.etcd import LeaseExpired
+from tether.store.lease import LeaseKeeper
 from tether.testing.netlink import FakeNetlink
 from tether.testing.store import MemoryStore
 

@@ -50,7 +50,7 @@ class ClusterStore(Protocol):
 
 
 class Lease(Protocol):
-    """A lease kept alive (``tether.store.etcd.LeaseKeeper``)."""
+    """A lease kept alive (``tether.store.lease.LeaseKeeper``)."""
 
     @property
     def lease_id(self) -> int: ...
