@@ -22,6 +22,7 @@ from tether.api import (
     networks,
     swarm,
     system,
+    topology,
     volumes,
 )
 from tether.api.http import ENGINE, Handler, Router, json_response
@@ -108,6 +109,7 @@ def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
     )
     app[ENGINE] = engine
     router = Router(app)
-    for module in (system, networks, containers, exec_, images, image_extra, swarm, volumes):
+    modules = (system, networks, containers, exec_, images, image_extra, swarm, volumes, topology)
+    for module in modules:
         module.register(router)
     return app

@@ -26,7 +26,9 @@ from tether.engine.events import Events
 from tether.engine.firewall import Firewall
 from tether.engine.fwsync import FirewallSync
 from tether.engine.networks import CreateRequest, NetworkController
+from tether.engine.pathtrace import PathTracer
 from tether.engine.seams import ImageCatalog, ImageConfig, Runtime
+from tether.engine.topology import Topology
 from tether.errors import BadRequest
 
 log = logging.getLogger("tether.engine")
@@ -176,6 +178,21 @@ class Engine:
         if self.containers is None:
             raise BadRequest("containers are not available")
         await self.containers.disconnect(net_ref, container_ref, force)
+
+    # ---- topology (issue 19) -------------------------------------------------------
+    def topology_model(self) -> Topology:
+        ctl = self.containers
+        kernel = ctl.core.netlink if ctl is not None else None
+        return Topology(self.networks, ctl, kernel, self.networks.cluster)
+
+    async def topology(self, kernel: bool = True) -> dict[str, Any]:
+        """The topology model (``GET /tether/topology``, tether.engine.topology)."""
+        return await self.topology_model().build(kernel)
+
+    async def path(self, src: str, dst: str) -> dict[str, Any]:
+        """The hops from ``src`` to ``dst`` (``GET /tether/path``, tether.engine.pathtrace)."""
+        tracer = PathTracer(self.topology_model(), self.fw.state(), self.cfg.iptables)
+        return await tracer.trace(src, dst)
 
     # ---- system ------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
