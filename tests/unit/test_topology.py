@@ -183,3 +183,21 @@ def test_verdicts_follow_the_rules_order() -> None:
     assert hit is not None and hit.addr == "10.1.0.3"
     assert fv.published("10.0.0.6", "udp", 80, ports, nets) is None
     assert split_port("web:80/udp") == ("web", 80, "udp") and split_port("db") == ("db", 0, "tcp")
+
+
+@aio
+async def test_cli_renders_the_model_and_the_path(tmp_path: Path) -> None:
+    from tether.cli.topology import path_text, topology_dot, topology_text
+
+    w = await world(tmp_path)
+    topo = await w.engine.topology()
+    text = topology_text(topo)
+    assert "network front (bridge) 10.31.0.0/24 gw 10.31.0.1" in text
+    assert "web (running): eth0 [up]" in text and "ports 0.0.0.0:8080->80/tcp" in text
+    assert "no drift" in text
+    dot = topology_dot(topo)
+    assert dot.startswith("graph tether {") and '"c:web" -- "dev:tbr-' in dot
+    p = path_text(await w.engine.path("web", "db"))
+    assert p.splitlines()[0].startswith("web -> db over front: DROPPED at hop 4: isolation")
+    assert "ip tether forward: oifname @bridges drop  [host] DROP  <- drops here" in p
+    await w.close()

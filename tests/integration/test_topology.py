@@ -1,0 +1,112 @@
+"""``tether path`` and ``GET /tether/topology`` on a lab host, checked against real traffic.
+
+One host; the path's verdicts are computed from tether's rules, and each case also sends the
+packet (ping/wget from inside a container) to show that the kernel agrees.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether.lab.lab import Lab, LabHost
+
+from .helpers import LabFactory, in_host
+from .portlab import clean_host, curl, import_image, ip_of, ok, ping_in, web, wget_in
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def h(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    lab: Lab = module_lab_factory(["host1"], daemons=True)
+    host = lab.host("host1")
+    import_image(host, Path(tmp_path_factory.mktemp("img")))
+    ok(host, "network", "create", "front")
+    ok(host, "network", "create", "back")
+    ok(host, "network", "create", "--internal", "sealed")
+    web(host, "w1", "--network", "front", "-p", "8080:80")
+    web(host, "w2", "--network", "front")
+    web(host, "d1", "--network", "back")
+    web(host, "v1", "--network", "sealed")
+    yield host
+    clean_host(host, networks=True)
+
+
+def tether(host: LabHost, *args: str) -> subprocess.CompletedProcess[str]:
+    """The tether CLI against the host's daemon (it only talks to the socket)."""
+    return subprocess.run([sys.executable, "-m", "tether", *args], env=host.docker_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def path(host: LabHost, src: str, dst: str) -> dict[str, Any]:
+    r = tether(host, "path", "--format", "json", src, dst)
+    assert r.returncode in (0, 1), r.stderr
+    out: dict[str, Any] = json.loads(r.stdout)
+    assert r.returncode == (0 if out["ok"] else 1)
+    return out
+
+
+def test_same_bridge_is_ok(h: LabHost) -> None:
+    p = path(h, "w1", "w2")
+    assert p["ok"] is True and p["network"] == "front"
+    assert [x["kind"] for x in p["hops"]] == ["interface", "veth", "bridge", "veth", "interface"]
+    assert all(x["state"] == "up" for x in p["hops"]), p["hops"]
+    assert ping_in(h, "w1", ip_of(h, "w2"))
+    text = tether(h, "path", "w1", "w2")
+    assert text.returncode == 0 and text.stdout.startswith("w1 -> w2 over front: ok")
+
+
+def test_two_networks_without_a_shared_one_are_dropped_by_isolation(h: LabHost) -> None:
+    p = path(h, "w1", "d1")
+    assert p["ok"] is False
+    hop = p["hops"][p["dropped_at"]]
+    assert hop["kind"] == "nft" and hop["name"] == "ip tether forward: oifname @bridges drop"
+    assert "isolation" in p["reason"]
+    assert not ping_in(h, "w1", ip_of(h, "d1"))
+    r = tether(h, "path", "w1", "d1")
+    assert r.returncode == 1 and "<- drops here" in r.stdout
+
+
+def test_published_port_from_the_host_is_dnat(h: LabHost) -> None:
+    p = path(h, "host", f"{h.address}:8080")
+    assert p["ok"] is True, p
+    dnat = [x for x in p["hops"] if x.get("verdict") == "dnat"]
+    assert dnat and f"-> {ip_of(h, 'w1')}:80" in dnat[0]["name"]
+    assert p["hops"][-1]["where"] == "container w1" and p["hops"][-1]["state"] == "up"
+    assert curl(h, f"http://{h.address}:8080/hostname") is not None
+
+
+def test_internal_to_outside_is_dropped(h: LabHost) -> None:
+    p = path(h, "v1", "192.0.2.80")
+    assert p["ok"] is False
+    assert p["hops"][p["dropped_at"]]["name"] == "ip tether forward: iifname @internal drop"
+    assert wget_in(h, "v1", f"http://{ip_of(h, 'w1')}/hostname") is None
+
+
+def test_topology_matches_the_kernel_and_shows_drift(h: LabHost) -> None:
+    r = tether(h, "topology", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    model = json.loads(r.stdout)
+    assert model["drift"] == [], model["drift"]
+    names = {c["name"] for c in model["containers"]}
+    assert {"w1", "w2", "d1", "v1"} <= names
+    ep = next(e for e in model["endpoints"] if e["container"] == "w2")
+    assert ep["kernel"]["host_side"]["kind"] == "veth"
+    assert ep["kernel"]["container_side"]["mac"] == ep["mac"]
+    assert ep["kernel"]["container_side"]["addresses"] == [ep["ipv4"]]
+    front = next(n for n in model["networks"] if n["name"] == "front")
+    assert front["devices"][0]["kernel"]["state"] == "up"
+    # the kernel loses w2's veth: drift, and the path stops there
+    in_host(h, "ip", "link", "del", ep["host_ifname"], check=True)
+    model = json.loads(tether(h, "topology", "--format", "json").stdout)
+    assert any(d["name"] == "w2/front" for d in model["drift"]), model["drift"]
+    p = path(h, "w1", "w2")
+    assert p["ok"] is False and p["hops"][p["dropped_at"]]["state"] == "missing"
+    text = tether(h, "topology").stdout
+    assert "DRIFT" in text and "network front (bridge)" in text
