@@ -110,3 +110,32 @@ def test_topology_matches_the_kernel_and_shows_drift(h: LabHost) -> None:
     assert p["ok"] is False and p["hops"][p["dropped_at"]]["state"] == "missing"
     text = tether(h, "topology").stdout
     assert "DRIFT" in text and "network front (bridge)" in text
+
+
+def test_metrics_on_the_web_addr(h: LabHost) -> None:
+    """Last: the daemon restarts with ``web-addr`` in its daemon.json (containers are adopted)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cfg_path = Path(h.config_file)
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg_path.write_text(json.dumps({**cfg, "web-addr": "127.0.0.1:9323"}))
+    h.lab.stop_daemon(h.name)
+    h.lab.start_daemon(h.name)
+
+    def scrape() -> dict[tuple[str, str], float]:
+        r = in_host(h, "curl", "-sf", "http://127.0.0.1:9323/metrics", check=True)
+        out = {}
+        for fam in text_string_to_metric_families(r.stdout):
+            for s in fam.samples:
+                out[(s.name, s.labels.get("route", s.labels.get("state", "")))] = s.value
+        return out
+
+    before = scrape()
+    assert before[("tether_containers", "running")] == 4
+    for _ in range(2):
+        ok(h, "ps")
+    after = scrape()
+    key = ("tether_api_requests_total", "/containers/json")
+    assert after[key] - before.get(key, 0) == 2
+    assert ok(h, "exec", "w2", "nslookup", "w1") is not None
+    assert scrape()[("tether_dns_queries_total", "")] >= 1

@@ -26,6 +26,7 @@ from tether.api import (
     volumes,
 )
 from tether.api.http import ENGINE, Handler, Router, json_response
+from tether.api.metrics import Metrics
 from tether.errors import TetherError
 
 log = logging.getLogger("tether.api")
@@ -103,9 +104,14 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
     return resp
 
 
-def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
+def make_app(
+    engine: Any, client_max_size: int = 1 << 30, metrics: Metrics | None = None
+) -> web.Application:
+    """The API app; with ``metrics`` (``--web-addr``), requests are counted and timed."""
+    counting = [metrics.middleware] if metrics is not None else []
     app = web.Application(
-        middlewares=[headers_middleware, error_middleware], client_max_size=client_max_size
+        middlewares=[*counting, headers_middleware, error_middleware],
+        client_max_size=client_max_size,
     )
     app[ENGINE] = engine
     router = Router(app)

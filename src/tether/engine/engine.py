@@ -22,6 +22,7 @@ from typing import Any
 from tether.config import DaemonConfig
 from tether.contracts.model import Network
 from tether.engine.containers import ContainerController
+from tether.engine.dnsstats import DnsStats
 from tether.engine.events import Events
 from tether.engine.firewall import Firewall
 from tether.engine.fwsync import FirewallSync
@@ -54,6 +55,7 @@ class Engine:
         self.events = events if events is not None else Events()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.firewall_check_s = 5.0
+        self.firewall_repairs = 0  # drift repairs of tether's nftables tables (the metrics)
 
     @property
     def firewall(self) -> Firewall:
@@ -92,7 +94,9 @@ class Engine:
 
     async def check_firewall(self) -> bool:
         """Re-apply tether's tables when someone changed them; True when it did."""
-        return await self.fw.check()
+        redone = await self.fw.check()
+        self.firewall_repairs += int(redone)
+        return redone
 
     async def _watch_firewall(self) -> None:
         while True:
@@ -193,6 +197,12 @@ class Engine:
         """The hops from ``src`` to ``dst`` (``GET /tether/path``, tether.engine.pathtrace)."""
         tracer = PathTracer(self.topology_model(), self.fw.state(), self.cfg.iptables)
         return await tracer.trace(src, dst)
+
+    def dns_stats(self) -> DnsStats | None:
+        """The embedded DNS server's counters (the metrics), None without one."""
+        dns = self.containers.core.dns if self.containers is not None else None
+        stats = getattr(dns, "stats", None)
+        return stats if isinstance(stats, DnsStats) else None
 
     # ---- system ------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
