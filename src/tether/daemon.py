@@ -225,19 +225,20 @@ def _enable_ip_forward() -> None:
 
 
 async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None, Any]:
-    """``--web-addr``: the metrics and the read-only web app on HOST:PORT (else nothing)."""
+    """``--web-addr``: the read-only web page and ``/metrics`` on HOST:PORT (else nothing)."""
     from aiohttp import web
 
-    from tether.api.metrics import Metrics, make_web_app
+    from tether.api.metrics import Metrics
+    from tether.api.web import make_web_app
 
     where = cfg.web_endpoint
     if where is None:
         return None, None
     metrics = Metrics(engine)
-    runner = web.AppRunner(make_web_app(metrics), handle_signals=False, access_log=None)
+    runner = web.AppRunner(make_web_app(engine, metrics), handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, where[0], where[1]).start()
-    log.info("metrics on http://%s:%d/metrics", *where)
+    log.info("web page and metrics on http://%s:%d/", *where)
     return metrics, runner
 
 

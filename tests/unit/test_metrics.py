@@ -21,7 +21,8 @@ from tests.unit.test_dns_server import Env, FakeUpstream, answer_a, scenario, ud
 from tests.unit.test_topology import world
 
 from tether.api.app import make_app
-from tether.api.metrics import Metrics, make_web_app
+from tether.api.metrics import Metrics
+from tether.api.web import make_web_app
 from tether.config import load_config, parse_web_addr
 from tether.errors import BadRequest
 
@@ -41,7 +42,7 @@ def value(got: Samples, name: str, **labels: str) -> float:
 
 
 async def scrape(metrics: Metrics) -> Samples:
-    async with TestClient(TestServer(make_web_app(metrics))) as web:
+    async with TestClient(TestServer(make_web_app(None, metrics))) as web:
         r = await web.get("/metrics")
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
         return samples(await r.text())

@@ -87,6 +87,10 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    async def handler(self, _request: web.Request) -> web.Response:
+        """``GET /metrics`` (served by ``tether.api.web``)."""
+        return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
 
 def _pool_sizes(space: Any) -> tuple[str, int, int]:
     """``(pool label, used, free)`` of one address space (its range, less the gateway, the
@@ -187,14 +191,3 @@ class EngineCollector:
         )
         hist.add_metric([], buckets, stats.forward_sum)
         yield hist
-
-
-def make_web_app(metrics: Metrics) -> web.Application:
-    """The opt-in ``--web-addr`` app: ``GET /metrics`` (read-only)."""
-
-    async def serve_metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/metrics", serve_metrics)
-    return app
