@@ -7,6 +7,7 @@ packet (ping/wget from inside a container) to show that the kernel agrees.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,18 +113,23 @@ def test_topology_matches_the_kernel_and_shows_drift(h: LabHost) -> None:
     assert "DRIFT" in text and "network front (bridge)" in text
 
 
-def test_metrics_on_the_web_addr(h: LabHost) -> None:
-    """Last: the daemon restarts with ``web-addr`` in its daemon.json (containers are adopted)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
+@pytest.fixture(scope="module")
+def webaddr(h: LabHost) -> str:
+    """The daemon restarted with ``web-addr`` in its daemon.json (containers are adopted);
+    the tests using it come last. The address is the lab host's loopback."""
     cfg_path = Path(h.config_file)
     cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
     cfg_path.write_text(json.dumps({**cfg, "web-addr": "127.0.0.1:9323"}))
     h.lab.stop_daemon(h.name)
     h.lab.start_daemon(h.name)
+    return "http://127.0.0.1:9323"
+
+
+def test_metrics_on_the_web_addr(h: LabHost, webaddr: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
 
     def scrape() -> dict[tuple[str, str], float]:
-        r = in_host(h, "curl", "-sf", "http://127.0.0.1:9323/metrics", check=True)
+        r = in_host(h, "curl", "-sf", f"{webaddr}/metrics", check=True)
         out = {}
         for fam in text_string_to_metric_families(r.stdout):
             for s in fam.samples:
@@ -139,3 +145,27 @@ def test_metrics_on_the_web_addr(h: LabHost) -> None:
     assert after[key] - before.get(key, 0) == 2
     assert ok(h, "exec", "w2", "nslookup", "w1") is not None
     assert scrape()[("tether_dns_queries_total", "")] >= 1
+
+
+BROWSER = Path(__file__).with_name("webpage_browser.py")
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "topology-page.png"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromedriver").exists(), reason="no chromium-driver")
+def test_the_page_in_a_real_browser(h: LabHost, webaddr: str, tmp_path: Path) -> None:
+    """Headless Chromium (Selenium) inside the lab host: every name, a new container within
+    2 s of ``docker run``, the path view, a container's details (with TETHER_DOCS_SCREENSHOT=1
+    the screenshot replaces docs/topology-page.png)."""
+    shot = tmp_path / "page.png"
+    r = in_host(h, sys.executable, str(BROWSER), webaddr, str(shot), "late1", "w1", "d1",
+                timeout=180, env=h.docker_env())  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"w1", "w2", "d1", "v1"} <= set(got["containers"]), got
+    assert {"front", "back", "sealed"} <= set(got["networks"]), got
+    assert got["appeared_s"] < 2.0, got
+    assert "dropped at hop" in got["path_text"] and "isolation" in got["path_text"], got
+    assert "eth0" in got["details"] and "ports" in got["details"], got
+    print(f"first load {got['first_load_ms']:.0f} ms, update {got['appeared_s'] * 1000:.0f} ms")
+    if os.environ.get("TETHER_DOCS_SCREENSHOT"):  # refresh docs/topology-page.png
+        SCREENSHOT.write_bytes(shot.read_bytes())
