@@ -17,7 +17,7 @@ import pytest
 
 from tether.lab.lab import Lab, LabHost
 
-from .helpers import LabFactory, in_host
+from .helpers import LabFactory, in_host, wait_until
 from .portlab import clean_host, curl, import_image, ip_of, ok, ping_in, web, wget_in
 
 pytestmark = pytest.mark.lab
@@ -169,3 +169,37 @@ def test_the_page_in_a_real_browser(h: LabHost, webaddr: str, tmp_path: Path) ->
     print(f"first load {got['first_load_ms']:.0f} ms, update {got['appeared_s'] * 1000:.0f} ms")
     if os.environ.get("TETHER_DOCS_SCREENSHOT"):  # refresh docs/topology-page.png
         SCREENSHOT.write_bytes(shot.read_bytes())
+
+
+def test_overlay_across_hosts_names_the_vtep(
+    lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two hosts with etcd: o1 (host1) -> o2 (host2) over an overlay goes through the VXLAN
+    device, whose FDB entry sends o2's MAC to host2's VTEP."""
+    lab: Lab = lab_factory(["host1", "host2"], etcd=True, daemons=True)
+    h1, h2 = lab.host("host1"), lab.host("host2")
+    img = tmp_path_factory.mktemp("img")
+    import_image(h1, img)
+    import_image(h2, img)
+    ok(h1, "network", "create", "-d", "overlay", "--subnet", "10.78.0.0/24", "ov1")
+    wait_until(lambda: "ov1" in ok(h2, "network", "ls"), 10, what="ov1 on host2")
+    ok(h1, "run", "-d", "--name", "o1", "--network", "ov1", "alpine", "sleep", "600")
+    ok(h2, "run", "-d", "--name", "o2", "--network", "ov1", "alpine", "sleep", "600")
+    o2_ip = ip_of(h2, "o2")
+    wait_until(lambda: ping_in(h1, "o1", o2_ip), 15, 0.3, what="o1 pings o2")
+    p = path(h1, "o1", "o2")
+    assert p["ok"] is True and p["network"] == "ov1", json.dumps(p, indent=1)
+    kinds = [x["kind"] for x in p["hops"]]
+    assert kinds[:4] == ["interface", "veth", "bridge", "vxlan"], kinds
+    fdb = next(x for x in p["hops"] if x["kind"] == "fdb")
+    assert fdb["state"] == "present" and fdb["name"].endswith(f"dst {h2.address}")
+    under = next(x for x in p["hops"] if x["kind"] == "underlay")
+    assert under["vtep"] == h2.address
+    model = json.loads(tether(h1, "topology", "--format", "json").stdout)
+    ov = next(n for n in model["networks"] if n["name"] == "ov1")
+    [peer] = ov["peers"]
+    assert peer["container"] == "o2" and peer["vtep"] == h2.address and peer["fdb"] == h2.address
+    assert {d["role"] for d in ov["devices"]} == {"bridge", "vxlan"}
+    assert all(d["kernel"]["state"] != "down" for d in ov["devices"]), ov["devices"]
+    assert model["drift"] == [], model["drift"]
+    assert h2.address in {x["address"] for x in model["hosts"]}

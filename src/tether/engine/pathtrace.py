@@ -251,7 +251,7 @@ class PathTracer:
         if ep.host_ifname and not t.link("veth", ep.host_ifname, dev_where, dev_ns):
             return False
         kind = "bridge" if net.driver in ("bridge", "overlay") else f"{net.driver} parent"
-        return t.link(kind, net.ifname, dev_where, dev_ns)
+        return t.link(kind, self.topo.bridge(net) or net.ifname, dev_where, dev_ns)
 
     def _dst_leg(self, t: Trace, net: Network, ep: Endpoint, c: Container) -> bool:
         """The same, backwards: veth peer -> eth<n> of the destination."""
@@ -298,7 +298,7 @@ class PathTracer:
         t.hop("underlay", f"udp/4789 -> {vtep}", "host", state="routed", vtep=vtep)
         other = f"host {host}"
         t.link("vxlan", vx, other, None, check=False)
-        t.link("bridge", net.ifname, other, None, check=False)
+        t.link("bridge", self.topo.bridge(net), other, None, check=False)
         t.link("interface", "eth?", f"container {rec.get('name', '')} on {host}", None, False)
 
     # ---- routed: through the host's IP stack ------------------------------------------

@@ -152,11 +152,16 @@ class Topology:
     def devices(self, net: Network) -> list[tuple[str, str, bool]]:
         """``(name, role, expected)`` of the network's kernel devices on this host."""
         drv = self.networks.drivers.get(net.driver)
-        if drv is None or drv.sandbox_mode or not net.ifname:
+        if drv is None or drv.sandbox_mode:
             return []
         wired = getattr(drv, "wired", None)
         expected = bool(wired(net.id)) if callable(wired) else True
-        roles = {"bridge": "bridge", "overlay": "bridge"}
+        named = getattr(drv, "device_names", None)
+        if callable(named):  # the overlay driver: its bridge and VXLAN device
+            return [(name, role, expected) for role, name in named(net).items()]
+        if not net.ifname:
+            return []
+        roles = {"bridge": "bridge"}
         out = [(net.ifname, roles.get(net.driver, "parent"), expected)]
         for name in sorted(drv.owned_links(net) - {net.ifname}):
             role = (
@@ -168,6 +173,10 @@ class Topology:
             )
             out.append((name, role, expected))
         return out
+
+    def bridge(self, net: Network) -> str:
+        """The network's bridge (or macvlan parent) device name on this host."""
+        return next((n for n, role, _ in self.devices(net) if role in ("bridge", "parent")), "")
 
     def peers(self, net: Network) -> list[Peer]:
         if self.cluster is None or net.scope != "global":
@@ -382,8 +391,8 @@ class Topology:
             out["kernel"]["host_side"] = link_json(outer)
             if view.read(dev_ns) and outer is None:
                 problems.append(f"{ep.host_ifname} {MISSING}")
-            elif outer is not None and net.ifname and outer.master != net.ifname:
-                problems.append(f"{ep.host_ifname} is not a port of {net.ifname}")
+            elif outer is not None and self.bridge(net) and outer.master != self.bridge(net):
+                problems.append(f"{ep.host_ifname} is not a port of {self.bridge(net)}")
         if problems:
             out["drift"] = "; ".join(problems)
             drift.append(
