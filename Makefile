@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := iproute2 nftables python3-nftables python3-venv runc conmon etcd-server \
-	busybox-static curl iperf3 dnsperf docker-compose util-linux tini
+	busybox-static curl iperf3 dnsperf docker-compose util-linux tini chromium chromium-driver
 NFT_LINK := $(VENV)/debian-nftables
 
 .PHONY: setup demo test unit lint bench clean
@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	@mkdir -p $(NFT_LINK) && ln -sfn /usr/lib/python3/dist-packages/nftables $(NFT_LINK)/nftables
 	@echo "$(abspath $(NFT_LINK))" > $$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/debian-nftables.pth
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+	@bash scripts/vendor-web.sh  # the web page's graph library, from the npm registry
 	@touch $@
 
 demo: setup

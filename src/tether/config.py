@@ -27,6 +27,12 @@ class DaemonConfig:
     dns: list[str] = field(default_factory=list)
     iptables: bool = True
     debug: bool = False
+    web_addr: str | None = None  # HOST:PORT of /metrics (issue 19); None: off
+
+    @property
+    def web_endpoint(self) -> tuple[str, int] | None:
+        """``--web-addr`` as (host, port), or None when it is off."""
+        return parse_web_addr(self.web_addr) if self.web_addr else None
 
     @property
     def socket_path(self) -> str:
@@ -43,6 +49,7 @@ def load_config(
     cluster_store: str | None,
     cluster_advertise: str | None,
     debug: bool = False,
+    web_addr: str | None = None,
 ) -> DaemonConfig:
     cfg = DaemonConfig(debug=debug)
     file_data: dict[str, Any] = {}
@@ -73,4 +80,15 @@ def load_config(
     elif file_data.get("exec-root"):
         cfg.exec_root = Path(file_data["exec-root"])
     cfg.debug = debug or bool(file_data.get("debug"))
+    cfg.web_addr = web_addr or file_data.get("web-addr") or file_data.get("metrics-addr")
+    cfg.web_endpoint  # noqa: B018 (a bad address fails here, before anything starts)
     return cfg
+
+
+def parse_web_addr(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT``) -> (host, port); BadRequest otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadRequest(f"invalid --web-addr {text!r}: want HOST:PORT, e.g. 127.0.0.1:9323")
+    return host, int(port)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tether.config import DaemonConfig, load_config
 
 if TYPE_CHECKING:
+    from tether.api.metrics import Metrics
     from tether.contracts.driver import Driver
     from tether.drivers.overlay import OverlayDriver
     from tether.engine.cluster import ClusterView
@@ -223,6 +224,24 @@ def _enable_ip_forward() -> None:
     enable_ip_forward(ProcSysctl())
 
 
+async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None, Any]:
+    """``--web-addr``: the read-only web page and ``/metrics`` on HOST:PORT (else nothing)."""
+    from aiohttp import web
+
+    from tether.api.metrics import Metrics
+    from tether.api.web import make_web_app
+
+    where = cfg.web_endpoint
+    if where is None:
+        return None, None
+    metrics = Metrics(engine)
+    runner = web.AppRunner(make_web_app(engine, metrics), handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, where[0], where[1]).start()
+    log.info("web page and metrics on http://%s:%d/", *where)
+    return metrics, runner
+
+
 async def serve(cfg: DaemonConfig) -> None:
     from aiohttp import web
 
@@ -233,7 +252,8 @@ async def serve(cfg: DaemonConfig) -> None:
     await engine.start()
     if cluster is not None:
         await cluster.adopt_local(engine.ctl())
-    app = make_app(engine)
+    metrics, web_runner = await _serve_web(cfg, engine)
+    app = make_app(engine, metrics=metrics)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     path = cfg.socket_path
@@ -263,6 +283,8 @@ async def serve(cfg: DaemonConfig) -> None:
         await stop.wait()
     finally:
         log.info("shutting down")
+        if web_runner is not None:
+            await web_runner.cleanup()
         await runner.cleanup()
         await engine.close()
         for part in parts:
@@ -282,11 +304,13 @@ def run_daemon(
     cluster_store: str | None,
     cluster_advertise: str | None,
     debug: bool,
+    web_addr: str | None = None,
 ) -> None:
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     cfg = load_config(
-        host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug
-    )
+        host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
+        web_addr=web_addr,
+    )  # fmt: skip
     logging.basicConfig(
         level=logging.DEBUG if cfg.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -26,6 +26,10 @@ CONTEXT = {"help_option_names": ["--help"]}
 @click.option("--cluster-store", default=None, help="URL of the distributed storage backend")
 @click.option("--cluster-advertise", default=None, help="Address or interface name to advertise")
 @click.option("-D", "--debug", is_flag=True, help="Enable debug mode")
+@click.option(
+    "--web-addr", "--metrics-addr", "web_addr", default=None,
+    help="HOST:PORT to serve Prometheus /metrics on (off by default)",
+)  # fmt: skip
 def daemon(
     host: str,
     data_root: str,
@@ -34,9 +38,13 @@ def daemon(
     cluster_store: str | None,
     cluster_advertise: str | None,
     debug: bool,
+    web_addr: str | None,
 ) -> None:
     """Run the tether daemon"""
     from tether.daemon import run_daemon
 
-    run_daemon(host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug)
+    run_daemon(
+        host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
+        web_addr=web_addr,
+    )  # fmt: skip
     sys.exit(0)

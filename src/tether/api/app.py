@@ -22,9 +22,11 @@ from tether.api import (
     networks,
     swarm,
     system,
+    topology,
     volumes,
 )
 from tether.api.http import ENGINE, Handler, Router, json_response
+from tether.api.metrics import Metrics
 from tether.errors import TetherError
 
 log = logging.getLogger("tether.api")
@@ -102,12 +104,18 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
     return resp
 
 
-def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
+def make_app(
+    engine: Any, client_max_size: int = 1 << 30, metrics: Metrics | None = None
+) -> web.Application:
+    """The API app; with ``metrics`` (``--web-addr``), requests are counted and timed."""
+    counting = [metrics.middleware] if metrics is not None else []
     app = web.Application(
-        middlewares=[headers_middleware, error_middleware], client_max_size=client_max_size
+        middlewares=[*counting, headers_middleware, error_middleware],
+        client_max_size=client_max_size,
     )
     app[ENGINE] = engine
     router = Router(app)
-    for module in (system, networks, containers, exec_, images, image_extra, swarm, volumes):
+    modules = (system, networks, containers, exec_, images, image_extra, swarm, volumes, topology)
+    for module in modules:
         module.register(router)
     return app

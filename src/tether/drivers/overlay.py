@@ -154,6 +154,15 @@ class OverlayDriver:
     def wired(self, net_id: str) -> bool:
         return net_id in self._local
 
+    def device_names(self, net: Network) -> dict[str, str]:
+        """The network's devices by role (the topology; a record from the cluster store
+        carries no ``ifname``)."""
+        return {"bridge": bridge_name(net), "vxlan": vxlan_name(net)}
+
+    def namespace_of(self, net_id: str) -> str | None:
+        """Where the network's bridge and VXLAN device live (None: the daemon's namespace)."""
+        return self._ns.get(net_id)
+
     # ---- data path ---------------------------------------------------------
     async def _wire(self, net: Network) -> None:
         if net.id in self._local:

@@ -38,11 +38,13 @@ import logging
 import random
 import socket
 import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from tether.engine import dns_wire as wire
 from tether.engine.dns_forward import DEFAULT_TIMEOUT, Forwarder
+from tether.engine.dnsstats import DnsStats
 from tether.errors import Internal
 from tether.linux.nsock import SocketSpec, open_sockets_in_netns
 
@@ -94,7 +96,7 @@ class _Listener:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_closed", "_get", "_listener", "_sendto", "_server", "transport")
+    __slots__ = ("_closed", "_get", "_listener", "_sendto", "_server", "_stats", "transport")
 
     def __init__(self, server: DnsServer, listener: _Listener, closed: asyncio.Future[None]):
         self._server = server
@@ -103,6 +105,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._closed = closed
         self.transport: asyncio.DatagramTransport | None = None
         self._sendto: Callable[[bytes, tuple[str, int]], None] = self.send
+        self._stats = server.stats
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -112,6 +115,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         tail = self._get(data[2:])
         if tail:  # hot path: a precomputed answer, only the id differs
             self._sendto(data[:2] + tail, addr)
+            self._stats.cached += 1
             return
         self._server._udp_query(self._listener, self, data, addr)
 
@@ -189,6 +193,7 @@ class DnsServer:
         self._listeners: dict[str, _Listener] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        self.stats = DnsStats()  # read by the metrics (issue 19)
 
     # -- owner API -------------------------------------------------------------------------
 
@@ -327,6 +332,7 @@ class DnsServer:
         addr: tuple[str, int],
     ) -> None:
         """A UDP query that missed the answer cache (or is cached as "forward")."""
+        self.stats.queries += 1
         try:
             query = wire.parse_query(data)
         except wire.WireError as exc:
@@ -346,9 +352,12 @@ class DnsServer:
             return
         if cacheable:
             self._remember(listener, key, answer[2:])
+        self.stats.answered += 1
+        self.stats.rcode(answer)
         proto.send(answer, addr)
 
     def _tcp_query(self, listener: _Listener, conn: _TcpConnection, data: bytes) -> None:
+        self.stats.queries += 1
         try:
             query = wire.parse_query(data)
         except wire.WireError as exc:
@@ -359,6 +368,8 @@ class DnsServer:
         if answer is None:
             self._spawn_forward(listener, data, query, conn.send, tcp=True)
         else:
+            self.stats.answered += 1
+            self.stats.rcode(answer)
             conn.send(answer)
 
     @staticmethod
@@ -428,6 +439,7 @@ class DnsServer:
         self, listener: _Listener, data: bytes, query: wire.Query, reply: Reply, *, tcp: bool
     ) -> None:
         if len(listener.tasks) >= MAX_INFLIGHT:
+            self.stats.servfail += 1
             reply(self._servfail(data, query, tcp))
             return
         task = asyncio.get_running_loop().create_task(
@@ -439,6 +451,8 @@ class DnsServer:
     async def _forward(
         self, listener: _Listener, data: bytes, query: wire.Query, reply: Reply, tcp: bool
     ) -> None:
+        self.stats.forwarded += 1
+        started = time.perf_counter()
         try:
             upstreams = self._resolver.upstreams(listener.sandbox)
             answer = await self._forwarder.forward(data, query, upstreams, tcp=tcp)
@@ -447,6 +461,7 @@ class DnsServer:
         except Exception:
             log.exception("forwarding a DNS query for sandbox %s failed", listener.sandbox)
             answer = self._servfail(data, query, tcp)
+        self.stats.forwarded_reply(time.perf_counter() - started, answer)
         reply(answer)
 
     @staticmethod

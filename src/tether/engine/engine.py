@@ -23,10 +23,12 @@ from typing import Any
 from tether.config import DaemonConfig
 from tether.contracts.model import Network
 from tether.engine.containers import ContainerController
+from tether.engine.dnsstats import DnsStats
 from tether.engine.events import Events
 from tether.engine.firewall import Firewall
 from tether.engine.fwsync import FirewallSync
 from tether.engine.networks import CreateRequest, NetworkController
+from tether.engine.pathtrace import PathTracer
 from tether.engine.seams import (
     Attachment,
     ExecProcess,
@@ -34,6 +36,7 @@ from tether.engine.seams import (
     ImageConfig,
     Runtime,
 )
+from tether.engine.topology import Topology
 from tether.errors import BadRequest
 
 log = logging.getLogger("tether.engine")
@@ -59,6 +62,7 @@ class Engine:
         self.events = events if events is not None else Events()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.firewall_check_s = 5.0
+        self.firewall_repairs = 0  # drift repairs of tether's nftables tables (the metrics)
 
     @property
     def firewall(self) -> Firewall:
@@ -97,7 +101,9 @@ class Engine:
 
     async def check_firewall(self) -> bool:
         """Re-apply tether's tables when someone changed them; True when it did."""
-        return await self.fw.check()
+        redone = await self.fw.check()
+        self.firewall_repairs += int(redone)
+        return redone
 
     async def _watch_firewall(self) -> None:
         while True:
@@ -205,6 +211,27 @@ class Engine:
         if self.containers is None:
             raise BadRequest("containers are not available")
         await self.containers.disconnect(net_ref, container_ref, force)
+
+    # ---- topology (issue 19) -------------------------------------------------------
+    def topology_model(self) -> Topology:
+        ctl = self.containers
+        kernel = ctl.core.netlink if ctl is not None else None
+        return Topology(self.networks, ctl, kernel, self.networks.cluster)
+
+    async def topology(self, kernel: bool = True) -> dict[str, Any]:
+        """The topology model (``GET /tether/topology``, tether.engine.topology)."""
+        return await self.topology_model().build(kernel)
+
+    async def path(self, src: str, dst: str) -> dict[str, Any]:
+        """The hops from ``src`` to ``dst`` (``GET /tether/path``, tether.engine.pathtrace)."""
+        tracer = PathTracer(self.topology_model(), self.fw.state(), self.cfg.iptables)
+        return await tracer.trace(src, dst)
+
+    def dns_stats(self) -> DnsStats | None:
+        """The embedded DNS server's counters (the metrics), None without one."""
+        dns = self.containers.core.dns if self.containers is not None else None
+        stats = getattr(dns, "stats", None)
+        return stats if isinstance(stats, DnsStats) else None
 
     # ---- system ------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

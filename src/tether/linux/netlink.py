@@ -38,6 +38,22 @@ class LinkSpec:
     mtu: int = 1500
 
 
+@dataclass(frozen=True)
+class LinkInfo:
+    """One link as the kernel lists it (``Netlink.link_table``: the topology's kernel check)."""
+
+    name: str
+    kind: str  # "bridge", "veth", "vxlan", "macvlan", ... ("" for a plain device)
+    state: str  # "down" (not up administratively), else the operstate: "up", "unknown", ...
+    mac: str = ""
+    mtu: int = 0
+    master: str = ""  # the bridge it is a port of
+    parent: str = ""  # the link it sits on (macvlan/vlan), or a veth's peer index as "#N"
+    addresses: tuple[str, ...] = ()  # IPv4 "ip/prefix"
+    vni: int = 0  # vxlan
+    local: str = ""  # vxlan: the local VTEP address
+
+
 class Netlink(Protocol):
     async def ensure_bridge(
         self, name: str, address: str | None, mtu: int, ns_path: str | None = None
@@ -87,6 +103,8 @@ class Netlink(Protocol):
     async def host_routes(self) -> list[ipaddress.IPv4Network]: ...
 
     async def link_exists(self, name: str, ns_path: str | None = None) -> bool: ...
+
+    async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]: ...
 
     async def close(self) -> None: ...
 
@@ -447,6 +465,16 @@ class PyrouteNetlink:
                     neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
         return fdb, neigh
 
+    async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]:
+        """Every link of the namespace (the daemon's with ``ns_path`` None), read only."""
+        async with self._in_ns(ns_path) as ipr:
+            raw = [link async for link in await ipr.link("dump")]
+            addrs: dict[int, list[str]] = {}
+            async for a in await ipr.addr("dump", family=2):
+                addrs.setdefault(int(a["index"]), []).append(f"{a.get('address')}/{a['prefixlen']}")
+        names = {int(link["index"]): str(link.get("ifname")) for link in raw}
+        return [_link_info(link, names, addrs) for link in raw]
+
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
         ipr = await self._ipr()
         nets: list[ipaddress.IPv4Network] = []
@@ -461,6 +489,30 @@ class PyrouteNetlink:
         if self._host is not None:
             self._host.close()
             self._host = None
+
+
+def _link_info(link: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> LinkInfo:
+    idx = int(link["index"])
+    kind = str(link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "")
+    data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+    up = bool(link["flags"] & 1)
+    master = link.get("master")
+    parent = link.get("link")
+    vni = local = None
+    if kind == "vxlan" and data is not None:
+        vni, local = data.get("IFLA_VXLAN_ID"), data.get("IFLA_VXLAN_LOCAL")
+    return LinkInfo(
+        name=names[idx],
+        kind=kind,
+        state=str(link.get("operstate") or "unknown").lower() if up else "down",
+        mac=str(link.get("address") or ""),
+        mtu=int(link.get("mtu") or 0),
+        master=names.get(int(master), "") if master else "",
+        parent=(names.get(int(parent)) or f"#{parent}") if parent and parent != idx else "",
+        addresses=tuple(addrs.get(idx, ())),
+        vni=int(vni or 0),
+        local=str(local or ""),
+    )
 
 
 class ThreadedNetlink:
@@ -554,6 +606,10 @@ class ThreadedNetlink:
 
     async def link_exists(self, name: str, ns_path: str | None = None) -> bool:
         found: bool = await self._call("link_exists", name, ns_path)
+        return found
+
+    async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]:
+        found: list[LinkInfo] = await self._call("link_table", ns_path)
         return found
 
     async def close(self) -> None:

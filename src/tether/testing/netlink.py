@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.errors import Internal
-from tether.linux.netlink import LinkSpec
+from tether.linux.netlink import LinkInfo, LinkSpec
 
 
 @dataclass
@@ -181,6 +181,32 @@ class FakeNetlink:
         if ns_path is None:
             return name in self.links
         return name in self.sandboxes.get(ns_path, {})
+
+    async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]:
+        """The links of the host (``ns_path`` None), of an overlay network's namespace, or of
+        a sandbox (its specs as ``veth`` links, and ``lo``). ``info["state"]`` overrides "up"."""
+        out = [
+            LinkInfo(
+                name=link.name,
+                kind=link.kind,
+                state=str(link.info.get("state", "up")),
+                mac=str(link.info.get("mac", "")),
+                mtu=link.mtu,
+                master=link.master or "",
+                parent=str(link.info.get("parent", "")),
+                addresses=(link.address,) if link.address else (),
+                vni=int(link.info.get("vni", 0)),
+                local=str(link.info.get("local", "")),
+            )
+            for link in self.links.values()
+            if link.info.get("ns") == ns_path
+        ]
+        if ns_path is not None and ns_path in self.sandboxes:
+            out.append(LinkInfo("lo", "", "unknown", mtu=65536, addresses=("127.0.0.1/8",)))
+            for spec in self.sandboxes[ns_path].values():
+                out.append(LinkInfo(spec.ifname, "veth", "up", spec.mac, spec.mtu,
+                                    addresses=(spec.address,)))  # fmt: skip
+        return out
 
     async def close(self) -> None:
         self._call("close")

@@ -1,0 +1,193 @@
+"""Prometheus metrics (issue 19), served on the opt-in ``--web-addr`` as ``GET /metrics``.
+
+Two kinds of series, in one registry per daemon (not the library's global one):
+
+* API requests, counted and timed by an aiohttp middleware (``Metrics.middleware``, added
+  to the API app only when ``--web-addr`` is given): ``tether_api_requests_total{method,
+  route,status}`` and ``tether_api_request_duration_seconds{method,route}`` (a streaming
+  request such as ``logs -f`` or ``events`` is timed to its end). ``route`` is the route's
+  pattern without the version prefix (``/containers/{id}/json``), so the label set is bounded.
+* The engine's state, read at scrape time (``EngineCollector``: nothing is counted on the hot
+  paths but plain integers): containers by state, endpoints per network, IPAM addresses
+  used/free per pool, published ports, restarts, nft drift repairs, the embedded DNS's
+  queries/answers/forwarded/NXDOMAIN/SERVFAIL with the forwarded queries' latency
+  (``tether.engine.dnsstats``), and with ``--cluster-store`` the hosts seen.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+
+from tether.api.http import Handler
+from tether.engine.dnsstats import BUCKETS
+
+_VERSION_PREFIX = re.compile(r"^/v\{version[^}]*\}")
+
+
+def route_label(request: web.Request) -> str:
+    """The matched route's pattern without ``/v{version}`` (``unmatched`` for a 404)."""
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return "unmatched"
+    return _VERSION_PREFIX.sub("", resource.canonical) or "/"
+
+
+class Metrics:
+    """The registry, the API middleware and the engine collector of one daemon."""
+
+    def __init__(self, engine: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "tether_api_requests", "API requests by route and status",
+            ["method", "route", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "tether_api_request_duration_seconds", "API request latency by route",
+            ["method", "route"], registry=self.registry,
+        )  # fmt: skip
+        self.registry.register(EngineCollector(engine))
+
+    @property
+    def middleware(self) -> Any:
+        requests, latency = self.requests, self.latency
+
+        @web.middleware
+        async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                resp = await handler(request)
+                status = resp.status
+                return resp
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                route = route_label(request)
+                requests.labels(request.method, route, str(status)).inc()
+                latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+        return metrics_middleware
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def handler(self, _request: web.Request) -> web.Response:
+        """``GET /metrics`` (served by ``tether.api.web``)."""
+        return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _pool_sizes(space: Any) -> tuple[str, int, int]:
+    """``(pool label, used, free)`` of one address space (its range, less the gateway, the
+    aux addresses, and the subnet's network and broadcast addresses)."""
+    cfg = space.cfg
+    rng = cfg.ip_range or cfg.subnet
+    lo = max(int(rng.network_address), int(cfg.subnet.network_address) + 1)
+    hi = min(int(rng.broadcast_address), int(cfg.subnet.broadcast_address) - 1)
+    reserved = {int(cfg.gateway), *(int(a) for a in cfg.aux.values())}
+    size = max(0, hi - lo + 1) - sum(1 for r in reserved if lo <= r <= hi)
+    used = int(space.used)
+    return str(ipaddress.ip_network(rng)), used, max(0, size - used)
+
+
+class EngineCollector:
+    """The engine's state as metric families, read when Prometheus scrapes."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: its families are known only at collect time
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._containers()
+        yield from self._networks()
+        yield from self._dns()
+        repairs = CounterMetricFamily(
+            "tether_firewall_repairs", "Times tether re-applied its nftables tables (drift)"
+        )
+        repairs.add_metric([], float(getattr(self.engine, "firewall_repairs", 0)))
+        yield repairs
+        cluster = getattr(self.engine.networks, "cluster", None)
+        if cluster is not None and hasattr(cluster, "hosts"):
+            hosts = GaugeMetricFamily("tether_cluster_hosts", "Hosts seen in the cluster store")
+            hosts.add_metric([], float(len(cluster.hosts) or 1))
+            yield hosts
+
+    def _containers(self) -> Iterator[Metric]:
+        ctl = self.engine.containers
+        records = list(ctl.containers.values()) if ctl is not None else []
+        by_state = GaugeMetricFamily("tether_containers", "Containers by state", labels=["state"])
+        counts: dict[str, int] = dict.fromkeys(("created", "running", "paused", "exited"), 0)
+        for c in records:
+            counts[c.status] = counts.get(c.status, 0) + 1
+        for state, n in sorted(counts.items()):
+            by_state.add_metric([state], float(n))
+        yield by_state
+        restarts = GaugeMetricFamily(
+            "tether_container_restarts", "Restarts (RestartCount) summed over the containers"
+        )
+        restarts.add_metric([], float(sum(c.restart_count for c in records)))
+        yield restarts
+        ports = GaugeMetricFamily("tether_published_ports", "Host ports published (running)")
+        ports.add_metric([], float(len(ctl.table.port_rules()) if ctl is not None else 0))
+        yield ports
+
+    def _networks(self) -> Iterator[Metric]:
+        ctl = self.engine.containers
+        eps = GaugeMetricFamily(
+            "tether_endpoints", "Endpoints per network", labels=["network", "driver"]
+        )
+        ipam = GaugeMetricFamily(
+            "tether_ipam_addresses", "IPAM addresses per pool",
+            labels=["network", "pool", "state"],
+        )  # fmt: skip
+        spaces = self.engine.networks.spaces
+        for net in self.engine.networks.list():
+            n = len(ctl.table.endpoints_on(net.id)) if ctl is not None else 0
+            eps.add_metric([net.name, net.driver], float(n))
+            for space in spaces.get(net.id, []):
+                pool, used, free = _pool_sizes(space)
+                ipam.add_metric([net.name, pool, "used"], float(used))
+                ipam.add_metric([net.name, pool, "free"], float(free))
+        yield eps
+        yield ipam
+
+    def _dns(self) -> Iterator[Metric]:
+        stats = self.engine.dns_stats()
+        if stats is None:
+            return
+        for name, doc, value in (
+            ("queries", "DNS queries received", stats.queries + stats.cached),
+            ("answers", "DNS queries answered by tether itself", stats.answered + stats.cached),
+            ("forwarded", "DNS queries forwarded upstream", stats.forwarded),
+            ("nxdomain", "NXDOMAIN answers", stats.nxdomain),
+            ("servfail", "SERVFAIL answers", stats.servfail),
+        ):
+            fam = CounterMetricFamily(f"tether_dns_{name}", doc)
+            fam.add_metric([], float(value))
+            yield fam
+        cumulative, buckets = 0, []
+        for bound, count in zip([*map(str, BUCKETS), "+Inf"], stats.forward_counts, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        hist = HistogramMetricFamily(
+            "tether_dns_forward_duration_seconds", "Forwarded DNS queries' latency"
+        )
+        hist.add_metric([], buckets, stats.forward_sum)
+        yield hist
