@@ -173,6 +173,9 @@ class _Extractor:
             self._clear(target, keep_dir=False)
             if self.root:
                 os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+                # the whiteout keeps its member's time: a saved layer comes back byte for byte
+                with contextlib.suppress(OSError, OverflowError, ValueError):
+                    os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)
             return
         path = parent / base
         if m.isdir():
