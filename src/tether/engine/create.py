@@ -204,7 +204,7 @@ class Creator:
             for net, epcfg in networks:
                 ep = self.endpoints.new_endpoint(c, net, epcfg, f"eth{ifno}")
                 await core.hold_global(net, ep, c.id)
-                held.append((net.id, ep.ip))
+                held += [(net.id, ip) for ip in ep.addresses()]
                 c.endpoints[net.id] = ep.to_dict()
                 ifno += 1 + self.endpoints.extra_ifs(net)
             if networks:
@@ -225,7 +225,8 @@ class Creator:
         except BaseException:
             for nid, ip in held:
                 core.networks.release(nid, ip)
-                await core.release_global(nid, ip)
+                if ":" not in ip:  # (global networks are IPv4-only)
+                    await core.release_global(nid, ip)
             raise
 
     def _check_links(self, c: Container, links: list[Any], networks: NetPlan) -> list[list[str]]:

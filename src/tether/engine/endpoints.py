@@ -40,7 +40,20 @@ class Endpoints:
             raise BadRequest("user specified IP address is supported on user defined networks only")
         aliases = [a for a in (epcfg.get("Aliases") or []) if isinstance(a, str)]
         mac = runopts.mac_of(epcfg)
+        static6 = str(ipam.get("IPv6Address") or "")
+        if static6 and not net.pools6:
+            raise BadRequest(
+                "user specified IP address is supported only when connecting to networks with "
+                "user configured subnets"
+            )
         ip, prefix, gw = self.core.networks.allocate(net, static or None)
+        ip6, prefix6, gw6 = "", 0, ""
+        if net.dual_stack:  # (a v6 subnet without EnableIPv6: ignored, as Docker does)
+            try:
+                ip6, prefix6, gw6 = self.core.networks.allocate(net, static6 or None, 6)
+            except BaseException:
+                self.core.networks.release(net.id, ip)
+                raise
         return Endpoint(
             id=new_id(),
             network_id=net.id,
@@ -58,7 +71,17 @@ class Endpoints:
             static_ip=static,
             ipam_config=sent_ipam(epcfg.get("IPAMConfig")),
             driver_opts=sent_driver_opts(epcfg.get("DriverOpts")),
+            ip6=ip6,
+            prefixlen6=prefix6,
+            gateway6="" if net.internal else gw6,
+            static_ip6=static6 if ip6 else "",
         )
+
+    async def release(self, net_id: str, ep: Endpoint) -> None:
+        """Free the endpoint's addresses in memory (and the cluster's, global networks)."""
+        for ip in ep.addresses():
+            self.core.networks.release(net_id, ip)
+        await self.core.release_global(net_id, ep.ip)
 
     def extra_ifs(self, net: Network) -> int:
         """Interfaces the driver adds after an endpoint's own (overlay: the gateway eth<n+1>)."""
@@ -127,14 +150,14 @@ class Endpoints:
         c.endpoints[net.id] = ep.to_dict()
         res = await core.store.txn(
             [
-                Op("create", NetworkController.ipam_key(net.id, ep.ip), {"container": c.id}),
-                Op("put", f"containers/{c.id}", c.to_dict()),
+                Op("create", NetworkController.ipam_key(net.id, ip), {"container": c.id})
+                for ip in ep.addresses()
             ]
+            + [Op("put", f"containers/{c.id}", c.to_dict())]
         )
         if not res.ok:
             c.endpoints.pop(net.id, None)
-            core.networks.release(net.id, ep.ip)
-            await core.release_global(net.id, ep.ip)
+            await self.release(net.id, ep)
             raise Conflict("Address already in use")
         return ep
 
@@ -157,13 +180,10 @@ class Endpoints:
         live_ns = core.netns.path(core.ns_name(c)) if core.has_sandbox(c) else ""
         await core.driver(net).leave(net, ep, live_ns)
         await core.store.txn(
-            [
-                Op("put", f"containers/{c.id}", c.to_dict()),
-                Op("delete", NetworkController.ipam_key(net.id, ep.ip)),
-            ]
+            [Op("put", f"containers/{c.id}", c.to_dict())]
+            + [Op("delete", NetworkController.ipam_key(net.id, ip)) for ip in ep.addresses()]
         )
-        core.networks.release(net.id, ep.ip)
-        await core.release_global(net.id, ep.ip)
+        await self.release(net.id, ep)
 
     # ---- disconnect -----------------------------------------------------------------------
     async def _move_default_route(self, c: Container, ns: str) -> None:
@@ -211,10 +231,7 @@ class Endpoints:
         if live and ep.gateway:
             await self._move_default_route(c, ns)
         await core.store.txn(
-            [
-                Op("put", f"containers/{c.id}", c.to_dict()),
-                Op("delete", NetworkController.ipam_key(net.id, ep.ip)),
-            ]
+            [Op("put", f"containers/{c.id}", c.to_dict())]
+            + [Op("delete", NetworkController.ipam_key(net.id, ip)) for ip in ep.addresses()]
         )
-        core.networks.release(net.id, ep.ip)
-        await core.release_global(net.id, ep.ip)
+        await self.release(net.id, ep)

@@ -32,12 +32,13 @@ from tether.contracts.model import (
     check_name,
     new_id,
 )
-from tether.contracts.pools import PoolConfig
+from tether.contracts.pools import PoolConfig, PoolConfig6
 from tether.engine.ipam import (
+    NO_POOL,
     AddressSpace,
     PoolPicker,
     check_overlap,
-    validate_config,
+    validate_any,
 )
 from tether.engine.nettable import NetworkTable
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -101,7 +102,7 @@ class NetworkController:
         for rec in await self.store.list("ipam/"):
             _, net_id, ip = rec.key.split("/", 2)
             for space in self.spaces.get(net_id, []):
-                addr = ipaddress.IPv4Address(ip)
+                addr = ipaddress.ip_address(ip)
                 if addr in space.cfg.subnet:
                     space.reserve(addr)
         if self.cluster is not None:
@@ -222,8 +223,8 @@ class NetworkController:
                 "--cluster-store etcd://HOST:PORT"
             )
         driver = self._driver(req.driver)
-        if req.ipv6:
-            raise BadRequest("IPv6 networks are not supported by tether yet")
+        if req.ipv6 and req.driver != "bridge":
+            raise BadRequest(f"tether supports IPv6 on bridge networks only, not {req.driver}")
         if req.ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{req.ipam_driver}" not found')
         async with self.lock:
@@ -237,6 +238,7 @@ class NetworkController:
                 created=now_rfc3339(),
                 internal=req.internal,
                 attachable=req.attachable,
+                ipv6=req.ipv6,
                 ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
                 options=dict(req.options),
                 labels=dict(req.labels),
@@ -262,24 +264,36 @@ class NetworkController:
         return net
 
     def _pools_for(self, req: CreateRequest) -> tuple[builtins.list[dict[str, Any]], bool]:
+        """The network's IPAM configs: IPv4 first (given, or picked from the default pools),
+        then the IPv6 ones (always given: as Docker 20.10, tether has no default IPv6 pools)."""
         used = self._used_subnets()
-        if req.configs:
-            out: builtins.list[PoolConfig] = []
-            for c in req.configs:
-                if not c.get("Subnet"):
-                    if c.get("Gateway") or c.get("IPRange"):
-                        raise BadRequest("a gateway or ip-range needs a subnet")
-                    continue
-                cfg = validate_config(
-                    c["Subnet"], c.get("Gateway"), c.get("IPRange"), c.get("AuxiliaryAddresses")
-                )
+        used6 = self.table.used_subnets6()
+        out: builtins.list[PoolConfig] = []
+        out6: builtins.list[PoolConfig6] = []
+        for c in req.configs:
+            if not c.get("Subnet"):
+                if c.get("Gateway") or c.get("IPRange"):
+                    raise BadRequest("a gateway or ip-range needs a subnet")
+                continue
+            cfg = validate_any(
+                c["Subnet"], c.get("Gateway"), c.get("IPRange"), c.get("AuxiliaryAddresses")
+            )
+            if isinstance(cfg, PoolConfig6):
+                check_overlap(cfg.subnet, used6 + [o.subnet for o in out6])
+                out6.append(cfg)
+            else:
                 check_overlap(cfg.subnet, used + [o.subnet for o in out])
                 out.append(cfg)
-            if out:
-                return [o.to_json() for o in out], True
+        if req.ipv6 and not out6:
+            raise Forbidden(NO_POOL.format(6))
+        v6 = [o.to_json() for o in out6]
+        if out:
+            return [o.to_json() for o in out] + v6, True
         subnet = self.picker.pick(used)
-        cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
-        return [cfg.to_json()], False
+        cfg4 = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
+        # an IPv6 subnet with a picked IPv4 one: --ip6 is allowed, --ip is not (Docker
+        # checks each family's configs); the flag tells the IPv4 side
+        return [cfg4.to_json(), *v6], False
 
     async def _persist_new(self, net: Network) -> None:
         await self.table.persist_new(net)
@@ -347,12 +361,12 @@ class NetworkController:
             self._on_change()
 
     # ---- addresses -----------------------------------------------------------
-    def allocate(self, net: Network, static: str | None) -> tuple[str, int, str]:
+    def allocate(self, net: Network, static: str | None, version: int = 4) -> tuple[str, int, str]:
         """Pick an address (the caller persists ``ipam/<net>/<ip>`` in its transaction).
 
         Returns (ip, prefixlen, gateway). Raises before anything is held on error.
         """
-        return self.table.allocate(net, static)
+        return self.table.allocate(net, static, version)
 
     async def hold_global(self, net: Network, ip: str, static: str, owner: str) -> str:
         """On a global network, hold ``ip`` (from ``allocate``) in the cluster store too.

@@ -78,7 +78,7 @@ class ContainerTable:
                 "EndpointID": ep.id,
                 "MacAddress": ep.mac,
                 "IPv4Address": f"{ep.ip}/{ep.prefixlen}" if ep.ip else "",
-                "IPv6Address": "",
+                "IPv6Address": f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else "",
             }
         return out
 

@@ -1,0 +1,181 @@
+"""IPv6 dual-stack networks (issue 18): pools, addresses, endpoints, inspect (no root)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from tests.unit.test_container_controller import aio, started
+
+from tether.api.networks import network_json, parse_create
+from tether.contracts.model import Endpoint
+from tether.contracts.pools import PoolConfig6
+from tether.drivers.bridge import NullDriver
+from tether.engine.ipam import AddressSpace, validate_any, validate_config
+from tether.engine.networks import CreateRequest
+from tether.errors import BadRequest, Conflict, Forbidden
+
+
+def test_v6_config_validation_texts() -> None:
+    cfg = validate_any("fd00:1::/64", None, None, None)
+    assert isinstance(cfg, PoolConfig6)
+    assert str(cfg.gateway) == "fd00:1::1"
+    assert cfg.to_json() == {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::1"}
+    cfg = validate_any("fd00:1::/64", "fd00:1::fe", "fd00:1::80/121", {"x": "fd00:1::9"})
+    assert cfg.to_json() == {
+        "Subnet": "fd00:1::/64",
+        "IPRange": "fd00:1::80/121",
+        "Gateway": "fd00:1::fe",
+        "AuxiliaryAddresses": {"x": "fd00:1::9"},
+    }
+    with pytest.raises(BadRequest, match=r"^Invalid subnet fd00::zz/64 : invalid CIDR"):
+        validate_any("fd00::zz/64", None, None, None)
+    with pytest.raises(BadRequest, match=r"^no matching subnet for gateway 10\.0\.0\.1$"):
+        validate_any("fd00:1::/64", "10.0.0.1", None, None)
+    with pytest.raises(BadRequest, match=r"^no matching subnet for gateway fd00:2::1$"):
+        validate_any("fd00:1::/64", "fd00:2::1", None, None)
+    with pytest.raises(BadRequest, match=r"^no matching subnet for range 10\.0\.0\.0/24$"):
+        validate_any("fd00:1::/64", None, "10.0.0.0/24", None)
+    with pytest.raises(BadRequest, match=r"the subnet is too small for a network$"):
+        validate_any("fd00:1::/127", None, None, None)
+    with pytest.raises(BadRequest, match=r"^failed to allocate gateway \(fd00:1::\)"):
+        validate_any("fd00:1::/64", "fd00:1::", None, None)
+    # the IPv4 entry point keeps refusing IPv6
+    with pytest.raises(BadRequest, match="IPv6"):
+        validate_config("fd00:1::/64", None, None, None)
+
+
+def test_v6_address_space_sequential_and_last_address_usable() -> None:
+    cfg = validate_any("fd00:1::/126", None, None, None)
+    space = AddressSpace(cfg, "n6")
+    assert space.version == 6
+    # ::0 is the subnet's, ::1 the gateway's; no broadcast in IPv6: ::3 is handed out
+    assert [str(space.claim_next()) for _ in range(2)] == ["fd00:1::2", "fd00:1::3"]
+    with pytest.raises(Forbidden, match="no available IPv6 addresses"):
+        space.claim_next()
+    space.release(ipaddress.IPv6Address("fd00:1::2"))
+    with pytest.raises(Conflict):
+        space.claim_static(ipaddress.IPv6Address("fd00:1::1"))
+    assert str(space.claim_static(ipaddress.IPv6Address("fd00:1::2"))) == "fd00:1::2"
+
+
+def test_parse_create_and_inspect_dual_stack() -> None:
+    req = parse_create(
+        {
+            "Name": "ds",
+            "EnableIPv6": True,
+            "IPAM": {"Config": [{"Subnet": "fd00:1::/64"}, {"Subnet": "10.7.0.0/24"}]},
+        }
+    )
+    assert req.ipv6 is True
+
+
+@aio
+async def test_dual_stack_network_configs_overlap_and_errors(tmp_path: Path) -> None:
+    w = await started(tmp_path)
+    net = await w.engine.create_network(
+        CreateRequest(
+            name="ds",
+            ipv6=True,
+            configs=[{"Subnet": "fd00:1::/64"}, {"Subnet": "10.7.0.0/24"}],
+        )
+    )
+    shown = network_json(net, {})
+    assert shown["EnableIPv6"] is True
+    # IPv4 first, then IPv6 (Docker's IPAM.Config order)
+    assert shown["IPAM"]["Config"] == [
+        {"Subnet": "10.7.0.0/24", "Gateway": "10.7.0.1"},
+        {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::1"},
+    ]
+    assert net.dual_stack and [str(p.subnet) for p in net.pools] == ["10.7.0.0/24"]
+    with pytest.raises(Forbidden, match=r"^Pool overlaps with other one on this address space$"):
+        await w.engine.create_network(
+            CreateRequest(name="b", ipv6=True, configs=[{"Subnet": "fd00:1:0:0:8000::/65"}])
+        )
+    with pytest.raises(
+        Forbidden,
+        match=r"^could not find an available, non-overlapping IPv6 address pool among the "
+        r"defaults to assign to the network$",
+    ):
+        await w.engine.create_network(CreateRequest(name="c", ipv6=True))
+    w.nets.drivers["macvlan"] = NullDriver()  # (any driver but bridge)
+    with pytest.raises(BadRequest, match="IPv6 on bridge networks only"):
+        await w.engine.create_network(
+            CreateRequest(
+                name="d", driver="macvlan", ipv6=True, configs=[{"Subnet": "fd00:9::/64"}]
+            )
+        )
+    # an IPv4 subnet picked from the default pools beside a given IPv6 one
+    auto = await w.engine.create_network(
+        CreateRequest(name="e", ipv6=True, configs=[{"Subnet": "fd00:2::/64"}])
+    )
+    assert [c["Subnet"] for c in auto.configs] == ["172.18.0.0/16", "fd00:2::/64"]
+    assert [n.name for n in w.nets.list()] == ["bridge", "ds", "e", "host", "none"]
+    await w.close()
+
+
+@aio
+async def test_endpoints_get_v6_addresses_static_and_released(tmp_path: Path) -> None:
+    w = await started(tmp_path)
+    net = await w.engine.create_network(
+        CreateRequest(
+            name="ds",
+            ipv6=True,
+            configs=[{"Subnet": "10.7.0.0/24"}, {"Subnet": "fd00:1::/64", "Gateway": "fd00:1::1"}],
+        )
+    )
+    v4only = await w.net("v4", "10.8.0.0/24", "10.8.0.1")
+    a = await w.create("aa", network="ds")
+    ep = Endpoint.from_dict(a.endpoints[net.id])
+    assert (ep.ip, ep.ip6, ep.prefixlen6, ep.gateway6) == ("10.7.0.2", "fd00:1::2", 64, "fd00:1::1")
+    assert f"ipam/{net.id}/fd00:1::2" in await w.keys()
+    b = await w.create(
+        "bb", network="ds", extra={"ds": {"IPAMConfig": {"IPv6Address": "fd00:1::99"}}}
+    )
+    assert Endpoint.from_dict(b.endpoints[net.id]).ip6 == "fd00:1::99"
+    keys = await w.keys()
+    with pytest.raises(Conflict, match=r"^Address already in use$"):
+        await w.create(
+            "cc", network="ds", extra={"ds": {"IPAMConfig": {"IPv6Address": "fd00:1::99"}}}
+        )
+    with pytest.raises(BadRequest, match="does not belong to any of this network's subnets"):
+        await w.create(
+            "cc", network="ds", extra={"ds": {"IPAMConfig": {"IPv6Address": "fd00:5::9"}}}
+        )
+    with pytest.raises(BadRequest, match="user configured subnets"):
+        await w.create(
+            "cc", network="v4", extra={"v4": {"IPAMConfig": {"IPv6Address": "fd00:5::9"}}}
+        )
+    # the refusals held nothing: the v4 addresses went back too
+    assert await w.keys() == keys
+    assert [s.used for s in w.nets.spaces[net.id]] == [2, 2]
+    # an IPv4-only endpoint's record has no IPv6 keys at all
+    c = await w.create("cc", network="v4")
+    assert "ip6" not in c.endpoints[v4only.id]
+    await w.ctl.remove(b.id, force=True)
+    assert f"ipam/{net.id}/fd00:1::99" not in await w.keys()
+    assert [s.used for s in w.nets.spaces[net.id]] == [1, 1]
+    await w.close()
+
+
+@aio
+async def test_inspect_shows_v6_fields_while_running(tmp_path: Path) -> None:
+    from tether.api.containers import networks_json
+
+    w = await started(tmp_path)
+    net = await w.engine.create_network(
+        CreateRequest(
+            name="ds", ipv6=True, configs=[{"Subnet": "10.7.0.0/24"}, {"Subnet": "fd00:1::/64"}]
+        )
+    )
+    a = await w.run("aa", network="ds")
+    shown = networks_json(w.engine, a)["ds"]
+    assert (shown["GlobalIPv6Address"], shown["GlobalIPv6PrefixLen"], shown["IPv6Gateway"]) == (
+        "fd00:1::2",
+        64,
+        "fd00:1::1",
+    )
+    containers = w.ctl.table.network_containers_json(net)
+    assert containers[a.id]["IPv6Address"] == "fd00:1::2/64"
+    await w.close()
