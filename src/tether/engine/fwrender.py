@@ -16,6 +16,7 @@ from tether.errors import Internal
 from tether.linux.nft import JSON
 
 FAMILY = "ip"
+FAMILY6 = "ip6"
 TABLE = "tether"
 BRIDGE_FAMILY = "bridge"
 USER_TABLE = "tether-user"
@@ -36,6 +37,9 @@ class NetRule:
     icc: bool = True
     masquerade: bool = True
     host_binding_ipv4: str = "0.0.0.0"
+    # dual-stack networks (issue 18): the IPv6 subnet and gateway ("" when IPv4-only)
+    subnet6: str = ""
+    gateway6: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ _ACCEPT: JSON = {"accept": None}
 _DROP: JSON = {"drop": None}
 _MASQ: JSON = {"masquerade": None}
 _LOOPBACK: JSON = {"prefix": {"addr": "127.0.0.0", "len": 8}}
+_SADDR6: JSON = {"payload": {"protocol": "ip6", "field": "saddr"}}
+_DADDR6: JSON = {"payload": {"protocol": "ip6", "field": "daddr"}}
+_ND_TYPES: JSON = {"set": ["nd-neighbor-solicit", "nd-neighbor-advert"]}
 
 
 def _m(left: JSON, right: Any, op: str = "==") -> JSON:
@@ -86,6 +93,21 @@ def _prefix(cidr: str) -> JSON:
     except ValueError as exc:
         raise Internal(f"firewall: invalid IPv4 subnet {cidr!r}") from exc
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _prefix6(cidr: str) -> JSON:
+    try:
+        net = ipaddress.IPv6Network(cidr, strict=False)
+    except ValueError as exc:
+        raise Internal(f"firewall: invalid IPv6 subnet {cidr!r}") from exc
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _ip6(addr: str) -> str:
+    try:
+        return str(ipaddress.IPv6Address(addr))
+    except ValueError as exc:
+        raise Internal(f"firewall: invalid IPv6 address {addr!r}") from exc
 
 
 def _ip(addr: str) -> str:
@@ -143,6 +165,9 @@ def check(nets: Sequence[NetRule], ports: Sequence[PortRule]) -> dict[str, NetRu
             raise Internal(f"firewall: bridge {n.bridge} belongs to two networks")
         _prefix(n.subnet)
         _ip(n.gateway)
+        if n.subnet6:
+            _prefix6(n.subnet6)
+            _ip6(n.gateway6)
         by_bridge[n.bridge] = n
     for p in ports:
         check_port(p)
@@ -218,8 +243,9 @@ def render_state(
     _nat_chains(b, nets)
     _filter_chains(b, nets)
     br = _bridge_batch(nets)
+    v6 = _ip6_batch(nets) if any(n.subnet6 for n in nets) else []
     published = {(e.maps, e.key): e for kind in elems.values() for e in kind.values()}
-    return {"nftables": b.cmds + br.cmds}, by_bridge, published
+    return {"nftables": b.cmds + br.cmds + v6}, by_bridge, published
 
 
 def _sets(b: _Batch, nets: Sequence[NetRule]) -> None:
@@ -290,14 +316,7 @@ def _nat_chains(b: _Batch, nets: Sequence[NetRule]) -> None:
 
 
 def _filter_chains(b: _Batch, nets: Sequence[NetRule]) -> None:
-    b.chain("forward", "filter", "forward", 0)
-    b.rule("forward", _ct_state_est(), _ACCEPT)
-    b.rule("forward", _m({"concat": [_IIF, _OIF]}, "@icc"), _ACCEPT)
-    b.rule("forward", _m(_IIF, "@internal"), _DROP)
-    b.rule("forward", _m(_OIF, "@internal"), _DROP)
-    b.rule("forward", _m(_OIF, "@bridges"), _ct_dnat(), _ACCEPT)
-    b.rule("forward", _m(_OIF, "@bridges"), _DROP)
-    b.rule("forward", _m(_IIF, "@bridges"), _ACCEPT)
+    _forward_rules(b)
 
     b.chain("input", "filter", "input", 0)
     b.rule("input", _m(_IIF, "@bridges"), _ct_state_est(), _ACCEPT)
@@ -320,7 +339,55 @@ def _bridge_batch(nets: Sequence[NetRule]) -> _Batch:
             subnet = _prefix(n.subnet)
             within = (_m(_SADDR, subnet), _m(_DADDR, subnet), _DROP)
             br.rule("forward", *within, comment=f"net {n.id[:12]} icc=false")
+            if n.subnet6:
+                subnet6 = _prefix6(n.subnet6)
+                within6 = (_m(_SADDR6, subnet6), _m(_DADDR6, subnet6), _DROP)
+                br.rule("forward", *within6, comment=f"net {n.id[:12]} icc=false ipv6")
     return br
+
+
+def _forward_rules(b: _Batch) -> None:
+    """The forward chain: the same in both families (it judges interfaces only)."""
+    b.chain("forward", "filter", "forward", 0)
+    b.rule("forward", _ct_state_est(), _ACCEPT)
+    b.rule("forward", _m({"concat": [_IIF, _OIF]}, "@icc"), _ACCEPT)
+    b.rule("forward", _m(_IIF, "@internal"), _DROP)
+    b.rule("forward", _m(_OIF, "@internal"), _DROP)
+    b.rule("forward", _m(_OIF, "@bridges"), _ct_dnat(), _ACCEPT)
+    b.rule("forward", _m(_OIF, "@bridges"), _DROP)
+    b.rule("forward", _m(_IIF, "@bridges"), _ACCEPT)
+
+
+def _ip6_batch(nets: Sequence[NetRule]) -> list[JSON]:
+    """The ``ip6 tether`` table, only while some network is dual-stack (issue 18): the IPv4
+    table's isolation for IPv6 (sets of every tether bridge, the same forward chain), the
+    internal networks' input rule (neighbour discovery allowed: without it a container
+    could not resolve its gateway's MAC), and NAT66 masquerade for outbound traffic, as
+    Docker's ``ip6tables`` mode does."""
+    b = _Batch(FAMILY6, TABLE, _replace_prefix(FAMILY6, TABLE))
+    b.table_cmd()
+    _sets(b, nets)
+    _forward_rules(b)
+    b.chain("input", "filter", "input", 0)
+    b.rule("input", _m(_IIF, "@bridges"), _ct_state_est(), _ACCEPT)
+    nd = _m({"payload": {"protocol": "icmpv6", "field": "type"}}, _ND_TYPES)
+    b.rule("input", _m(_IIF, "@bridges"), nd, _ACCEPT)
+    b.rule("input", _m(_IIF, "@bridges"), _m(_DADDR6, "::1"), _DROP)
+    for n in nets:
+        if n.internal and n.subnet6:
+            not_gw = _m(_DADDR6, _ip6(n.gateway6), "!=")
+            b.rule("input", _m(_IIF, n.bridge), not_gw, _DROP, comment=f"net {n.id[:12]} internal")
+    b.chain("postrouting", "nat", "postrouting", 100)
+    for n in nets:
+        if n.internal or not n.subnet6:
+            continue
+        subnet = _prefix6(n.subnet6)
+        c = f"net {n.id[:12]}"
+        if n.masquerade:
+            b.rule("postrouting", _m(_SADDR6, subnet), _m(_OIF, n.bridge, "!="), _MASQ, comment=c)
+        hairpin = (_ct_dnat(), _m(_SADDR6, subnet), _m(_OIF, n.bridge), _MASQ)
+        b.rule("postrouting", *hairpin, comment=c + " hairpin")
+    return b.cmds
 
 
 def render_port_update(gone: Sequence[Elem], new: Sequence[Elem]) -> JSON:
@@ -343,7 +410,16 @@ def render_port_update(gone: Sequence[Elem], new: Sequence[Elem]) -> JSON:
 
 def render_remove() -> JSON:
     """The batch deleting tether's own tables (present or not)."""
-    return {"nftables": _replace_prefix(FAMILY, TABLE) + _replace_prefix(BRIDGE_FAMILY, TABLE)}
+    return {
+        "nftables": _replace_prefix(FAMILY, TABLE)
+        + _replace_prefix(BRIDGE_FAMILY, TABLE)
+        + _replace_prefix(FAMILY6, TABLE)
+    }
+
+
+def render_remove6() -> list[JSON]:
+    """The commands deleting the ``ip6 tether`` table (present or not)."""
+    return _replace_prefix(FAMILY6, TABLE)
 
 
 def render_user_table() -> JSON:

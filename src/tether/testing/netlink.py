@@ -50,11 +50,18 @@ class FakeNetlink:
             raise err
 
     async def ensure_bridge(
-        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+        self,
+        name: str,
+        address: str | None,
+        mtu: int,
+        ns_path: str | None = None,
+        address6: str | None = None,
     ) -> None:
         self._call("ensure_bridge", name, address, mtu)
         link = self.links.setdefault(name, FakeLink(name, "bridge", mtu=mtu))
         link.address = address or link.address
+        if address6:
+            link.info["address6"] = address6
         if ns_path is not None:
             link.info["ns"] = ns_path
 

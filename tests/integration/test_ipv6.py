@@ -1,0 +1,132 @@
+"""IPv6 dual-stack networks in a lab, through the real docker CLI (issue 18).
+
+host1 runs the daemon; host2 stands for a server on the underlay. Both get an IPv6 address
+on their lab ``eth0`` (lab namespaces only, never the machine's interfaces): host2 has no
+route to the containers' subnet, so a reply reaching a container proves NAT66.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether.lab.lab import Lab, LabHost
+
+from .helpers import LabFactory, docker, in_host, wait_until
+from .portlab import clean_host, import_image, inspect, ok, two_hosts
+
+pytestmark = pytest.mark.lab
+
+H1_V6, H2_V6 = "fd99::11", "fd99::12"
+
+
+@pytest.fixture(scope="module")
+def lab(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    lab = two_hosts(module_lab_factory)
+    import_image(lab.host("host1"), Path(tmp_path_factory.mktemp("img")))
+    for name, addr in (("host1", H1_V6), ("host2", H2_V6)):
+        host = lab.host(name)
+        in_host(host, "ip", "-6", "addr", "add", f"{addr}/64", "dev", "eth0", "nodad", check=True)
+    return lab
+
+
+@pytest.fixture
+def h1(lab: Lab) -> Iterator[LabHost]:
+    host = lab.host("host1")
+    yield host
+    clean_host(host, networks=True)
+
+
+def sleeper(host: LabHost, name: str, *opts: str) -> str:
+    return ok(host, "run", "-d", "--name", name, *opts, "alpine", "sleep", "600")[:12]
+
+
+def ping6_in(host: LabHost, container: str, target: str) -> bool:
+    r = docker(host, "exec", container, "ping", "-6", "-c", "1", "-W", "2", target, timeout=30)
+    return r.returncode == 0
+
+
+def ep_of(host: LabHost, name: str, network: str) -> Any:
+    return inspect(host, name)["NetworkSettings"]["Networks"][network]
+
+
+def test_create_inspect_and_errors(h1: LabHost) -> None:
+    ok(h1, "network", "create", "--ipv6", "--subnet", "10.61.0.0/24", "--subnet",
+       "fd00:1::/64", "--gateway", "fd00:1::fe", "--ip-range", "fd00:1::100/120", "ds")  # fmt: skip
+    net = json.loads(ok(h1, "network", "inspect", "ds"))[0]
+    assert net["EnableIPv6"] is True
+    assert net["IPAM"]["Config"] == [
+        {"Subnet": "10.61.0.0/24", "Gateway": "10.61.0.1"},
+        {"Subnet": "fd00:1::/64", "IPRange": "fd00:1::100/120", "Gateway": "fd00:1::fe"},
+    ]
+    sleeper(h1, "a1", "--network", "ds")
+    sleeper(h1, "a2", "--network", "ds", "--ip6", "fd00:1::77")
+    ep = ep_of(h1, "a1", "ds")
+    assert (ep["GlobalIPv6Address"], ep["GlobalIPv6PrefixLen"], ep["IPv6Gateway"]) == (
+        "fd00:1::100",
+        64,
+        "fd00:1::fe",
+    )
+    assert ep_of(h1, "a2", "ds")["GlobalIPv6Address"] == "fd00:1::77"
+    shown = json.loads(ok(h1, "network", "inspect", "ds"))[0]["Containers"]
+    assert sorted(c["IPv6Address"] for c in shown.values()) == ["fd00:1::100/64", "fd00:1::77/64"]
+    # the kernel has what inspect says: address (no DAD: not tentative), default route
+    addr = ok(h1, "exec", "a1", "ip", "-6", "addr", "show", "dev", "eth0")
+    assert "fd00:1::100/64" in addr and "tentative" not in addr
+    assert "default via fd00:1::fe" in ok(h1, "exec", "a1", "ip", "-6", "route")
+    r = docker(h1, "network", "create", "--ipv6", "--subnet", "fd00:1:0:0:8000::/65", "ov")
+    assert "Pool overlaps with other one on this address space" in r.stderr
+    r = docker(h1, "network", "create", "--ipv6", "nov6")
+    assert "could not find an available, non-overlapping IPv6 address pool" in r.stderr
+    r = docker(h1, "run", "--rm", "--network", "ds", "--ip6", "fd00:1::77", "alpine", "true")
+    assert "Address already in use" in r.stderr
+    # an IPv4-only network's containers still have no IPv6 at all (only lo's ::1)
+    ok(h1, "network", "create", "v4only")
+    sleeper(h1, "b1", "--network", "v4only")
+    assert "inet6" not in ok(h1, "exec", "b1", "ip", "-6", "addr", "show", "dev", "eth0")
+
+
+def test_ping_gateway_peer_and_underlay_through_nat66(lab: Lab, h1: LabHost) -> None:
+    ok(h1, "network", "create", "--ipv6", "--subnet", "fd00:2::/64", "ds2")
+    sleeper(h1, "c1", "--network", "ds2")
+    sleeper(h1, "c2", "--network", "ds2")
+    c1 = ep_of(h1, "c1", "ds2")["GlobalIPv6Address"]
+    assert ping6_in(h1, "c2", c1)
+    assert ping6_in(h1, "c2", "fd00:2::1")  # the gateway, on the bridge
+    assert ping6_in(h1, "c2", H2_V6)  # host2 has no route back: NAT66 made this work
+    # other dual-stack networks are isolated over IPv6 as over IPv4
+    ok(h1, "network", "create", "--ipv6", "--subnet", "fd00:3::/64", "ds3")
+    sleeper(h1, "d1", "--network", "ds3")
+    assert not ping6_in(h1, "d1", c1)
+
+
+def test_internal_dual_stack_has_no_v6_path_out(h1: LabHost) -> None:
+    ok(h1, "network", "create", "--internal", "--ipv6", "--subnet", "fd00:4::/64", "int6")
+    sleeper(h1, "i1", "--network", "int6")
+    sleeper(h1, "i2", "--network", "int6")
+    assert ep_of(h1, "i1", "int6")["IPv6Gateway"] == ""
+    assert ping6_in(h1, "i2", ep_of(h1, "i1", "int6")["GlobalIPv6Address"])
+    assert not ping6_in(h1, "i1", H2_V6)
+    assert not ping6_in(h1, "i1", H1_V6)  # nor the host's other addresses
+    # not even with a route added by hand inside the container
+    docker(h1, "exec", "i1", "ip", "-6", "route", "add", "default", "via", "fd00:4::1")
+    assert not ping6_in(h1, "i1", H2_V6)
+
+
+def test_ip6_table_repaired_after_deletion(h1: LabHost) -> None:
+    ok(h1, "network", "create", "--ipv6", "--subnet", "fd00:5::/64", "ds5")
+    sleeper(h1, "e1", "--network", "ds5")
+    assert ping6_in(h1, "e1", H2_V6)
+    in_host(h1, "nft", "delete", "table", "ip6", "tether", check=True)
+
+    def back() -> bool:
+        return in_host(h1, "nft", "list", "table", "ip6", "tether").returncode == 0
+
+    wait_until(back, timeout=20, what="the ip6 tether table re-applied")
+    assert ping6_in(h1, "e1", H2_V6)
+    clean_host(h1, networks=True)
+    assert not back()  # the last dual-stack network gone: so is the table
