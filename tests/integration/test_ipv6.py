@@ -92,10 +92,15 @@ def test_create_inspect_and_errors(h1: LabHost) -> None:
 
 def test_ping_gateway_peer_and_underlay_through_nat66(lab: Lab, h1: LabHost) -> None:
     ok(h1, "network", "create", "--ipv6", "--subnet", "fd00:2::/64", "ds2")
-    sleeper(h1, "c1", "--network", "ds2")
-    sleeper(h1, "c2", "--network", "ds2")
+    sleeper(h1, "c1", "--network", "ds2", "--network-alias", "first")
+    sleeper(h1, "c2", "--network", "ds2", "--link", "c1:lnk")
     c1 = ep_of(h1, "c1", "ds2")["GlobalIPv6Address"]
     assert ping6_in(h1, "c2", c1)
+    # by name, alias and link over IPv6: AAAA answers from the embedded DNS
+    for name in ("c1", "first", "lnk"):
+        assert ping6_in(h1, "c2", name), name
+    assert c1 in ok(h1, "exec", "c2", "nslookup", "-type=AAAA", "c1", "127.0.0.11")
+    assert f"{c1}\t" in ok(h1, "exec", "c1", "cat", "/etc/hosts")
     assert ping6_in(h1, "c2", "fd00:2::1")  # the gateway, on the bridge
     assert ping6_in(h1, "c2", H2_V6)  # host2 has no route back: NAT66 made this work
     # other dual-stack networks are isolated over IPv6 as over IPv4
