@@ -8,6 +8,7 @@ route to the containers' subnet, so a reply reaching a container proves NAT66.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from tether.lab.lab import Lab, LabHost
 
 from .helpers import LabFactory, docker, in_host, wait_until
-from .portlab import clean_host, import_image, inspect, ok, two_hosts
+from .portlab import clean_host, curl, import_image, inspect, ok, two_hosts, web
 
 pytestmark = pytest.mark.lab
 
@@ -135,3 +136,30 @@ def test_ip6_table_repaired_after_deletion(h1: LabHost) -> None:
     assert ping6_in(h1, "e1", H2_V6)
     clean_host(h1, networks=True)
     assert not back()  # the last dual-stack network gone: so is the table
+
+
+def test_published_ports_over_ipv6(lab: Lab, h1: LabHost) -> None:
+    ok(h1, "network", "create", "--ipv6", "--subnet", "fd00:6::/64", "ds6")
+    cid = web(h1, "w1", "--network", "ds6", "-p", "8080:80")
+    cid2 = web(h1, "w2", "--network", "ds6", "-p", f"[{H1_V6}]:8082:80")
+    shown = ok(h1, "port", "w1", "80/tcp").splitlines()
+    assert shown == ["0.0.0.0:8080", "[::]:8080"]  # (this docker CLI brackets IPv6)
+    host2 = lab.host("host2")
+    # from another host, to host1's IPv6 address (prerouting), and from host1 itself (output)
+    assert curl(host2, f"http://[{H1_V6}]:8080/hostname") == cid
+    assert curl(h1, f"http://[{H1_V6}]:8080/hostname") == cid
+    assert curl(h1, "http://127.0.0.1:8080/hostname") == cid  # IPv4 as before
+    assert curl(host2, f"http://{h1.address}:8080/hostname") == cid
+    # bound to one IPv6 address: only there
+    assert curl(host2, f"http://[{H1_V6}]:8082/hostname") == cid2
+    assert curl(host2, f"http://{h1.address}:8082/hostname") is None
+    # ::1 cannot be served without a userland proxy: refused at create, and a client of
+    # [::1]:8080 is refused at once rather than left waiting
+    r = docker(h1, "run", "-d", "--network", "ds6", "-p", "[::1]:8083:80", "alpine", "true")
+    assert r.returncode != 0 and "IPv6 loopback" in r.stderr
+    t = time.monotonic()
+    assert curl(h1, "http://[::1]:8080/hostname") is None
+    assert time.monotonic() - t < 2
+    # an IPv6 host address needs a dual-stack network (tether has no userland proxy)
+    r = docker(h1, "run", "-d", "-p", f"[{H1_V6}]:8084:80", "alpine", "true")
+    assert r.returncode != 0 and "dual-stack" in r.stderr

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tether.engine.firewall import NetRule, NftFirewall, render
+from tether.engine.firewall import NetRule, NftFirewall, PortRule, render
 from tether.errors import Internal
 from tether.testing.nft import FakeNft
 
@@ -26,15 +26,25 @@ DS_INTERNAL = NetRule("9" * 64, "tth-9999", "172.26.0.0/16", "172.26.0.1", inter
 DS_NOICC = NetRule("8" * 64, "tth-8888", "172.27.0.0/16", "172.27.0.1", icc=False,
                    subnet6="fd00:3::/64", gateway6="fd00:3::1")  # fmt: skip
 
-SCENARIOS: dict[str, list[NetRule]] = {
-    "v6_dual_stack": [V4, DS],
-    "v6_internal_icc_false": [DS_INTERNAL, DS_NOICC],
+PORTS6 = [
+    PortRule("tcp", "0.0.0.0", 8080, "172.25.0.2", 80, DS.bridge, container_ip6="fd00:1::2"),
+    PortRule("tcp", "::", 8080, "172.25.0.2", 80, DS.bridge, container_ip6="fd00:1::2"),
+    PortRule("udp", "fd99::11", 5353, "172.25.0.3", 53, DS.bridge, container_ip6="fd00:1::3"),
+    PortRule("tcp", "fd99::11", 9090, "172.25.0.3", 90, DS.bridge, container_ip6="fd00:1::3"),
+    # an IPv6 host address for a container without an IPv6 address: not published
+    PortRule("tcp", "::", 7070, "172.20.0.9", 70, V4.bridge),
+]
+
+SCENARIOS: dict[str, tuple[list[NetRule], list[PortRule]]] = {
+    "v6_dual_stack": ([V4, DS], []),
+    "v6_internal_icc_false": ([DS_INTERNAL, DS_NOICC], []),
+    "v6_ports": ([V4, DS], PORTS6),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_golden_v6(name: str) -> None:
-    got = render(SCENARIOS[name], [])
+    got = render(*SCENARIOS[name])
     path = GOLDEN / f"{name}.json"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
@@ -99,3 +109,32 @@ def test_ip6_table_follows_dual_stack_networks_and_is_repaired() -> None:
     fw.apply([DS], [])
     fw.remove()
     assert set(nft.tables) == {("ip", "tether-user")}
+
+
+def _elems(batch: dict[str, Any], family: str, name: str) -> list[Any]:
+    for c in batch["nftables"]:
+        m = c.get("add", {}).get("map")
+        if m and m["family"] == family and m["name"] == name:
+            return list(m.get("elem", []))
+    raise AssertionError(f"no map {family} {name}")
+
+
+def test_v6_ports_are_ip6_map_elements_and_update_in_place() -> None:
+    batch = render([V4, DS], PORTS6)
+    assert _elems(batch, "ip6", "dnat6_any_addr") == [
+        [{"concat": ["tcp", 8080]}, "fd00:1::2"]
+    ]
+    assert _elems(batch, "ip6", "dnat6_ip_addr") == [
+        [{"concat": ["fd99::11", "tcp", 9090]}, "fd00:1::3"],
+        [{"concat": ["fd99::11", "udp", 5353]}, "fd00:1::3"],
+    ]
+    assert _elems(batch, "ip", "dnat_any_addr") == [[{"concat": ["tcp", 8080]}, "172.25.0.2"]]
+    nft = FakeNft()
+    fw = NftFirewall(nft)
+    fw.apply([V4, DS], PORTS6[:1])
+    assert fw.ensure([V4, DS], PORTS6[:1]) is False
+    fw.update_ports([], PORTS6[1:2])  # a small batch into the ip6 maps
+    assert ("dnat6_any", ("tcp", 8080), "fd00:1::2", 80) in fw.published()
+    assert fw.ensure([V4, DS], PORTS6[:2]) is False  # the patched snapshot matches the kernel
+    fw.update_ports(PORTS6[1:2], [])
+    assert fw.ensure([V4, DS], PORTS6[:1]) is False

@@ -179,3 +179,55 @@ async def test_inspect_shows_v6_fields_while_running(tmp_path: Path) -> None:
     containers = w.ctl.table.network_containers_json(net)
     assert containers[a.id]["IPv6Address"] == "fd00:1::2/64"
     await w.close()
+
+
+@aio
+async def test_docker_py_ipv6_network_flows(tmp_path: Path) -> None:
+    """docker-py's three IPv6 tests, as the engine sees them: an IPv6-only IPAM config (host
+    bits in the subnet), with and without EnableIPv6; --ip6 at create and at connect."""
+    from tether.api.containers import networks_json
+
+    w = await started(tmp_path)
+    pool = {"Subnet": "2001:389::1/64", "IPRange": "2001:389::0/96", "Gateway": "2001:389::ffff"}
+    on = await w.engine.create_network(CreateRequest(name="on", ipv6=True, configs=[dict(pool)]))
+    assert network_json(on, {})["EnableIPv6"] is True
+    assert on.configs[1] == {
+        "Subnet": "2001:389::/64",
+        "IPRange": "2001:389::0/96",
+        "Gateway": "2001:389::ffff",
+    }
+    await w.engine.remove_network("on")
+    # without EnableIPv6 (docker-py's connect/create tests): the config is kept, no address
+    off = await w.engine.create_network(CreateRequest(name="off", configs=[dict(pool)]))
+    c = await w.run(
+        "cc", network="off", extra={"off": {"IPAMConfig": {"IPv6Address": "2001:389::f00d"}}}
+    )
+    assert networks_json(w.engine, c)["off"]["IPAMConfig"] == {"IPv6Address": "2001:389::f00d"}
+    assert networks_json(w.engine, c)["off"]["GlobalIPv6Address"] == ""
+    await w.ctl.disconnect("off", c.id, False)
+    await w.ctl.connect("off", c.id, {"IPAMConfig": {"IPv6Address": "2001:389::f00d"}})
+    c = w.ctl.find(c.id)
+    assert c is not None
+    assert networks_json(w.engine, c)["off"]["IPAMConfig"] == {"IPv6Address": "2001:389::f00d"}
+    assert off.dual_stack is False
+    await w.close()
+
+
+@aio
+async def test_connect_and_disconnect_dual_stack_release_both(tmp_path: Path) -> None:
+    w = await started(tmp_path)
+    net = await w.engine.create_network(
+        CreateRequest(
+            name="ds", ipv6=True, configs=[{"Subnet": "10.7.0.0/24"}, {"Subnet": "fd00:1::/64"}]
+        )
+    )
+    c = await w.run("cc", network="bridge")
+    await w.ctl.connect("ds", c.id, {"IPAMConfig": {"IPv6Address": "fd00:1::42"}})
+    spec = w.nl.sandboxes[next(iter(w.nl.sandboxes))]["eth1"]
+    assert (spec.address6, spec.gateway6) == ("fd00:1::42/64", "fd00:1::1")
+    assert w.nl.links[net.ifname].info["address6"] == "fd00:1::1/64"
+    assert f"ipam/{net.id}/fd00:1::42" in await w.keys()
+    await w.ctl.disconnect("ds", c.id, False)
+    assert not any(k.startswith(f"ipam/{net.id}/") for k in await w.keys())
+    assert [s.used for s in w.nets.spaces[net.id]] == [0, 0]
+    await w.close()

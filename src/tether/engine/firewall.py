@@ -246,11 +246,11 @@ class Snapshot:
         for e in gone:
             k = _ekey(e.concat)
             for suffix in ("_addr", "_port"):
-                self.elems.setdefault((FAMILY, TABLE, e.maps + suffix), {}).pop(k, None)
+                self.elems.setdefault((e.family, TABLE, e.maps + suffix), {}).pop(k, None)
         for e in new:
             k = _ekey(e.concat)
-            self.elems.setdefault((FAMILY, TABLE, e.maps + "_addr"), {})[k] = e.addr
-            self.elems.setdefault((FAMILY, TABLE, e.maps + "_port"), {})[k] = e.port
+            self.elems.setdefault((e.family, TABLE, e.maps + "_addr"), {})[k] = e.addr
+            self.elems.setdefault((e.family, TABLE, e.maps + "_port"), {})[k] = e.port
 
 
 class NftFirewall:

@@ -235,19 +235,17 @@ class PyrouteNetlink:
                     raise
 
     async def _enable_ipv6(self, ns_path: str | None, ifname: str) -> None:
-        """IPv6 on an interface of a dual-stack network, which tether otherwise keeps off
-        (``nsthread._make_netns``). Before it comes up: no duplicate address detection (the
-        addresses are allocated by tether's IPAM, as Docker's ``nodad`` on static addresses;
-        the link-local one skips it too, so no DAD probe is flooded through the bridge), and
-        no router advertisements taken (what CVE-2024-32473 was about: only tether's
-        addresses and routes); then IPv6 enabled."""
+        """IPv6 on an interface of a dual-stack network (tether keeps it off elsewhere:
+        ``nsthread._make_netns``), before it is up: no DAD (IPAM-allocated addresses, as
+        Docker's ``nodad``; the link-local one too, so no probe is flooded through the
+        bridge), no router advertisements taken (CVE-2024-32473)."""
         for name, value in (("accept_dad", "0"), ("accept_ra", "0"), ("disable_ipv6", "0")):
             key = f"net/ipv6/conf/{ifname}/{name}"
             if ns_path is None:
                 self._sysctl.set(key, value)
-                continue
-            done = nsthread.default().submit_sysctl(ns_path, key, value)
-            if not await asyncio.wrap_future(done):
+            elif not await asyncio.wrap_future(
+                nsthread.default().submit_sysctl(ns_path, key, value)
+            ):
                 raise Internal(f"cannot enable IPv6 on {ifname}: no {key} (IPv6 is off)")
 
     async def loopback_up(self, ns_path: str) -> None:
