@@ -163,3 +163,36 @@ def test_published_ports_over_ipv6(lab: Lab, h1: LabHost) -> None:
     # an IPv6 host address needs a dual-stack network (tether has no userland proxy)
     r = docker(h1, "run", "-d", "-p", f"[{H1_V6}]:8084:80", "alpine", "true")
     assert r.returncode != 0 and "dual-stack" in r.stderr
+
+
+def test_docker_py_ipv6_network_tests(h1: LabHost) -> None:
+    """docker-py's own IPv6 tests (tests/integration/api_network_test.py and
+    api_container_test.py), condensed: an IPv6-only IPAM config with host bits, with and
+    without EnableIPv6, and ``ipv6_address`` at create and at connect."""
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{h1.socket}", version="1.41")
+    api = client.api
+    pool = docker.types.IPAMPool(
+        subnet="2001:389::1/64", iprange="2001:389::0/96", gateway="2001:389::ffff"
+    )
+    ipam = docker.types.IPAMConfig(driver="default", pool_configs=[pool])
+    net_id = api.create_network("dpy6", enable_ipv6=True, ipam=ipam)["Id"]
+    assert api.inspect_network(net_id)["EnableIPv6"] is True
+    api.remove_network(net_id)
+    api.create_network("dpy", ipam=ipam)
+    ep = api.create_endpoint_config(ipv6_address="2001:389::f00d")
+    c = api.create_container(
+        "alpine",
+        ["sleep", "300"],
+        host_config=api.create_host_config(network_mode="dpy"),
+        networking_config=api.create_networking_config({"dpy": ep}),
+    )
+    api.start(c)
+    data = api.inspect_container(c)["NetworkSettings"]["Networks"]["dpy"]
+    assert data["IPAMConfig"]["IPv6Address"] == "2001:389::f00d"
+    api.disconnect_container_from_network(c, "dpy")
+    api.connect_container_to_network(c, "dpy", ipv6_address="2001:389::f00d")
+    data = api.inspect_container(c)["NetworkSettings"]["Networks"]["dpy"]
+    assert data["IPAMConfig"]["IPv6Address"] == "2001:389::f00d"
+    client.close()
