@@ -196,3 +196,21 @@ def test_docker_py_ipv6_network_tests(h1: LabHost) -> None:
     data = api.inspect_container(c)["NetworkSettings"]["Networks"]["dpy"]
     assert data["IPAMConfig"]["IPv6Address"] == "2001:389::f00d"
     client.close()
+
+
+def test_daemon_restart_keeps_the_ipv6_path(lab: Lab, h1: LabHost) -> None:
+    """After a kill -9 and a flushed ip6 table, the restarted daemon re-applies the IPv6
+    rules and re-makes the bridge's IPv6 gateway; the running containers keep their path."""
+    ok(h1, "network", "create", "--ipv6", "--subnet", "fd00:7::/64", "ds7")
+    sleeper(h1, "r1", "--network", "ds7")
+    sleeper(h1, "r2", "--network", "ds7")
+    assert ping6_in(h1, "r1", H2_V6)
+    lab.stop_daemon("host1", kill9=True)
+    in_host(h1, "nft", "delete", "table", "ip6", "tether", check=True)
+    lab.start_daemon("host1")
+    assert ping6_in(h1, "r1", H2_V6)  # NAT66 back
+    assert ping6_in(h1, "r1", "r2")  # DNS (AAAA) and the bridge
+    # a container started after the restart gets the next address and the same path
+    sleeper(h1, "r3", "--network", "ds7")
+    assert ep_of(h1, "r3", "ds7")["GlobalIPv6Address"] == "fd00:7::4"
+    assert ping6_in(h1, "r3", "r1")

@@ -231,3 +231,22 @@ async def test_connect_and_disconnect_dual_stack_release_both(tmp_path: Path) ->
     assert not any(k.startswith(f"ipam/{net.id}/") for k in await w.keys())
     assert [s.used for s in w.nets.spaces[net.id]] == [0, 0]
     await w.close()
+
+
+@aio
+async def test_disconnect_moves_the_ipv6_default_route(tmp_path: Path) -> None:
+    w = await started(tmp_path)
+    for name, v4, v6 in (
+        ("d1", "10.7.0.0/24", "fd00:1::/64"),
+        ("d2", "10.8.0.0/24", "fd00:2::/64"),
+    ):
+        await w.engine.create_network(
+            CreateRequest(name=name, ipv6=True, configs=[{"Subnet": v4}, {"Subnet": v6}])
+        )
+    c = await w.run("cc", network="d1")
+    await w.ctl.connect("d2", c.id, {})
+    await w.ctl.disconnect("d1", c.id, False)
+    ((ns, route6),) = w.nl.default_routes6.items()
+    assert route6 == ("fd00:2::1", "eth1")
+    assert w.nl.default_routes[ns] == ("10.8.0.1", "eth1")
+    await w.close()

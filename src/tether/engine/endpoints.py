@@ -190,16 +190,18 @@ class Endpoints:
         """After an endpoint with a gateway left a live sandbox, the default route goes through
         the first remaining endpoint that has one (the kernel dropped it with the interface;
         Docker's updateGateway). Best effort: the disconnect itself has happened."""
-        remaining = sorted(
-            (e for e in c.eps() if e.gateway and e.ifname[3:].isdigit()),
-            key=lambda e: int(e.ifname[3:]),
-        )
-        if not remaining:
-            return
-        try:
-            await self.core.netlink.default_route(ns, remaining[0].gateway, remaining[0].ifname)
-        except TetherError as exc:
-            log.warning("default route of %s: %s", c.id[:12], exc.message)
+        for family in ("gateway", "gateway6"):  # IPv4, then IPv6 (dual-stack networks)
+            remaining = sorted(
+                (e for e in c.eps() if getattr(e, family) and e.ifname[3:].isdigit()),
+                key=lambda e: int(e.ifname[3:]),
+            )
+            if not remaining:
+                continue
+            gateway, ifname = getattr(remaining[0], family), remaining[0].ifname
+            try:
+                await self.core.netlink.default_route(ns, gateway, ifname)
+            except TetherError as exc:
+                log.warning("default route of %s: %s", c.id[:12], exc.message)
 
     async def disconnect(self, net_ref: str, container_ref: str, force: bool) -> None:
         core = self.core
@@ -228,7 +230,7 @@ class Endpoints:
         if live:
             await core.driver(net).leave(net, ep, ns)
         c.endpoints.pop(net.id)
-        if live and ep.gateway:
+        if live and (ep.gateway or ep.gateway6):
             await self._move_default_route(c, ns)
         await core.store.txn(
             [Op("put", f"containers/{c.id}", c.to_dict())]

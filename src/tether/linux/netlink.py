@@ -255,7 +255,8 @@ class PyrouteNetlink:
                 await ns.link("set", index=idx, state="up")
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
-        """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any)."""
+        """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any;
+        the IPv6 one when ``gateway`` is an IPv6 address)."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
@@ -263,7 +264,8 @@ class PyrouteNetlink:
                 idx = await self._lookup(ns, ifname)
                 if idx is None:
                     raise Internal(f"interface {ifname} is missing in {ns_path}")
-                await ns.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+                dst, family = ("::/0", 10) if ":" in gateway else ("0.0.0.0/0", 2)
+                await ns.route("replace", dst=dst, gateway=gateway, oif=idx, family=family)
         except NetlinkError as exc:
             raise _err(f"cannot set the default route via {gateway}", exc) from exc
 
