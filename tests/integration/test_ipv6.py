@@ -7,6 +7,7 @@ route to the containers' subnet, so a reply reaching a container proves NAT66.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Iterator
@@ -214,3 +215,28 @@ def test_daemon_restart_keeps_the_ipv6_path(lab: Lab, h1: LabHost) -> None:
     sleeper(h1, "r3", "--network", "ds7")
     assert ep_of(h1, "r3", "ds7")["GlobalIPv6Address"] == "fd00:7::4"
     assert ping6_in(h1, "r3", "r1")
+
+
+def test_default_bridge_with_fixed_cidr_v6(lab: Lab, h1: LabHost) -> None:
+    """daemon.json ``ipv6`` + ``fixed-cidr-v6``: the default bridge is dual-stack, with
+    Docker's MAC-derived container addresses; removing them makes it IPv4-only again."""
+    conf = Path(h1.config_file)
+    conf.write_text(json.dumps({"ipv6": True, "fixed-cidr-v6": "fd00:d0cc::/64"}))
+    try:
+        lab.restart_daemon("host1")
+        net = json.loads(ok(h1, "network", "inspect", "bridge"))[0]
+        assert net["EnableIPv6"] is True
+        assert net["IPAM"]["Config"][1] == {"Subnet": "fd00:d0cc::/64", "Gateway": "fd00:d0cc::1"}
+        sleeper(h1, "f1")
+        ep = ep_of(h1, "f1", "bridge")
+        mac = ep["MacAddress"].replace(":", "")
+        want = ipaddress.IPv6Address(int(ipaddress.IPv6Address("fd00:d0cc::")) | int(mac, 16))
+        assert ep["GlobalIPv6Address"] == str(want)
+        assert inspect(h1, "f1")["NetworkSettings"]["GlobalIPv6Address"] == ep["GlobalIPv6Address"]
+        assert ping6_in(h1, "f1", "fd00:d0cc::1")
+        assert ping6_in(h1, "f1", H2_V6)
+        clean_host(h1)
+    finally:
+        conf.unlink()
+        lab.restart_daemon("host1")
+    assert json.loads(ok(h1, "network", "inspect", "bridge"))[0]["EnableIPv6"] is False

@@ -250,3 +250,60 @@ async def test_disconnect_moves_the_ipv6_default_route(tmp_path: Path) -> None:
     assert route6 == ("fd00:2::1", "eth1")
     assert w.nl.default_routes[ns] == ("10.8.0.1", "eth1")
     await w.close()
+
+
+@aio
+async def test_default_bridge_with_fixed_cidr_v6(tmp_path: Path) -> None:
+    from tests.unit.test_container_controller import World
+
+    w = World(tmp_path)
+    w.engine.cfg.ipv6 = True
+    w.engine.cfg.fixed_cidr_v6 = "fd00:d0cc::/64"
+    await w.start()
+    bridge = w.nets.get("bridge")
+    assert bridge.ipv6 and bridge.configs[1] == {
+        "Subnet": "fd00:d0cc::/64",
+        "Gateway": "fd00:d0cc::1",
+    }
+    assert w.nl.links["tether0"].info["address6"] == "fd00:d0cc::1/64"
+    c = await w.run("cc")
+    ep = Endpoint.from_dict(c.endpoints[bridge.id])
+    # Docker's MAC-derived address on the default bridge (a /80 or wider fixed-cidr-v6)
+    assert (ep.mac, ep.ip6, ep.gateway6) == (
+        "02:42:ac:11:00:02",
+        "fd00:d0cc::242:ac11:2",
+        "fd00:d0cc::1",
+    )
+    with pytest.raises(BadRequest, match="supported on user defined networks only"):
+        await w.create("dd", extra={"bridge": {"IPAMConfig": {"IPv6Address": "fd00:d0cc::9"}}})
+    await w.close()
+    # a restart with another fixed-cidr-v6 while a container holds an address: kept
+    w2 = World(tmp_path, prev=w)
+    w2.engine.cfg.ipv6 = True
+    w2.engine.cfg.fixed_cidr_v6 = "fd00:beef::/64"
+    await w2.start()
+    assert w2.nets.get("bridge").configs[1]["Subnet"] == "fd00:d0cc::/64"
+    await w2.ctl.remove(c.id, force=True)
+    await w2.close()
+    # ... and applied once none does; ipv6 off makes the default bridge IPv4-only again
+    w3 = World(tmp_path, prev=w2)
+    w3.engine.cfg.ipv6 = True
+    w3.engine.cfg.fixed_cidr_v6 = "fd00:beef::/120"
+    await w3.start()
+    assert w3.nets.get("bridge").configs[1]["Subnet"] == "fd00:beef::/120"
+    c3 = await w3.run("ee")
+    assert Endpoint.from_dict(c3.endpoints[bridge.id]).ip6 == "fd00:beef::2"  # /120: IPAM's
+    await w3.ctl.remove(c3.id, force=True)
+    await w3.close()
+    w4 = World(tmp_path, prev=w3)
+    await w4.start()
+    assert not w4.nets.get("bridge").ipv6 and len(w4.nets.get("bridge").configs) == 1
+    await w4.close()
+
+
+def test_fixed_cidr_v6_must_be_ipv6() -> None:
+    from tether.engine.networks import _fixed_v6
+
+    with pytest.raises(BadRequest, match=r"^fixed-cidr-v6 10\.0\.0\.0/24 is not an IPv6 subnet$"):
+        _fixed_v6("10.0.0.0/24")
+    assert _fixed_v6(None) is None

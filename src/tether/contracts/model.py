@@ -204,3 +204,14 @@ def mac_for(ip: str) -> str:
     """Docker's MAC scheme: 02:42 followed by the four IPv4 bytes."""
     parts = [int(p) for p in ip.split(".")]
     return "02:42:" + ":".join(f"{p:02x}" for p in parts)
+
+
+def mac_ipv6(net: Network, mac: str) -> str:
+    """Docker's IPv6 address on the default bridge with ``fixed-cidr-v6`` of /80 or wider:
+    the subnet's prefix with the MAC in its last 48 bits (``02:42:ac:11:00:02`` in
+    ``fd00::/64`` is ``fd00::242:ac11:2``); "" elsewhere (IPAM's next address)."""
+    pools = net.pools6
+    if not (net.predefined and net.name == "bridge" and pools) or pools[0].subnet.prefixlen > 80:
+        return ""
+    base = int(pools[0].subnet.network_address)
+    return str(type(pools[0].gateway)(base | int(mac.replace(":", ""), 16)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tether.contracts.model import Endpoint, Network, mac_for, new_id
+from tether.contracts.model import Endpoint, Network, mac_for, mac_ipv6, new_id
 from tether.engine import runopts
 from tether.engine.core import EngineCore
 from tether.engine.networks import NetworkController
@@ -36,11 +36,11 @@ class Endpoints:
     ) -> Endpoint:
         ipam = epcfg.get("IPAMConfig") or {}
         static = ipam.get("IPv4Address") or ""
-        if net.predefined and net.name == "bridge" and static:
+        static6 = str(ipam.get("IPv6Address") or "")
+        if net.predefined and net.name == "bridge" and (static or static6):
             raise BadRequest("user specified IP address is supported on user defined networks only")
         aliases = [a for a in (epcfg.get("Aliases") or []) if isinstance(a, str)]
         mac = runopts.mac_of(epcfg)
-        static6 = str(ipam.get("IPv6Address") or "")
         if static6 and not net.pools6:
             raise BadRequest(
                 "user specified IP address is supported only when connecting to networks with "
@@ -50,7 +50,8 @@ class Endpoints:
         ip6, prefix6, gw6 = "", 0, ""
         if net.dual_stack:  # (a v6 subnet without EnableIPv6: ignored, as Docker does)
             try:
-                ip6, prefix6, gw6 = self.core.networks.allocate(net, static6 or None, 6)
+                want6 = static6 or mac_ipv6(net, mac or mac_for(ip)) or None
+                ip6, prefix6, gw6 = self.core.networks.allocate(net, want6, 6)
             except BaseException:
                 self.core.networks.release(net.id, ip)
                 raise

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from tether.config import DaemonConfig
+from tether.config import DaemonConfig, default_bridge_v6
 from tether.contracts.model import Network
 from tether.engine.containers import ContainerController
 from tether.engine.events import Events
@@ -60,7 +60,7 @@ class Engine:
     # ---- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         await self.networks.load()
-        await self.networks.ensure_predefined(self.cfg.bip)
+        await self.networks.ensure_predefined(self.cfg.bip, default_bridge_v6(self.cfg))
         await self.networks.restore_all()
         if self.containers is not None:
             await self.containers.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import ipaddress
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from tether.contracts.model import (
     check_name,
     new_id,
 )
-from tether.contracts.pools import PoolConfig, PoolConfig6
+from tether.contracts.pools import PoolConfig, PoolConfig6, is_v6_config
 from tether.engine.ipam import (
     NO_POOL,
     AddressSpace,
@@ -43,6 +44,8 @@ from tether.engine.ipam import (
 from tether.engine.nettable import NetworkTable
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound
 from tether.store.base import Op, Store
+
+log = logging.getLogger("tether.engine")
 
 PREDEFINED_DRIVERS = {"host": "host", "none": "null"}
 KNOWN_BRIDGE_OPTS = {OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQ, OPT_HOST_BINDING}
@@ -111,8 +114,10 @@ class NetworkController:
     def _index(self, net: Network) -> None:
         self.table.index(net)
 
-    async def ensure_predefined(self, bip: str | None = None) -> None:
-        """Make ``bridge``, ``host`` and ``none`` exist (once, with stable ids)."""
+    async def ensure_predefined(self, bip: str | None = None, fixed_v6: str | None = None) -> None:
+        """Make ``bridge``, ``host`` and ``none`` exist (once, with stable ids); the default
+        bridge is dual-stack with ``fixed_v6`` (daemon.json ``ipv6`` + ``fixed-cidr-v6``)."""
+        v6 = _fixed_v6(fixed_v6)
         for name, driver in PREDEFINED_DRIVERS.items():
             if self.find(name) is None:
                 await self._persist_new(Network(new_id(), name, driver, created=now_rfc3339()))
@@ -133,8 +138,9 @@ class NetworkController:
                 "bridge",
                 "bridge",
                 created=now_rfc3339(),
-                configs=[cfg.to_json()],
+                configs=[cfg.to_json()] + ([v6.to_json()] if v6 else []),
                 user_subnet=False,
+                ipv6=v6 is not None,
                 options={
                     OPT_DEFAULT_BRIDGE: "true",
                     OPT_ICC: "true",
@@ -146,6 +152,26 @@ class NetworkController:
             )
             await self._persist_new(net)
             await self._make_kernel(net)
+            return
+        await self._update_default_v6(v6)
+
+    async def _update_default_v6(self, v6: PoolConfig6 | None) -> None:
+        """A changed ``fixed-cidr-v6`` (or ``ipv6``) applies to the existing default bridge
+        when nothing holds an address on it; else it waits (a warning) for a start when none
+        does. The kernel side follows in ``restore_all``."""
+        net = self.find("bridge")
+        if net is None:
+            return
+        want = [v6.to_json()] if v6 else []
+        if [c for c in net.configs if is_v6_config(c)] == want and net.ipv6 == bool(v6):
+            return
+        if await self.store.list(f"ipam/{net.id}/"):
+            log.warning("fixed-cidr-v6 changed: applied once no container is on the bridge")
+            return
+        net.configs = [c for c in net.configs if not is_v6_config(c)] + want
+        net.ipv6 = v6 is not None
+        await self.table.save(net)
+        self._index(net)
 
     async def _routes(self) -> builtins.list[ipaddress.IPv4Network]:
         if self._host_routes is None:
@@ -401,6 +427,16 @@ class NetworkController:
     @staticmethod
     def ipam_key(net_id: str, ip: str) -> str:
         return f"ipam/{net_id}/{ip}"
+
+
+def _fixed_v6(text: str | None) -> PoolConfig6 | None:
+    """``fixed-cidr-v6`` checked: an IPv6 subnet; its gateway is its first address."""
+    if not text:
+        return None
+    cfg = validate_any(text, None, None, None)
+    if not isinstance(cfg, PoolConfig6):
+        raise BadRequest(f"fixed-cidr-v6 {text} is not an IPv6 subnet")
+    return cfg
 
 
 def subnets_of(nets: Iterable[Network]) -> Sequence[ipaddress.IPv4Network]:
