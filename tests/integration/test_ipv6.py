@@ -240,3 +240,23 @@ def test_default_bridge_with_fixed_cidr_v6(lab: Lab, h1: LabHost) -> None:
         conf.unlink()
         lab.restart_daemon("host1")
     assert json.loads(ok(h1, "network", "inspect", "bridge"))[0]["EnableIPv6"] is False
+
+
+def test_macvlan_across_hosts_over_ipv6(lab: Lab, h1: LabHost, tmp_path: Path) -> None:
+    """Two lab hosts' ``eth0`` (the underlay) as macvlan parents: one LAN, static --ip6."""
+    h2 = lab.host("host2")
+    if docker(h2, "image", "inspect", "alpine").returncode != 0:
+        import_image(h2, tmp_path)
+    try:
+        for h, n in ((h1, 11), (h2, 12)):
+            ok(h, "network", "create", "-d", "macvlan", "--ipv6", "--subnet", "198.18.101.0/24",
+               "--subnet", "fd00:77::/64", "-o", "parent=eth0", "mv6")  # fmt: skip
+            sleeper(h, f"m{n}", "--network", "mv6", "--ip", f"198.18.101.{n}", "--ip6",
+                    f"fd00:77::{n}")  # fmt: skip
+        assert ep_of(h1, "m11", "mv6")["GlobalIPv6Address"] == "fd00:77::11"
+        assert ping6_in(h1, "m11", "fd00:77::12")
+        assert ping6_in(h2, "m12", "fd00:77::11")
+        addr = ok(h1, "exec", "m11", "ip", "-6", "addr", "show", "dev", "eth0")
+        assert "fd00:77::11/64" in addr and "tentative" not in addr
+    finally:
+        clean_host(h2, networks=True)

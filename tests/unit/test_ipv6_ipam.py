@@ -99,12 +99,10 @@ async def test_dual_stack_network_configs_overlap_and_errors(tmp_path: Path) -> 
         r"defaults to assign to the network$",
     ):
         await w.engine.create_network(CreateRequest(name="c", ipv6=True))
-    w.nets.drivers["macvlan"] = NullDriver()  # (any driver but bridge)
-    with pytest.raises(BadRequest, match="IPv6 on bridge networks only"):
+    w.nets.drivers["ipvlan"] = NullDriver()  # (any driver but bridge and macvlan)
+    with pytest.raises(BadRequest, match="IPv6 on bridge and macvlan networks only"):
         await w.engine.create_network(
-            CreateRequest(
-                name="d", driver="macvlan", ipv6=True, configs=[{"Subnet": "fd00:9::/64"}]
-            )
+            CreateRequest(name="d", driver="ipvlan", ipv6=True, configs=[{"Subnet": "fd00:9::/64"}])
         )
     # an IPv4 subnet picked from the default pools beside a given IPv6 one
     auto = await w.engine.create_network(
@@ -307,3 +305,19 @@ def test_fixed_cidr_v6_must_be_ipv6() -> None:
     with pytest.raises(BadRequest, match=r"^fixed-cidr-v6 10\.0\.0\.0/24 is not an IPv6 subnet$"):
         _fixed_v6("10.0.0.0/24")
     assert _fixed_v6(None) is None
+
+
+@aio
+async def test_macvlan_endpoint_gets_its_ipv6_address(tmp_path: Path) -> None:
+    from tether.contracts.model import Network
+    from tether.drivers.macvlan import MacvlanDriver
+    from tether.testing.netlink import FakeLink, FakeNetlink
+
+    nl = FakeNetlink()
+    nl.links["eth0"] = FakeLink("eth0", "veth")
+    net = Network("n" * 64, "mv", "macvlan", ipv6=True, options={"parent": "eth0"})
+    ep = Endpoint("e" * 64, net.id, "mv", "c" * 64, "cc", ip="10.9.0.2", prefixlen=24)
+    ep.ip6, ep.prefixlen6, ep.gateway6, ep.ifname = "fd00:77::12", 64, "fd00:77::1", "eth0"
+    await MacvlanDriver(nl).join(net, ep, "/run/ns1")
+    spec = nl.sandboxes["/run/ns1"]["eth0"]
+    assert (spec.address6, spec.gateway6) == ("fd00:77::12/64", "fd00:77::1")

@@ -48,6 +48,7 @@ from tether.store.base import Op, Store
 log = logging.getLogger("tether.engine")
 
 PREDEFINED_DRIVERS = {"host": "host", "none": "null"}
+IPV6_DRIVERS = ("bridge", "macvlan")  # dual-stack networks (issue 18; overlay: not yet)
 KNOWN_BRIDGE_OPTS = {OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQ, OPT_HOST_BINDING}
 
 
@@ -249,8 +250,10 @@ class NetworkController:
                 "--cluster-store etcd://HOST:PORT"
             )
         driver = self._driver(req.driver)
-        if req.ipv6 and req.driver != "bridge":
-            raise BadRequest(f"tether supports IPv6 on bridge networks only, not {req.driver}")
+        if req.ipv6 and req.driver not in IPV6_DRIVERS:
+            raise BadRequest(
+                f"tether supports IPv6 on bridge and macvlan networks only, not {req.driver}"
+            )
         if req.ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{req.ipam_driver}" not found')
         async with self.lock:
