@@ -260,3 +260,27 @@ def test_macvlan_across_hosts_over_ipv6(lab: Lab, h1: LabHost, tmp_path: Path) -
         assert "fd00:77::11/64" in addr and "tentative" not in addr
     finally:
         clean_host(h2, networks=True)
+
+
+def test_overlay_across_hosts_over_ipv6(
+    module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A dual-stack overlay network (etcd) across two lab hosts: IPv6 addresses held in the
+    cluster store, neighbour entries for the remote IPv6 endpoints (the VXLAN proxy answers
+    NDP from them), AAAA answers for the remote container's name."""
+    olab = module_lab_factory(["host1", "host2"], etcd=True)
+    tmp = Path(tmp_path_factory.mktemp("oimg"))
+    o1, o2 = olab.host("host1"), olab.host("host2")
+    for h in (o1, o2):
+        import_image(h, tmp)
+    ok(o1, "network", "create", "-d", "overlay", "--ipv6", "--subnet", "10.78.0.0/24",
+       "--subnet", "fd00:88::/64", "ov6")  # fmt: skip
+    wait_until(lambda: docker(o2, "network", "inspect", "ov6").returncode == 0, what="ov6 seen")
+    sleeper(o1, "x1", "--network", "ov6")
+    sleeper(o2, "x2", "--network", "ov6")
+    x1 = ep_of(o1, "x1", "ov6")["GlobalIPv6Address"]
+    x2 = ep_of(o2, "x2", "ov6")["GlobalIPv6Address"]
+    assert x1 and x2 and x1 != x2  # held in etcd: two hosts never pick the same one
+    wait_until(lambda: ping6_in(o1, "x1", x2), timeout=15, what="IPv6 across the overlay")
+    assert ping6_in(o2, "x2", x1)
+    assert ping6_in(o1, "x1", "x2")  # the remote name's AAAA

@@ -99,8 +99,8 @@ async def test_dual_stack_network_configs_overlap_and_errors(tmp_path: Path) -> 
         r"defaults to assign to the network$",
     ):
         await w.engine.create_network(CreateRequest(name="c", ipv6=True))
-    w.nets.drivers["ipvlan"] = NullDriver()  # (any driver but bridge and macvlan)
-    with pytest.raises(BadRequest, match="IPv6 on bridge and macvlan networks only"):
+    w.nets.drivers["ipvlan"] = NullDriver()  # (any driver but bridge, macvlan, overlay)
+    with pytest.raises(BadRequest, match="IPv6 on bridge, macvlan and overlay networks only"):
         await w.engine.create_network(
             CreateRequest(name="d", driver="ipvlan", ipv6=True, configs=[{"Subnet": "fd00:9::/64"}])
         )
@@ -321,3 +321,31 @@ async def test_macvlan_endpoint_gets_its_ipv6_address(tmp_path: Path) -> None:
     await MacvlanDriver(nl).join(net, ep, "/run/ns1")
     spec = nl.sandboxes["/run/ns1"]["eth0"]
     assert (spec.address6, spec.gateway6) == ("fd00:77::12/64", "fd00:77::1")
+
+
+@aio
+async def test_overlay_programs_ipv6_neighbours_and_records(tmp_path: Path) -> None:
+    from tests.unit.test_overlay_driver import endpoint, network
+
+    from tether.contracts.cluster import Peer
+    from tether.contracts.model import mac_for
+    from tether.drivers.overlay import OverlayDriver, vxlan_name
+    from tether.engine.cluster_endpoints import peer_of
+    from tether.testing.netlink import FakeNetlink
+
+    p = Peer("ep-9", "10.77.0.9", mac_for("10.77.0.9"), "198.18.0.2", "fd00:88::9")
+    nl = FakeNetlink()
+    drv = OverlayDriver(nl, "198.18.0.1", peers=lambda _nid: [p])
+    net = network()
+    net.ipv6 = True
+    net.configs.append({"Subnet": "fd00:88::/64", "Gateway": "fd00:88::1"})
+    ep = endpoint(net, "10.77.0.2")
+    ep.ip6, ep.prefixlen6 = "fd00:88::2", 64
+    await drv.join(net, ep, "/run/fake/c")
+    assert nl.neigh[vxlan_name(net)] == {"10.77.0.9": p.mac, "fd00:88::9": p.mac}
+    assert nl.sandboxes["/run/fake/c"]["eth0"].address6 == "fd00:88::2/64"
+    await drv.peer_changed(net, p, False)
+    assert nl.neigh[vxlan_name(net)] == {}
+    # the cluster record carries the IPv6 address to the other hosts
+    rec = {"ip": "10.77.0.9", "mac": p.mac, "vtep": "198.18.0.2", "ip6": "fd00:88::9"}
+    assert peer_of("ep-9", rec) == p

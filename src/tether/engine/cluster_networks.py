@@ -8,7 +8,7 @@ import ipaddress
 
 from tether.contracts.cluster import VNI_MIN, requested_vni
 from tether.contracts.model import OPT_VXLANID, Network
-from tether.contracts.pools import PoolConfig
+from tether.contracts.pools import PoolConfig, is_v6_config
 from tether.engine.cluster_endpoints import ROOT, ClusterStore
 from tether.engine.ipam import PoolPicker, check_overlap
 from tether.engine.nettable import NetworkTable
@@ -76,7 +76,7 @@ def _fit_pools(
     used = table.used_subnets() + taken
     subnet = GLOBAL_POOL.pick(used)
     cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
-    net.configs = [cfg.to_json()]
+    net.configs = [cfg.to_json()] + [c for c in net.configs if is_v6_config(c)]  # IPv6: given
     return [cfg]
 
 

@@ -225,8 +225,7 @@ class Creator:
         except BaseException:
             for nid, ip in held:
                 core.networks.release(nid, ip)
-                if ":" not in ip:  # (global networks are IPv4-only)
-                    await core.release_global(nid, ip)
+                await core.release_global(nid, ip)
             raise
 
     def _check_links(self, c: Container, links: list[Any], networks: NetPlan) -> list[list[str]]:

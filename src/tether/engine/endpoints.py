@@ -82,7 +82,7 @@ class Endpoints:
         """Free the endpoint's addresses in memory (and the cluster's, global networks)."""
         for ip in ep.addresses():
             self.core.networks.release(net_id, ip)
-        await self.core.release_global(net_id, ep.ip)
+            await self.core.release_global(net_id, ip)
 
     def extra_ifs(self, net: Network) -> int:
         """Interfaces the driver adds after an endpoint's own (overlay: the gateway eth<n+1>)."""

@@ -48,7 +48,7 @@ from tether.store.base import Op, Store
 log = logging.getLogger("tether.engine")
 
 PREDEFINED_DRIVERS = {"host": "host", "none": "null"}
-IPV6_DRIVERS = ("bridge", "macvlan")  # dual-stack networks (issue 18; overlay: not yet)
+IPV6_DRIVERS = ("bridge", "macvlan", "overlay")  # dual-stack networks (issue 18)
 KNOWN_BRIDGE_OPTS = {OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQ, OPT_HOST_BINDING}
 
 
@@ -252,7 +252,8 @@ class NetworkController:
         driver = self._driver(req.driver)
         if req.ipv6 and req.driver not in IPV6_DRIVERS:
             raise BadRequest(
-                f"tether supports IPv6 on bridge and macvlan networks only, not {req.driver}"
+                f"tether supports IPv6 on bridge, macvlan and overlay networks only, "
+                f"not {req.driver}"
             )
         if req.ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{req.ipam_driver}" not found')
@@ -397,7 +398,9 @@ class NetworkController:
         """
         return self.table.allocate(net, static, version)
 
-    async def hold_global(self, net: Network, ip: str, static: str, owner: str) -> str:
+    async def hold_global(
+        self, net: Network, ip: str, static: str, owner: str, version: int = 4
+    ) -> str:
         """On a global network, hold ``ip`` (from ``allocate``) in the cluster store too.
 
         Another host may hold it already (create-if-absent fails): a static address is
@@ -417,7 +420,7 @@ class NetworkController:
             # someone else holds it: keep it reserved here, try another
             if static:
                 raise Conflict("Address already in use")
-            ip, _prefix, _gw = self.allocate(net, None)
+            ip, _prefix, _gw = self.allocate(net, None, version)
         raise Conflict("Address already in use")
 
     async def release_global(self, net_id: str, ip: str) -> None:

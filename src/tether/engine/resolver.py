@@ -123,6 +123,8 @@ class EngineResolver:
                 ip = str(rec.get("ip") or "")
                 if name in names and ip and ip not in found:
                     found.append(ip)
+                    if rec.get("ip6"):  # a dual-stack overlay network's remote endpoint
+                        found.append(str(rec["ip6"]))
             if found:
                 return found
         return None
@@ -151,7 +153,7 @@ class EngineResolver:
                 if c.running and ip in (ep.ip, getattr(ep, "ip6", "") or ep.ip):
                     return f"{c.name}.{net.name}" if net is not None else c.name
             for rec in self._remote(nid):
-                if rec.get("ip") == ip:
+                if ip in (rec.get("ip"), rec.get("ip6")):
                     rname = str(rec.get("name", ""))
                     return f"{rname}.{net.name}" if net is not None else rname
         return None

@@ -358,7 +358,7 @@ class Supervisor:
         for ep in c.eps():
             for ip in ep.addresses():
                 core.networks.release(ep.network_id, ip)
-            await core.release_global(ep.network_id, ep.ip)
+                await core.release_global(ep.network_id, ip)
         self.ports.drop(c)
         core.containers.pop(c.id, None)
         core.locks.pop(c.id, None)

@@ -486,9 +486,10 @@ class PyrouteNetlink:
             async for e in await ipr.fdb("dump", ifindex=idx):
                 if e.get("ifindex") == idx and e.get("NDA_DST") and e.get("NDA_LLADDR"):
                     fdb[str(e.get("NDA_LLADDR"))] = str(e.get("NDA_DST"))
-            async for e in await ipr.neigh("dump", ifindex=idx, family=2):
-                if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
-                    neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
+            for family in (2, 10):  # IPv4, IPv6 (dual-stack overlay networks)
+                async for e in await ipr.neigh("dump", ifindex=idx, family=family):
+                    if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
+                        neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
         return fdb, neigh
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
