@@ -349,3 +349,26 @@ async def test_overlay_programs_ipv6_neighbours_and_records(tmp_path: Path) -> N
     # the cluster record carries the IPv6 address to the other hosts
     rec = {"ip": "10.77.0.9", "mac": p.mac, "vtep": "198.18.0.2", "ip6": "fd00:88::9"}
     assert peer_of("ep-9", rec) == p
+
+
+def test_overlay_ipv6_subnets_are_checked_across_the_cluster() -> None:
+    from clusterfakes import run
+    from tests.unit.test_cluster_view import stop, two_hosts
+
+    async def main() -> None:
+        _, h1, h2 = await two_hosts()
+        v6 = {"Subnet": "fd00:88::/64"}
+        net = await h1.networks.create(CreateRequest("o1", "overlay", ipv6=True, configs=[v6]))
+        assert [c["Subnet"] for c in net.configs] == ["10.0.0.0/24", "fd00:88::/64"]
+        with pytest.raises(
+            Forbidden, match=r"^Pool overlaps with other one on this address space$"
+        ):
+            other = [{"Subnet": "fd00:88::/96"}]
+            await h2.networks.create(CreateRequest("o2", "overlay", ipv6=True, configs=other))
+        # the IPv6 address is held in the cluster store too
+        ip6, _p, _g = h1.networks.allocate(net, None, 6)
+        assert await h1.networks.hold_global(net, ip6, "", "c1", 6) == ip6
+        assert await h1.store.get(f"cluster/ipam/{net.id}/{ip6}") is not None
+        await stop(h1, h2)
+
+    run(main())
