@@ -2,7 +2,8 @@
 
 ``daemon.json`` takes Docker's keys where they exist: ``cluster-store``,
 ``cluster-advertise``, ``default-address-pools`` (``[{"base": CIDR, "size": N}]``),
-``bip``, ``dns``, ``iptables``. Flags win over the file.
+``bip``, ``dns``, ``iptables``, ``ipv6`` with ``fixed-cidr-v6`` (the default bridge
+dual-stack: issue 18). Flags win over the file.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class DaemonConfig:
     cluster_advertise: str | None = None
     default_pools: list[tuple[str, int]] | None = None
     bip: str | None = None
+    ipv6: bool = False  # with fixed_cidr_v6: the default bridge is dual-stack
+    fixed_cidr_v6: str | None = None
     dns: list[str] = field(default_factory=list)
     iptables: bool = True
     debug: bool = False
@@ -63,6 +66,8 @@ def load_config(
             (str(p["base"]), int(p["size"])) for p in file_data["default-address-pools"]
         ]
     cfg.bip = file_data.get("bip")
+    cfg.ipv6 = bool(file_data.get("ipv6", False))
+    cfg.fixed_cidr_v6 = file_data.get("fixed-cidr-v6") or None
     cfg.dns = list(file_data.get("dns") or [])
     cfg.iptables = bool(file_data.get("iptables", True))
     cfg.cluster_store = cluster_store or file_data.get("cluster-store")
@@ -92,3 +97,10 @@ def parse_web_addr(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise BadRequest(f"invalid --web-addr {text!r}: want HOST:PORT, e.g. 127.0.0.1:9323")
     return host, int(port)
+
+
+def default_bridge_v6(cfg: DaemonConfig) -> str | None:
+    """The default bridge's IPv6 subnet: ``fixed-cidr-v6`` when ``ipv6`` is on (Docker ignores
+    it otherwise; with ``ipv6`` and no ``fixed-cidr-v6`` tether, having no default IPv6 pools,
+    keeps the default bridge IPv4-only)."""
+    return cfg.fixed_cidr_v6 if cfg.ipv6 else None

@@ -129,9 +129,10 @@ def test_dockers_own_texts() -> None:
 
 
 def test_endpoint_settings_and_update() -> None:
-    eps = {"net1": {"IPAMConfig": {"IPv4Address": "10.0.0.2", "IPv6Address": "fd00::2"}}}
+    ipam = {"IPv4Address": "10.0.0.2", "IPv6Address": "fd00::2", "LinkLocalIPs": ["fe80::9"]}
+    eps = {"net1": {"IPAMConfig": ipam}}
     assert _refused({"NetworkingConfig": {"EndpointsConfig": eps}}) == (
-        "tether does not support NetworkingConfig.EndpointsConfig.IPAMConfig.IPv6Address"
+        "tether does not support NetworkingConfig.EndpointsConfig.IPAMConfig.LinkLocalIPs"
     )
     with pytest.raises(BadRequest, match=r"^tether does not support HostConfig\.KernelMemory$"):
         fieldgate.check_update({"KernelMemory": 1 << 20, "RestartPolicy": {"Name": "always"}})

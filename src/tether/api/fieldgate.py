@@ -133,7 +133,7 @@ APPLIED_ENDPOINT = frozenset(
         "MacAddress",
     }
 )
-APPLIED_IPAM = frozenset({"IPv4Address"})
+APPLIED_IPAM = frozenset({"IPv4Address", "IPv6Address"})  # IPv6: issue 18 (dual-stack)
 
 # Values that mean "Docker's default" for a field that is otherwise refused.
 DEFAULT_VALUES: Mapping[str, tuple[Any, ...]] = {

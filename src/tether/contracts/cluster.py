@@ -45,6 +45,7 @@ class Peer:
     ip: str
     mac: str
     vtep: str
+    ip6: str = ""  # on a dual-stack network (issue 18)
 
 
 class PeerSource(Protocol):

@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tether.contracts.pools import PoolConfig
+from tether.contracts.pools import PoolConfig, PoolConfig6, is_v6_config
 from tether.errors import BadRequest
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -114,7 +114,21 @@ class Network:
 
     @property
     def pools(self) -> list[PoolConfig]:
-        return [PoolConfig.from_json(c, self.user_subnet) for c in self.configs]
+        """The IPv4 pools (every network has one at least)."""
+        return [
+            PoolConfig.from_json(c, self.user_subnet) for c in self.configs if not is_v6_config(c)
+        ]
+
+    @property
+    def pools6(self) -> list[PoolConfig6]:
+        """The IPv6 pools, always given by the user (``--ipv6 --subnet``): kept and shown
+        without ``--ipv6`` as Docker does, used only with it (see ``dual_stack``)."""
+        return [PoolConfig6.from_json(c) for c in self.configs if is_v6_config(c)]
+
+    @property
+    def dual_stack(self) -> bool:
+        """Endpoints get an IPv6 address too (``EnableIPv6`` and an IPv6 subnet)."""
+        return self.ipv6 and any(is_v6_config(c) for c in self.configs)
 
     @property
     def mtu(self) -> int:
@@ -131,6 +145,9 @@ class Network:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Network:
         return cls(**d)
+
+
+V6_FIELDS = ("ip6", "prefixlen6", "gateway6", "static_ip6")
 
 
 @dataclass
@@ -160,9 +177,23 @@ class Endpoint:
     # the MAC address the request asked for (--mac-address, EndpointsConfig.X.MacAddress;
     # issue 16): kept across address changes, shown by inspect before the start
     mac_config: str = ""
+    # dual-stack networks (issue 18): the IPv6 address (``ip6``/``prefixlen6``, what the user
+    # asked for in ``static_ip6``: --ip6) and the IPv6 gateway ("" on internal networks)
+    ip6: str = ""
+    prefixlen6: int = 0
+    gateway6: str = ""
+    static_ip6: str = ""
+
+    def addresses(self) -> list[str]:
+        """The addresses the endpoint holds (``ipam/<network>/<ip>`` keys)."""
+        return [a for a in (self.ip, self.ip6) if a]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for key in V6_FIELDS:  # IPv4-only endpoints' records stay as they were
+            if not out[key]:
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Endpoint:
@@ -173,3 +204,14 @@ def mac_for(ip: str) -> str:
     """Docker's MAC scheme: 02:42 followed by the four IPv4 bytes."""
     parts = [int(p) for p in ip.split(".")]
     return "02:42:" + ":".join(f"{p:02x}" for p in parts)
+
+
+def mac_ipv6(net: Network, mac: str) -> str:
+    """Docker's IPv6 address on the default bridge with ``fixed-cidr-v6`` of /80 or wider:
+    the subnet's prefix with the MAC in its last 48 bits (``02:42:ac:11:00:02`` in
+    ``fd00::/64`` is ``fd00::242:ac11:2``); "" elsewhere (IPAM's next address)."""
+    pools = net.pools6
+    if not (net.predefined and net.name == "bridge" and pools) or pools[0].subnet.prefixlen > 80:
+        return ""
+    base = int(pools[0].subnet.network_address)
+    return str(type(pools[0].gateway)(base | int(mac.replace(":", ""), 16)))

@@ -26,7 +26,7 @@ from tether.contracts.model import (
 )
 from tether.errors import BadRequest
 from tether.linux.netlink import LinkSpec, Netlink
-from tether.linux.sysctl import Sysctl, set_route_localnet
+from tether.linux.sysctl import Sysctl, enable_ipv6_forward, set_route_localnet
 
 MAX_IFNAME = 15
 
@@ -89,7 +89,14 @@ class BridgeDriver:
         net.ifname = bridge_name(net)
         pools = net.pools
         address = f"{pools[0].gateway}/{pools[0].subnet.prefixlen}" if pools else None
-        await self.nl.ensure_bridge(net.ifname, address, net.mtu)
+        if net.dual_stack:  # the IPv6 gateway too, and IPv6 routed (issue 18)
+            p6 = net.pools6[0]
+            if self.sysctl is not None:
+                enable_ipv6_forward(self.sysctl)
+            address6 = f"{p6.gateway}/{p6.subnet.prefixlen}"
+            await self.nl.ensure_bridge(net.ifname, address, net.mtu, address6=address6)
+        else:
+            await self.nl.ensure_bridge(net.ifname, address, net.mtu)
         if self.sysctl is not None:
             set_route_localnet(self.sysctl, net.ifname)
 
@@ -108,6 +115,8 @@ class BridgeDriver:
             address=f"{ep.ip}/{ep.prefixlen}",
             gateway=ep.gateway or None,
             mtu=net.mtu,
+            address6=f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else None,
+            gateway6=ep.gateway6 or None,
         )
         await self.nl.add_veth(ep.host_ifname, net.ifname or bridge_name(net), spec)
 

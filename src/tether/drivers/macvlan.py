@@ -32,6 +32,11 @@ reserved with ``--aux-address`` (so no container gets it); the host gets a
 macvlan ``tms-<id>`` in bridge mode on the parent with IP/32 and a route to the
 network's ``--ip-range`` (or its subnet) through it.
 
+Dual-stack (``--ipv6 --subnet V6``, issue 18): each endpoint gets its IPv6 address too (no
+DAD, no router advertisements taken; see ``PyrouteNetlink._enable_ipv6``) and a default route
+through the IPv6 gateway, a router of the parent's LAN as for IPv4; static ``--ip6`` works
+as ``--ip``. The host shim stays IPv4.
+
 ipvlan: the driver accepts ``-d ipvlan`` only where the kernel has the type;
 here creation fails with "this kernel has no ipvlan support".
 """
@@ -160,6 +165,8 @@ class MacvlanDriver:
             address=f"{ep.ip}/{ep.prefixlen}",
             gateway=ep.gateway or None,
             mtu=net.mtu,
+            address6=f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else None,
+            gateway6=ep.gateway6 or None,
         )
         await self.nl.add_macvlan(parent, net.options.get(OPT_MODE, "bridge"), spec)
 

@@ -178,6 +178,8 @@ class OverlayDriver:
                 vxlan_name(net), net.vni, self.vtep, bridge_name(net), net.mtu, VXLAN_PORT,
                 ns_path=ns,
             )  # fmt: skip
+            if net.dual_stack and ns is not None:
+                await self._ipv6_on(vxlan_name(net), ns)
         except BaseException:
             await self._drop(net, ns)
             raise
@@ -186,6 +188,16 @@ class OverlayDriver:
         self._programmed[net.id] = {}
         for peer in self.peers(net.id):
             await self._program(net, peer, True)
+
+    @staticmethod
+    async def _ipv6_on(ifname: str, ns: str) -> None:
+        """IPv6 on the VXLAN device of a dual-stack network (off in the network's namespace
+        otherwise): the kernel takes IPv6 neighbour entries only on a device with IPv6 on, and
+        the device's proxy answers neighbour solicitations from them. No DAD, no RA."""
+        for name, value in (("accept_dad", "0"), ("accept_ra", "0"), ("disable_ipv6", "0")):
+            key = f"net/ipv6/conf/{ifname}/{name}"
+            if not await asyncio.wrap_future(nsthread.default().submit_sysctl(ns, key, value)):
+                raise Internal(f"cannot enable IPv6 on {ifname}: no {key}")
 
     async def _unwire(self, net: Network) -> None:
         self._local.pop(net.id, None)
@@ -222,11 +234,15 @@ class OverlayDriver:
         vx = vxlan_name(net)
         if old is not None and (not present or old != peer):
             await self.nl.set_fdb(vx, old.mac, old.vtep, False, ns_path=ns)
-            await self.nl.set_neigh(vx, old.ip, old.mac, False, ns_path=ns)
+            for ip in (old.ip, old.ip6):
+                if ip:  # (the IPv6 neighbour: the VXLAN proxy answers NDP from it)
+                    await self.nl.set_neigh(vx, ip, old.mac, False, ns_path=ns)
             table.pop(peer.endpoint_id, None)
         if present:
             await self.nl.set_fdb(vx, peer.mac, peer.vtep, True, ns_path=ns)
-            await self.nl.set_neigh(vx, peer.ip, peer.mac, True, ns_path=ns)
+            for ip in (peer.ip, peer.ip6):
+                if ip:
+                    await self.nl.set_neigh(vx, ip, peer.mac, True, ns_path=ns)
             table[peer.endpoint_id] = peer
 
     async def peer_changed(self, net: Network, peer: Peer, present: bool) -> None:
@@ -268,6 +284,9 @@ class OverlayDriver:
             address=f"{ep.ip}/{ep.prefixlen}",
             gateway=None,  # the default route goes through the gateway bridge (eth<n+1>)
             mtu=net.mtu,
+            # dual-stack: on-link IPv6 between the network's containers (no IPv6 gateway:
+            # the gateway bridge is IPv4-only)
+            address6=f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else None,
         )
         attached = False
         try:
@@ -301,7 +320,7 @@ class OverlayDriver:
     async def _prune_unknown(self, net: Network) -> None:
         known = self._programmed.get(net.id, {}).values()
         macs = {p.mac.lower() for p in known}
-        ips = {p.ip for p in known}
+        ips = {p.ip for p in known} | {p.ip6 for p in known if p.ip6}
         ns = self._ns.get(net.id)
         fdb, neigh = await self.nl.vxlan_entries(vxlan_name(net), ns_path=ns)
         for mac, dst in fdb.items():

@@ -69,7 +69,13 @@ def endpoint_key(net_id: str, ep_id: str) -> str:
 
 
 def peer_of(ep_id: str, rec: dict[str, Any]) -> Peer:
-    return Peer(ep_id, str(rec.get("ip", "")), str(rec.get("mac", "")), str(rec.get("vtep", "")))
+    return Peer(
+        ep_id,
+        str(rec.get("ip", "")),
+        str(rec.get("mac", "")),
+        str(rec.get("vtep", "")),
+        str(rec.get("ip6", "")),
+    )
 
 
 class EndpointBook:
@@ -130,6 +136,7 @@ class EndpointBook:
             "mac": ep.mac,
             "host": self.host,
             "vtep": self.vtep,
+            **({"ip6": ep.ip6, "prefixlen6": ep.prefixlen6} if ep.ip6 else {}),
         }
 
     async def put_mine(self, lease_id: int) -> None:

@@ -8,7 +8,7 @@ import ipaddress
 
 from tether.contracts.cluster import VNI_MIN, requested_vni
 from tether.contracts.model import OPT_VXLANID, Network
-from tether.contracts.pools import PoolConfig
+from tether.contracts.pools import PoolConfig, is_v6_config
 from tether.engine.cluster_endpoints import ROOT, ClusterStore
 from tether.engine.ipam import PoolPicker, check_overlap
 from tether.engine.nettable import NetworkTable
@@ -35,11 +35,12 @@ async def write_network(
     for _ in range(64):
         rec = await store.get(POOLS_KEY)
         listed = list(rec.value.get("pools", [])) if rec is not None else []
-        taken = [ipaddress.IPv4Network(p["subnet"]) for p in listed]
+        taken = [ipaddress.ip_network(p["subnet"]) for p in listed]
         pools = _fit_pools(table, net, taken)
         net.vni = wanted or _next_vni(table, taken_vni)
         net.options[OPT_VXLANID] = str(net.vni)
-        grown = listed + [{"subnet": str(p.subnet), "network": net.id} for p in pools]
+        subnets = [str(p.subnet) for p in pools] + [str(p.subnet) for p in net.pools6]
+        grown = listed + [{"subnet": subnet, "network": net.id} for subnet in subnets]
         ops = [
             Op("check", POOLS_KEY, revision=rec.revision if rec is not None else 0),
             Op("put", POOLS_KEY, {"pools": grown}),
@@ -63,9 +64,12 @@ async def write_network(
 
 
 def _fit_pools(
-    table: NetworkTable, net: Network, taken: list[ipaddress.IPv4Network]
+    table: NetworkTable, net: Network, taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> list[PoolConfig]:
-    """The network's pools, checked against the global ones (re-picked if automatic)."""
+    """The network's pools, checked against the global ones (re-picked if automatic); its
+    IPv6 ones (always given) too, with Docker's overlap error."""
+    for p6 in net.pools6:
+        check_overlap(p6.subnet, taken)
     pools = net.pools
     if net.user_subnet:
         for p in pools:
@@ -73,10 +77,10 @@ def _fit_pools(
         return pools
     # Automatic: from the global default pool (Docker's GlobalDefault, 10.0.0.0/8 in /24s),
     # not the local one, whose subnets other hosts pick for their own bridges.
-    used = table.used_subnets() + taken
+    used = table.used_subnets() + [t for t in taken if isinstance(t, ipaddress.IPv4Network)]
     subnet = GLOBAL_POOL.pick(used)
     cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
-    net.configs = [cfg.to_json()]
+    net.configs = [cfg.to_json()] + [c for c in net.configs if is_v6_config(c)]  # IPv6: given
     return [cfg]
 
 

@@ -185,6 +185,13 @@ class EngineCore:
         ip = await self.networks.hold_global(net, ep.ip, ep.static_ip, owner)
         if ip != ep.ip:
             ep.ip, ep.mac = ip, ep.mac_config or mac_for(ip)
+        if ep.ip6:  # a dual-stack global network: the IPv6 address is the cluster's too
+            try:
+                ep.ip6 = await self.networks.hold_global(net, ep.ip6, ep.static_ip6, owner, 6)
+            except BaseException:
+                self.networks.release(net.id, ep.ip)
+                await self.release_global(net.id, ep.ip)
+                raise
 
     async def release_global(self, net_id: str, ip: str) -> None:
         try:

@@ -204,7 +204,7 @@ class Creator:
             for net, epcfg in networks:
                 ep = self.endpoints.new_endpoint(c, net, epcfg, f"eth{ifno}")
                 await core.hold_global(net, ep, c.id)
-                held.append((net.id, ep.ip))
+                held += [(net.id, ip) for ip in ep.addresses()]
                 c.endpoints[net.id] = ep.to_dict()
                 ifno += 1 + self.endpoints.extra_ifs(net)
             if networks:

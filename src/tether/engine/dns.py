@@ -66,7 +66,8 @@ class Resolver(Protocol):
     """What the engine provides: the records each sandbox can see."""
 
     def lookup(self, sandbox: str, name: str) -> list[str] | None:
-        """IPv4 addresses of ``name`` (lower case, no trailing dot) as seen by ``sandbox``.
+        """IPv4 and IPv6 addresses of ``name`` (lower case, no trailing dot) as seen by
+        ``sandbox`` (A queries answer with the IPv4 ones, AAAA with the IPv6 ones).
 
         ``None``: not a container name (the query is forwarded upstream).
         """
@@ -397,7 +398,7 @@ class DnsServer:
             return None, True
         try:
             if query.qtype == wire.TYPE_PTR:
-                ip = wire.reverse_ipv4(query.qname)
+                ip = wire.reverse_ipv4(query.qname) or wire.reverse_ipv6(query.qname)
                 if ip is not None:
                     target = self._resolver.reverse(listener.sandbox, ip)
                     if target:
@@ -412,14 +413,17 @@ class DnsServer:
             return respond([], wire.RCODE_SERVFAIL), False
         if ips is None:
             return None, True
-        if query.qtype not in (wire.TYPE_A, wire.TYPE_ANY):
+        if query.qtype not in (wire.TYPE_A, wire.TYPE_AAAA, wire.TYPE_ANY):
             return respond([]), True
         records: list[bytes] = []
         for ip in ips:
+            v6 = ":" in ip  # (dual-stack networks: AAAA answers, issue 18)
+            if query.qtype != wire.TYPE_ANY and v6 != (query.qtype == wire.TYPE_AAAA):
+                continue
             try:
-                records.append(wire.a_record(ip, self._ttl))
+                records.append((wire.aaaa_record if v6 else wire.a_record)(ip, self._ttl))
             except OSError:
-                log.warning("resolver gave a non-IPv4 address %r for %s", ip, name)
+                log.warning("resolver gave an invalid address %r for %s", ip, name)
         if len(records) > 1:
             random.shuffle(records)
             return respond(records), False  # reshuffled per query, not cached

@@ -204,6 +204,32 @@ def reverse_ipv4(qname: bytes) -> str | None:
     return ".".join(octets)
 
 
+_IP6_ARPA = (b"ip6", b"arpa")
+
+
+def reverse_ipv6(qname: bytes) -> str | None:
+    """``<32 nibbles reversed>.ip6.arpa`` (wire form) → the IPv6 address, else ``None``."""
+    labels: list[bytes] = []
+    pos = 0
+    while pos < len(qname) and qname[pos]:
+        length = qname[pos]
+        labels.append(qname[pos + 1 : pos + 1 + length].lower())
+        pos += length + 1
+    if len(labels) != 34 or tuple(labels[32:]) != _IP6_ARPA:
+        return None
+    nibbles = [lab.decode("ascii", "replace") for lab in reversed(labels[:32])]
+    if any(len(n) != 1 or n not in "0123456789abcdef" for n in nibbles):
+        return None
+    text = "".join(nibbles)
+    return socket.inet_ntop(socket.AF_INET6, bytes.fromhex(text))
+
+
+def aaaa_record(ip: str, ttl: int) -> bytes:
+    """An AAAA record whose owner is the question name."""
+    raw = socket.inet_pton(socket.AF_INET6, ip)
+    return _NAME_PTR_QNAME + _RR_FIXED.pack(TYPE_AAAA, CLASS_IN, ttl, 16) + raw
+
+
 def a_record(ip: str, ttl: int) -> bytes:
     """An A record whose owner is the question name."""
     return _NAME_PTR_QNAME + _RR_FIXED.pack(TYPE_A, CLASS_IN, ttl, 4) + socket.inet_aton(ip)

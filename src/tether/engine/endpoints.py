@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tether.contracts.model import Endpoint, Network, mac_for, new_id
+from tether.contracts.model import Endpoint, Network, mac_for, mac_ipv6, new_id
 from tether.engine import runopts
 from tether.engine.core import EngineCore
 from tether.engine.networks import NetworkController
@@ -36,11 +36,25 @@ class Endpoints:
     ) -> Endpoint:
         ipam = epcfg.get("IPAMConfig") or {}
         static = ipam.get("IPv4Address") or ""
-        if net.predefined and net.name == "bridge" and static:
+        static6 = str(ipam.get("IPv6Address") or "")
+        if net.predefined and net.name == "bridge" and (static or static6):
             raise BadRequest("user specified IP address is supported on user defined networks only")
         aliases = [a for a in (epcfg.get("Aliases") or []) if isinstance(a, str)]
         mac = runopts.mac_of(epcfg)
+        if static6 and not net.pools6:
+            raise BadRequest(
+                "user specified IP address is supported only when connecting to networks with "
+                "user configured subnets"
+            )
         ip, prefix, gw = self.core.networks.allocate(net, static or None)
+        ip6, prefix6, gw6 = "", 0, ""
+        if net.dual_stack:  # (a v6 subnet without EnableIPv6: ignored, as Docker does)
+            try:
+                want6 = static6 or mac_ipv6(net, mac or mac_for(ip)) or None
+                ip6, prefix6, gw6 = self.core.networks.allocate(net, want6, 6)
+            except BaseException:
+                self.core.networks.release(net.id, ip)
+                raise
         return Endpoint(
             id=new_id(),
             network_id=net.id,
@@ -58,7 +72,17 @@ class Endpoints:
             static_ip=static,
             ipam_config=sent_ipam(epcfg.get("IPAMConfig")),
             driver_opts=sent_driver_opts(epcfg.get("DriverOpts")),
+            ip6=ip6,
+            prefixlen6=prefix6,
+            gateway6="" if net.internal else gw6,
+            static_ip6=static6 if ip6 else "",
         )
+
+    async def release(self, net_id: str, ep: Endpoint) -> None:
+        """Free the endpoint's addresses in memory (and the cluster's, global networks)."""
+        for ip in ep.addresses():
+            self.core.networks.release(net_id, ip)
+            await self.core.release_global(net_id, ip)
 
     def extra_ifs(self, net: Network) -> int:
         """Interfaces the driver adds after an endpoint's own (overlay: the gateway eth<n+1>)."""
@@ -127,14 +151,14 @@ class Endpoints:
         c.endpoints[net.id] = ep.to_dict()
         res = await core.store.txn(
             [
-                Op("create", NetworkController.ipam_key(net.id, ep.ip), {"container": c.id}),
-                Op("put", f"containers/{c.id}", c.to_dict()),
+                Op("create", NetworkController.ipam_key(net.id, ip), {"container": c.id})
+                for ip in ep.addresses()
             ]
+            + [Op("put", f"containers/{c.id}", c.to_dict())]
         )
         if not res.ok:
             c.endpoints.pop(net.id, None)
-            core.networks.release(net.id, ep.ip)
-            await core.release_global(net.id, ep.ip)
+            await self.release(net.id, ep)
             raise Conflict("Address already in use")
         return ep
 
@@ -157,29 +181,28 @@ class Endpoints:
         live_ns = core.netns.path(core.ns_name(c)) if core.has_sandbox(c) else ""
         await core.driver(net).leave(net, ep, live_ns)
         await core.store.txn(
-            [
-                Op("put", f"containers/{c.id}", c.to_dict()),
-                Op("delete", NetworkController.ipam_key(net.id, ep.ip)),
-            ]
+            [Op("put", f"containers/{c.id}", c.to_dict())]
+            + [Op("delete", NetworkController.ipam_key(net.id, ip)) for ip in ep.addresses()]
         )
-        core.networks.release(net.id, ep.ip)
-        await core.release_global(net.id, ep.ip)
+        await self.release(net.id, ep)
 
     # ---- disconnect -----------------------------------------------------------------------
     async def _move_default_route(self, c: Container, ns: str) -> None:
         """After an endpoint with a gateway left a live sandbox, the default route goes through
         the first remaining endpoint that has one (the kernel dropped it with the interface;
         Docker's updateGateway). Best effort: the disconnect itself has happened."""
-        remaining = sorted(
-            (e for e in c.eps() if e.gateway and e.ifname[3:].isdigit()),
-            key=lambda e: int(e.ifname[3:]),
-        )
-        if not remaining:
-            return
-        try:
-            await self.core.netlink.default_route(ns, remaining[0].gateway, remaining[0].ifname)
-        except TetherError as exc:
-            log.warning("default route of %s: %s", c.id[:12], exc.message)
+        for family in ("gateway", "gateway6"):  # IPv4, then IPv6 (dual-stack networks)
+            remaining = sorted(
+                (e for e in c.eps() if getattr(e, family) and e.ifname[3:].isdigit()),
+                key=lambda e: int(e.ifname[3:]),
+            )
+            if not remaining:
+                continue
+            gateway, ifname = getattr(remaining[0], family), remaining[0].ifname
+            try:
+                await self.core.netlink.default_route(ns, gateway, ifname)
+            except TetherError as exc:
+                log.warning("default route of %s: %s", c.id[:12], exc.message)
 
     async def disconnect(self, net_ref: str, container_ref: str, force: bool) -> None:
         core = self.core
@@ -208,13 +231,10 @@ class Endpoints:
         if live:
             await core.driver(net).leave(net, ep, ns)
         c.endpoints.pop(net.id)
-        if live and ep.gateway:
+        if live and (ep.gateway or ep.gateway6):
             await self._move_default_route(c, ns)
         await core.store.txn(
-            [
-                Op("put", f"containers/{c.id}", c.to_dict()),
-                Op("delete", NetworkController.ipam_key(net.id, ep.ip)),
-            ]
+            [Op("put", f"containers/{c.id}", c.to_dict())]
+            + [Op("delete", NetworkController.ipam_key(net.id, ip)) for ip in ep.addresses()]
         )
-        core.networks.release(net.id, ep.ip)
-        await core.release_global(net.id, ep.ip)
+        await self.release(net.id, ep)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from tether.config import DaemonConfig
+from tether.config import DaemonConfig, default_bridge_v6
 from tether.contracts.model import Network
 from tether.engine.containers import ContainerController
 from tether.engine.dnsstats import DnsStats
@@ -71,7 +71,7 @@ class Engine:
     # ---- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         await self.networks.load()
-        await self.networks.ensure_predefined(self.cfg.bip)
+        await self.networks.ensure_predefined(self.cfg.bip, default_bridge_v6(self.cfg))
         await self.networks.restore_all()
         if self.containers is not None:
             await self.containers.start()

@@ -21,7 +21,7 @@ back to a whole ``apply``. The invariant, tested with ``FakeNft`` and in a
 netns with the kernel: after any sequence of updates the table equals the
 one ``render(nets, current ports)`` installs.
 
-Tables (IPv4 only, like tether's networks):
+Tables (``ip6 tether`` exists only while a network is dual-stack, issue 18):
 
 ``ip tether`` — owned by tether, replaced whole on every apply.
   Sets ``bridges`` (every tether bridge), ``internal`` (internal bridges) and
@@ -77,6 +77,16 @@ Tables (IPv4 only, like tether's networks):
   tether never loads br_netfilter (it would send every bridged frame on the
   host, the lab's underlay too, through the IP hooks).
 
+``ip6 tether`` — owned by tether, only while some network is dual-stack.
+  The same sets (every tether bridge) and ``forward`` chain as ``ip tether``, so isolation
+  and ``--internal`` hold for IPv6 as for IPv4; ``input``: established traffic, neighbour
+  discovery (NS/NA: a container must resolve its gateway), ``ip6 daddr ::1 drop``, and an
+  internal network reaches only its IPv6 gateway; ``postrouting``: ``ip6 saddr SUBNET6
+  oifname != BRIDGE masquerade`` (NAT66 for outbound, as Docker's ``ip6tables`` mode) and
+  the hairpin rule. With icc=false the ``bridge tether`` table drops IPv6 within the
+  subnet too. When the last dual-stack network goes, the next apply deletes the table (and
+  the first apply after a start does, in case a previous run left one).
+
 ``ip tether-user`` — the user's, like Docker's ``DOCKER-USER``.
   Whole-table replace and a user chain inside tether's table cannot both hold,
   so the user chain ``tether-user`` is the forward base chain of its own table
@@ -118,6 +128,7 @@ from typing import Any, Protocol
 from tether.engine.fwrender import (
     BRIDGE_FAMILY,
     FAMILY,
+    FAMILY6,
     PROTOS,
     TABLE,
     USER_CHAIN,
@@ -132,6 +143,7 @@ from tether.engine.fwrender import (
     render,
     render_port_update,
     render_remove,
+    render_remove6,
     render_state,
     render_user_table,
 )
@@ -234,11 +246,11 @@ class Snapshot:
         for e in gone:
             k = _ekey(e.concat)
             for suffix in ("_addr", "_port"):
-                self.elems.setdefault((FAMILY, TABLE, e.maps + suffix), {}).pop(k, None)
+                self.elems.setdefault((e.family, TABLE, e.maps + suffix), {}).pop(k, None)
         for e in new:
             k = _ekey(e.concat)
-            self.elems.setdefault((FAMILY, TABLE, e.maps + "_addr"), {})[k] = e.addr
-            self.elems.setdefault((FAMILY, TABLE, e.maps + "_port"), {})[k] = e.port
+            self.elems.setdefault((e.family, TABLE, e.maps + "_addr"), {})[k] = e.addr
+            self.elems.setdefault((e.family, TABLE, e.maps + "_port"), {})[k] = e.port
 
 
 class NftFirewall:
@@ -252,9 +264,14 @@ class NftFirewall:
         # what the kernel holds since the last apply (None: nothing applied)
         self._by_bridge: dict[str, NetRule] | None = None
         self._published: Published = {}
+        # an ``ip6 tether`` table may be in the kernel (an earlier run, a dual-stack network)
+        self._maybe6 = True
 
     def apply(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> None:
         batch, by_bridge, published = render_state(nets, ports)
+        has6 = any(n.subnet6 for n in nets)
+        if not has6 and self._maybe6:
+            batch = {"nftables": batch["nftables"] + render_remove6()}
         if not self._user_checked and _list_table(self._nft, FAMILY, USER_TABLE) is None:
             batch = {"nftables": render_user_table()["nftables"] + batch["nftables"]}
         try:
@@ -262,6 +279,7 @@ class NftFirewall:
         except NftError as exc:
             raise Internal(f"firewall: nftables rejected the update: {exc.message}") from exc
         self._user_checked = True
+        self._maybe6 = has6
         # The listing is taken by the next ``ensure``, not here: listing 1,000 map elements
         # costs ~55 ms, more than the apply itself, and would slow every publish.
         self._last = None
@@ -326,10 +344,17 @@ class NftFirewall:
             raise Internal(f"firewall: cannot remove tether's tables: {exc.message}") from exc
         self._last = None
         self._applied = False
+        self._maybe6 = False
         self._by_bridge, self._published = None, {}
 
     def ensure(self, nets: Sequence[NetRule], ports: Sequence[PortRule]) -> bool:
         now = self.snapshot()
+        if (
+            now is not None
+            and self._maybe6
+            and not any(o.get("table", {}).get("family") == FAMILY6 for o in now.objects)
+        ):
+            now = None  # the ip6 table, installed by the last apply, is gone: drift at once
         if now is not None and self._applied and self._last is None:
             self._last = now  # first check since an apply: this is what it installed
             return False
@@ -344,7 +369,8 @@ class NftFirewall:
         if main is None:
             return None
         bridge = _list_table(self._nft, BRIDGE_FAMILY, TABLE) or []
-        return {"nftables": main + bridge}
+        ip6 = _list_table(self._nft, FAMILY6, TABLE) or []
+        return {"nftables": main + bridge + ip6}
 
     def snapshot(self) -> Snapshot | None:
         """``current`` in the order-free form the drift check compares."""

@@ -59,6 +59,8 @@ class FirewallSync:
             if net.driver != "bridge" or not net.pools:
                 continue
             pool = net.pools[0]
+            # (getattr: unit tests hand in plain namespaces with the IPv4 fields only)
+            pool6 = net.pools6[0] if getattr(net, "dual_stack", False) else None
             nets.append(
                 NetRule(
                     id=net.id,
@@ -69,6 +71,8 @@ class FirewallSync:
                     icc=opt_true(net.options, OPT_ICC),
                     masquerade=opt_true(net.options, OPT_MASQ),
                     host_binding_ipv4=net.options.get(OPT_HOST_BINDING) or "0.0.0.0",
+                    subnet6=str(pool6.subnet) if pool6 else "",
+                    gateway6=str(pool6.gateway) if pool6 else "",
                 )
             )
         ports = self.ports.port_rules() if self.ports is not None else []

@@ -25,11 +25,23 @@ class HostPorts:
         return self.core.allocator
 
     def requests(self, c: Container) -> list[portlib.PortRequest]:
-        return portlib.parse_bindings(
+        reqs = portlib.parse_bindings(
             c.host_config.get("PortBindings"),
             c.config.get("ExposedPorts"),
             bool(c.host_config.get("PublishAllPorts")),
         )
+        v6 = [r for r in reqs if portlib.is_v6(r.host_ip)]
+        if v6 and c.endpoints and not self._dual_stack(c):
+            # Docker would proxy IPv6 to the IPv4 address in userland; tether has no proxy
+            raise BadRequest(
+                f"cannot publish on IPv6 host address {v6[0].host_ip}: the container is on no "
+                "dual-stack network to publish from (tether runs no userland proxy)"
+            )
+        return reqs
+
+    def _dual_stack(self, c: Container) -> bool:
+        found = self.core.table.publishing_endpoint(c)
+        return found is not None and bool(found[0].ip6)
 
     def reserve(self, c: Container) -> None:
         """Hold again the ports of a record loaded at start-up."""
@@ -45,7 +57,7 @@ class HostPorts:
         if not requests:
             return False
         try:
-            bindings = self.allocator.allocate(requests)
+            bindings = self.allocator.allocate(requests, twin6=self._dual_stack(c))
             try:
                 portlib.check_host_ips(bindings)
             except BaseException:

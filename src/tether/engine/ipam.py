@@ -19,9 +19,10 @@ Two jobs, with Docker's rules and texts:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any
 
-from tether.contracts.pools import PoolConfig, parse_cidr, parse_ip
+from tether.contracts.pools import PoolConfig, PoolConfig6, parse_cidr_any, parse_ip_any
 from tether.errors import BadRequest, Conflict, Forbidden
 
 DEFAULT_POOLS: list[tuple[str, int]] = [(f"172.{n}.0.0/16", 16) for n in range(17, 32)] + [
@@ -32,31 +33,42 @@ DEFAULT_POOLS: list[tuple[str, int]] = [(f"172.{n}.0.0/16", 16) for n in range(1
 def validate_config(
     subnet: str, gateway: str | None, ip_range: str | None, aux: dict[str, str] | None
 ) -> PoolConfig:
-    """Check one user IPAM config with Docker's messages."""
-    net = parse_cidr(subnet)
-    if net.prefixlen > 30:
+    """Check one user IPv4 IPAM config with Docker's messages."""
+    cfg = validate_any(subnet, gateway, ip_range, aux)
+    if not isinstance(cfg, PoolConfig):
+        raise BadRequest(f"IPv6 is not supported here: {subnet}")
+    return cfg
+
+
+def validate_any(
+    subnet: str, gateway: str | None, ip_range: str | None, aux: dict[str, str] | None
+) -> PoolConfig | PoolConfig6:
+    """Check one user IPAM config (IPv4 or IPv6, by its subnet) with Docker's messages."""
+    net = parse_cidr_any(subnet)
+    v6 = isinstance(net, IPv6Network)
+    if net.prefixlen > (126 if v6 else 30):
         raise BadRequest(f"Invalid subnet {subnet} : the subnet is too small for a network")
-    rng: IPv4Network | None = None
+    rng: Any = None
     if ip_range:
-        rng = parse_cidr(ip_range, what="range")
-        if not rng.subnet_of(net):
+        rng = parse_cidr_any(ip_range, what="range")
+        if rng.version != net.version or not rng.subnet_of(net):
             raise BadRequest(f"no matching subnet for range {ip_range}")
     if gateway:
-        gw = parse_ip(gateway)
+        gw = parse_ip_any(gateway)
         if gw not in net:
             raise BadRequest(f"no matching subnet for gateway {gateway}")
     else:
         gw = net.network_address + 1
-    # The subnet's network and broadcast addresses are never anyone's; the gateway is taken
-    # first, then each aux address in turn (libnetwork's order and texts; it answers 500,
-    # tether 400: the request is at fault).
-    taken = {net.network_address, net.broadcast_address}
+    # The subnet's network and (IPv4) broadcast addresses are never anyone's; the gateway is
+    # taken first, then each aux address in turn (libnetwork's order and texts; it answers
+    # 500, tether 400: the request is at fault).
+    taken = {net.network_address} | (set() if v6 else {net.broadcast_address})
     if gw in taken:
         raise BadRequest(f"failed to allocate gateway ({gw}): Address already in use")
     taken.add(gw)
-    aux_ips: dict[str, IPv4Address] = {}
+    aux_ips: dict[str, Any] = {}
     for name, value in (aux or {}).items():
-        ip = parse_ip(value)
+        ip = parse_ip_any(value)
         if ip not in net:
             raise BadRequest(f"no matching subnet for aux-address {value}")
         if ip in taken:
@@ -65,7 +77,8 @@ def validate_config(
             )
         taken.add(ip)
         aux_ips[name] = ip
-    return PoolConfig(net, gw, rng, aux_ips, ip_range_text=ip_range or "")
+    kind = PoolConfig6 if v6 else PoolConfig
+    return kind(net, gw, rng, aux_ips, ip_range_text=ip_range or "")  # type: ignore[arg-type]
 
 
 class PoolPicker:
@@ -86,43 +99,51 @@ class PoolPicker:
         for cand in self.candidates():
             if not any(cand.overlaps(t) for t in taken):
                 return cand
-        raise Forbidden(
-            "could not find an available, non-overlapping IPv4 address pool among the "
-            "defaults to assign to the network"
-        )
+        raise Forbidden(NO_POOL.format(4))
 
 
-def check_overlap(new: IPv4Network, used: Iterable[IPv4Network]) -> None:
+# libnetwork's text (ipam.getPredefinedPool), for IPv6 too: tether, as Docker 20.10, has no
+# default IPv6 pools, so ``--ipv6`` needs an IPv6 ``--subnet``
+NO_POOL = (
+    "could not find an available, non-overlapping IPv{} address pool among the "
+    "defaults to assign to the network"
+)
+
+
+def check_overlap(
+    new: IPv4Network | IPv6Network, used: Iterable[IPv4Network | IPv6Network]
+) -> None:
     for u in used:
-        if new.overlaps(u):
+        if u.version == new.version and new.overlaps(u):
             raise Forbidden("Pool overlaps with other one on this address space")
 
 
 class AddressSpace:
     """The addresses of one network: who holds which, and the next free one."""
 
-    def __init__(self, cfg: PoolConfig, label: str) -> None:
+    def __init__(self, cfg: PoolConfig | PoolConfig6, label: str) -> None:
         self.cfg = cfg
         self.label = label
+        self.version = cfg.subnet.version
         rng = cfg.ip_range or cfg.subnet
         net = cfg.subnet
         first = int(rng.network_address)
         last = int(rng.broadcast_address)
-        # The subnet's own network and broadcast addresses are never handed out.
+        # The subnet's own network and (IPv4) broadcast addresses are never handed out.
         self._lo = max(first, int(net.network_address) + 1)
-        self._hi = min(last, int(net.broadcast_address) - 1)
+        self._hi = min(last, int(net.broadcast_address) - (1 if self.version == 4 else 0))
         self._reserved = {int(cfg.gateway)} | {int(a) for a in cfg.aux.values()}
         self._used: set[int] = set()
         self._hint = self._lo
 
-    def reserve(self, ip: IPv4Address) -> None:
+    def reserve(self, ip: IPv4Address | IPv6Address) -> None:
         """Record an address as held (restoring from the store)."""
         self._used.add(int(ip))
 
-    def is_free(self, ip: IPv4Address) -> bool:
+    def is_free(self, ip: IPv4Address | IPv6Address) -> bool:
         return int(ip) not in self._used and int(ip) not in self._reserved
 
-    def claim_static(self, ip: IPv4Address) -> IPv4Address:
+    def claim_static(self, ip: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
         """Take a user-chosen address (``--ip``): anywhere in the subnet, not just the range."""
         if ip not in self.cfg.subnet:
             raise BadRequest(
@@ -133,25 +154,27 @@ class AddressSpace:
         if (
             value in self._used
             or value in self._reserved
-            or ip in (net.network_address, net.broadcast_address)
+            or ip == net.network_address
+            or (self.version == 4 and ip == net.broadcast_address)
         ):
             raise Conflict("Address already in use")
         self._used.add(value)
         return ip
 
-    def claim_next(self) -> IPv4Address:
+    def claim_next(self) -> IPv4Address | IPv6Address:
         value = self._hint
         while value <= self._hi and (value in self._used or value in self._reserved):
             value += 1
         if value > self._hi:
             raise Forbidden(
-                f"no available IPv4 addresses on this network's address pools: {self.label}"
+                f"no available IPv{self.version} addresses on this network's address pools: "
+                f"{self.label}"
             )
         self._used.add(value)
         self._hint = value + 1
-        return IPv4Address(value)
+        return IPv4Address(value) if self.version == 4 else IPv6Address(value)
 
-    def release(self, ip: IPv4Address) -> None:
+    def release(self, ip: IPv4Address | IPv6Address) -> None:
         value = int(ip)
         self._used.discard(value)
         if self._lo <= value < self._hint:

@@ -31,7 +31,11 @@ class NetworkTable:
     def index(self, net: Network) -> None:
         """Known from now on, with fresh address spaces (nothing reserved)."""
         self.networks[net.id] = net
-        self.spaces[net.id] = [AddressSpace(p, f"{net.name} ({net.id})") for p in net.pools]
+        label = f"{net.name} ({net.id})"
+        spaces = [AddressSpace(p, label) for p in net.pools]
+        if net.dual_stack:  # IPv6 addresses only with EnableIPv6 (Docker keeps the config)
+            spaces += [AddressSpace(p, label) for p in net.pools6]
+        self.spaces[net.id] = spaces
 
     def drop(self, net_id: str) -> Network | None:
         self.spaces.pop(net_id, None)
@@ -48,13 +52,17 @@ class NetworkTable:
         refuses a macvlan subnet that overlaps any other network's, too)."""
         return [p.subnet for net in self.networks.values() for p in net.pools]
 
+    def used_subnets6(self) -> list[ipaddress.IPv6Network]:
+        """Every network's IPv6 subnets (dual-stack or not: the config is held)."""
+        return [p.subnet for net in self.networks.values() for p in net.pools6]
+
     def used_vnis(self) -> set[int]:
         return {n.vni for n in self.networks.values() if n.vni}
 
     # ---- addresses -----------------------------------------------------------
     def reserve(self, net_id: str, ip: str, held: bool) -> None:
         """Mark ``ip`` held (by a record: never handed out) or free again."""
-        addr = ipaddress.IPv4Address(ip)
+        addr = ipaddress.ip_address(ip)
         for space in self.spaces.get(net_id, []):
             if addr in space.cfg.subnet:
                 if held:
@@ -62,21 +70,22 @@ class NetworkTable:
                 else:
                     space.release(addr)
 
-    def allocate(self, net: Network, static: str | None) -> tuple[str, int, str]:
+    def allocate(self, net: Network, static: str | None, version: int = 4) -> tuple[str, int, str]:
         """Pick an address (the caller persists ``ipam/<net>/<ip>`` in its transaction).
 
         Returns (ip, prefixlen, gateway). Raises before anything is held on error.
+        ``version`` 6: from the network's IPv6 pools (dual-stack networks only).
         """
-        spaces = self.spaces.get(net.id, [])
+        spaces = [s for s in self.spaces.get(net.id, []) if s.version == version]
         if not spaces:
             raise Forbidden(f"network {net.name} has no address pool")
         if static:
-            if not net.user_subnet:
+            if not net.user_subnet and version == 4:
                 raise BadRequest(
                     "user specified IP address is supported only when connecting to "
                     "networks with user configured subnets"
                 )
-            ip = ipaddress.IPv4Address(static)
+            ip = ipaddress.ip_address(static)
             for space in spaces:
                 if ip in space.cfg.subnet:
                     space.claim_static(ip)

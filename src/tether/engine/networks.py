@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import ipaddress
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,18 +33,22 @@ from tether.contracts.model import (
     check_name,
     new_id,
 )
-from tether.contracts.pools import PoolConfig
+from tether.contracts.pools import PoolConfig, PoolConfig6, is_v6_config
 from tether.engine.ipam import (
+    NO_POOL,
     AddressSpace,
     PoolPicker,
     check_overlap,
-    validate_config,
+    validate_any,
 )
 from tether.engine.nettable import NetworkTable
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound
 from tether.store.base import Op, Store
 
+log = logging.getLogger("tether.engine")
+
 PREDEFINED_DRIVERS = {"host": "host", "none": "null"}
+IPV6_DRIVERS = ("bridge", "macvlan", "overlay")  # dual-stack networks (issue 18)
 KNOWN_BRIDGE_OPTS = {OPT_BRIDGE_NAME, OPT_MTU, OPT_ICC, OPT_MASQ, OPT_HOST_BINDING}
 
 
@@ -101,7 +106,7 @@ class NetworkController:
         for rec in await self.store.list("ipam/"):
             _, net_id, ip = rec.key.split("/", 2)
             for space in self.spaces.get(net_id, []):
-                addr = ipaddress.IPv4Address(ip)
+                addr = ipaddress.ip_address(ip)
                 if addr in space.cfg.subnet:
                     space.reserve(addr)
         if self.cluster is not None:
@@ -110,8 +115,10 @@ class NetworkController:
     def _index(self, net: Network) -> None:
         self.table.index(net)
 
-    async def ensure_predefined(self, bip: str | None = None) -> None:
-        """Make ``bridge``, ``host`` and ``none`` exist (once, with stable ids)."""
+    async def ensure_predefined(self, bip: str | None = None, fixed_v6: str | None = None) -> None:
+        """Make ``bridge``, ``host`` and ``none`` exist (once, with stable ids); the default
+        bridge is dual-stack with ``fixed_v6`` (daemon.json ``ipv6`` + ``fixed-cidr-v6``)."""
+        v6 = _fixed_v6(fixed_v6)
         for name, driver in PREDEFINED_DRIVERS.items():
             if self.find(name) is None:
                 await self._persist_new(Network(new_id(), name, driver, created=now_rfc3339()))
@@ -132,8 +139,9 @@ class NetworkController:
                 "bridge",
                 "bridge",
                 created=now_rfc3339(),
-                configs=[cfg.to_json()],
+                configs=[cfg.to_json()] + ([v6.to_json()] if v6 else []),
                 user_subnet=False,
+                ipv6=v6 is not None,
                 options={
                     OPT_DEFAULT_BRIDGE: "true",
                     OPT_ICC: "true",
@@ -145,6 +153,26 @@ class NetworkController:
             )
             await self._persist_new(net)
             await self._make_kernel(net)
+            return
+        await self._update_default_v6(v6)
+
+    async def _update_default_v6(self, v6: PoolConfig6 | None) -> None:
+        """A changed ``fixed-cidr-v6`` (or ``ipv6``) applies to the existing default bridge
+        when nothing holds an address on it; else it waits (a warning) for a start when none
+        does. The kernel side follows in ``restore_all``."""
+        net = self.find("bridge")
+        if net is None:
+            return
+        want = [v6.to_json()] if v6 else []
+        if [c for c in net.configs if is_v6_config(c)] == want and net.ipv6 == bool(v6):
+            return
+        if await self.store.list(f"ipam/{net.id}/"):
+            log.warning("fixed-cidr-v6 changed: applied once no container is on the bridge")
+            return
+        net.configs = [c for c in net.configs if not is_v6_config(c)] + want
+        net.ipv6 = v6 is not None
+        await self.table.save(net)
+        self._index(net)
 
     async def _routes(self) -> builtins.list[ipaddress.IPv4Network]:
         if self._host_routes is None:
@@ -222,8 +250,11 @@ class NetworkController:
                 "--cluster-store etcd://HOST:PORT"
             )
         driver = self._driver(req.driver)
-        if req.ipv6:
-            raise BadRequest("IPv6 networks are not supported by tether yet")
+        if req.ipv6 and req.driver not in IPV6_DRIVERS:
+            raise BadRequest(
+                f"tether supports IPv6 on bridge, macvlan and overlay networks only, "
+                f"not {req.driver}"
+            )
         if req.ipam_driver not in ("", "default"):
             raise NotFound(f'plugin "{req.ipam_driver}" not found')
         async with self.lock:
@@ -237,6 +268,7 @@ class NetworkController:
                 created=now_rfc3339(),
                 internal=req.internal,
                 attachable=req.attachable,
+                ipv6=req.ipv6,
                 ipam_options=None if req.ipam_options is None else dict(req.ipam_options),
                 options=dict(req.options),
                 labels=dict(req.labels),
@@ -262,24 +294,36 @@ class NetworkController:
         return net
 
     def _pools_for(self, req: CreateRequest) -> tuple[builtins.list[dict[str, Any]], bool]:
+        """The network's IPAM configs: IPv4 first (given, or picked from the default pools),
+        then the IPv6 ones (always given: as Docker 20.10, tether has no default IPv6 pools)."""
         used = self._used_subnets()
-        if req.configs:
-            out: builtins.list[PoolConfig] = []
-            for c in req.configs:
-                if not c.get("Subnet"):
-                    if c.get("Gateway") or c.get("IPRange"):
-                        raise BadRequest("a gateway or ip-range needs a subnet")
-                    continue
-                cfg = validate_config(
-                    c["Subnet"], c.get("Gateway"), c.get("IPRange"), c.get("AuxiliaryAddresses")
-                )
+        used6 = self.table.used_subnets6()
+        out: builtins.list[PoolConfig] = []
+        out6: builtins.list[PoolConfig6] = []
+        for c in req.configs:
+            if not c.get("Subnet"):
+                if c.get("Gateway") or c.get("IPRange"):
+                    raise BadRequest("a gateway or ip-range needs a subnet")
+                continue
+            cfg = validate_any(
+                c["Subnet"], c.get("Gateway"), c.get("IPRange"), c.get("AuxiliaryAddresses")
+            )
+            if isinstance(cfg, PoolConfig6):
+                check_overlap(cfg.subnet, used6 + [o.subnet for o in out6])
+                out6.append(cfg)
+            else:
                 check_overlap(cfg.subnet, used + [o.subnet for o in out])
                 out.append(cfg)
-            if out:
-                return [o.to_json() for o in out], True
+        if req.ipv6 and not out6:
+            raise Forbidden(NO_POOL.format(6))
+        v6 = [o.to_json() for o in out6]
+        if out:
+            return [o.to_json() for o in out] + v6, True
         subnet = self.picker.pick(used)
-        cfg = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
-        return [cfg.to_json()], False
+        cfg4 = PoolConfig(subnet, subnet.network_address + 1, user_subnet=False)
+        # an IPv6 subnet with a picked IPv4 one: --ip6 is allowed, --ip is not (Docker
+        # checks each family's configs); the flag tells the IPv4 side
+        return [cfg4.to_json(), *v6], False
 
     async def _persist_new(self, net: Network) -> None:
         await self.table.persist_new(net)
@@ -347,14 +391,16 @@ class NetworkController:
             self._on_change()
 
     # ---- addresses -----------------------------------------------------------
-    def allocate(self, net: Network, static: str | None) -> tuple[str, int, str]:
+    def allocate(self, net: Network, static: str | None, version: int = 4) -> tuple[str, int, str]:
         """Pick an address (the caller persists ``ipam/<net>/<ip>`` in its transaction).
 
         Returns (ip, prefixlen, gateway). Raises before anything is held on error.
         """
-        return self.table.allocate(net, static)
+        return self.table.allocate(net, static, version)
 
-    async def hold_global(self, net: Network, ip: str, static: str, owner: str) -> str:
+    async def hold_global(
+        self, net: Network, ip: str, static: str, owner: str, version: int = 4
+    ) -> str:
         """On a global network, hold ``ip`` (from ``allocate``) in the cluster store too.
 
         Another host may hold it already (create-if-absent fails): a static address is
@@ -374,7 +420,7 @@ class NetworkController:
             # someone else holds it: keep it reserved here, try another
             if static:
                 raise Conflict("Address already in use")
-            ip, _prefix, _gw = self.allocate(net, None)
+            ip, _prefix, _gw = self.allocate(net, None, version)
         raise Conflict("Address already in use")
 
     async def release_global(self, net_id: str, ip: str) -> None:
@@ -387,6 +433,16 @@ class NetworkController:
     @staticmethod
     def ipam_key(net_id: str, ip: str) -> str:
         return f"ipam/{net_id}/{ip}"
+
+
+def _fixed_v6(text: str | None) -> PoolConfig6 | None:
+    """``fixed-cidr-v6`` checked: an IPv6 subnet; its gateway is its first address."""
+    if not text:
+        return None
+    cfg = validate_any(text, None, None, None)
+    if not isinstance(cfg, PoolConfig6):
+        raise BadRequest(f"fixed-cidr-v6 {text} is not an IPv6 subnet")
+    return cfg
 
 
 def subnets_of(nets: Iterable[Network]) -> Sequence[ipaddress.IPv4Network]:

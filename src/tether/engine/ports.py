@@ -18,7 +18,14 @@ protocol like Docker's allocator (a port just released is not reused at once).
 tether runs no userland proxy, so, like Docker with ``userland-proxy: false``,
 a port a host process already listens on is not detected.
 
-IPv4 only: a HostIp of ``::`` is refused (tether's networks are IPv4).
+IPv6 (issue 18): a HostIp of ``::`` (any IPv6 address of the host) or a specific IPv6
+address publishes to the container's IPv6 address, and so needs a dual-stack network to
+publish on (checked by ``HostPorts``); a binding with no HostIp on a dual-stack container
+is taken on ``::`` too, the same port, as Docker's ``docker port`` shows (``0.0.0.0:8080``
+and ``:::8080``). Each family's wildcard collides with its own family's addresses only.
+``::1`` is refused: Docker serves it with its userland proxy, and the kernel cannot (a reply
+to ::1 arriving on a bridge is dropped; see ``fwrender._published6``), so from the host
+itself a published port is reached over IPv6 on the host's other addresses.
 
 A specific HostIp must be an address of this host (``check_host_ips``), as
 in Docker, whose port mapper binds the address and fails the start with
@@ -30,6 +37,7 @@ no userland proxy, so that part of Docker's text would mislead.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import socket
@@ -41,6 +49,7 @@ from tether.engine.firewall import PortRule
 from tether.errors import BadRequest, Conflict
 
 ANY = "0.0.0.0"
+ANY6 = "::"
 EPHEMERAL = (49153, 65535)
 PROTOS = ("tcp", "udp", "sctp")
 
@@ -113,10 +122,21 @@ def parse_host_ip(ip: str | None) -> str:
     except ValueError:
         pass
     try:
-        ipaddress.IPv6Address(ip)
+        addr = ipaddress.IPv6Address(ip.strip("[]"))
     except ValueError:
         raise BadRequest(f"invalid host IP address: {ip}") from None
-    raise BadRequest(f"IPv6 host addresses are not supported: {ip}")
+    if addr.is_loopback:
+        # Docker reaches it through its userland proxy; in the kernel a reply to ::1 that
+        # arrives on a bridge is dropped (no IPv6 route_localnet), and tether has no proxy
+        raise BadRequest(
+            f"cannot publish on the IPv6 loopback address {addr}: tether has no userland "
+            "proxy (publish on :: or another address of the host)"
+        )
+    return str(addr)
+
+
+def is_v6(ip: str) -> bool:
+    return ":" in ip
 
 
 def parse_bindings(
@@ -160,7 +180,7 @@ def exposed_keys(
 
 def host_has_address(ip: str) -> bool:
     """Whether ``ip`` is an address of this host (of the daemon's network namespace)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(socket.AF_INET6 if is_v6(ip) else socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.bind((ip, 0))
         except OSError as exc:
@@ -175,8 +195,11 @@ def check_host_ips(
 ) -> None:
     """``BadRequest`` when a binding names a host address this host does not have."""
     for b in bindings:
-        if b.host_ip != ANY and not is_local(b.host_ip):
-            where = f"{b.proto}4 {b.host_ip}:{b.host_port}"
+        if b.host_ip not in (ANY, ANY6) and not is_local(b.host_ip):
+            if is_v6(b.host_ip):
+                where = f"{b.proto}6 [{b.host_ip}]:{b.host_port}"
+            else:
+                where = f"{b.proto}4 {b.host_ip}:{b.host_port}"
             raise BadRequest(f"listen {where}: bind: cannot assign requested address")
 
 
@@ -201,12 +224,18 @@ def ports_json(
     return {k: out[k] for k in sorted(out)}
 
 
-def port_rules(bindings: Iterable[PortBinding], container_ip: str, bridge: str) -> list[PortRule]:
-    """The firewall's view of one container's bindings on one bridge."""
-    return [
-        PortRule(b.proto, b.host_ip, b.host_port, container_ip, b.container_port, bridge)
-        for b in bindings
-    ]
+def port_rules(
+    bindings: Iterable[PortBinding], container_ip: str, bridge: str, container_ip6: str = ""
+) -> list[PortRule]:
+    """The firewall's view of one container's bindings on one bridge (``container_ip6``:
+    its IPv6 address on a dual-stack network, where IPv6 host addresses publish to)."""
+    out = []
+    for b in bindings:
+        rule = PortRule(b.proto, b.host_ip, b.host_port, container_ip, b.container_port, bridge)
+        if container_ip6:
+            rule = dataclasses.replace(rule, container_ip6=container_ip6)
+        out.append(rule)
+    return out
 
 
 # --------------------------------------------------------------------------- allocator
@@ -226,7 +255,10 @@ class PortAllocator:
         ips = self._used.get((proto, port))
         if not ips:
             return False
-        return host_ip == ANY or ANY in ips or host_ip in ips
+        v6 = is_v6(host_ip)
+        same = {ip for ip in ips if is_v6(ip) == v6}  # each family's wildcard is its own
+        wild = ANY6 if v6 else ANY
+        return bool(same) and (host_ip == wild or wild in same or host_ip in same)
 
     def _take(self, proto: str, host_ip: str, port: int) -> None:
         self._used.setdefault((proto, port), set()).add(host_ip)
@@ -238,10 +270,14 @@ class PortAllocator:
             if not ips:
                 del self._used[(proto, port)]
 
-    def _pick(self, req: PortRequest) -> int:
+    def _taken(self, proto: str, ip: str, port: int, twin6: bool) -> bool:
+        return self.in_use(proto, ip, port) or (twin6 and self.in_use(proto, ANY6, port))
+
+    def _pick(self, req: PortRequest, twin6: bool = False) -> int:
         ip = parse_host_ip(req.host_ip)
+        twin6 = twin6 and ip == ANY
         if req.host_lo and req.host_lo == req.host_hi:
-            if self.in_use(req.proto, ip, req.host_lo):
+            if self._taken(req.proto, ip, req.host_lo, twin6):
                 raise Conflict(f"Bind for {ip}:{req.host_lo} failed: port is already allocated")
             return req.host_lo
         if req.host_lo:
@@ -252,21 +288,26 @@ class PortAllocator:
                 start = self._lo
             candidates = (*range(start, self._hi + 1), *range(self._lo, start))
         for port in candidates:
-            if not self.in_use(req.proto, ip, port):
+            if not self._taken(req.proto, ip, port, twin6):
                 if not req.host_lo:
                     self._last[req.proto] = port
                 return port
         raise Conflict("all ports are allocated")
 
-    def allocate(self, requests: Sequence[PortRequest]) -> list[PortBinding]:
-        """Concrete bindings for every request, or ``Conflict`` and nothing taken."""
+    def allocate(self, requests: Sequence[PortRequest], twin6: bool = False) -> list[PortBinding]:
+        """Concrete bindings for every request, or ``Conflict`` and nothing taken. ``twin6``
+        (a dual-stack container): a request with no HostIp takes ``::`` too, same port."""
         taken: list[PortBinding] = []
         try:
             for req in requests:
                 ip = parse_host_ip(req.host_ip)
-                b = PortBinding(req.proto, req.container_port, ip, self._pick(req))
+                b = PortBinding(req.proto, req.container_port, ip, self._pick(req, twin6))
                 self._take(b.proto, b.host_ip, b.host_port)
                 taken.append(b)
+                if twin6 and ip == ANY:
+                    b6 = PortBinding(b.proto, b.container_port, ANY6, b.host_port)
+                    self._take(b6.proto, b6.host_ip, b6.host_port)
+                    taken.append(b6)
         except Exception:
             self.release(taken)
             raise

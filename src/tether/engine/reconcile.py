@@ -166,9 +166,10 @@ class Reconciler:
         """Drop ``ipam/`` holdings of local networks that no container endpoint names."""
         core = self.core
         held = {
-            (nid, str(ep.get("ip") or ""))
+            (nid, str(ep.get(key) or ""))
             for c in core.containers.values()
             for nid, ep in c.endpoints.items()
+            for key in ("ip", "ip6")
         }
         for rec in await core.store.list("ipam/"):
             _, nid, ip = rec.key.split("/", 2)

@@ -12,8 +12,10 @@ only the linking container resolves, to ``target``'s address on the networks the
 The target is found by id, else by name, at query time (Docker resolves a link alias to the
 target's name, so a link to a container that starts later answers once it runs).
 
-A name answers with its addresses on the first network (in the container's order) that has
-it, never a mix of two networks'; ``name.network`` is ``name`` on that network only.
+On dual-stack networks a name has its IPv6 address too (AAAA answers; PTR under
+``ip6.arpa``). A name answers with its addresses on the first network (in the container's
+order) that has it, never a mix of two networks'; ``name.network`` is ``name`` on that
+network only.
 
 Upstreams: none when every network of the container is ``--internal`` (no route out: Docker's
 forward fails there as well; here the answer is SERVFAIL at once); else the container's
@@ -90,7 +92,7 @@ class EngineResolver:
         for nid in nets:
             ep = target.endpoints.get(nid)
             if ep is not None:
-                return [ep["ip"]]
+                return [ep["ip"]] + ([ep["ip6"]] if ep.get("ip6") else [])
         return None
 
     def _internal(self, nid: str) -> bool:
@@ -112,12 +114,17 @@ class EngineResolver:
                 names = {c.name.lower(), c.id[:12]} | {a.lower() for a in ep.aliases}
                 if name in names and ep.ip not in found:
                     found.append(ep.ip)
+                    ip6 = getattr(ep, "ip6", "")  # dual-stack networks (unit fakes lack it)
+                    if ip6:
+                        found.append(ip6)
             for rec in self._remote(nid):
                 names = {str(rec.get("name", "")).lower(), str(rec.get("container", ""))[:12]}
                 names |= {str(a).lower() for a in rec.get("aliases") or []}
                 ip = str(rec.get("ip") or "")
                 if name in names and ip and ip not in found:
                     found.append(ip)
+                    if rec.get("ip6"):  # a dual-stack overlay network's remote endpoint
+                        found.append(str(rec["ip6"]))
             if found:
                 return found
         return None
@@ -143,10 +150,10 @@ class EngineResolver:
         for nid in self._user_nets(asker):
             net = self.networks.networks.get(nid)
             for c, ep in self.containers.endpoints_on(nid):
-                if c.running and ep.ip == ip:
+                if c.running and ip in (ep.ip, getattr(ep, "ip6", "") or ep.ip):
                     return f"{c.name}.{net.name}" if net is not None else c.name
             for rec in self._remote(nid):
-                if rec.get("ip") == ip:
+                if ip in (rec.get("ip"), rec.get("ip6")):
                     rname = str(rec.get("name", ""))
                     return f"{rname}.{net.name}" if net is not None else rname
         return None

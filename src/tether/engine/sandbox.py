@@ -43,9 +43,14 @@ _NS_RE = re.compile(r"^\s*nameserver\s+(\S+)", re.M)
 
 
 def hosts_text(
-    links: Sequence[tuple[str, str]], own_ip: str | None, hostname: str, extra: Sequence[str] = ()
+    links: Sequence[tuple[str, str]],
+    own_ip: str | None,
+    hostname: str,
+    extra: Sequence[str] = (),
+    own_ip6: str | None = None,
 ) -> str:
-    """``links`` is a list of (ip, "alias id name") lines."""
+    """``links`` is a list of (ip, "alias id name") lines; ``own_ip6``: a dual-stack first
+    network's IPv6 address, listed after the IPv4 one as Docker does."""
     out = [HOSTS_HEADER]
     for line in extra:
         out.append(line.rstrip("\n") + "\n")
@@ -53,6 +58,8 @@ def hosts_text(
         out.append(f"{ip}\t{names}\n")
     if own_ip:
         out.append(f"{own_ip}\t{hostname}\n")
+    if own_ip6:
+        out.append(f"{own_ip6}\t{hostname}\n")
     return "".join(out)
 
 

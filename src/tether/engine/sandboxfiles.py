@@ -43,7 +43,8 @@ class SandboxFiles:
             eps = c.eps()
             own_ip = eps[0].ip if eps else None
             names = runopts.hosts_names(hostname, str(c.config.get("Domainname") or ""))
-            text = sbx.hosts_text(self._link_lines(c), own_ip, names, extra)
+            own_ip6 = eps[0].ip6 if eps else None
+            text = sbx.hosts_text(self._link_lines(c), own_ip, names, extra, own_ip6)
         sbx.write_atomic(d / "hosts", text)
         embedded = kind == "network" and self.core.uses_embedded_dns(c)
         sbx.write_atomic(d / "resolv.conf", self.resolv_text(c, embedded, kind == "host"))

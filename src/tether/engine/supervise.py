@@ -352,12 +352,13 @@ class Supervisor:
             log.warning("rootfs of %s: %s", c.id[:12], exc)
         ops = [Op("delete", f"containers/{c.id}"), Op("delete", f"cnames/{c.name}")]
         for ep in c.eps():
-            if ep.ip:
-                ops.append(Op("delete", NetworkController.ipam_key(ep.network_id, ep.ip)))
+            for ip in ep.addresses():
+                ops.append(Op("delete", NetworkController.ipam_key(ep.network_id, ip)))
         await core.store.txn(ops)
         for ep in c.eps():
-            core.networks.release(ep.network_id, ep.ip)
-            await core.release_global(ep.network_id, ep.ip)
+            for ip in ep.addresses():
+                core.networks.release(ep.network_id, ip)
+                await core.release_global(ep.network_id, ip)
         self.ports.drop(c)
         core.containers.pop(c.id, None)
         core.locks.pop(c.id, None)

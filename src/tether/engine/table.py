@@ -78,7 +78,7 @@ class ContainerTable:
                 "EndpointID": ep.id,
                 "MacAddress": ep.mac,
                 "IPv4Address": f"{ep.ip}/{ep.prefixlen}" if ep.ip else "",
-                "IPv6Address": "",
+                "IPv6Address": f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else "",
             }
         return out
 
@@ -92,6 +92,15 @@ class ContainerTable:
         if c is None or not c.running or not c.ports:
             return []
         bindings = [portlib.PortBinding(**p) for p in c.ports]
+        found = self.publishing_endpoint(c)
+        if found is None:
+            return []
+        ep, net = found
+        return list(portlib.port_rules(bindings, ep.ip, net.ifname, ep.ip6))
+
+    def publishing_endpoint(self, c: Container) -> tuple[Endpoint, Network] | None:
+        """The endpoint a container's ports are published to: the first whose driver
+        publishes ports (bridge), on a network that is not internal."""
         for ep in c.eps():
             net = self.networks.networks.get(ep.network_id)
             if net is None or net.internal or not ep.ip:
@@ -99,5 +108,5 @@ class ContainerTable:
             drv = self.networks.drivers.get(net.driver)
             if drv is None or not drv.publishes_ports:
                 continue
-            return list(portlib.port_rules(bindings, ep.ip, net.ifname))
-        return []
+            return ep, net
+        return None

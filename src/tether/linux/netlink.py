@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tether.errors import Internal
+from tether.linux import nsthread
 from tether.linux.nsock import netlink_socket_in_netns
 from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
 
@@ -36,6 +37,9 @@ class LinkSpec:
     address: str  # "IP/prefix"
     gateway: str | None  # default route via this, or None
     mtu: int = 1500
+    # dual-stack networks (issue 18): "IP6/prefix" and the IPv6 default route's gateway
+    address6: str | None = None
+    gateway6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,12 @@ class LinkInfo:
 
 class Netlink(Protocol):
     async def ensure_bridge(
-        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+        self,
+        name: str,
+        address: str | None,
+        mtu: int,
+        ns_path: str | None = None,
+        address6: str | None = None,
     ) -> None: ...
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None: ...
@@ -107,6 +116,9 @@ class Netlink(Protocol):
     async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]: ...
 
     async def close(self) -> None: ...
+
+
+IFA_F_NODAD = 0x02  # an address without duplicate address detection
 
 
 def _err(what: str, exc: BaseException) -> Internal:
@@ -167,7 +179,12 @@ class PyrouteNetlink:
         return names
 
     async def ensure_bridge(
-        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+        self,
+        name: str,
+        address: str | None,
+        mtu: int,
+        ns_path: str | None = None,
+        address6: str | None = None,
     ) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
 
@@ -178,14 +195,19 @@ class PyrouteNetlink:
                     await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
                     idx = await self._lookup(ipr, name)
                 assert idx is not None
-                if address:
-                    ip, prefix = address.split("/")
+                if address6:
+                    await self._enable_ipv6(ns_path, name)
+                for addr in (address, address6):
+                    if not addr:
+                        continue
+                    ip, prefix = addr.split("/")
                     have = [
                         (a.get("address"), a.get("prefixlen"))
                         async for a in await ipr.addr("dump", index=idx)
                     ]
                     if (ip, int(prefix)) not in have:
-                        await ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix))
+                        flags = {"flags": IFA_F_NODAD} if ":" in ip else {}
+                        await ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix), **flags)
                 await ipr.link("set", index=idx, state="up")
         except NetlinkError as exc:
             raise _err(f"cannot set up bridge {name}", exc) from exc
@@ -214,15 +236,35 @@ class PyrouteNetlink:
         # with its broadcast address, as Docker's endpoints have (`ip addr`: "brd ...")
         brd = ipaddress.IPv4Network(spec.address, strict=False).broadcast_address
         await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), broadcast=str(brd))
+        if spec.address6:
+            await self._enable_ipv6(spec.ns_path, spec.ifname)
+            ip6, prefix6 = spec.address6.split("/")
+            await ns.addr("add", index=idx, address=ip6, prefixlen=int(prefix6), flags=IFA_F_NODAD)
         await ns.link("set", index=idx, state="up")
-        if spec.gateway:
-            from pyroute2.netlink.exceptions import NetlinkError
+        from pyroute2.netlink.exceptions import NetlinkError
 
+        for gateway, dst, family in ((spec.gateway, "0.0.0.0/0", 2), (spec.gateway6, "::/0", 10)):
+            if not gateway:
+                continue
             try:
-                await ns.route("add", dst="0.0.0.0/0", gateway=spec.gateway, oif=idx)
+                await ns.route("add", dst=dst, gateway=gateway, oif=idx, family=family)
             except NetlinkError as exc:
                 if exc.code != 17:  # EEXIST: an earlier endpoint already gives the default route
                     raise
+
+    async def _enable_ipv6(self, ns_path: str | None, ifname: str) -> None:
+        """IPv6 on an interface of a dual-stack network (tether keeps it off elsewhere:
+        ``nsthread._make_netns``), before it is up: no DAD (IPAM-allocated addresses, as
+        Docker's ``nodad``; the link-local one too, so no probe is flooded through the
+        bridge), no router advertisements taken (CVE-2024-32473)."""
+        for name, value in (("accept_dad", "0"), ("accept_ra", "0"), ("disable_ipv6", "0")):
+            key = f"net/ipv6/conf/{ifname}/{name}"
+            if ns_path is None:
+                self._sysctl.set(key, value)
+            elif not await asyncio.wrap_future(
+                nsthread.default().submit_sysctl(ns_path, key, value)
+            ):
+                raise Internal(f"cannot enable IPv6 on {ifname}: no {key} (IPv6 is off)")
 
     async def loopback_up(self, ns_path: str) -> None:
         async with self._in_ns(ns_path) as ns:
@@ -231,7 +273,8 @@ class PyrouteNetlink:
                 await ns.link("set", index=idx, state="up")
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
-        """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any)."""
+        """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any;
+        the IPv6 one when ``gateway`` is an IPv6 address)."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         try:
@@ -239,7 +282,8 @@ class PyrouteNetlink:
                 idx = await self._lookup(ns, ifname)
                 if idx is None:
                     raise Internal(f"interface {ifname} is missing in {ns_path}")
-                await ns.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+                dst, family = ("::/0", 10) if ":" in gateway else ("0.0.0.0/0", 2)
+                await ns.route("replace", dst=dst, gateway=gateway, oif=idx, family=family)
         except NetlinkError as exc:
             raise _err(f"cannot set the default route via {gateway}", exc) from exc
 
@@ -460,9 +504,10 @@ class PyrouteNetlink:
             async for e in await ipr.fdb("dump", ifindex=idx):
                 if e.get("ifindex") == idx and e.get("NDA_DST") and e.get("NDA_LLADDR"):
                     fdb[str(e.get("NDA_LLADDR"))] = str(e.get("NDA_DST"))
-            async for e in await ipr.neigh("dump", ifindex=idx, family=2):
-                if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
-                    neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
+            for family in (2, 10):  # IPv4, IPv6 (dual-stack overlay networks)
+                async for e in await ipr.neigh("dump", ifindex=idx, family=family):
+                    if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
+                        neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
         return fdb, neigh
 
     async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]:
@@ -539,9 +584,14 @@ class ThreadedNetlink:
         return await asyncio.wrap_future(fut)
 
     async def ensure_bridge(
-        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+        self,
+        name: str,
+        address: str | None,
+        mtu: int,
+        ns_path: str | None = None,
+        address6: str | None = None,
     ) -> None:
-        await self._call("ensure_bridge", name, address, mtu, ns_path)
+        await self._call("ensure_bridge", name, address, mtu, ns_path, address6)
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None:
         await self._call("delete_link", name, ns_path)

@@ -532,8 +532,9 @@ def _write_sysctl(home: int, ns_path: str, key: str, value: str) -> bool:
 def _make_netns(home: int, path: str) -> None:
     """Job: a new network namespace, bind-mounted on the existing file ``path``.
 
-    Interfaces made in it later (or moved into it) have IPv6 disabled: tether's networks are
-    IPv4-only (it refuses ``--ipv6``), so an IPv6 link-local address there would only let a
+    Interfaces made in it later (or moved into it) have IPv6 disabled (a dual-stack network's
+    endpoint turns it on for its own interface: ``PyrouteNetlink._enable_ipv6``): on an
+    IPv4-only network an IPv6 link-local address there would only let a
     router advertisement give an IPv4-only container an address nobody allocated (what
     Docker fixed in 26.0.2, CVE-2024-32473), and make every new interface send DAD, MLD and
     router solicitations, which a bridge floods to every other port: a per-container cost

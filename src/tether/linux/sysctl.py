@@ -13,6 +13,8 @@ those of the namespace the daemon runs in.
   from any tether bridge to 127.0.0.0/8, so containers cannot use the setting
   to reach host services bound to loopback (CVE-2020-8558).
 - ``disable_ipv6(ifname)``: IPv4-only endpoints carry no IPv6 (``nsthread._make_netns``).
+- ``enable_ipv6_forward``: routing IPv6 between dual-stack bridges and the uplink, set only
+  once a dual-stack network exists.
 - bridge-nf (br_netfilter): tether neither needs nor changes it. Its
   ``bridge-nf-call-iptables`` may be 1 (built in here) or 0; the firewall
   works either way (``bridge_nf_call_iptables`` reads it for diagnostics).
@@ -74,6 +76,7 @@ class ProcSysctl:
 
 
 IP_FORWARD = "net/ipv4/ip_forward"
+IPV6_FORWARD = "net/ipv6/conf/all/forwarding"
 BRIDGE_NF_CALL_IPTABLES = "net/bridge/bridge-nf-call-iptables"
 
 
@@ -98,6 +101,13 @@ def _ensure(s: Sysctl, key: str, value: str) -> bool:
 def enable_ip_forward(s: Sysctl) -> bool:
     """net.ipv4.ip_forward = 1; True when it changed."""
     return _ensure(s, IP_FORWARD, "1")
+
+
+def enable_ipv6_forward(s: Sysctl) -> bool:
+    """net.ipv6.conf.all.forwarding = 1, made when the first dual-stack network is (as
+    Docker does with IPv6 networks). It has a cost on the host: interfaces stop taking router
+    advertisements unless their ``accept_ra`` is 2, which is why tether sets it only then."""
+    return _ensure(s, IPV6_FORWARD, "1")
 
 
 def set_route_localnet(s: Sysctl, bridge: str) -> bool:

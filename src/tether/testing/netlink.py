@@ -40,6 +40,7 @@ class FakeNetlink:
         self.sandboxes: dict[str, dict[str, LinkSpec]] = {}  # ns path -> ifname -> spec
         self.routes: list[ipaddress.IPv4Network] = []
         self.default_routes: dict[str, tuple[str, str]] = {}  # set by default_route only
+        self.default_routes6: dict[str, tuple[str, str]] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.fail: dict[str, BaseException] = {}  # method name -> error to raise once
 
@@ -50,11 +51,18 @@ class FakeNetlink:
             raise err
 
     async def ensure_bridge(
-        self, name: str, address: str | None, mtu: int, ns_path: str | None = None
+        self,
+        name: str,
+        address: str | None,
+        mtu: int,
+        ns_path: str | None = None,
+        address6: str | None = None,
     ) -> None:
         self._call("ensure_bridge", name, address, mtu)
         link = self.links.setdefault(name, FakeLink(name, "bridge", mtu=mtu))
         link.address = address or link.address
+        if address6:
+            link.info["address6"] = address6
         if ns_path is not None:
             link.info["ns"] = ns_path
 
@@ -172,6 +180,9 @@ class FakeNetlink:
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         self._call("default_route", ns_path, gateway, ifname)
+        if ":" in gateway:  # the IPv6 default route (dual-stack networks)
+            self.default_routes6[ns_path] = (gateway, ifname)
+            return
         self.default_routes[ns_path] = (gateway, ifname)
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
