@@ -141,7 +141,7 @@ def ports_of(c: Container) -> dict[str, Any]:
 def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
     d = engine.containers.files_dir(c)
     nets = networks_json(engine, c)
-    cfg = _inspect_config(c)
+    cfg = inspect_config(c)
     hc = _inspect_host_config(engine, c)
     ns = engine.containers.sandbox_ns(c) if c.running else None
     return {
@@ -171,7 +171,7 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
     }
 
 
-def _inspect_config(c: Container) -> dict[str, Any]:
+def inspect_config(c: Container) -> dict[str, Any]:
     """``Config`` as Docker shows it (its defaults filled in, tether's own keys left out)."""
     cfg = {k: v for k, v in c.config.items() if not k.startswith("_")}
     cfg.setdefault("Hostname", c.config.get("Hostname") or c.id[:12])

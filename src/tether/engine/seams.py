@@ -207,6 +207,18 @@ class ImageCatalog(Images[ImageT], Protocol[ImageT]):
         force: bool = False,
         in_use: Callable[[str], tuple[str, bool] | None] | None = None,
     ) -> builtins.list[dict[str, str]]: ...
+    async def commit(
+        self,
+        image_id: str,
+        container_id: str,
+        *,
+        container_config: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        changes: Iterable[str] = (),
+        author: str = "",
+        comment: str = "",
+        tag: str | None = None,
+    ) -> ImageT: ...
     def inspect_json(self, image: ImageT) -> dict[str, Any]: ...
     def summary_json(self, image: ImageT) -> dict[str, Any]: ...
 
