@@ -21,6 +21,7 @@ from tether.api import (
     images,
     networks,
     swarm,
+    sysdf,
     system,
     volumes,
 )
@@ -108,6 +109,7 @@ def make_app(engine: Any, client_max_size: int = 1 << 30) -> web.Application:
     )
     app[ENGINE] = engine
     router = Router(app)
-    for module in (system, networks, containers, exec_, images, image_extra, swarm, volumes):
+    routes = (system, networks, containers, exec_, images, image_extra, swarm, volumes, sysdf)
+    for module in routes:
         module.register(router)
     return app

@@ -16,7 +16,7 @@ from tether.api import bodycheck, container_extra, container_logs, fieldgate, ru
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name
-from tether.engine import health, namespaces, psfilter, resources, runopts
+from tether.engine import health, logconfig, namespaces, psfilter, resources, runopts
 from tether.engine import ports as portlib
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.record import network_mode, parse_restart
@@ -498,7 +498,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     hj = await Hijacked.open(request, multiplex=not c.tty)
     done = ctl.exit_future(c)
     try:
-        if logs:
+        if logs and not logconfig.is_none_driver(c.host_config):
             log_path = ctl.files_dir(c) / "container.log"
             async for stream, data in engine.runtime.read_logs(log_path):
                 if stream in wanted:

@@ -146,10 +146,9 @@ DEFAULT_VALUES: Mapping[str, tuple[Any, ...]] = {
 
 # Fields checked with Docker's own texts before the generic refusal.
 RUNTIMES = ("", "runc")
-LOG_DRIVERS = ("", "json-file")
+LOG_DRIVERS = ("", "json-file", "none")
 # Docker's other drivers: a real name tether has no implementation of
 KNOWN_LOG_DRIVERS = (
-    "none",
     "local",
     "syslog",
     "journald",
@@ -198,7 +197,10 @@ def _check_known_values(hc: Mapping[str, Any]) -> None:
                 raise BadRequest(f"tether does not support HostConfig.LogConfig.Type {driver}")
             raise BadRequest(f"logger: no log driver named '{driver}' is registered")
         opts = log.get("Config")
-        if isinstance(opts, dict):
+        if driver == "none" and isinstance(opts, dict):
+            for key in opts:
+                raise BadRequest(f"unknown log opt '{key}' for none log driver")
+        elif isinstance(opts, dict):
             logconfig.check(opts)  # P4: json-file options (tether.engine.logconfig)
 
 

@@ -8,6 +8,7 @@ image) and tagged, then the container's ``commit`` event names the new image.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,13 @@ async def commit(
         raise Conflict(f"You cannot commit container {c.id} which is being removed")
     paused_here = False
     if req.pause and c.running and not c.state.paused:
-        await ctl.ops.pause(c.id)
-        paused_here = True
+        try:
+            await ctl.ops.pause(c.id)
+            paused_here = True
+        except Conflict:
+            if c.running:
+                raise
+            # it exited while being paused: nothing writes to its files any more
     try:
         image = await images.commit(
             c.image_id,
@@ -65,8 +71,9 @@ async def commit(
             tag=req.reference,
         )
     finally:
-        if paused_here:
-            await ctl.ops.unpause(c.id)
+        if paused_here and c.running:
+            with contextlib.suppress(Conflict):
+                await ctl.ops.unpause(c.id)
     image_id: str = image.id
     attrs = {"comment": req.comment, "imageID": image_id, "imageRef": req.reference or ""}
     ctl.core.emit("commit", c, **{k: v for k, v in attrs.items() if v})

@@ -463,6 +463,20 @@ class ImageStore:
         reclaimed = sum(sizes.get(d.get("Deleted", ""), 0) for d in deleted)
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
+    def disk_usage(self) -> tuple[int, dict[str, int]]:
+        """``docker system df``: the size of all layers, and each image's SharedSize (the
+        size of its layers that another image has too)."""
+        users: dict[str, int] = {}
+        for image in self._images.values():
+            for d in set(image.layers):
+                users[d] = users.get(d, 0) + 1
+        sizes = {d: self._layer_size(d) or 0 for d in users}
+        shared = {
+            i.id: sum(sizes[d] for d in set(i.layers) if users[d] > 1)
+            for i in self._images.values()
+        }
+        return sum(sizes.values()), shared
+
     def history(self, ref: str) -> builtins.list[dict[str, Any]]:
         """``docker history``: Docker's entries, newest first (``runtime.imagejson``)."""
         return imagejson.history_json(self.get(ref), lambda d: self._layer_size(d) or 0)
