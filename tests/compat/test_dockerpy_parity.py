@@ -9,7 +9,9 @@ client's config file (docker-py sends ``detachKeys``), a pull of an image no reg
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
+import tarfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -152,3 +154,28 @@ def test_exec_detach_keys_from_the_config_file(client: Any, made: dict[str, list
 def test_pull_of_an_image_no_registry_has_is_image_not_found(client: Any) -> None:
     with pytest.raises(docker.errors.ImageNotFound):
         client.containers.run("dockerpytest_does_not_exist")
+
+
+def test_cp_reaches_a_stopped_containers_volumes(client: Any, made: dict[str, list[str]]) -> None:
+    """docker-py's ArchiveTest: ``cp`` from and to a volume of an exited container."""
+    api = client.api
+    cid = api.create_container(IMAGE, 'sh -c "echo data > /vol1/data.txt"', volumes=["/vol1"])
+    made["containers"].append(cid["Id"])
+    api.start(cid)
+    api.wait(cid)
+    stat = api.get_archive(cid, "/vol1/data.txt")[1]
+    assert stat["name"] == "data.txt" and stat["size"] == 5
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("copied.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    assert api.put_archive(cid, "/vol1", buf.getvalue())
+    strm, _ = api.get_archive(cid, "/vol1/copied.txt")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(strm))) as tar:
+        member = tar.extractfile("copied.txt")
+        assert member is not None and member.read() == b"abc"
+    vol = api.inspect_container(cid)["Mounts"][0]["Name"]
+    api.remove_container(cid, v=True)
+    with pytest.raises(docker.errors.NotFound):
+        api.inspect_volume(vol)
