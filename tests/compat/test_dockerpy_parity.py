@@ -179,3 +179,18 @@ def test_cp_reaches_a_stopped_containers_volumes(client: Any, made: dict[str, li
     api.remove_container(cid, v=True)
     with pytest.raises(docker.errors.NotFound):
         api.inspect_volume(vol)
+
+
+def test_device_cgroup_rules(client: Any, made: dict[str, list[str]]) -> None:
+    """docker-py's test_create_with_device_cgroup_rules."""
+    api = client.api
+    rule = "c 7:128 rwm"
+    hc = api.create_host_config(device_cgroup_rules=[rule])
+    ctnr = api.create_container(IMAGE, "cat /sys/fs/cgroup/devices/devices.list", host_config=hc)
+    made["containers"].append(ctnr["Id"])
+    assert api.inspect_container(ctnr)["HostConfig"]["DeviceCgroupRules"] == [rule]
+    api.start(ctnr)
+    api.wait(ctnr)
+    assert rule in api.logs(ctnr).decode()
+    with pytest.raises(docker.errors.APIError, match="invalid device cgroup rule format"):
+        api.create_container(IMAGE, host_config=api.create_host_config(device_cgroup_rules=["x"]))

@@ -206,6 +206,7 @@ def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
     for key, default in resources.INSPECT_DEFAULTS.items():
         hc.setdefault(key, default)
     runopts_json.host_config_defaults(hc)
+    hc.setdefault("DeviceCgroupRules", None)
     # Docker fills in its default driver (and keeps the options sent); docker-py's run()
     # reads logs only for json-file/journald, and tether's logs read back the same way
     log: dict[str, Any] = hc.get("LogConfig") or {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tether.contracts.runtime import device_cgroup_rule
 from tether.engine import logconfig
 from tether.errors import BadRequest
 
@@ -102,6 +103,7 @@ APPLIED_HOST = frozenset(
         "LogConfig",  # P4: json-file and its options (tether.engine.logconfig; checked above)
         # P1 (issue 16): identity, privileges, networking options
         "GroupAdd",
+        "DeviceCgroupRules",  # issue 17: --device-cgroup-rule
         "ReadonlyRootfs",
         "CapAdd",
         "CapDrop",
@@ -189,6 +191,9 @@ def _check_known_values(hc: Mapping[str, Any]) -> None:
     isolation = hc.get("Isolation")
     if isinstance(isolation, str) and isolation not in ("", "default"):
         raise BadRequest(f"Invalid isolation: {isolation!r} - linux only supports 'default'")
+    rules = hc.get("DeviceCgroupRules")
+    for rule in rules if isinstance(rules, list) else []:
+        device_cgroup_rule(str(rule))
     log = hc.get("LogConfig")
     if isinstance(log, dict):
         driver = log.get("Type") or ""
