@@ -8,6 +8,7 @@ image) and tagged, then the container's ``commit`` event names the new image.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from tether.engine.containers import ContainerController
 from tether.engine.seams import ImageCatalog
 from tether.errors import Conflict
+
+EXIT_WAIT_S = 2.0  # how long a failed pause waits for the container's exit to be seen
 
 
 @dataclass
@@ -56,9 +59,12 @@ async def commit(
             await ctl.ops.pause(c.id)
             paused_here = True
         except Conflict:
+            # it may have exited just now (runc saw it before the daemon did): then nothing
+            # writes to its files any more, and the commit goes on unpaused
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(ctl.exit_future(c)), EXIT_WAIT_S)
             if c.running:
                 raise
-            # it exited while being paused: nothing writes to its files any more
     try:
         image = await images.commit(
             c.image_id,
