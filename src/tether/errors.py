@@ -48,6 +48,13 @@ class NotModified(TetherError):
     status = 304
 
 
+class NotImplementedHere(TetherError):
+    """A feature the object was set up without: e.g. reading logs of the ``none`` log
+    driver (501, Docker's ``errdefs.NotImplemented``)."""
+
+    status = 501
+
+
 class Unavailable(TetherError):
     """A backend the request needs (etcd, the kernel) cannot be reached (503)."""
 

@@ -21,6 +21,7 @@ from tether.api import (
     images,
     networks,
     swarm,
+    sysdf,
     system,
     topology,
     volumes,
@@ -115,7 +116,7 @@ def make_app(
     )
     app[ENGINE] = engine
     router = Router(app)
-    modules = (system, networks, containers, exec_, images, image_extra, swarm, volumes, topology)
-    for module in modules:
+    modules = (system, networks, containers, exec_, images, image_extra, swarm, volumes)
+    for module in (*modules, sysdf, topology):
         module.register(router)
     return app

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from tether.api.http import ENGINE, Router, qbool
 from tether.api.streams import frame
-from tether.errors import BadRequest
+from tether.engine.logconfig import is_none_driver
+from tether.errors import BadRequest, NotImplementedHere
 
 
 def _rfc3339(value: str) -> float:
@@ -51,6 +52,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
     if not stdout and not stderr:
         raise BadRequest("You must choose at least one stream")
+    if is_none_driver(c.host_config):
+        raise NotImplementedHere("configured logging driver does not support reading")
     tail_q = request.query.get("tail", "all")
     tail = None if tail_q in ("all", "") else int(tail_q) if tail_q.isdigit() else None
     since = parse_time("since", request.query.get("since"))

@@ -16,7 +16,7 @@ from tether.api import bodycheck, container_extra, container_logs, fieldgate, ru
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name
-from tether.engine import health, namespaces, psfilter, resources, runopts
+from tether.engine import health, logconfig, namespaces, psfilter, resources, runopts
 from tether.engine import ports as portlib
 from tether.engine.containers import ZERO_TIME, Container, command_text
 from tether.engine.record import network_mode, parse_restart
@@ -141,7 +141,7 @@ def ports_of(c: Container) -> dict[str, Any]:
 def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
     d = engine.containers.files_dir(c)
     nets = networks_json(engine, c)
-    cfg = _inspect_config(c)
+    cfg = inspect_config(c)
     hc = _inspect_host_config(engine, c)
     ns = engine.containers.sandbox_ns(c) if c.running else None
     return {
@@ -171,7 +171,7 @@ def inspect_json(engine: Any, c: Container) -> dict[str, Any]:
     }
 
 
-def _inspect_config(c: Container) -> dict[str, Any]:
+def inspect_config(c: Container) -> dict[str, Any]:
     """``Config`` as Docker shows it (its defaults filled in, tether's own keys left out)."""
     cfg = {k: v for k, v in c.config.items() if not k.startswith("_")}
     cfg.setdefault("Hostname", c.config.get("Hostname") or c.id[:12])
@@ -206,6 +206,7 @@ def _inspect_host_config(engine: Any, c: Container) -> dict[str, Any]:
     for key, default in resources.INSPECT_DEFAULTS.items():
         hc.setdefault(key, default)
     runopts_json.host_config_defaults(hc)
+    hc.setdefault("DeviceCgroupRules", None)
     # Docker fills in its default driver (and keeps the options sent); docker-py's run()
     # reads logs only for json-file/journald, and tether's logs read back the same way
     log: dict[str, Any] = hc.get("LogConfig") or {}
@@ -498,7 +499,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     hj = await Hijacked.open(request, multiplex=not c.tty)
     done = ctl.exit_future(c)
     try:
-        if logs:
+        if logs and not logconfig.is_none_driver(c.host_config):
             log_path = ctl.files_dir(c) / "container.log"
             async for stream, data in engine.read_logs(log_path):
                 if stream in wanted:

@@ -60,11 +60,22 @@ def _command(rec: ExecRecord) -> str:
     return rec.cmd[0] + " " + " ".join(rec.cmd[1:])
 
 
+EXEC_FIELDS: tuple[str, ...] = ("AttachStdin", "AttachStdout", "AttachStderr", "ConsoleSize")
+EXEC_FIELDS += ("DetachKeys", "Tty", "Env", "Cmd", "Privileged", "User", "WorkingDir")
+
+
+def go_keys(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Go's JSON decoding matches field names without regard to case (docker-py sends
+    ``detachKeys``): keys that match a field so are renamed to it."""
+    canon = {f.lower(): f for f in fields}
+    return {canon.get(k.lower(), k): v for k, v in body.items()}
+
+
 async def create_exec(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     ref = request.match_info["id"]
     c = engine.containers.get(ref)
-    body = await read_json(request)
+    body = go_keys(await read_json(request), EXEC_FIELDS)
     check_exec_target(c, ref)
     cmd = body.get("Cmd")
     if not isinstance(cmd, list) or not cmd or not all(isinstance(x, str) for x in cmd):

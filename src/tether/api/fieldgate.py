@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tether.contracts.runtime import device_cgroup_rule
 from tether.engine import logconfig
 from tether.errors import BadRequest
 
@@ -102,6 +103,7 @@ APPLIED_HOST = frozenset(
         "LogConfig",  # P4: json-file and its options (tether.engine.logconfig; checked above)
         # P1 (issue 16): identity, privileges, networking options
         "GroupAdd",
+        "DeviceCgroupRules",  # issue 17: --device-cgroup-rule
         "ReadonlyRootfs",
         "CapAdd",
         "CapDrop",
@@ -146,10 +148,9 @@ DEFAULT_VALUES: Mapping[str, tuple[Any, ...]] = {
 
 # Fields checked with Docker's own texts before the generic refusal.
 RUNTIMES = ("", "runc")
-LOG_DRIVERS = ("", "json-file")
+LOG_DRIVERS = ("", "json-file", "none")
 # Docker's other drivers: a real name tether has no implementation of
 KNOWN_LOG_DRIVERS = (
-    "none",
     "local",
     "syslog",
     "journald",
@@ -190,6 +191,9 @@ def _check_known_values(hc: Mapping[str, Any]) -> None:
     isolation = hc.get("Isolation")
     if isinstance(isolation, str) and isolation not in ("", "default"):
         raise BadRequest(f"Invalid isolation: {isolation!r} - linux only supports 'default'")
+    rules = hc.get("DeviceCgroupRules")
+    for rule in rules if isinstance(rules, list) else []:
+        device_cgroup_rule(str(rule))
     log = hc.get("LogConfig")
     if isinstance(log, dict):
         driver = log.get("Type") or ""
@@ -198,7 +202,10 @@ def _check_known_values(hc: Mapping[str, Any]) -> None:
                 raise BadRequest(f"tether does not support HostConfig.LogConfig.Type {driver}")
             raise BadRequest(f"logger: no log driver named '{driver}' is registered")
         opts = log.get("Config")
-        if isinstance(opts, dict):
+        if driver == "none" and isinstance(opts, dict):
+            for key in opts:
+                raise BadRequest(f"unknown log opt '{key}' for none log driver")
+        elif isinstance(opts, dict):
             logconfig.check(opts)  # P4: json-file options (tether.engine.logconfig)
 
 

@@ -1,4 +1,4 @@
-"""Image routes beyond the basics: history, save (``docker save``), prune.
+"""Image routes beyond the basics: history, save (``docker save``), prune, commit.
 
 The work is the image store's (``ImageStore.history``, ``save``, ``prune``); here are
 the HTTP shapes and Docker's prune filters (``dangling``, ``until``, ``label``,
@@ -7,6 +7,7 @@ the HTTP shapes and Docker's prune filters (``dangling``, ``until``, ``label``,
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -14,7 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from tether.api.http import ENGINE, Router, json_response, parse_filters
+from tether.api.containers import inspect_config
+from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool
+from tether.engine.commit import CommitRequest
+from tether.engine.commit import commit as commit_container
 from tether.engine.filters import check_prune_filters, prune_match
 from tether.errors import BadRequest
 
@@ -100,7 +104,35 @@ async def prune(request: web.Request) -> web.Response:
     return json_response(await engine.images.prune(dangling, match, in_use))
 
 
+async def commit(request: web.Request) -> web.Response:
+    """``POST /commit`` (``docker commit``): 201 ``{"Id": "sha256:..."}``."""
+    engine = request.app[ENGINE]
+    q = request.query
+    raw = await request.read()
+    try:
+        config = json.loads(raw) if raw.strip() else None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from None
+    if config is not None and not isinstance(config, dict):
+        raise BadRequest("json: cannot unmarshal the body into Go value of type container.Config")
+    req = CommitRequest(
+        container=q.get("container", ""),
+        repo=q.get("repo", ""),
+        tag=q.get("tag", ""),
+        author=q.get("author", ""),
+        comment=q.get("comment", ""),
+        changes=q.getall("changes", []),
+        config=config or {},
+        pause=qbool(request, "pause", default=True),
+    )
+    ctl = engine.ctl()
+    cfg = inspect_config(ctl.get(req.container))
+    image_id = await commit_container(ctl, engine.images, req, cfg)
+    return json_response({"Id": image_id}, status=201)
+
+
 def register(router: Router) -> None:
+    router.add("POST", "/commit", commit)
     router.add("GET", "/images/get", save_many)
     router.add("POST", "/images/prune", prune)
     router.add("GET", "/images/{name:.+}/history", history)

@@ -23,10 +23,12 @@ async def create(request: web.Request) -> web.StreamResponse:
     if q.get("fromSrc") not in (None, "-"):
         raise BadRequest("importing from a URL is not supported: send the tarball as the body")
     if q.get("fromImage"):
-        name = q["fromImage"] + (":" + q["tag"] if q.get("tag") else "")
+        name = q["fromImage"]
+        # Docker's text for a repository the registry does not have (docker-py raises
+        # ImageNotFound on it): tether has no registry, so no repository exists there
         raise NotFound(
-            f"pull access denied for {name}: tether has no registry access; "
-            "use docker import or docker load"
+            f"pull access denied for {name}, repository does not exist or may require "
+            "'docker login': tether has no registry access; use docker import or docker load"
         )
     if q.get("fromSrc") != "-":
         raise BadRequest("fromSrc or fromImage is required")
@@ -43,8 +45,14 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def load(request: web.Request) -> web.Response:
+    """Docker answers 200 whatever happens and puts a failure in the stream, as an
+    ``errorDetail`` (docker-py raises ``ImageLoadError``, the CLI prints it and exits 1)."""
     engine = request.app[ENGINE]
-    tags = await engine.images.load(_body(request))
+    try:
+        tags = await engine.images.load(_body(request))
+    except BadRequest as exc:
+        line = {"errorDetail": {"message": exc.message}, "error": exc.message}
+        return web.Response(body=json.dumps(line).encode() + b"\n", content_type="application/json")
     lines = []
     for t in tags:
         if t.startswith("sha256:"):

@@ -6,9 +6,12 @@ runtime writes it as a bundle (``tether.runtime.bundle.OciBundles``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from tether.errors import BadRequest
 
 # Every capability this kernel knows (up to CAP_CHECKPOINT_RESTORE, cap_last_cap 40), as
 # Docker's GetAllCapabilities lists them: ``--cap-add ALL``, ``--privileged``, and the names
@@ -115,6 +118,25 @@ class BundleSpec:
     no_new_privileges: bool = False
     domainname: str = ""
     sysctls: dict[str, str] = field(default_factory=dict)
+    # --device-cgroup-rule (issue 17): "TYPE MAJOR:MINOR ACCESS" lines, checked at create
+    device_cgroup_rules: tuple[str, ...] = ()
+
+
+_DEVICE_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+def device_cgroup_rule(text: str) -> dict[str, Any]:
+    """One ``DeviceCgroupRules`` entry (``c 7:128 rwm``) as an OCI device-cgroup allow rule
+    (``*`` leaves the major or minor out: any), with Docker's text for a malformed one."""
+    m = _DEVICE_RULE.match(text)
+    if m is None:
+        raise BadRequest(f"invalid device cgroup rule format: '{text}'")
+    rule: dict[str, Any] = {"allow": True, "type": m.group(1), "access": m.group(4)}
+    if m.group(2) != "*":
+        rule["major"] = int(m.group(2))
+    if m.group(3) != "*":
+        rule["minor"] = int(m.group(3))
+    return rule
 
 
 class Bundles(Protocol):

@@ -104,6 +104,7 @@ class BundleStep:
             ).no_new_privileges,
             "domainname": str(cfg.get("Domainname") or ""),
             "sysctls": {str(k): str(v) for k, v in (hc.get("Sysctls") or {}).items()},
+            "device_cgroup_rules": tuple(str(r) for r in hc.get("DeviceCgroupRules") or ()),
         }
 
     def _root_layers(self, c: Container) -> tuple[str, ...]:

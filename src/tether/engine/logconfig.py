@@ -91,9 +91,21 @@ def check(cfg: Mapping[str, Any]) -> None:
             raise BadRequest(f"tether does not support HostConfig.LogConfig.Config.{key}")
 
 
-def size_max(host_config: Mapping[str, Any]) -> int | None:
-    """conmon's ``--log-size-max`` for a container (None: no limit)."""
+NONE_DRIVER_SIZE = 4096
+
+
+def is_none_driver(host_config: Mapping[str, Any]) -> bool:
+    """``--log-driver none``: nothing is kept, ``docker logs`` answers 501."""
     log = host_config.get("LogConfig")
+    return isinstance(log, dict) and log.get("Type") == "none"
+
+
+def size_max(host_config: Mapping[str, Any]) -> int | None:
+    """conmon's ``--log-size-max`` for a container (None: no limit). The ``none`` driver
+    keeps nothing readable: conmon's file stays within one small size."""
+    log = host_config.get("LogConfig")
+    if is_none_driver(host_config):
+        return NONE_DRIVER_SIZE
     cfg = log.get("Config") if isinstance(log, dict) else None
     if not isinstance(cfg, dict) or not cfg.get("max-size"):
         return None

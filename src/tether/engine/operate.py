@@ -91,6 +91,18 @@ class Operations:
             return c.state.pid, None
         return None, self.core.images.overlay_for(c.id)
 
+    @staticmethod
+    def _binds(c: Container, pid: int | None) -> list[tuple[str, str, bool]]:
+        """A stopped container's volumes and bind mounts, mounted over its root for ``cp``
+        (as Docker mounts them); a running one's are in its own mount namespace."""
+        if pid is not None:
+            return []
+        return [
+            (str(m["Source"]), str(m["Destination"]), not m.get("RW", True))
+            for m in c.mounts
+            if m.get("Type") in ("bind", "volume") and m.get("Source") and m.get("Destination")
+        ]
+
     def _not_found(self, ref: str, path: str) -> NotFound:
         return NotFound(f"Could not find the file {path} in container {ref}")
 
@@ -98,7 +110,7 @@ class Operations:
         c = self.core.table.get(ref)
         pid, overlay = self._root(c)
         try:
-            return await self.core.runtime.path_stat(pid, overlay, path)
+            return await self.core.runtime.path_stat(pid, overlay, path, self._binds(c, pid))
         except NotFound:
             raise self._not_found(ref, path) from None
 
@@ -106,12 +118,13 @@ class Operations:
         """The path's stat (for the header) and a tar of it."""
         c = self.core.table.get(ref)
         pid, overlay = self._root(c)
+        binds = self._binds(c, pid)
         try:
-            st = await self.core.runtime.path_stat(pid, overlay, path)
+            st = await self.core.runtime.path_stat(pid, overlay, path, binds)
         except NotFound:
             raise self._not_found(ref, path) from None
         self.core.emit("archive-path", c)
-        return st, self.core.runtime.archive(pid, overlay, path)
+        return st, self.core.runtime.archive(pid, overlay, path, binds)
 
     async def extract(
         self, ref: str, path: str, data: AsyncIterator[bytes], no_overwrite: bool
@@ -121,7 +134,9 @@ class Operations:
             raise Forbidden("container rootfs is marked read-only")
         pid, overlay = self._root(c)
         try:
-            await self.core.runtime.extract(pid, overlay, path, data, no_overwrite)
+            await self.core.runtime.extract(
+                pid, overlay, path, data, no_overwrite, self._binds(c, pid)
+            )
         except NotFound:
             raise self._not_found(ref, path) from None
         self.core.emit("extract-to-dir", c)

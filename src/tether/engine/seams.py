@@ -79,6 +79,10 @@ class ExecProcess(Protocol):
     def kill(self, sig: int = ...) -> None: ...  # a health probe past its timeout
 
 
+Binds = Sequence[tuple[str, str, bool]]
+"""Mounts to make over a stopped container's root for ``docker cp``: (source, dest, ro)."""
+
+
 class Runtime(Protocol):
     """The container runtime and its monitor (runc under conmon): one process per container."""
 
@@ -132,11 +136,12 @@ class Runtime(Protocol):
     async def update(self, cid: str, resources: ResourceSpec) -> None: ...  # P3: docker update
     async def top(self, cid: str, ps_args: list[str]) -> tuple[list[int], str]: ...
     async def stats(self, cid: str) -> dict[str, Any]: ...
+    # binds: a stopped container's volumes and bind mounts, (source, destination, read-only)
     async def path_stat(
-        self, pid: int | None, overlay: OverlayMount | None, path: str
+        self, pid: int | None, overlay: OverlayMount | None, path: str, binds: Binds = ()
     ) -> dict[str, Any]: ...
     def archive(
-        self, pid: int | None, overlay: OverlayMount | None, path: str
+        self, pid: int | None, overlay: OverlayMount | None, path: str, binds: Binds = ()
     ) -> AsyncIterator[bytes]: ...
     def export(self, overlay: OverlayMount) -> AsyncIterator[bytes]: ...
     async def extract(
@@ -146,6 +151,7 @@ class Runtime(Protocol):
         path: str,
         data: AsyncIterator[bytes],
         no_overwrite: bool = False,
+        binds: Binds = (),
     ) -> None: ...
     async def changes(self, overlay: OverlayMount) -> builtins.list[dict[str, Any]]: ...
     async def size_rw(self, overlay: OverlayMount) -> int: ...
@@ -207,6 +213,19 @@ class ImageCatalog(Images[ImageT], Protocol[ImageT]):
         force: bool = False,
         in_use: Callable[[str], tuple[str, bool] | None] | None = None,
     ) -> builtins.list[dict[str, str]]: ...
+    async def commit(
+        self,
+        image_id: str,
+        container_id: str,
+        *,
+        container_config: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        changes: Iterable[str] = (),
+        author: str = "",
+        comment: str = "",
+        tag: str | None = None,
+    ) -> ImageT: ...
+    def disk_usage(self) -> tuple[int, dict[str, int]]: ...
     def inspect_json(self, image: ImageT) -> dict[str, Any]: ...
     def summary_json(self, image: ImageT) -> dict[str, Any]: ...
     def history(self, ref: str) -> builtins.list[dict[str, Any]]: ...

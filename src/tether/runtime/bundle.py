@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tether.contracts.runtime import BundleSpec
+from tether.contracts.runtime import BundleSpec, device_cgroup_rule
 from tether.runtime import oci, users
 
 
@@ -42,6 +42,8 @@ class OciBundles:
         # P3 (issue 16): cgroup limits, namespaces, rlimits, /dev/shm, init
         init = oci.init_binary() if spec.namespaces.init else None
         oci.apply_limits(built, spec.resources, spec.namespaces, init)
+        devices = built["linux"]["resources"].setdefault("devices", [])
+        devices.extend(device_cgroup_rule(r) for r in spec.device_cgroup_rules)  # issue 17
         if spec.privileged:  # P1: after the limits (every device allowed)
             oci.apply_privileged(built, oci.host_devices())
         oci.write_bundle(bundle, built)

@@ -16,12 +16,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from tether.errors import BadRequest, Internal, NotFound
 from tether.linux.nsthread import OverlayMount
 from tether.runtime.diff import overlay_changes
+
+Binds = Sequence[tuple[str, str, bool]]
 
 
 def _spec(pid: int | None, overlay: OverlayMount | None, **extra: Any) -> str:
@@ -123,10 +125,11 @@ class ContainerFiles:
     """cp/export/diff for ``tether.runtime.monitor.Runtime``."""
 
     async def path_stat(
-        self, pid: int | None, overlay: OverlayMount | None, path: str
+        self, pid: int | None, overlay: OverlayMount | None, path: str, binds: Binds = ()
     ) -> dict[str, Any]:
-        """Docker's ContainerPathStat of ``path`` (``NotFound`` when it does not exist)."""
-        job = await _Job.start("stat", _spec(pid, overlay, path=path))
+        """Docker's ContainerPathStat of ``path`` (``NotFound`` when it does not exist).
+        ``binds``: (source, destination, read-only) mounted over a stopped container's root."""
+        job = await _Job.start("stat", _spec(pid, overlay, path=path, binds=list(binds)))
         try:
             out = b"".join([c async for c in job.chunks()])
             await job.finish()
@@ -136,10 +139,10 @@ class ContainerFiles:
         return value
 
     def archive(
-        self, pid: int | None, overlay: OverlayMount | None, path: str
+        self, pid: int | None, overlay: OverlayMount | None, path: str, binds: Binds = ()
     ) -> AsyncIterator[bytes]:
         """A tar of ``path`` (Docker's rebasing: entries start with the path's base name)."""
-        return _stream("get", _spec(pid, overlay, path=path))
+        return _stream("get", _spec(pid, overlay, path=path, binds=list(binds)))
 
     def export(self, overlay: OverlayMount) -> AsyncIterator[bytes]:
         """A tar of the whole root filesystem (the overlay, mounted read-only)."""
@@ -152,9 +155,10 @@ class ContainerFiles:
         path: str,
         data: AsyncIterator[bytes],
         no_overwrite: bool = False,
+        binds: Binds = (),
     ) -> None:
         """Unpack the tar ``data`` into the directory ``path``."""
-        spec = _spec(pid, overlay, path=path, no_overwrite=no_overwrite)
+        spec = _spec(pid, overlay, path=path, no_overwrite=no_overwrite, binds=list(binds))
         await self._feed("put", spec, data)
 
     async def fill_dir(self, root: str, data: AsyncIterator[bytes]) -> None:

@@ -33,6 +33,8 @@ from typing import IO, Any
 
 _CLONE_NEWNS = 0x00020000
 _MS_RDONLY = 1
+_MS_REMOUNT = 32
+_MS_BIND = 4096
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 
@@ -202,6 +204,28 @@ def do_fill(src: IO[bytes]) -> None:
 # -- entering the root ------------------------------------------------------------------------
 
 
+def _bind(libc: Any, source: str, root: str, dest: str, ro: bool, rw: bool) -> None:
+    """Mount a volume or bind over a stopped container's root (mounted at ``root``), as
+    Docker does for ``cp``. A destination reached through a symlink is left alone (it could
+    lead out of the root); a missing one is made only when the root is writable."""
+    target = posixpath.join(root, posixpath.normpath("/" + dest).lstrip("/"))
+    if not os.path.lexists(target):
+        if not rw or not os.path.exists(source):
+            return
+        if os.path.isdir(source):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(posixpath.dirname(target), exist_ok=True)
+            open(target, "a").close()
+    if os.path.realpath(target) != target:
+        return
+    flags = _MS_BIND | _MS_REC
+    if libc.mount(os.fsencode(source), os.fsencode(target), None, flags, None) != 0:
+        raise JobError(1, f"mounting {dest}: {os.strerror(ctypes.get_errno())}")
+    if ro and libc.mount(None, os.fsencode(target), None, flags | _MS_REMOUNT | _MS_RDONLY, None):
+        raise JobError(1, f"mounting {dest} read-only: {os.strerror(ctypes.get_errno())}")
+
+
 def enter(spec: dict[str, Any], rw: bool) -> None:
     if spec.get("root"):  # a host folder (a volume's): chroot there
         os.chroot(str(spec["root"]))
@@ -230,6 +254,8 @@ def enter(spec: dict[str, Any], rw: bool) -> None:
     target = os.fsencode(ov["target"])
     if libc.mount(b"overlay", target, b"overlay", flags, opts.encode()) != 0:
         raise JobError(1, f"mounting the root filesystem: {os.strerror(ctypes.get_errno())}")
+    for source, dest, ro in spec.get("binds") or []:
+        _bind(libc, str(source), str(ov["target"]), str(dest), bool(ro), rw)
     os.chroot(ov["target"])
     os.chdir("/")
 

@@ -74,6 +74,7 @@ class Image:
     repo_tags: list[str] = field(default_factory=list)
     size: int = 0
     last_tag_time: str = ""
+    parent: str = ""  # the image a commit was made on (Docker keeps it beside the config)
 
     @property
     def hex(self) -> str:

@@ -24,7 +24,7 @@ def read_archive(path: Path, unpack: Unpack) -> list[tuple[bytes, int, list[str]
     try:
         tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 (closed below)
     except tarfile.TarError as exc:
-        raise BadRequest(f"invalid tar archive: {exc}") from None
+        raise BadRequest(_untar_error(exc)) from None
     with tar:
         members = {_norm(m.name): m for m in tar.getmembers()}
 
@@ -63,6 +63,16 @@ def read_archive(path: Path, unpack: Unpack) -> list[tuple[bytes, int, list[str]
                 total += unpack(f, diff_id)
             out.append((raw, total, [refs.normalize(t) for t in tags]))
         return out
+
+
+def _untar_error(exc: tarfile.TarError) -> str:
+    """Docker's text for input that is no tar at all (its untar runs in a child process and
+    reports Go's archive/tar error): a short input ends early, anything else has no header."""
+    text = str(exc)
+    if "empty file" in text:
+        return "invalid archive: no manifest.json or index.json (not a docker save tarball)"
+    why = "unexpected EOF" if "truncated header" in text else "archive/tar: invalid tar header"
+    return f"Error processing tar file(exit status 1): {why}"
 
 
 def _norm(name: str) -> str:

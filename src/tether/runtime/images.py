@@ -38,6 +38,8 @@ from tether.errors import BadRequest, Conflict, NotFound
 from tether.linux.nsthread import OverlayMount
 from tether.runtime import imagejson, refs
 from tether.runtime.changes import apply_changes
+from tether.runtime.commit import EMPTY_LAYER, CommitSpec, commit_document
+from tether.runtime.diff import INIT_PATHS
 from tether.runtime.image import (
     CONTAINER_CONFIG_DEFAULTS,
     Image,
@@ -48,6 +50,7 @@ from tether.runtime.image import (
 from tether.runtime.imagearchive import read_archive
 from tether.runtime.imagesave import SaveEntry, save_chunks
 from tether.runtime.layers import extract_layer
+from tether.runtime.layertar import LayerTar
 from tether.runtime.rootfs import RootFilesystems
 
 __all__ = ["Image", "ImageStore", "UsedBy", "now_rfc3339", "parse_rfc3339"]
@@ -102,6 +105,7 @@ class ImageStore:
                 document=json.loads(raw),
                 size=int(meta.get("size", 0)),
                 last_tag_time=str(meta.get("last_tag_time", "")),
+                parent=str(meta.get("parent", "")),
             )
         repo_file = self.root / "repositories.json"
         tags: dict[str, str] = json.loads(repo_file.read_bytes()) if repo_file.exists() else {}
@@ -121,16 +125,17 @@ class ImageStore:
     def _save_meta(self, image: Image) -> None:
         _write_json(
             self._images_dir / f"{image.hex}.meta.json",
-            {"size": image.size, "last_tag_time": image.last_tag_time},
+            {"size": image.size, "last_tag_time": image.last_tag_time, "parent": image.parent},
         )
 
-    def _add_image(self, raw_config: bytes, size: int) -> Image:
+    def _add_image(self, raw_config: bytes, size: int, parent: str = "") -> Image:
         hex_id = hashlib.sha256(raw_config).hexdigest()
         image_id = f"sha256:{hex_id}"
         image = self._images.get(image_id)
         if image is None:
             _write_bytes(self._images_dir / f"{hex_id}.json", raw_config)
-            image = Image(id=image_id, document=json.loads(raw_config), size=size)
+            doc = json.loads(raw_config)
+            image = Image(id=image_id, document=doc, size=size, parent=parent)
             self._save_meta(image)
             self._images[image_id] = image
         return image
@@ -294,6 +299,49 @@ class ImageStore:
             self._save_tags()
         return loaded
 
+    async def commit(
+        self,
+        image_id: str,
+        container_id: str,
+        *,
+        container_config: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        changes: Iterable[str] = (),
+        author: str = "",
+        comment: str = "",
+        tag: str | None = None,
+    ) -> Image:
+        """``docker commit``: the container's upper directory as a new layer over the image
+        ``image_id`` (``runtime.commit``); ``config`` is the request's, ``changes`` Dockerfile
+        instructions applied to it, ``tag`` a full reference or None."""
+        user = apply_changes(changes, config)  # validated before the layer is made
+        spec = CommitSpec(container_id, container_config, user, author, comment)
+        parent = self.get(image_id)
+        if tag:
+            refs.validate(*refs.split_ref(tag))
+        upper = self._rootfs.containers_dir / spec.container_id / "upper"
+        if not upper.is_dir():
+            raise NotFound(f"root filesystem of container {spec.container_id[:12]} is missing")
+
+        def make_layer() -> tuple[str, int]:
+            layer = LayerTar(upper, exclude=INIT_PATHS)
+            with tempfile.TemporaryFile(dir=self._tmp_dir) as spool:
+                for chunk in layer.chunks():
+                    spool.write(chunk)
+                spool.seek(0)
+                return self._unpack_layer(spool)
+
+        diff_id, size = await asyncio.get_running_loop().run_in_executor(None, make_layer)
+        raw = commit_document(parent, diff_id, spec)
+        async with self._lock:
+            image = self._add_image(raw, parent.size + size, parent=parent.id)
+            if tag:
+                self._set_tag(image, tag)
+                self._save_tags()
+        if diff_id == EMPTY_LAYER:
+            await asyncio.get_running_loop().run_in_executor(None, self._gc_layers, {diff_id})
+        return image
+
     def _unpack_size(self, stream: IO[bytes], diff_id: str) -> int:
         """Blocking: unpack a layer of a save archive (known DiffID); return its size."""
         return self._unpack_layer(stream, expect=diff_id)[1]
@@ -414,6 +462,20 @@ class ImageStore:
             self._pruning = False
         reclaimed = sum(sizes.get(d.get("Deleted", ""), 0) for d in deleted)
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def disk_usage(self) -> tuple[int, dict[str, int]]:
+        """``docker system df``: the size of all layers, and each image's SharedSize (the
+        size of its layers that another image has too)."""
+        users: dict[str, int] = {}
+        for image in self._images.values():
+            for d in set(image.layers):
+                users[d] = users.get(d, 0) + 1
+        sizes = {d: self._layer_size(d) or 0 for d in users}
+        shared = {
+            i.id: sum(sizes[d] for d in set(i.layers) if users[d] > 1)
+            for i in self._images.values()
+        }
+        return sum(sizes.values()), shared
 
     def history(self, ref: str) -> builtins.list[dict[str, Any]]:
         """``docker history``: Docker's entries, newest first (``runtime.imagejson``)."""

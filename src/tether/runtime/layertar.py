@@ -64,8 +64,9 @@ def _is_opaque(path: str) -> bool:
 class LayerTar:
     """The tar of one unpacked layer directory: its members, its size, its bytes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, exclude: frozenset[str] = frozenset()) -> None:
         self.root = root
+        self._exclude = exclude  # absolute paths ("/etc/hosts") left out, with what is below
         # (header bytes, file to copy or None, payload size)
         self._members: list[tuple[bytes, str | None, int]] = []
         self._inodes: dict[tuple[int, int], str] = {}
@@ -90,6 +91,8 @@ class LayerTar:
 
     def _add(self, path: str, name: str) -> bool:
         """Add the member(s) for one entry; True when it is a directory to walk into."""
+        if "/" + name in self._exclude:
+            return False
         st = os.lstat(path)
         mode = st.st_mode
         if stat.S_ISCHR(mode) and st.st_rdev == 0:  # an overlayfs whiteout

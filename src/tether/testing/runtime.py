@@ -377,14 +377,18 @@ class FakeRuntime:
             "machine_memory": 1 << 30,
         }  # fmt: skip
 
-    async def path_stat(self, pid: int | None, overlay: Any, path: str) -> dict[str, Any]:
+    async def path_stat(
+        self, pid: int | None, overlay: Any, path: str, binds: Any = ()
+    ) -> dict[str, Any]:
         self._call("path_stat", pid, path)
         if path not in self.files:
             raise NotFound("not found")
         return {"name": path.rsplit("/", 1)[-1], "size": len(self.files[path]),
                 "mode": 0o644, "mtime": "2024-01-01T00:00:00Z", "linkTarget": ""}  # fmt: skip
 
-    def archive(self, pid: int | None, overlay: Any, path: str) -> AsyncIterator[bytes]:
+    def archive(
+        self, pid: int | None, overlay: Any, path: str, binds: Any = ()
+    ) -> AsyncIterator[bytes]:
         self._call("archive", pid, path)
         return self._iter_bytes([self.files.get(path, b"")])
 
@@ -404,6 +408,7 @@ class FakeRuntime:
         path: str,
         data: AsyncIterator[bytes],
         no_overwrite: bool = False,
+        binds: Any = (),
     ) -> None:
         self._call("extract", pid, path, no_overwrite)
         self.files[path] = b"".join([c async for c in data])
