@@ -49,17 +49,14 @@ CASES: list[tuple[str, str, Any]] = [
     ("POST", "/networks/create", b"[" * 200_000 + b"]" * 200_000),
     ("POST", "/containers/create", b'"just a string"'),
     ("POST", "/containers/create", b"{" * 100_000),
-    # huge bodies
+    # huge bodies (a bad image archive answers 200 with the error in the stream, as Docker:
+    # tests/compat/test_dockerpy_parity.py)
     ("POST", "/networks/create", b"[" * (24 * MiB)),
     ("POST", "/networks/create", {"Name": "x" * (8 * MiB)}),
     ("POST", "/containers/create", _ctr(Env=["A=" + "x" * 1000] * 10_000, Image="nosuch:huge")),
-    ("POST", "/images/load", b"\0" * (16 * MiB)),
-    # network names
+    # network names (Docker 20.10 accepts "a/b", "..", "../../etc": so does tether)
     ("POST", "/networks/create", {"Name": 5}),
     ("POST", "/networks/create", {"Name": ""}),
-    ("POST", "/networks/create", {"Name": "a/b"}),
-    ("POST", "/networks/create", {"Name": "../../etc"}),
-    ("POST", "/networks/create", {"Name": ".."}),
     ("POST", "/networks/create", {"Name": "a\x00b"}),
     ("POST", "/networks/create", {"Name": "a\nb"}),
     ("POST", "/networks/create", {"Name": "tab\there"}),
@@ -208,8 +205,6 @@ CASES: list[tuple[str, str, Any]] = [
     ("POST", "/images/create?fromSrc=-&repo=a/../b", b"not a tar"),
     ("POST", "/images/create?fromSrc=-&repo=fz", b"not a tar"),
     ("POST", "/images/create?fromSrc=-&repo=fz", b"\x1f\x8b\x08\x00garbage"),
-    ("POST", "/images/load", b"not a tar"),
-    ("POST", "/images/load", b"\x1f\x8b\x08\x00garbage"),
     ("POST", "/images/nosuch/tag?repo=x", None),
     ("POST", f"/images/{IMAGE}/tag?repo=UPPER", None),
     ("DELETE", "/images/nosuch", None),

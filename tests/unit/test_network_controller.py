@@ -128,7 +128,11 @@ def test_predefined_rules(loop: asyncio.AbstractEventLoop) -> None:
     for bad in ("", "  ", "\t\n"):
         with pytest.raises(BadRequest, match=r"^invalid name: "):
             loop.run_until_complete(w.engine.create_network(CreateRequest(name=bad)))
-    for good in ("test 01", "bad name!", "x" * 200, "tab\tname"):
+    # tether's own limits beyond Docker's: no control characters, at most 4096 characters
+    for bad in ("tab\tname", "a\x00b", "\x1b[31mred", "x" * 4097):
+        with pytest.raises(BadRequest):
+            loop.run_until_complete(w.engine.create_network(CreateRequest(name=bad)))
+    for good in ("test 01", "bad name!", "x" * 200, "a/b", "..", "x" * 4096):
         net = loop.run_until_complete(w.engine.create_network(CreateRequest(name=good)))
         assert w.nets.get(good).id == net.id
         loop.run_until_complete(w.engine.remove_network(good))

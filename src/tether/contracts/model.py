@@ -29,10 +29,14 @@ def new_id() -> str:
 CONTAINER_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
+MAX_NETWORK_NAME = 4096
+
+
 def check_name(name: str, kind: str = "network") -> None:
     """Reject names that cannot be valid. Containers: Docker's rule and text (two characters
-    at least). Networks: Docker 20.10's, any name that is not empty after trimming (spaces,
-    slashes and long names included), with libnetwork's text."""
+    at least). Networks: Docker 20.10's, any name that is not empty after trimming (spaces and
+    slashes included), with libnetwork's text; control characters and names over 4096
+    characters are refused (Docker accepts them)."""
     if kind == "container":
         if not CONTAINER_NAME_RE.match(name):
             raise BadRequest(
@@ -41,6 +45,12 @@ def check_name(name: str, kind: str = "network") -> None:
         return
     if not name.strip():
         raise BadRequest(f"invalid name: {name}")
+    # Stricter than Docker, on purpose: a name is printed by `network ls` and is a store key,
+    # so control characters (terminal escapes, NUL, newlines) and megabyte names are refused.
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise BadRequest(f"invalid network name {name!r}: control characters are not allowed")
+    if len(name) > MAX_NETWORK_NAME:
+        raise BadRequest(f"network name is longer than {MAX_NETWORK_NAME} characters")
 
 
 GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
