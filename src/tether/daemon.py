@@ -308,4 +308,7 @@ def run_daemon(
     # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
     # block them before any thread starts so none of them receives one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    from tether import memdebug
+
+    memdebug.install()  # debug only: TETHER_TRACEMALLOC=FILE
     asyncio.run(serve(cfg))
