@@ -43,6 +43,24 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def smaps(pid: int) -> dict[str, int]:
+    """RSS (KiB) per mapping: ``start-end name``."""
+    out: dict[str, int] = {}
+    key = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and not head[0].endswith(":"):
+            key = f"{head[0]} {head[5] if len(head) > 5 else '[anon]'}"
+        elif line.startswith("Rss:"):
+            out[key] = int(head[1])
+    return out
+
+
+def smaps_growth(before: dict[str, int], after: dict[str, int], top: int = 12) -> list[str]:
+    grew = sorted(((after[k] - before.get(k, 0), k) for k in after), reverse=True)
+    return [f"  +{d} KiB  {k}" for d, k in grew[:top] if d > 0]
+
+
 def churn(host: str, runs: int, nets: int, tag: str) -> None:
     for i in range(max(runs, nets)):
         if i < runs:
@@ -58,12 +76,14 @@ def measure(host: str, pid: int, args: argparse.Namespace, trace: bool) -> tuple
     time.sleep(1.0)
     if trace:
         _dump(pid, args.trace)
-    before = rss_kib(pid)
+    before, maps = rss_kib(pid), smaps(pid)
     t0 = time.monotonic()
     churn(host, args.n, args.m, "m")
     took = time.monotonic() - t0
     time.sleep(1.0)
     after = rss_kib(pid)
+    if args.smaps:
+        print("mappings that grew:", *smaps_growth(maps, smaps(pid)), sep="\n")
     if trace:
         _dump(pid, args.trace)
     return before, after, took
@@ -110,6 +130,7 @@ def main() -> None:
     ap.add_argument("-m", type=int, default=200, help="network create/rm cycles (max 2000)")
     ap.add_argument("--warmup", type=int, default=30, help="cycles of each kind first")
     ap.add_argument("--trace", help="lab daemon under tracemalloc; growth report to this file")
+    ap.add_argument("--smaps", action="store_true", help="print the mappings that grew")
     ap.add_argument("--engine", help="unix:///socket of a running engine (instead of a lab)")
     ap.add_argument("--pid", type=int, help="that engine's daemon pid (with --engine)")
     args = ap.parse_args()
