@@ -11,6 +11,7 @@ what a container or network leaves behind. Tracing slows the daemon: never in pr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -82,8 +83,6 @@ def _rss_kib() -> int:
 
 def _malloc_trim() -> int:
     """Give glibc's free memory back to the kernel; the RSS after it (KiB)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
     return _rss_kib()
