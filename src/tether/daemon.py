@@ -44,7 +44,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Engine, list[Any], ClusterVie
     from tether.linux.netlink import ThreadedNetlink
     from tether.store.sqlite import SqliteStore
 
-    cfg.data_root.mkdir(parents=True, exist_ok=True)
+    make_data_root(cfg.data_root)
     cfg.exec_root.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(cfg.data_root / "tether.db")
     netlink = ThreadedNetlink()
@@ -56,6 +56,14 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Engine, list[Any], ClusterVie
     gateway_made.connect(engine.fw.sync)
     parts: list[Any] = ([cluster] if cluster is not None else []) + [dns, runtime, netlink, store]
     return engine, parts, cluster
+
+
+def make_data_root(root: Path) -> None:
+    """The data root and its containers folder as Docker makes them: 0710 (other users may
+    not list or read them; the store file is 0600, images 0710/0700, volumes 0701)."""
+    for path in (root, root / "containers"):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o710)
 
 
 def _build_networks(
@@ -324,4 +332,7 @@ def run_daemon(
     # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
     # block them before any thread starts so none of them receives one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    from tether import memdebug
+
+    memdebug.install()  # debug only: TETHER_TRACEMALLOC=FILE
     asyncio.run(serve(cfg))

@@ -169,3 +169,79 @@ def test_up_waits_for_a_healthy_database(host: LabHost, client: Any) -> None:
     finally:
         subprocess.run([*cmd, "down", "-t", "1"], env=env, capture_output=True, timeout=120)
     assert client.containers.list(all=True) == []
+
+
+# ---- the stack with a named volume: restart, down / up keep the database's file ------------
+VOLUME_FILE = FILE.parent / "docker-compose-volume.yml"
+VOLUME_PROJECT = "zbxv"
+
+
+def test_named_volume_survives_restart_and_down_up(host: LabHost, client: Any) -> None:
+    env = host.docker_env()
+    env.pop("DOCKER_CONTEXT", None)
+    env["COMPOSE_INTERACTIVE_NO_CLI"] = "1"
+    cmd = [COMPOSE, "--no-ansi", "-p", VOLUME_PROJECT, "-f", str(VOLUME_FILE)]
+
+    def run(*args: str) -> None:
+        r = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, " ".join(args) + ": " + r.stdout + r.stderr
+
+    def services() -> dict[str, Any]:
+        found = client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={VOLUME_PROJECT}"}
+        )
+        return {c.labels["com.docker.compose.service"]: c for c in found}
+
+    def healthy_db() -> Any:
+        def ok() -> bool:
+            db = services().get("database")
+            return db is not None and db.attrs["State"].get("Health", {}).get("Status") == "healthy"
+
+        wait_until(ok, timeout=30, what="the database to be healthy")
+        return services()["database"]
+
+    def db_files(db: Any) -> tuple[str, int]:
+        code, out = db.exec_run(["cat", "/var/lib/mysql/ibdata1"])
+        assert code == 0, out
+        code, boots = db.exec_run(["cat", "/var/lib/mysql/boots"])
+        assert code == 0, boots
+        return out.decode().strip(), boots.decode().split().count("boot")
+
+    volume = f"{VOLUME_PROJECT}_dbdata"
+    try:
+        run("up", "-d")
+        db = healthy_db()
+        mounts = db.attrs["Mounts"]
+        assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [
+            ("volume", volume, "/var/lib/mysql")
+        ]
+        vol = client.volumes.get(volume)
+        assert vol.attrs["Labels"]["com.example.stack"] == "zabbix"
+        assert vol.attrs["Labels"]["com.docker.compose.project"] == VOLUME_PROJECT
+        data, boots = db_files(db)
+        assert data.startswith("created ") and boots == 1
+        server = services()["server"]
+        wait_until(lambda: f"db says {data}".encode() in server.logs(), timeout=15,
+                   what="the server to read the database")  # fmt: skip
+        ids = {k: c.id for k, c in services().items()}
+
+        run("restart", "-t", "1")
+        db = healthy_db()
+        assert {k: c.id for k, c in services().items()} == ids  # the same containers
+        assert all(c.status == "running" for c in services().values())
+        assert db_files(db) == (data, 2)
+
+        run("down", "-t", "1")  # volumes are kept
+        assert services() == {}
+        assert client.volumes.get(volume).name == volume
+        run("up", "-d")
+        db = healthy_db()
+        assert db.id != ids["database"]
+        assert db_files(db) == (data, 3)  # the same file, a third boot
+        server = services()["server"]
+        wait_until(lambda: f"db says {data}".encode() in server.logs(), timeout=15,
+                   what="the new server to read the kept database")  # fmt: skip
+    finally:
+        subprocess.run([*cmd, "down", "-v", "-t", "1"], env=env, capture_output=True, timeout=120)
+    assert services() == {}
+    assert volume not in [v.name for v in client.volumes.list()]

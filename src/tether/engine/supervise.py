@@ -314,7 +314,10 @@ class Supervisor:
                 await self._kill_for_remove(c)
         async with self.core.lock(c.id):
             if self.core.containers.get(c.id) is not c:
-                return  # removed meanwhile (``--rm`` after the kill above): once only
+                # removed meanwhile (``--rm`` after the kill above): once only, and the
+                # lock this call made anew goes too
+                self.core.locks.pop(c.id, None)
+                return
             await self.destroy(c, volumes)
         self.core.emit("destroy", c)
 
@@ -361,7 +364,9 @@ class Supervisor:
                 await core.release_global(ep.network_id, ip)
         self.ports.drop(c)
         core.containers.pop(c.id, None)
+        # Every table keyed by the id forgets it (a daemon must not grow with churn).
         core.locks.pop(c.id, None)
+        core.attach_hooks.pop(c.id, None)  # attached, never started
         self.backoff.pop(c.id, None)
         shutil.rmtree(core.files_dir(c), ignore_errors=True)
         core.invalidate_dns()

@@ -81,6 +81,13 @@ class ImageStore:
         for d in (self._images_dir, self._tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._rootfs = RootFilesystems(self.root)
+        # As Docker: layers and root filesystems 0710 (its overlay2/), the image metadata
+        # and the upload scratch 0700 (its image/ and tmp/).
+        rfs = self._rootfs
+        for d in (self.root, rfs.layers_dir, rfs.links_dir, rfs.mounts_dir, rfs.containers_dir):
+            os.chmod(d, 0o710)
+        for d in (self._images_dir, self._tmp_dir):
+            os.chmod(d, 0o700)
         self._layers_dir = self._rootfs.layers_dir
         self._lock = asyncio.Lock()
         self._pruning = False
@@ -112,7 +119,7 @@ class ImageStore:
         self._tags = {t: i for t, i in tags.items() if i in self._images}
         self._refresh_tags()
         shutil.rmtree(self._tmp_dir, ignore_errors=True)
-        self._tmp_dir.mkdir(exist_ok=True)
+        self._tmp_dir.mkdir(mode=0o700, exist_ok=True)
 
     def _refresh_tags(self) -> None:
         for image in self._images.values():

@@ -9,8 +9,10 @@ its directory (what containerd's overlay snapshotter does).
 
 Safety: member names are normalised and may not leave the destination ("..", absolute
 paths), nothing is written through a symlink (every parent is checked with ``lstat``),
-hard links must point inside the destination. Devices, fifos, symlinks, ownership,
-permission bits (setuid included), mtimes and xattrs are kept when running as root.
+hard links must point inside the destination. Sparse members (GNU and PAX formats) are
+stored sparse: holes are seeked over, never written, so a small archive cannot fill the
+disk (Docker writes them expanded). Devices, fifos, symlinks, ownership, permission bits
+(setuid included), mtimes and xattrs are kept when running as root.
 """
 
 from __future__ import annotations
@@ -106,6 +108,31 @@ def extract_layer(stream: IO[bytes], dest: Path) -> tuple[str, int]:
     return reader.digest, extractor.size
 
 
+def _write_sparse(tar: tarfile.TarFile, m: tarfile.TarInfo, out: IO[bytes]) -> None:
+    """Write a sparse member (GNU ``S`` or PAX ``GNU.sparse.*``) sparse: only its data
+    blocks are written, holes are seeked over, so a small archive stays small on disk.
+
+    The blocks' data follow each other in the archive from ``offset_data`` (what tarfile's
+    own ``extract`` does); every block must lie inside the file's real size.
+    """
+    blocks = cast(list[tuple[int, int]], m.sparse)  # typeshed says list[int]: it is not
+    src = tar.fileobj
+    assert src is not None
+    src.seek(m.offset_data)
+    for offset, length in blocks:
+        if offset < 0 or length < 0 or offset + length > m.size:
+            raise BadRequest(f"invalid tar member {m.name!r}: sparse map outside the file")
+        out.seek(offset)
+        left = length
+        while left:
+            chunk = src.read(min(left, _CHUNK))
+            if not chunk:
+                raise BadRequest(f"invalid tar member {m.name!r}: unexpected end of data")
+            out.write(chunk)
+            left -= len(chunk)
+    out.truncate(m.size)
+
+
 def _clean_name(name: str) -> list[str]:
     """Return the path components of a member name, refusing anything that escapes."""
     parts: list[str] = []
@@ -187,11 +214,14 @@ class _Extractor:
             return
         self._clear(path, keep_dir=False)
         if m.isreg():
-            src = tar.extractfile(m)
-            assert src is not None
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
+                if m.sparse is not None:
+                    _write_sparse(tar, m, out)
+                else:
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    shutil.copyfileobj(src, out, _CHUNK)
             self.size += m.size
         elif m.issym():
             os.symlink(m.linkname, path)

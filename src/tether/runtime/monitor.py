@@ -178,15 +178,24 @@ class Runtime(ContainerProcs, ContainerFiles):
         code = self.exit_code(cid)
         if code is not None:
             fut.cancel()
-            self._waiters[cid].remove(fut)
+            self._drop_waiter(cid, fut)
             return code
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
             return None
         finally:
-            with contextlib.suppress(ValueError, KeyError):
-                self._waiters[cid].remove(fut)
+            self._drop_waiter(cid, fut)
+
+    def _drop_waiter(self, cid: str, fut: asyncio.Future[int]) -> None:
+        """Forget one waiter; no empty list is left behind (one per container ever seen)."""
+        futs = self._waiters.get(cid)
+        if futs is None:
+            return
+        with contextlib.suppress(ValueError):
+            futs.remove(fut)
+        if not futs:
+            del self._waiters[cid]
 
     def exit_code(self, cid: str) -> int | None:
         """The exit code conmon recorded, or None while running / never started."""
@@ -398,6 +407,9 @@ class Runtime(ContainerProcs, ContainerFiles):
         self._remove_sock_link(cid)
         (self.meta_dir / f"{cid}.json").unlink(missing_ok=True)
         self._delivered.pop(cid, None)
+        # conmon is gone and the exit file with it: nothing can be delivered any more, so
+        # the id need not be remembered (it was, forever, for every container).
+        self._deleted.discard(cid)
 
     async def _wait_pid_gone(self, pid: int, timeout: float) -> None:
         """Wait for a non-child process to exit, with a pidfd (no polling)."""
