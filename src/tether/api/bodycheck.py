@@ -171,6 +171,15 @@ def check_endpoint_addresses(settings: Any) -> None:
             ok = False
         if not ok:
             raise BadRequest(f"invalid IPv{family} address: {value}")
+    links = ipam.get("LinkLocalIPs") or []
+    for value in links:
+        if not value:
+            continue  # as Docker: an empty one is skipped
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            # Docker's text (daemon/network.go), the list printed as Go does
+            raise BadRequest(f"Invalid link-local IP address: [{' '.join(links)}]") from None
 
 
 def _json_kind(value: Any) -> str:

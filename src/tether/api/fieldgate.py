@@ -135,7 +135,7 @@ APPLIED_ENDPOINT = frozenset(
         "MacAddress",
     }
 )
-APPLIED_IPAM = frozenset({"IPv4Address", "IPv6Address"})  # IPv6: issue 18 (dual-stack)
+APPLIED_IPAM = frozenset({"IPv4Address", "IPv6Address", "LinkLocalIPs"})  # IPv6: issue 18
 
 # Values that mean "Docker's default" for a field that is otherwise refused.
 DEFAULT_VALUES: Mapping[str, tuple[Any, ...]] = {

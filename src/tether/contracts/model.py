@@ -190,6 +190,12 @@ class Endpoint:
         """The addresses the endpoint holds (``ipam/<network>/<ip>`` keys)."""
         return [a for a in (self.ip, self.ip6) if a]
 
+    def link_local(self) -> tuple[str, ...]:
+        """``IPAMConfig.LinkLocalIPs`` as "IP/prefix", the extra addresses its interface gets
+        (outside IPAM, as libnetwork's ``llAddrs``: IPv4 /16, IPv6 /64)."""
+        ips = (self.ipam_config or {}).get("LinkLocalIPs") or []
+        return tuple(f"{ip}/{64 if ':' in str(ip) else 16}" for ip in ips if ip)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         for key in V6_FIELDS:  # IPv4-only endpoints' records stay as they were

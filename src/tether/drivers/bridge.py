@@ -117,6 +117,7 @@ class BridgeDriver:
             mtu=net.mtu,
             address6=f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else None,
             gateway6=ep.gateway6 or None,
+            link_local=ep.link_local(),
         )
         await self.nl.add_veth(ep.host_ifname, net.ifname or bridge_name(net), spec)
 

@@ -167,6 +167,7 @@ class MacvlanDriver:
             mtu=net.mtu,
             address6=f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else None,
             gateway6=ep.gateway6 or None,
+            link_local=ep.link_local(),
         )
         await self.nl.add_macvlan(parent, net.options.get(OPT_MODE, "bridge"), spec)
 

@@ -287,6 +287,7 @@ class OverlayDriver:
             # dual-stack: on-link IPv6 between the network's containers (no IPv6 gateway:
             # the gateway bridge is IPv4-only)
             address6=f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else None,
+            link_local=ep.link_local(),
         )
         attached = False
         try:

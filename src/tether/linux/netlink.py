@@ -40,6 +40,8 @@ class LinkSpec:
     # dual-stack networks (issue 18): "IP6/prefix" and the IPv6 default route's gateway
     address6: str | None = None
     gateway6: str | None = None
+    # ``IPAMConfig.LinkLocalIPs``: more "IP/prefix" addresses on the interface
+    link_local: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,7 @@ class PyrouteNetlink:
             await self._enable_ipv6(spec.ns_path, spec.ifname)
             ip6, prefix6 = spec.address6.split("/")
             await ns.addr("add", index=idx, address=ip6, prefixlen=int(prefix6), flags=IFA_F_NODAD)
+        await self._add_link_local(ns, idx, spec)
         await ns.link("set", index=idx, state="up")
         from pyroute2.netlink.exceptions import NetlinkError
 
@@ -251,6 +254,19 @@ class PyrouteNetlink:
             except NetlinkError as exc:
                 if exc.code != 17:  # EEXIST: an earlier endpoint already gives the default route
                     raise
+
+    async def _add_link_local(self, ns: Any, idx: int, spec: LinkSpec) -> None:
+        """``LinkLocalIPs`` (IPv6 ones turn IPv6 on for the interface, without DAD)."""
+        for addr in spec.link_local:
+            net = ipaddress.ip_interface(addr).network
+            ip, prefix = addr.split("/")
+            if net.version == 4:
+                brd = str(net.broadcast_address)
+                await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), broadcast=brd)
+                continue
+            if not spec.address6:
+                await self._enable_ipv6(spec.ns_path, spec.ifname)
+            await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), flags=IFA_F_NODAD)
 
     async def _enable_ipv6(self, ns_path: str | None, ifname: str) -> None:
         """IPv6 on an interface of a dual-stack network (tether keeps it off elsewhere:

@@ -1,9 +1,10 @@
 """A process started with ``runc exec`` (docker exec).
 
 Without a TTY, ``runc exec`` runs as an asyncio subprocess whose stdin/stdout/stderr are
-the process's own pipes; its exit status is the process's. With a TTY, runc runs in the
-foreground on a pty the daemon made (runc puts it in raw mode and proxies it to the
-container's pty); the daemon reads/writes the master side.
+the process's own pipes; its exit status is the process's. With a TTY, ``runc exec
+--detach`` sends the container's pty master to the daemon, which reads/writes it directly
+(one pty, as with Docker); ``proc`` is then ``execshim``, the process's subreaper, whose
+exit status is the process's.
 """
 
 from __future__ import annotations
@@ -112,11 +113,9 @@ class ExecProcess:
             self.proc.stdin.close()
 
     def resize(self, height: int, width: int) -> None:
-        """Set the TTY size (runc copies it to the container's pty on SIGWINCH)."""
+        """Set the TTY size (the kernel sends SIGWINCH to the pty's foreground group)."""
         if self._master is not None:
             fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGWINCH)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         with contextlib.suppress(ProcessLookupError):

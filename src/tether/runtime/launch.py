@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,27 +89,36 @@ async def _spawn_conmon(
         raise Internal(f"cannot start the container's monitor: {exc}") from exc
 
 
+_SHIM = str(Path(__file__).with_name("execshim.py"))
+CONSOLE_SOCKET = "console.sock"  # in the exec's scratch dir
+
+
 async def spawn_exec(
-    cmd: list[str], *, tty: bool, stdin: bool
-) -> tuple[asyncio.subprocess.Process, int | None]:
-    """Start ``runc exec`` (``cmd``); returns the process and, with ``tty``, the pty master."""
+    cmd: list[str], *, tty: bool, stdin: bool, workdir: Path, pidfile: Path
+) -> tuple[asyncio.subprocess.Process, socket.socket | None]:
+    """Start ``runc exec`` (``cmd``); returns the process and, with ``tty``, the console
+    socket listening in ``workdir`` (``cmd`` then has ``--detach --console-socket X``, X
+    replaced here: runc sends the container's pty master there, see ``receive_console``)."""
     pipe = asyncio.subprocess.PIPE
     devnull = asyncio.subprocess.DEVNULL
     if tty:
-        # runc in the foreground with -t copies between the container's pty and
-        # its own stdio: give it a pty of ours, so that it sets it raw and forwards
-        # SIGWINCH sizes (runc only takes --console-socket when detached).
-        master, slave = os.openpty()
+        listener = _console_listener(workdir)
+        # runc dials from the bundle (its cwd): name the socket through a dir fd it inherits
+        dirfd = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        at = cmd.index("--console-socket") + 1
+        cmd = [*cmd[:at], f"/proc/self/fd/{dirfd}/{CONSOLE_SOCKET}", *cmd[at + 1 :]]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=slave, stdout=slave, stderr=pipe, start_new_session=True
-            )
+                sys.executable, "-I", "-S", _SHIM, str(pidfile), *cmd,
+                stdin=devnull, stdout=devnull, stderr=pipe, pass_fds=(dirfd,),
+                start_new_session=True,
+            )  # fmt: skip
         except BaseException:
-            os.close(master)
+            listener.close()
             raise
         finally:
-            os.close(slave)
-        return proc, master
+            os.close(dirfd)
+        return proc, listener
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         stdin=pipe if stdin else devnull,
@@ -117,6 +127,45 @@ async def spawn_exec(
         start_new_session=True,
     )
     return proc, None
+
+
+def _console_listener(workdir: Path) -> socket.socket:
+    """A unix socket listening at ``workdir/console.sock`` (bound through ``/proc/self/fd``
+    so long state paths work)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    dirfd = os.open(workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.bind(f"/proc/self/fd/{dirfd}/{CONSOLE_SOCKET}")
+        sock.listen(1)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.close(dirfd)
+    return sock
+
+
+async def receive_console(listener: socket.socket) -> int:
+    """The pty master runc sent to ``listener`` (call once runc started the process)."""
+    loop = asyncio.get_running_loop()
+    try:
+        conn, _ = await asyncio.wait_for(loop.sock_accept(listener), _CREATE_TIMEOUT)
+    except TimeoutError:
+        raise Internal("runc sent no console for the exec") from None
+    with conn:
+        conn.setblocking(True)
+        conn.settimeout(_CREATE_TIMEOUT)
+        try:
+            _msg, fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, conn, 4096, 1)
+        except OSError as exc:
+            raise Internal(f"cannot receive the exec's console: {exc}") from exc
+    if not fds:
+        raise Internal("runc sent no console for the exec")
+    for extra in fds[1:]:
+        os.close(extra)
+    os.set_inheritable(fds[0], False)
+    return fds[0]
 
 
 async def exec_started(

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal as _signal
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
@@ -35,7 +36,14 @@ from tether.runtime.attach import Attachment
 from tether.runtime.containerfs import ContainerFiles
 from tether.runtime.execproc import ExecProcess
 from tether.runtime.inotify import IN_CLOSE_WRITE, IN_MOVED_TO, Inotify
-from tether.runtime.launch import conmon_err, exec_started, run_conmon, spawn_exec
+from tether.runtime.launch import (
+    CONSOLE_SOCKET,
+    conmon_err,
+    exec_started,
+    receive_console,
+    run_conmon,
+    spawn_exec,
+)
 from tether.runtime.logs import LogItem
 from tether.runtime.logs import read_logs as _read_logs
 from tether.runtime.procs import ContainerProcs
@@ -534,9 +542,14 @@ class Runtime(ContainerProcs, ContainerFiles):
 
         wd = watcher.add_watch(workdir, IN_CLOSE_WRITE | IN_MOVED_TO, on_event)
         master: int | None = None
+        console: socket.socket | None = None
         try:
-            proc, master = await spawn_exec(cmd, tty=tty, stdin=stdin)
+            proc, console = await spawn_exec(
+                cmd, tty=tty, stdin=stdin, workdir=workdir, pidfile=pidfile
+            )
             pid = await exec_started(proc, pidfile, started)
+            if console is not None:
+                master = await receive_console(console)
             return ExecProcess(proc, pid, workdir, master)
         except BaseException:
             if master is not None:
@@ -544,6 +557,8 @@ class Runtime(ContainerProcs, ContainerFiles):
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         finally:
+            if console is not None:
+                console.close()
             watcher.rm_watch(wd)
 
     def _exec_user(self, cid: str, spec: str) -> ExecUser:
@@ -577,7 +592,8 @@ class Runtime(ContainerProcs, ContainerFiles):
         if privileged:
             cmd.append("--privileged")
         if tty:
-            cmd.append("--tty")
+            # detached, the container's pty master comes to us (see launch.spawn_exec)
+            cmd += ["--tty", "--detach", "--console-socket", CONSOLE_SOCKET]
             if not any(e.startswith("TERM=") for e in env):
                 cmd += ["--env", "TERM=xterm"]  # as Docker does for exec -t
         cmd += [cid, *args]
