@@ -167,6 +167,7 @@ def _build_cluster(
     from tether.drivers.overlay import NetnsSpaces, OverlayDriver
     from tether.engine.cluster import ClusterView
     from tether.engine.cluster_endpoints import EndpointBook, Lease
+    from tether.engine.clusterstats import ClusterStats, MeteredStore
     from tether.engine.gateway import GatewayBridge
     from tether.linux.netns import NetnsDir
     from tether.store.lease import LeaseKeeper
@@ -174,7 +175,9 @@ def _build_cluster(
     assert cfg.cluster_store
     vtep = advertise_address(cfg.cluster_advertise)
     etcd = open_cluster_store(cfg.cluster_store)
-    book = EndpointBook(etcd, host=vtep, vtep=vtep)
+    stats = ClusterStats()
+    metered = MeteredStore(etcd, stats)
+    book = EndpointBook(metered, host=vtep, vtep=vtep)
     gateway = GatewayBridge(table, bridge, picker, netlink, store, on_change=gateway_made)
     overlay = OverlayDriver(
         netlink,
@@ -186,9 +189,10 @@ def _build_cluster(
     )
 
     def lease(ttl: int, on_regrant: Callable[[int], Awaitable[None]]) -> Lease:
-        return LeaseKeeper(etcd, ttl, on_regrant=on_regrant)
+        return LeaseKeeper(etcd, ttl, on_regrant=on_regrant, on_renewal=stats.lease_renewal)
 
-    view = ClusterView(etcd, book, overlay, table, lease, listeners=[records_changed])
+    view = ClusterView(metered, book, overlay, table, lease, listeners=[records_changed])
+    view.stats = stats
     return view, overlay
 
 

@@ -117,6 +117,10 @@ def test_topology_matches_the_kernel_and_shows_drift(h: LabHost) -> None:
 def webaddr(h: LabHost) -> str:
     """The daemon restarted with ``web-addr`` in its daemon.json (containers are adopted);
     the tests using it come last. The address is the lab host's loopback."""
+    return with_web_addr(h)
+
+
+def with_web_addr(h: LabHost) -> str:
     cfg_path = Path(h.config_file)
     cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
     cfg_path.write_text(json.dumps({**cfg, "web-addr": "127.0.0.1:9323"}))
@@ -203,3 +207,53 @@ def test_overlay_across_hosts_names_the_vtep(
     assert all(d["kernel"]["state"] != "down" for d in ov["devices"]), ov["devices"]
     assert model["drift"] == [], model["drift"]
     assert h2.address in {x["address"] for x in model["hosts"]}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromedriver").exists(), reason="no chromium-driver")
+def test_the_page_on_two_hosts(
+    lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Two hosts with etcd, an overlay and a bridge network: host1's page shows both hosts,
+    the underlay and the tunnels, every container and network, a container run on host2
+    within 2 s, and the path across the overlay; ``/metrics`` has the cluster's series."""
+    lab: Lab = lab_factory(["host1", "host2"], etcd=True, daemons=True)
+    h1, h2 = lab.host("host1"), lab.host("host2")
+    img = tmp_path_factory.mktemp("img")
+    import_image(h1, img)
+    import_image(h2, img)
+    ok(h1, "network", "create", "-d", "overlay", "--subnet", "10.79.0.0/24", "ovw")
+    ok(h1, "network", "create", "brw")
+    wait_until(lambda: "ovw" in ok(h2, "network", "ls"), 10, what="ovw on host2")
+    ok(h1, "run", "-d", "--name", "a1", "--network", "brw", "alpine", "sleep", "600")
+    ok(h1, "run", "-d", "--name", "a2", "--network", "ovw", "alpine", "sleep", "600")
+    ok(h2, "run", "-d", "--name", "b1", "--network", "ovw", "alpine", "sleep", "600")
+    url = with_web_addr(h1)
+    wait_until(lambda: "b1" in in_host(h1, "curl", "-sf", f"{url}/api/topology").stdout, 10,
+               what="b1 on host1's topology")  # fmt: skip
+    model = json.loads(in_host(h1, "curl", "-sf", f"{url}/api/topology", check=True).stdout)
+    b1 = next(c for c in model["containers"] if c["name"] == "b1")
+    assert b1["remote"] is True and b1["host"] == h2.address and b1["networks"] == ["ovw"]
+    shot = tmp_path / "page.png"
+    r = in_host(h1, sys.executable, str(BROWSER), url, str(shot), "late2", "a2", "b1", "ovw",
+                h2.docker_host, timeout=180, env=h1.docker_env())  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"a1", "a2", "b1"} <= set(got["containers"]), got
+    assert {"ovw", "brw"} <= set(got["networks"]), got
+    assert {h1.address, h2.address} <= set(got["hosts"]), got
+    assert got["tunnels"] >= 1, got
+    assert got["appeared_s"] < 2.0, got
+    assert got["path_text"].startswith("ok"), got
+    print(f"2 hosts: first load {got['first_load_ms']:.0f} ms, "
+          f"update from host2 {got['appeared_s'] * 1000:.0f} ms")  # fmt: skip
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = in_host(h1, "curl", "-sf", f"{url}/metrics", check=True).stdout
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert fams["tether_cluster_hosts"].samples[0].value == 2
+    rtt = fams["tether_cluster_store_round_trip_seconds"].samples
+    assert any(s.name.endswith("_count") and s.value > 0 for s in rtt), rtt
+    lag = fams["tether_cluster_watch_lag_seconds"].samples
+    assert any(s.name.endswith("_count") and s.value > 0 for s in lag), lag
+    renewals = {s.labels["outcome"]: s.value for s in fams["tether_cluster_lease_renewals"].samples}
+    assert set(renewals) == {"ok", "expired", "failed"}, renewals

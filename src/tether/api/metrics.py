@@ -11,7 +11,8 @@ Two kinds of series, in one registry per daemon (not the library's global one):
   paths but plain integers): containers by state, endpoints per network, IPAM addresses
   used/free per pool, published ports, restarts, nft drift repairs, the embedded DNS's
   queries/answers/forwarded/NXDOMAIN/SERVFAIL with the forwarded queries' latency
-  (``tether.engine.dnsstats``), and with ``--cluster-store`` the hosts seen.
+  (``tether.engine.dnsstats``), and with ``--cluster-store`` the hosts seen, the etcd round
+  trips by operation, the watch lag and the lease renewals (``tether.engine.clusterstats``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from tether.api.http import Handler
+from tether.engine.clusterstats import BUCKETS as CLUSTER_BUCKETS
 from tether.engine.dnsstats import BUCKETS
 
 _VERSION_PREFIX = re.compile(r"^/v\{version[^}]*\}")
@@ -105,6 +107,15 @@ def _pool_sizes(space: Any) -> tuple[str, int, int]:
     return str(ipaddress.ip_network(rng)), used, max(0, size - used)
 
 
+def _buckets(counts: list[int], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+    """Per-bucket counts (the last one: above every bound) -> cumulative Prometheus buckets."""
+    cumulative, out = 0, []
+    for bound, count in zip([*map(str, bounds), "+Inf"], counts, strict=True):
+        cumulative += count
+        out.append((bound, float(cumulative)))
+    return out
+
+
 class EngineCollector:
     """The engine's state as metric families, read when Prometheus scrapes."""
 
@@ -123,11 +134,39 @@ class EngineCollector:
         )
         repairs.add_metric([], float(getattr(self.engine, "firewall_repairs", 0)))
         yield repairs
+        yield from self._cluster()
+
+    def _cluster(self) -> Iterator[Metric]:
+        """With ``--cluster-store``: hosts seen, and the ``ClusterStats`` the cluster view's
+        store and lease keeper feed (``tether.engine.clusterstats``)."""
         cluster = getattr(self.engine.networks, "cluster", None)
-        if cluster is not None and hasattr(cluster, "hosts"):
-            hosts = GaugeMetricFamily("tether_cluster_hosts", "Hosts seen in the cluster store")
-            hosts.add_metric([], float(len(cluster.hosts) or 1))
-            yield hosts
+        if cluster is None or not hasattr(cluster, "hosts"):
+            return
+        hosts = GaugeMetricFamily("tether_cluster_hosts", "Hosts seen in the cluster store")
+        hosts.add_metric([], float(len(cluster.hosts) or 1))
+        yield hosts
+        stats = getattr(cluster, "stats", None)
+        if stats is None:
+            return
+        rtt = HistogramMetricFamily(
+            "tether_cluster_store_round_trip_seconds", "etcd round trips by operation",
+            labels=["op"],
+        )  # fmt: skip
+        for op, hist in sorted(stats.round_trips.items()):
+            rtt.add_metric([op], _buckets(hist.counts, CLUSTER_BUCKETS), hist.total)
+        yield rtt
+        lag = HistogramMetricFamily(
+            "tether_cluster_watch_lag_seconds",
+            "Time from this host's own put to the watch delivering it",
+        )
+        lag.add_metric([], _buckets(stats.lag.counts, CLUSTER_BUCKETS), stats.lag.total)
+        yield lag
+        renewals = CounterMetricFamily(
+            "tether_cluster_lease_renewals", "Lease keep-alives by outcome", labels=["outcome"]
+        )
+        for outcome in ("ok", "expired", "failed"):
+            renewals.add_metric([outcome], float(stats.renewals.get(outcome, 0)))
+        yield renewals
 
     def _containers(self) -> Iterator[Metric]:
         ctl = self.engine.containers
@@ -182,10 +221,7 @@ class EngineCollector:
             fam = CounterMetricFamily(f"tether_dns_{name}", doc)
             fam.add_metric([], float(value))
             yield fam
-        cumulative, buckets = 0, []
-        for bound, count in zip([*map(str, BUCKETS), "+Inf"], stats.forward_counts, strict=True):
-            cumulative += count
-            buckets.append((bound, float(cumulative)))
+        buckets = _buckets(stats.forward_counts, BUCKETS)
         hist = HistogramMetricFamily(
             "tether_dns_forward_duration_seconds", "Forwarded DNS queries' latency"
         )

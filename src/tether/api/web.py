@@ -4,8 +4,8 @@ Every route is a GET; nothing here changes anything. The page (``webui/index.htm
 topology with Cytoscape.js (vendored at build time from the npm registry by
 ``scripts/vendor-web.sh``; no network access at run time) and its built-in force-directed
 ``cose`` layout, and reloads the model when the engine emits an event (``/api/events``, a
-server-sent event stream) or, for changes on other hosts, when a 1.5 s poll finds the model
-changed.
+server-sent event stream; with ``--cluster-store`` the stream also sends ``{"Type": "cluster"}``
+when the cluster watch applied a change of another host, checked every 250 ms) and on a 1.5 s poll.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tether.errors import BadRequest, TetherError
 WEBUI = Path(__file__).parent / "webui"
 VENDORED = ("cytoscape.min.js",)
 HEARTBEAT_S = 15.0
+CLUSTER_POLL_S = 0.25  # with --cluster-store: the event stream's check of the watch's revision
 WEB_ENGINE: web.AppKey[Any] = web.AppKey("web_engine", object)
 
 
@@ -61,13 +62,24 @@ async def events(request: web.Request) -> web.StreamResponse:
                                        "Cache-Control": "no-cache"})  # fmt: skip
     await resp.prepare(request)
     q = engine.events.subscribe()
+    cluster = getattr(engine.networks, "cluster", None)
+    seen = getattr(cluster, "revision", 0)
     try:
         await resp.write(b": hello\n\n")
+        quiet = 0.0
         while True:
             try:
-                ev = await asyncio.wait_for(q.get(), HEARTBEAT_S)
+                ev = await asyncio.wait_for(q.get(), CLUSTER_POLL_S if cluster else HEARTBEAT_S)
             except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
+                now = getattr(cluster, "revision", 0)
+                if now != seen:  # another host changed something: the watch applied it here
+                    seen, quiet = now, 0.0
+                    await resp.write(b'data: {"Type": "cluster"}\n\n')
+                    continue
+                quiet += CLUSTER_POLL_S if cluster else HEARTBEAT_S
+                if quiet >= HEARTBEAT_S:
+                    quiet = 0.0
+                    await resp.write(b": keep-alive\n\n")
                 continue
             await resp.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
     except (ConnectionResetError, ConnectionError):

@@ -91,6 +91,7 @@ from tether.engine.cluster_endpoints import (
     peer_of,
 )
 from tether.engine.cluster_networks import POOLS_KEY, delete_network, write_network
+from tether.engine.clusterstats import ClusterStats
 from tether.engine.nettable import NetworkTable
 from tether.errors import TetherError
 from tether.store.base import Event, Op, WatchCompacted
@@ -160,6 +161,7 @@ class ClusterView:
         self.holdings: dict[str, dict[str, str]] = {}  # net id -> ip held cluster-wide -> host
         self.gone_since: dict[str, float] = {}  # host without a host record -> since (clock)
         self.hosts: dict[str, dict[str, Any]] = {}
+        self.stats: ClusterStats | None = None  # the metrics sink (daemon.py), read by /metrics
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._taken_vni: set[int] = set()

@@ -112,6 +112,22 @@ def dns_names(c: Container, ep: Endpoint, net: Network) -> list[str]:
     return list(dict.fromkeys([c.name, *ep.aliases, c.id[:12]]))
 
 
+def remote_endpoint(rec: dict[str, Any], net: Network) -> dict[str, Any]:
+    """An endpoint record of another host (``cluster/endpoints/...``) in the model's shape."""
+    ip, ip6 = rec.get("ip"), rec.get("ip6")
+    return {
+        "id": f"{str(rec.get('container', ''))[:12]}/{net.id[:12]}",
+        "network": net.name,
+        "container": str(rec.get("name", "")),
+        "host": str(rec.get("host", "")),
+        "remote": True,
+        "vtep": str(rec.get("vtep", "")),
+        "mac": str(rec.get("mac", "")),
+        "ipv4": f"{ip}/{rec.get('prefixlen')}" if ip else "",
+        "ipv6": f"{ip6}/{rec.get('prefixlen6')}" if ip6 else "",
+    }
+
+
 class Topology:
     def __init__(
         self,
@@ -229,6 +245,7 @@ class Topology:
         nets = [self._network(n, view, drift) for n in self.networks.list()]
         endpoints: list[dict[str, Any]] = []
         containers = [self._container(c, view, endpoints, drift) for c in self.all_containers()]
+        containers.extend(self._remote(endpoints))
         if view is not None:
             drift.extend(self._kernel_only(view))
             for ns, why in sorted(view.errors.items(), key=lambda kv: str(kv[0])):
@@ -241,6 +258,28 @@ class Topology:
             "kernel_checked": view is not None,
             "drift": drift,
         }
+
+    def _remote(self, endpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The other hosts' containers on global networks, from the cluster view's endpoint
+        records (each marked ``remote`` with its ``host``, the host's address). A remote host's
+        local networks are not in the cluster store, so neither are their containers."""
+        if self.cluster is None:
+            return []
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for net in self.networks.list():
+            if net.scope != "global":
+                continue
+            for rec in self.cluster.remote_endpoints(net.id):
+                host, name = str(rec.get("host", "")), str(rec.get("name", ""))
+                c = out.setdefault((host, name), {
+                    "id": str(rec.get("container", "")), "name": name, "state": "running",
+                    "host": host, "remote": True, "networks": [], "ports": [],
+                    "dns_names": {}, "links": [],
+                })  # fmt: skip
+                c["networks"].append(net.name)
+                c["dns_names"][net.name] = [name, *rec.get("aliases", [])]
+                endpoints.append(remote_endpoint(rec, net))
+        return [out[k] for k in sorted(out)]
 
     def _hosts(self) -> list[dict[str, Any]]:
         me = {"name": socket.gethostname(), "address": "", "self": True}
@@ -345,6 +384,8 @@ class Topology:
             "image": c.image,
             "network_mode": c.network_mode,
             "sandbox": ns,
+            "host": self.cluster.host if self.cluster is not None else "",
+            "remote": False,
             "networks": nets,
             "ports": [dict(p) for p in c.ports],
             "dns_names": dns,
@@ -372,6 +413,8 @@ class Topology:
             "mac": ep.mac,
             "ipv4": f"{ep.ip}/{ep.prefixlen}" if ep.ip else "",
             "gateway": ep.gateway,
+            "ipv6": f"{ep.ip6}/{ep.prefixlen6}" if ep.ip6 else "",
+            "gateway6": ep.gateway6,
             "aliases": list(ep.aliases),
             "live": self.live(c),
         }

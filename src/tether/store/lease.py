@@ -29,12 +29,14 @@ class LeaseKeeper:
         store: EtcdStore,
         ttl: int,
         on_regrant: Callable[[int], Awaitable[None]] | None = None,
+        on_renewal: Callable[[str], None] | None = None,
     ) -> None:
         if ttl < 2:
             raise ValueError("lease ttl must be at least 2 seconds")
         self.store = store
         self.ttl = ttl
         self.on_regrant = on_regrant
+        self.on_renewal = on_renewal  # each refresh's outcome: "ok", "expired" or "failed"
         self.lease_id = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -55,14 +57,22 @@ class LeaseKeeper:
             await asyncio.sleep(interval)
             try:
                 await self.store.keepalive(self.lease_id)
+                self._renewed("ok")
             except LeaseExpired:
+                self._renewed("expired")
                 log.warning("etcd lease %x expired; granting a new one", self.lease_id)
                 await self._regrant()
             except Unavailable as error:
+                self._renewed("failed")
                 log.warning("lease %x not refreshed: %s", self.lease_id, error)
                 await asyncio.sleep(min(1.0, interval))
             except Exception:
+                self._renewed("failed")
                 log.exception("lease %x refresh failed", self.lease_id)
+
+    def _renewed(self, outcome: str) -> None:
+        if self.on_renewal is not None:
+            self.on_renewal(outcome)
 
     async def _regrant(self) -> None:
         while True:
