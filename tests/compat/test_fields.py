@@ -158,6 +158,7 @@ APPLIED: dict[str, tuple[Any, Check]] = {
     "GroupAdd": (["123"], shown(HC, "GroupAdd", ["123"])),
     "ReadonlyRootfs": (True, shown(HC, "ReadonlyRootfs", True)),
     "CapAdd": (["NET_ADMIN"], shown(HC, "CapAdd", ["NET_ADMIN"])),
+    "DeviceCgroupRules": (["c 1:3 mr"], shown(HC, "DeviceCgroupRules", ["c 1:3 mr"])),
     "CapDrop": (["MKNOD"], shown(HC, "CapDrop", ["MKNOD"])),
     "Privileged": (True, shown(HC, "Privileged", True)),
     "SecurityOpt": (["no-new-privileges"], shown(HC, "SecurityOpt", ["no-new-privileges"])),
