@@ -196,13 +196,7 @@ class _Extractor:
             self._setxattr(parent, "trusted.overlay.opaque", b"y")
             return
         if base.startswith(WHITEOUT_PREFIX):
-            target = parent / base[len(WHITEOUT_PREFIX) :]
-            self._clear(target, keep_dir=False)
-            if self.root:
-                os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-                # the whiteout keeps its member's time: a saved layer comes back byte for byte
-                with contextlib.suppress(OSError, OverflowError, ValueError):
-                    os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)
+            self._whiteout(parent / base[len(WHITEOUT_PREFIX) :], m)
             return
         path = parent / base
         if m.isdir():
@@ -226,17 +220,7 @@ class _Extractor:
         elif m.issym():
             os.symlink(m.linkname, path)
         elif m.islnk():
-            lparts = _clean_name(m.linkname)
-            if not lparts:
-                raise BadRequest(f"invalid hard link {m.name!r} -> {m.linkname!r}")
-            target = self._parent(lparts[:-1]) / lparts[-1]
-            try:
-                target_mode = os.lstat(target).st_mode
-            except FileNotFoundError:
-                raise BadRequest(f"invalid hard link {m.name!r}: no {m.linkname!r}") from None
-            if stat.S_ISDIR(target_mode):
-                raise BadRequest(f"invalid hard link {m.name!r} to a directory")
-            os.link(target, path, follow_symlinks=False)
+            os.link(self._link_target(m), path, follow_symlinks=False)
             return  # shares the inode (and metadata) of its target
         elif m.ischr() or m.isblk():
             if not self.root:
@@ -248,6 +232,29 @@ class _Extractor:
         else:
             return
         self._meta(path, m)
+
+    def _whiteout(self, target: Path, m: tarfile.TarInfo) -> None:
+        """An AUFS-style ``.wh.NAME`` member: NAME becomes an overlayfs whiteout (0/0)."""
+        self._clear(target, keep_dir=False)
+        if self.root:
+            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+            # the whiteout keeps its member's time: a saved layer comes back byte for byte
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(target, (m.mtime, m.mtime), follow_symlinks=False)
+
+    def _link_target(self, m: tarfile.TarInfo) -> Path:
+        """A hard link's target, inside the layer and not a directory (BadRequest else)."""
+        lparts = _clean_name(m.linkname)
+        if not lparts:
+            raise BadRequest(f"invalid hard link {m.name!r} -> {m.linkname!r}")
+        target = self._parent(lparts[:-1]) / lparts[-1]
+        try:
+            target_mode = os.lstat(target).st_mode
+        except FileNotFoundError:
+            raise BadRequest(f"invalid hard link {m.name!r}: no {m.linkname!r}") from None
+        if stat.S_ISDIR(target_mode):
+            raise BadRequest(f"invalid hard link {m.name!r} to a directory")
+        return target
 
     def _meta(self, path: Path, m: tarfile.TarInfo) -> None:
         link = m.issym()
