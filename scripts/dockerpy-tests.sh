@@ -3,8 +3,8 @@
 #
 #   scripts/dockerpy-tests.sh [PYTEST ARGS...]      (as root; default: all of tests/integration)
 #
-# DOCKERPY_SRC: a checkout of docker-py at tag 7.1.0 (its tests are not in the PyPI sdist);
-# without it, the tag is cloned from GitHub. Only the checkout's tests/ and pytest.ini are
+# DOCKERPY_SRC (required): a checkout of docker-py at tag 7.1.0 (its tests are not in the PyPI
+# sdist; this machine cannot reach the forge, so the checkout is brought here by hand). Only the checkout's tests/ and pytest.ini are
 # used: docker-py itself, pytest and the tests' imports go into a throwaway venv. The lab's
 # daemon runs this tree's code; the tests run inside the lab host's network namespace.
 # The image is the repo's offline busybox under the tags the tests use (alpine:3.10,
@@ -25,11 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-src=${DOCKERPY_SRC:-}
-if [ -z "$src" ]; then
-    git clone -q --depth 1 --branch 7.1.0 https://github.com/docker/docker-py "$work/clone"
-    src=$work/clone
-fi
+src=${DOCKERPY_SRC:?set DOCKERPY_SRC to a docker-py 7.1.0 checkout}
 mkdir -p "$work/run" "$work/config"
 cp -a "$src/tests" "$src/pytest.ini" "$work/run/"
 echo '{}' >"$work/config/config.json"
