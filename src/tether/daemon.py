@@ -54,7 +54,13 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Engine, list[Any], ClusterVie
     engine, dns, runtime = _build_containers(cfg, store, netlink, networks, cluster)
     records_changed.connect(dns.invalidate)
     gateway_made.connect(engine.fw.sync)
-    parts: list[Any] = ([cluster] if cluster is not None else []) + [dns, runtime, netlink, store]
+    parts: list[Any] = ([cluster] if cluster is not None else []) + [
+        dns,
+        runtime,
+        netlink,
+        store,
+        engine.events,
+    ]
     return engine, parts, cluster
 
 
@@ -130,7 +136,7 @@ def _build_containers(
     runtime = Runtime(cfg.exec_root / "runtime")
     ctable = ContainerTable(networks)
     fw = FirewallSync(cfg, networks, NftFirewall(), ctable)
-    events = Events()
+    events = Events(journal=cfg.data_root / "events.jsonl")  # survives a restart
     dns = DnsServer(EngineResolver(ctable, networks, cfg.dns, remote=cluster))
     containers = ContainerController(
         store=store,

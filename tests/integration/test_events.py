@@ -16,8 +16,13 @@ from .restart_helpers import import_image, inspect
 
 
 @pytest.fixture(scope="module")
-def h(module_lab_factory, tmp_path_factory) -> LabHost:  # type: ignore[no-untyped-def]
-    lab: Lab = module_lab_factory(["host1"], daemons=True)
+def lab(module_lab_factory) -> Lab:  # type: ignore[no-untyped-def]
+    made: Lab = module_lab_factory(["host1"], daemons=True)
+    return made
+
+
+@pytest.fixture(scope="module")
+def h(lab: Lab, tmp_path_factory) -> LabHost:  # type: ignore[no-untyped-def]
     host = lab.host("host1")
     import_image(host, tmp_path_factory.mktemp("img"))
     return host
@@ -106,3 +111,14 @@ def test_policy_restart_shows_die_then_start(h: LabHost) -> None:
     assert got.index(("container", "die")) < got.index(("container", "start"))
     docker(h, "restart", "-t", "0", "rs", check=True)
     assert ("container", "restart") in actions(events(h, t0, "container=rs"))
+
+
+def test_history_survives_a_daemon_restart(lab: Lab, h: LabHost) -> None:
+    """``docker events --since`` still answers after the daemon restarted (tether keeps a
+    journal of the history under its data root; dockerd keeps it in memory only)."""
+    t0 = time.time()
+    docker(h, "network", "create", "evkeep", check=True)
+    docker(h, "network", "rm", "evkeep", check=True)
+    lab.restart_daemon("host1")
+    got = events(h, t0, "network=evkeep")
+    assert actions(got) == [("network", "create"), ("network", "destroy")], got

@@ -6,21 +6,77 @@ Container events carry ``name``, ``image`` and the container's labels as attribu
 (Docker's restart manager); ``restart`` is emitted by ``docker restart`` only. Filters
 follow Docker's: ``type``/``event``/``scope`` exact, ``container``/``network`` by id prefix
 or name (and they select their own event type), ``image`` with or without tag, ``label``.
-The history kept for ``--since`` is bounded (the last 1000 events).
+The history kept for ``--since`` is bounded (the last 1000 events). With a ``journal`` file
+(``<data-root>/events.jsonl``, 0600) the history survives a daemon restart: each event is
+appended as one JSON line, the last ``history`` lines are read back at start, and the file is
+rewritten from memory once it holds twice that many. (dockerd keeps its events in memory only;
+tether keeps them so ``docker events --since`` still answers after a restart.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
+import os
 import time
 from collections import deque
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger("tether.events")
 
 
 class Events:
-    def __init__(self, history: int = 1000) -> None:
+    def __init__(self, history: int = 1000, journal: Path | None = None) -> None:
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
         self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._journal = journal
+        self._file: IO[str] | None = None
+        self._lines = 0
+        if journal is not None:
+            self._load(journal)
+            self._rewrite()
+
+    def _load(self, journal: Path) -> None:
+        with contextlib.suppress(FileNotFoundError), open(journal, encoding="utf-8") as f:
+            for line in f:
+                with contextlib.suppress(ValueError):
+                    ev = json.loads(line)
+                    if isinstance(ev, dict) and "Type" in ev:
+                        self.history.append(ev)
+
+    def _rewrite(self) -> None:
+        """The journal made equal to the history in memory (atomic), then opened to append."""
+        if self._journal is None:
+            return
+        if self._file is not None:
+            self._file.close()
+        tmp = self._journal.with_name(self._journal.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(ev, separators=(",", ":")) + "\n" for ev in self.history)
+        os.replace(tmp, self._journal)
+        self._lines = len(self.history)
+        self._file = open(self._journal, "a", encoding="utf-8")  # noqa: SIM115 (owned; close())
+
+    def _append(self, ev: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(json.dumps(ev, separators=(",", ":")) + "\n")
+            self._file.flush()
+            self._lines += 1
+            if self.history.maxlen is not None and self._lines >= 2 * self.history.maxlen:
+                self._rewrite()
+        except OSError as exc:  # a full disk must not stop the engine: the history stays in memory
+            log.warning("events journal: %s", exc)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def emit(self, kind: str, action: str, actor_id: str, attrs: dict[str, str]) -> None:
         now = time.time_ns()
@@ -37,6 +93,7 @@ class Events:
             ev["id"] = actor_id
             ev["from"] = attrs.get("image", "")
         self.history.append(ev)
+        self._append(ev)
         for q in list(self.subscribers):
             q.put_nowait(ev)
 
