@@ -186,3 +186,25 @@ def mark_lab_items(
             tr.write_line(msg)
         else:
             print(msg)
+
+
+def docker_ok(host: LabHost, *args: str, timeout: float = 60) -> str:
+    """Run the docker CLI; assert it succeeded; its stdout."""
+    r = docker(host, *args, timeout=timeout)
+    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}: {r.stderr}"
+    return r.stdout
+
+
+def docker_fails(host: LabHost, *args: str, code: int) -> str:
+    """Run the docker CLI; assert it exited with ``code``; its stderr."""
+    r = docker(host, *args)
+    assert r.returncode == code, f"docker {' '.join(args)} -> {r.returncode}: {r.stdout}{r.stderr}"
+    return r.stderr
+
+
+def container_inspect(host: LabHost, name: str) -> dict[str, Any]:
+    """``docker inspect NAME``'s one object."""
+    import json
+
+    data: list[dict[str, Any]] = json.loads(docker_ok(host, "inspect", name))
+    return data[0]

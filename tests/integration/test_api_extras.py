@@ -15,7 +15,7 @@ import pytest
 
 from tether.lab.lab import LabHost
 
-from .helpers import docker
+from .helpers import docker, docker_fails, docker_ok
 from .imagefix import build_busybox_tar, import_alpine
 
 pytestmark = pytest.mark.lab
@@ -23,16 +23,11 @@ pytestmark = pytest.mark.lab
 A = "alpine"
 
 
-def ok(host: LabHost, *args: str, timeout: float = 60) -> str:
-    r = docker(host, *args, timeout=timeout)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}: {r.stderr}"
-    return r.stdout
+ok = docker_ok
 
 
 def fails(host: LabHost, *args: str, code: int = 1) -> str:
-    r = docker(host, *args)
-    assert r.returncode == code, f"docker {' '.join(args)} -> {r.returncode}: {r.stdout}{r.stderr}"
-    return r.stderr
+    return docker_fails(host, *args, code=code)
 
 
 def state(host: LabHost, name: str) -> dict[str, Any]:

@@ -10,13 +10,21 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tether.lab.lab import Lab, LabHost
 
-from .helpers import docker, in_host, mounts_mentioning, pid_alive, wait_until
+from .helpers import (
+    container_inspect,
+    docker,
+    docker_fails,
+    docker_ok,
+    in_host,
+    mounts_mentioning,
+    pid_alive,
+    wait_until,
+)
 from .imagefix import build_busybox_tar, import_alpine
 
 pytestmark = pytest.mark.lab
@@ -25,22 +33,14 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 A = "alpine"
 
 
-def ok(host: LabHost, *args: str, timeout: float = 60) -> str:
-    r = docker(host, *args, timeout=timeout)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}: {r.stderr}"
-    return r.stdout
+ok = docker_ok
 
 
 def fails(host: LabHost, *args: str, code: int = 125) -> str:
-    r = docker(host, *args)
-    assert r.returncode == code, f"docker {' '.join(args)} -> {r.returncode}: {r.stdout}{r.stderr}"
-    return r.stderr
+    return docker_fails(host, *args, code=code)
 
 
-def cinspect(host: LabHost, name: str) -> dict[str, Any]:
-    data = json.loads(ok(host, "inspect", name))
-    out: dict[str, Any] = data[0]
-    return out
+cinspect = container_inspect
 
 
 def ps_names(host: LabHost) -> list[str]:

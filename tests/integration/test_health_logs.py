@@ -8,7 +8,6 @@ max-size`` applied through conmon, and the options tether does not apply refused
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 from tether.lab.lab import LabHost
 
-from .helpers import docker, wait_until
+from .helpers import container_inspect, docker, docker_fails, docker_ok, wait_until
 from .imagefix import build_busybox_tar, import_alpine
 
 pytestmark = pytest.mark.lab
@@ -25,21 +24,14 @@ pytestmark = pytest.mark.lab
 A = "alpine"
 
 
-def ok(host: LabHost, *args: str, timeout: float = 60) -> str:
-    r = docker(host, *args, timeout=timeout)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}: {r.stderr}"
-    return r.stdout
+ok = docker_ok
 
 
-def fails(host: LabHost, *args: str, code: int = 1) -> str:  # docker create: 1
-    r = docker(host, *args)
-    assert r.returncode == code, f"docker {' '.join(args)} -> {r.returncode}: {r.stdout}{r.stderr}"
-    return r.stderr
+def fails(host: LabHost, *args: str, code: int = 1) -> str:
+    return docker_fails(host, *args, code=code)
 
 
-def cinspect(host: LabHost, name: str) -> dict[str, Any]:
-    data: list[dict[str, Any]] = json.loads(ok(host, "inspect", name))
-    return data[0]
+cinspect = container_inspect
 
 
 def health(host: LabHost, name: str) -> dict[str, Any] | None:

@@ -13,16 +13,13 @@ import pytest
 
 from tether.lab.lab import LabHost
 
-from .helpers import docker
+from .helpers import docker, docker_ok
 from .imagefix import build_busybox_tar, import_alpine
 
 pytestmark = pytest.mark.lab
 
 
-def ok(host: LabHost, *args: str) -> str:
-    r = docker(host, *args, timeout=60)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}: {r.stderr}"
-    return r.stdout
+ok = docker_ok
 
 
 @pytest.fixture(scope="module")

@@ -17,23 +17,18 @@ import pytest
 
 from tether.lab.lab import Lab, LabHost
 
-from .helpers import docker, in_host
+from .helpers import docker, docker_fails, docker_ok, in_host
 
 pytestmark = pytest.mark.lab
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def ok(host: LabHost, *args: str) -> str:
-    r = docker(host, *args)
-    assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr}"
-    return r.stdout
+ok = docker_ok
 
 
 def fails(host: LabHost, *args: str, code: int = 1) -> str:
-    r = docker(host, *args)
-    assert r.returncode == code, f"docker {' '.join(args)} -> {r.returncode}: {r.stdout}{r.stderr}"
-    return r.stderr
+    return docker_fails(host, *args, code=code)
 
 
 def inspect(host: LabHost, name: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 
 from tether.lab.lab import LabHost
 
-from .helpers import docker, in_host, netns_names
+from .helpers import docker, docker_ok, in_host, netns_names
 from .imagefix import build_busybox_tar, import_alpine
 
 pytestmark = pytest.mark.lab
@@ -37,10 +37,7 @@ def _own_bounding_set() -> str:
 ALL_CAPS = _own_bounding_set()
 
 
-def ok(host: LabHost, *args: str) -> str:
-    r = docker(host, *args, timeout=60)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}: {r.stderr}"
-    return r.stdout
+ok = docker_ok
 
 
 def run(host: LabHost, *args: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from tether.lab.lab import LabHost
 
-from .helpers import docker
+from .helpers import docker, docker_fails, docker_ok
 from .imagefix import build_busybox_tar, import_alpine
 
 pytestmark = pytest.mark.lab
@@ -26,16 +26,11 @@ A = "alpine"
 MiB = 1024 * 1024
 
 
-def ok(host: LabHost, *args: str, timeout: float = 60) -> str:
-    r = docker(host, *args, timeout=timeout)
-    assert r.returncode == 0, f"docker {' '.join(args)} -> {r.returncode}: {r.stderr}"
-    return r.stdout
+ok = docker_ok
 
 
 def fails(host: LabHost, *args: str, code: int = 125) -> str:
-    r = docker(host, *args)
-    assert r.returncode == code, f"docker {' '.join(args)} -> {r.returncode}: {r.stdout}{r.stderr}"
-    return r.stderr
+    return docker_fails(host, *args, code=code)
 
 
 def hc(host: LabHost, name: str) -> dict[str, Any]:
