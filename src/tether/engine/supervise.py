@@ -241,16 +241,19 @@ class Supervisor:
         runtime = self.core.runtime
         # The process may exit (and its exit be handled) at any await below: a kill that
         # finds it stopped or deleted is that exit, and ``fut`` reports it.
+        # each kill event goes out before its signal: the exit it causes may be handled while
+        # runc's kill is still being awaited, and Docker's order is kill before die
+        self.core.emit("kill", c, signal=str(sig))
         with contextlib.suppress(Conflict, NotFound):
             await runtime.kill(c.id, sig)
-            self.core.emit("kill", c, signal=str(sig))
         await self.thaw(c)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout=max(timeout, 0))
         except TimeoutError:
+            if c.running:  # it did not die of the first signal meanwhile (Docker: no event then)
+                self.core.emit("kill", c, signal=str(int(_signal.SIGKILL)))
             with contextlib.suppress(Conflict, NotFound):
                 await runtime.kill(c.id, _signal.SIGKILL)
-                self.core.emit("kill", c, signal=str(int(_signal.SIGKILL)))
             try:
                 await asyncio.wait_for(fut, timeout=10)
             except TimeoutError:
@@ -324,9 +327,10 @@ class Supervisor:
     async def _kill_for_remove(self, c: Container) -> None:
         c.manually_stopped = True
         fut = self.exit_future(c)
+        if c.running:
+            self.core.emit("kill", c, signal=str(int(_signal.SIGKILL)))  # before: kill, then die
         with contextlib.suppress(Conflict, NotFound):  # exited meanwhile: fut says so
             await self.core.runtime.kill(c.id, _signal.SIGKILL)
-            self.core.emit("kill", c, signal=str(int(_signal.SIGKILL)))
         await self.thaw(c)
         try:
             await asyncio.wait_for(fut, timeout=10)
