@@ -153,6 +153,7 @@ def test_metrics_on_the_web_addr(h: LabHost, webaddr: str) -> None:
 
 BROWSER = Path(__file__).with_name("webpage_browser.py")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "topology-page.png"
+SCREENSHOT_2HOSTS = SCREENSHOT.with_name("topology-page-2hosts.png")
 
 
 @pytest.mark.skipif(not Path("/usr/bin/chromedriver").exists(), reason="no chromium-driver")
@@ -215,7 +216,8 @@ def test_the_page_on_two_hosts(
 ) -> None:
     """Two hosts with etcd, an overlay and a bridge network: host1's page shows both hosts,
     the underlay and the tunnels, every container and network, a container run on host2
-    within 2 s, and the path across the overlay; ``/metrics`` has the cluster's series."""
+    within 2 s, and the path across the overlay; ``/metrics`` has the cluster's series (with
+    TETHER_DOCS_SCREENSHOT=1 the screenshot replaces docs/topology-page-2hosts.png)."""
     lab: Lab = lab_factory(["host1", "host2"], etcd=True, daemons=True)
     h1, h2 = lab.host("host1"), lab.host("host2")
     img = tmp_path_factory.mktemp("img")
@@ -246,6 +248,8 @@ def test_the_page_on_two_hosts(
     assert got["path_text"].startswith("ok"), got
     print(f"2 hosts: first load {got['first_load_ms']:.0f} ms, "
           f"update from host2 {got['appeared_s'] * 1000:.0f} ms")  # fmt: skip
+    if os.environ.get("TETHER_DOCS_SCREENSHOT"):  # refresh docs/topology-page-2hosts.png
+        SCREENSHOT_2HOSTS.write_bytes(shot.read_bytes())
     from prometheus_client.parser import text_string_to_metric_families
 
     text = in_host(h1, "curl", "-sf", f"{url}/metrics", check=True).stdout

@@ -7,9 +7,12 @@ side from the fake's ``link_table``; drift is made by editing the fake kernel.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from tests.unit.test_container_controller import World, aio
 
@@ -201,3 +204,42 @@ async def test_cli_renders_the_model_and_the_path(tmp_path: Path) -> None:
     assert p.splitlines()[0].startswith("web -> db over front: DROPPED at hop 4: isolation")
     assert "ip tether forward: oifname @bridges drop  [host] DROP  <- drops here" in p
     await w.close()
+
+
+def _cli_topology(topo: dict[str, Any], *args: str) -> Any:
+    from cli_fakedaemon import FakeDaemon
+    from click.testing import CliRunner
+
+    from tether.cli.main import cli
+
+    d = FakeDaemon()
+    d.route("GET", "/tether/topology", (200, topo))
+    try:
+        return CliRunner().invoke(cli, ["-H", d.host, "topology", *args])
+    finally:
+        d.close()
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+@aio
+async def test_cli_svg_draws_networks_and_containers(tmp_path: Path) -> None:
+    w = await world(tmp_path)
+    topo = await w.engine.topology()
+    await w.close()
+    r = _cli_topology(topo, "--format", "svg")
+    assert r.exit_code == 0, r.output
+    root = ElementTree.fromstring(r.output.strip())
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = {t.text for t in root.iter("{http://www.w3.org/2000/svg}text")}
+    for name in ("front", "back", "sealed", "web", "api", "db", "vault"):
+        assert name in texts, name
+
+
+def test_cli_svg_without_dot_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tether.cli.topology as cli_topology
+
+    monkeypatch.setattr(cli_topology.shutil, "which", lambda _name: None)
+    r = _cli_topology({"hosts": [], "networks": [], "endpoints": [], "containers": []},
+                      "--format", "svg")  # fmt: skip
+    assert r.exit_code == 1
+    assert "svg needs Graphviz's dot (apt-get install graphviz); try --format dot" in r.output

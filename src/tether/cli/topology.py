@@ -120,7 +120,7 @@ def topology_dot(model: dict[str, Any]) -> str:
     for net in model.get("networks", []):
         devs = net.get("devices", [])
         hub = "net:" + net["name"]
-        label = f"{net['name']}\\n{net['driver']}"
+        label = f"{net['name']}\n{net['driver']}"
         out.append(f"  {_q(hub)} [shape=box style=rounded label={_q(label)}];")
         for d in devs:
             color = " color=red" if d.get("drift") else ""
@@ -134,7 +134,7 @@ def topology_dot(model: dict[str, Any]) -> str:
             out.append(f"  {_q('dev:' + vx if vx != hub else hub)} -- {_q('host:' + p['vtep'])} "
                        f"[label={_q(label)}{style}];")  # fmt: skip
     for c in model.get("containers", []):
-        label = f"{c['name']}\\n{c['state']}"
+        label = f"{c['name']}\n{c['state']}"
         out.append(f"  {_q('c:' + c['name'])} [shape=ellipse label={_q(label)}];")
     for ep in model.get("endpoints", []):
         bridge = next(
@@ -142,7 +142,7 @@ def topology_dot(model: dict[str, Any]) -> str:
              for d in n.get("devices", [])[:1]),
             "net:" + ep["network"],
         )  # fmt: skip
-        label = f"{ep['ifname']} {ep['ipv4']}\\n{ep.get('host_ifname', '')}"
+        label = f"{ep['ifname']} {ep['ipv4']}\n{ep.get('host_ifname', '')}"
         color = " color=red" if ep.get("drift") else ""
         out.append(f"  {_q('c:' + ep['container'])} -- {_q(bridge)} [label={_q(label)}{color}];")
     out.append("}")
