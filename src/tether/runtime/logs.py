@@ -109,6 +109,8 @@ async def read_logs(
                 inode, offset, rest = now_inode, 0, b""
                 watcher.rm_watch(wd)
                 wd = _watch(watcher, log_path, wake)
+            elif log_size(log_path) < offset:
+                offset, rest = 0, b""  # cut in place: the same file from its start
             chunk, offset = await loop.run_in_executor(None, _read_from, log_path, offset)
             if chunk:
                 complete, rest = _complete(rest + chunk)
@@ -118,6 +120,8 @@ async def read_logs(
                     if until is not None and rec.when() > until:
                         return
                 continue
+            if _inode(log_path) != inode or log_size(log_path) < offset:
+                continue  # replaced (or cut) between the check above and the read: read it
             if stop_task is not None and stop_task.done():
                 return
             await _wait_more(wake, stop_task)
