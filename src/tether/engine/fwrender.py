@@ -309,16 +309,22 @@ def _port_maps(b: _Batch, elems: dict[str, dict[tuple[Any, ...], Elem]]) -> None
     b.set("dnat_any_port", any_key_type, any_port, map_to="inet_service")
 
 
-def _nat_chains(b: _Batch, nets: Sequence[NetRule]) -> None:
-    # published ports: one rule per key kind, whatever the number of ports
+def _published_dnat(b: _Batch, prefix: str, daddr: Any, family: str) -> None:
+    """The ``published`` chain: one DNAT rule per key kind (address+port, any address),
+    looked up in the ``<prefix>_ip``/``<prefix>_any`` maps, whatever the number of ports."""
     b.chain("published")
     for name, lookup_key in (
-        ("dnat_ip", [_DADDR, _L4PROTO, _DPORT]),
-        ("dnat_any", [_L4PROTO, _DPORT]),
+        (f"{prefix}_ip", [daddr, _L4PROTO, _DPORT]),
+        (f"{prefix}_any", [_L4PROTO, _DPORT]),
     ):
         addr = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_addr"}}
         port = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_port"}}
-        b.rule("published", {"dnat": {"family": "ip", "addr": addr, "port": port}})
+        b.rule("published", {"dnat": {"family": family, "addr": addr, "port": port}})
+
+
+def _nat_chains(b: _Batch, nets: Sequence[NetRule]) -> None:
+    # published ports: one rule per key kind, whatever the number of ports
+    _published_dnat(b, "dnat", _DADDR, "ip")
     b.chain("prerouting", "nat", "prerouting", -100)
     b.rule("prerouting", _fib_local(), {"jump": {"target": "published"}})
     b.chain("output", "nat", "output", -100)
@@ -429,14 +435,7 @@ def _port_maps6(b: _Batch, elems: dict[str, dict[tuple[Any, ...], Elem]]) -> Non
 
 def _published6(b: _Batch) -> None:
     """DNAT to the IPv6 maps from ``prerouting`` and ``output`` (host-local clients)."""
-    b.chain("published")
-    for name, lookup_key in (
-        ("dnat6_ip", [_DADDR6, _L4PROTO, _DPORT]),
-        ("dnat6_any", [_L4PROTO, _DPORT]),
-    ):
-        addr = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_addr"}}
-        port = {"map": {"key": {"concat": lookup_key}, "data": f"@{name}_port"}}
-        b.rule("published", {"dnat": {"family": "ip6", "addr": addr, "port": port}})
+    _published_dnat(b, "dnat6", _DADDR6, "ip6")
     b.chain("prerouting", "nat", "prerouting", -100)
     b.rule("prerouting", _fib_local(), {"jump": {"target": "published"}})
     # Not to ::1: IPv6 has no route_localnet, the kernel drops a reply to ::1 arriving on a
