@@ -3,12 +3,15 @@
 ``daemon.json`` takes Docker's keys where they exist: ``cluster-store``,
 ``cluster-advertise``, ``default-address-pools`` (``[{"base": CIDR, "size": N}]``),
 ``bip``, ``dns``, ``iptables``, ``ipv6`` with ``fixed-cidr-v6`` (the default bridge
-dual-stack: issue 18). Flags win over the file.
+dual-stack: issue 18), ``cluster-store-opts`` (``{"kv.cacertfile": PATH, ...}``, the
+same keys as the repeatable ``--cluster-store-opt KEY=VALUE``). Flags win over the file
+(for ``cluster-store-opts``, key by key).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ class DaemonConfig:
     exec_root: Path = Path("/run/tether")
     cluster_store: str | None = None
     cluster_advertise: str | None = None
+    cluster_store_opts: dict[str, str] = field(default_factory=dict)
     default_pools: list[tuple[str, int]] | None = None
     bip: str | None = None
     ipv6: bool = False  # with fixed_cidr_v6: the default bridge is dual-stack
@@ -53,6 +57,7 @@ def load_config(
     cluster_advertise: str | None,
     debug: bool = False,
     web_addr: str | None = None,
+    cluster_store_opts: Sequence[str] = (),
 ) -> DaemonConfig:
     cfg = DaemonConfig(debug=debug)
     file_data: dict[str, Any] = {}
@@ -72,6 +77,7 @@ def load_config(
     cfg.iptables = bool(file_data.get("iptables", True))
     cfg.cluster_store = cluster_store or file_data.get("cluster-store")
     cfg.cluster_advertise = cluster_advertise or file_data.get("cluster-advertise")
+    cfg.cluster_store_opts = store_opts(file_data.get("cluster-store-opts"), cluster_store_opts)
     if host:
         cfg.host = host
     elif file_data.get("hosts"):
@@ -88,6 +94,21 @@ def load_config(
     cfg.web_addr = web_addr or file_data.get("web-addr") or file_data.get("metrics-addr")
     cfg.web_endpoint  # noqa: B018 (a bad address fails here, before anything starts)
     return cfg
+
+
+def store_opts(from_file: Any, flags: Sequence[str]) -> dict[str, str]:
+    """daemon.json's ``cluster-store-opts`` dict updated by the ``KEY=VALUE`` flags."""
+    if from_file is None:
+        from_file = {}
+    if not isinstance(from_file, dict) or not all(isinstance(v, str) for v in from_file.values()):
+        raise BadRequest('daemon.json "cluster-store-opts" must map option names to strings')
+    opts = {str(k): v for k, v in from_file.items()}
+    for flag in flags:
+        key, sep, value = flag.partition("=")
+        if not sep or not key.strip():
+            raise BadRequest(f"invalid --cluster-store-opt {flag!r}: want KEY=VALUE")
+        opts[key.strip()] = value
+    return opts
 
 
 def parse_web_addr(text: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +180,7 @@ def _build_cluster(
 
     assert cfg.cluster_store
     vtep = advertise_address(cfg.cluster_advertise)
-    etcd = open_cluster_store(cfg.cluster_store)
+    etcd = open_cluster_store(cfg.cluster_store, cfg.cluster_store_opts)
     stats = ClusterStats()
     metered = MeteredStore(etcd, stats)
     book = EndpointBook(metered, host=vtep, vtep=vtep)
@@ -202,16 +202,31 @@ def _build_cluster(
     return view, overlay
 
 
-def open_cluster_store(url: str) -> EtcdStore:
-    """``etcd://HOST:PORT[,HOST:PORT]`` -> an ``EtcdStore`` (it connects lazily)."""
+def open_cluster_store(url: str, opts: Mapping[str, str] | None = None) -> EtcdStore:
+    """``etcd://HOST:PORT[,HOST:PORT]`` and the ``kv.*`` options -> an ``EtcdStore`` (it
+    connects lazily; bad options or unreadable certificate files are a ``BadRequest`` now)."""
     from tether.errors import BadRequest
-    from tether.store.etcd import EtcdStore
+    from tether.store.etcd import EtcdStore, parse_endpoint
+    from tether.store.etcdconn import EtcdSecurity
 
-    text = url.split("://", 1)[1] if "://" in url else url
-    endpoints = [e for e in text.split(",") if e]
     if not url.startswith("etcd://") and "://" in url:
         raise BadRequest(f"unsupported cluster store {url}: only etcd:// is supported")
-    return EtcdStore(endpoints)
+    text = url.split("://", 1)[1] if "://" in url else url
+    if "@" in text:
+        raise BadRequest(
+            f"cluster store {url.split('@')[-1]}: credentials do not go in the URL "
+            "(they would show in `ps` and `docker info`): use cluster-store-opts "
+            "kv.username and kv.password"
+        )
+    endpoints = [e for e in text.split(",") if e]
+    try:
+        for e in endpoints or [""]:
+            parse_endpoint(e)
+    except ValueError as exc:
+        raise BadRequest(f"cluster store {url}: {exc}") from None
+    security = EtcdSecurity.from_options(opts or {})
+    log.info("cluster store %s (%s)", url, security.describe())
+    return EtcdStore(endpoints, security=security)
 
 
 def advertise_address(value: str | None) -> str:
@@ -323,11 +338,12 @@ def run_daemon(
     cluster_advertise: str | None,
     debug: bool,
     web_addr: str | None = None,
+    cluster_store_opts: Sequence[str] = (),
 ) -> None:
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     cfg = load_config(
         host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
-        web_addr=web_addr,
+        web_addr=web_addr, cluster_store_opts=cluster_store_opts,
     )  # fmt: skip
     logging.basicConfig(
         level=logging.DEBUG if cfg.debug else logging.INFO,

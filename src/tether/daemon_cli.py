@@ -25,6 +25,10 @@ CONTEXT = {"help_option_names": ["--help"]}
 @click.option("--config-file", default="/etc/tether/daemon.json", help="Daemon configuration file")
 @click.option("--cluster-store", default=None, help="URL of the distributed storage backend")
 @click.option("--cluster-advertise", default=None, help="Address or interface name to advertise")
+@click.option(
+    "--cluster-store-opt", "cluster_store_opts", multiple=True, metavar="KEY=VALUE",
+    help="Cluster store option: kv.cacertfile, kv.certfile, kv.keyfile, kv.username, kv.password",
+)  # fmt: skip
 @click.option("-D", "--debug", is_flag=True, help="Enable debug mode")
 @click.option(
     "--web-addr", "--metrics-addr", "web_addr", default=None,
@@ -39,12 +43,13 @@ def daemon(
     cluster_advertise: str | None,
     debug: bool,
     web_addr: str | None,
+    cluster_store_opts: tuple[str, ...],
 ) -> None:
     """Run the tether daemon"""
     from tether.daemon import run_daemon
 
     run_daemon(
         host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
-        web_addr=web_addr,
+        web_addr=web_addr, cluster_store_opts=cluster_store_opts,
     )  # fmt: skip
     sys.exit(0)

@@ -20,7 +20,14 @@ Errors: when etcd cannot be reached every call fails within ``timeout``
 seconds with ``tether.errors.Unavailable("cluster store etcd://HOST:PORT is
 unreachable: ...")``; the same object works again once etcd is back (the
 gRPC channel reconnects with a short capped back-off). With several
-endpoints a failed call moves the next call on to the next endpoint.
+endpoints a failed call moves the next call on to the next endpoint, and a
+call that never reached etcd (no connection, TLS refused, a member without a
+leader) is tried on the next endpoints at once, within ``timeout``.
+
+TLS and user/password (``security=``, Docker's ``kv.*`` options) and the
+connection to one member are in ``tether.store.etcdconn``; TLS and
+authentication failures are named as such ("TLS: cluster store ... refused
+this daemon's client certificate ..."), not as "unreachable".
 
 gRPC and fork: the daemon forks short-lived helpers (pyroute2 opens sockets
 in network namespaces that way). With gRPC loaded every fork logs a warning
@@ -43,6 +50,7 @@ from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
 from tether.store.base import Event, Op, Record, TxnResult, Value, WatchCompacted
+from tether.store.etcdconn import EtcdConnection, EtcdSecurity, explain, stale_token
 
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
@@ -139,12 +147,14 @@ class EtcdStore:
         endpoints: Sequence[str],
         prefix: str = "/tether/",
         timeout: float = 3.0,
+        security: EtcdSecurity | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         self.endpoints = [parse_endpoint(e) for e in endpoints]
         self.prefix = prefix
         self.timeout = timeout
+        self.security = security or EtcdSecurity()
         self._raw_prefix = prefix.encode()
         self._clients: dict[int, Any] = {}
         self._active = 0
@@ -157,9 +167,10 @@ class EtcdStore:
         endpoints: Sequence[str],
         prefix: str = "/tether/",
         timeout: float = 3.0,
+        security: EtcdSecurity | None = None,
     ) -> EtcdStore:
         """Create a store and check etcd answers (``Unavailable`` if not)."""
-        store = cls(endpoints, prefix, timeout)
+        store = cls(endpoints, prefix, timeout, security)
         try:
             await store.current_revision()
         except BaseException:
@@ -182,17 +193,30 @@ class EtcdStore:
         index = self._active
         client = self._clients.get(index)
         if client is None:
-            import aetcd
-
-            endpoint = self.endpoints[index]
-            client = aetcd.Client(
-                host=endpoint.host,
-                port=endpoint.port,
-                timeout=self.timeout,
-                options=dict(_CHANNEL_OPTIONS),
-            )
-            self._clients[index] = client
+            client = self._clients[index] = self._open_client(self.endpoints[index])
         return index, client
+
+    def _open_client(self, endpoint: Endpoint) -> EtcdConnection:
+        """One member's connection: TLS and credentials from ``self.security``."""
+        return EtcdConnection(
+            endpoint.host, endpoint.port, self.security, _CHANNEL_OPTIONS, self.timeout
+        )
+
+    def _security_error(self, index: int, error: BaseException) -> Unavailable | None:
+        """A TLS or authentication failure, named (``etcdconn.explain``); a token etcd
+        forgot (it restarted) is dropped so that the next call authenticates again."""
+        detail = str(error) if isinstance(error, _StaleToken) else _details(error)
+        if stale_token(detail):
+            client = self._clients.get(index)
+            if client is not None:
+                client.forget_token()
+            return self._unavailable(index, "the auth token expired (etcd restarted?)")
+        text = explain(error, self.security, str(self.endpoints[index]))
+        if text is None:
+            return None
+        if len(self.endpoints) > 1 and index == self._active:
+            self._active = (index + 1) % len(self.endpoints)
+        return Unavailable(text)
 
     def _unavailable(self, index: int, detail: str) -> Unavailable:
         if len(self.endpoints) > 1 and index == self._active:
@@ -203,6 +227,9 @@ class EtcdStore:
         from aetcd import exceptions as aexc
         from aetcd import rpc
 
+        named = self._security_error(index, error)
+        if named is not None:
+            return named
         if isinstance(error, TimeoutError):
             return self._unavailable(index, f"no answer within {self.timeout:g}s")
         code = error.code() if isinstance(error, rpc.AioRpcError) else None
@@ -221,6 +248,21 @@ class EtcdStore:
         return Internal(f"cluster store {self.endpoints[index]} failed: {detail}")
 
     async def _call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run one RPC; when it never reached etcd (no connection, TLS refused, a member
+        without a leader, a forgotten token) it is tried on the next endpoints, each once,
+        within ``timeout``. Others (a timeout: the call may have been applied) are raised."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        tries = len(self.endpoints) + 1  # + 1: a re-authentication after a stale token
+        while True:
+            try:
+                return await self._call_one(fn)
+            except Unavailable as error:
+                tries -= 1
+                if tries <= 0 or loop.time() >= deadline or not _not_sent(error.__cause__):
+                    raise
+
+    async def _call_one(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         """Run one RPC against the active endpoint, bounded by ``timeout``."""
         index, client = self._client()
         try:
@@ -454,6 +496,8 @@ class EtcdStore:
             raise ConnectionError("watch stream closed by the server")
         if response.compact_revision:
             raise WatchCompacted(max(start, next_revision), int(response.compact_revision))
+        if response.canceled and stale_token(response.cancel_reason):
+            raise _StaleToken(response.cancel_reason)
         if response.canceled:
             raise Internal(f"cluster store watch was cancelled: {response.cancel_reason}")
         if response.header.revision > self._known_revision:
@@ -538,6 +582,28 @@ class EtcdStore:
 
 
 T = TypeVar("T")
+
+
+class _StaleToken(ConnectionError):
+    """A watch cancelled by etcd because it no longer knows the auth token."""
+
+
+def _details(error: BaseException) -> str:
+    details = getattr(error, "details", None)
+    return str(details() or "") if callable(details) else ""
+
+
+def _not_sent(error: BaseException | None) -> bool:
+    """True when a failed call is known not to have reached etcd's state machine."""
+    if error is None:
+        return False
+    detail = _details(error)
+    return (
+        "failed to connect" in detail
+        or "no leader" in detail
+        or stale_token(detail)
+        or isinstance(error, _StaleToken)
+    )
 
 
 async def _not_foreign_cancel(aw: Awaitable[T]) -> T:
