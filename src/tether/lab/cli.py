@@ -34,6 +34,9 @@ def _print_hosts(lab: Lab) -> None:
         click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     if lab.etcd_endpoint:
         click.echo(f"etcd: {lab.etcd_endpoint} (underlay netns {lab.underlay_netns})")
+    cluster = lab.etcd_cluster
+    if cluster is not None and cluster.pki is not None:
+        click.echo(f"etcd TLS: CA {cluster.pki.ca}, client certificate {cluster.pki.client_cert}")
 
 
 @click.group("lab")
@@ -45,14 +48,28 @@ def lab() -> None:
 @click.argument("name")
 @click.option("--hosts", "count", type=click.IntRange(1, 200), help="Create host1..hostN.")
 @click.option("--host", "names", multiple=True, help="Create a host with this name (repeatable).")
-@click.option("--etcd", is_flag=True, help="Run an etcd on the underlay (198.18.0.2:2379).")
+@click.option(
+    "--etcd",
+    type=click.IntRange(0, 7),
+    is_flag=False,
+    flag_value=1,
+    default=0,
+    metavar="[N]",
+    help="Run etcd on the underlay: one (198.18.0.2:2379) or a cluster of N members (.2, .3, ...).",
+)
+@click.option(
+    "--etcd-tls",
+    is_flag=True,
+    help="The etcd members speak TLS only, with a CA of the lab's own (needs --etcd N).",
+)
 @click.option("--no-daemons", is_flag=True, help="Do not start a tether daemon per host.")
 @click.option("--daemon-timeout", type=float, default=15.0, show_default=True)
 def up(
     name: str,
     count: int | None,
     names: tuple[str, ...],
-    etcd: bool,
+    etcd: int,
+    etcd_tls: bool,
     no_daemons: bool,
     daemon_timeout: float,
 ) -> None:
@@ -67,7 +84,12 @@ def up(
         hosts = ["host1", "host2"]
     try:
         built = Lab.up(
-            name, hosts, etcd=etcd, daemons=not no_daemons, daemon_timeout=daemon_timeout
+            name,
+            hosts,
+            etcd=etcd,
+            daemons=not no_daemons,
+            daemon_timeout=daemon_timeout,
+            etcd_tls=etcd_tls,
         )
     except LabError as exc:
         raise click.ClickException(str(exc)) from exc

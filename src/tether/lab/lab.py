@@ -6,6 +6,9 @@ Layout of a lab called ``l1`` with hosts ``host1`` and ``host2``::
     netns tlab-l1-host1   lo, eth0 198.18.0.11/24, default via 198.18.0.1
     netns tlab-l1-host2   lo, eth0 198.18.0.12/24, default via 198.18.0.1
 
+(``--etcd N``, N > 1, or ``--etcd-tls``: members on 198.18.0.2, .3, ...; see
+:mod:`tether.lab.etcdcluster`.)
+
 The underlay namespace forwards nothing and has no way out, so lab traffic never leaves the
 machine, and the root namespace never sees a lab interface (veths are created inside the
 underlay namespace with their peer created directly inside the host namespace).
@@ -34,9 +37,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tether.lab import links, naming, probe, procs, system
+from tether.lab import etcdcluster, links, naming, probe, procs, system
 from tether.lab import state as statefile
 from tether.lab.errors import LabError
+from tether.lab.etcdcluster import EtcdCluster
 from tether.lab.state import HostInfo, LabState, ProcInfo
 
 DEFAULT_DAEMON_TIMEOUT = 15.0
@@ -240,12 +244,20 @@ class Lab:
             raise LabError(f"lab {self.name!r} has no host {name!r}") from None
 
     @property
+    def etcd_cluster(self) -> EtcdCluster | None:
+        """The lab's etcd cluster (``--etcd N`` with N > 1, or ``--etcd-tls``), else None."""
+        return EtcdCluster(self._state) if self._state.etcd_members else None
+
+    @property
     def etcd_address(self) -> str | None:
         return naming.ETCD_ADDRESS if self._state.want_etcd else None
 
     @property
     def etcd_endpoint(self) -> str | None:
-        """``IP:2379`` of the lab's etcd, or None when the lab has no etcd."""
+        """``IP:2379`` of the lab's etcd (``IP:2379,IP:2379,...`` for a cluster), or None."""
+        cluster = self.etcd_cluster
+        if cluster is not None:
+            return ",".join(cluster.endpoints)
         if not self._state.want_etcd:
             return None
         return f"{naming.ETCD_ADDRESS}:{naming.ETCD_CLIENT_PORT}"
@@ -262,16 +274,25 @@ class Lab:
         cls,
         name: str,
         hosts: Iterable[str],
-        etcd: bool = False,
+        etcd: bool | int = False,
         daemons: bool = True,
         *,
         daemon_cmd: Sequence[str] | None = None,
         daemon_timeout: float = DEFAULT_DAEMON_TIMEOUT,
+        etcd_tls: bool = False,
     ) -> Lab:
         """Build a lab; on any failure everything built so far is removed again.
 
-        ``daemon_cmd`` replaces ``[python, -m, tether]`` (the lab appends ``daemon -H ...``).
+        ``etcd``: True or 1 for the single etcd, N > 1 (or any N with ``etcd_tls``) for an
+        etcd cluster (:mod:`tether.lab.etcdcluster`). ``daemon_cmd`` replaces
+        ``[python, -m, tether]`` (the lab appends ``daemon -H ...``).
         """
+        members = int(etcd)
+        if etcd_tls and not members:
+            raise LabError("--etcd-tls needs --etcd N")
+        if not 0 <= members <= etcdcluster.MAX_MEMBERS:
+            raise LabError(f"--etcd {members}: from 1 to {etcdcluster.MAX_MEMBERS} members")
+        single = members == 1 and not etcd_tls
         naming.check_lab_name(name)
         host_names = [naming.check_host_name(h) for h in hosts]
         if len(set(host_names)) != len(host_names):
@@ -291,14 +312,19 @@ class Lab:
             dir=str(ldir),
             daemons=daemons,
             daemon_cmd=list(daemon_cmd) if daemon_cmd is not None else default_daemon_cmd(),
-            want_etcd=etcd,
+            want_etcd=single,
+            etcd_members=0 if single else members,
+            etcd_tls=etcd_tls,
         )
         st.save()
         lab = cls(st)
         try:
             lab._make_underlay()
-            if etcd:
+            if single:
                 lab.start_etcd()
+            cluster = lab.etcd_cluster
+            if cluster is not None:
+                cluster.start(DEFAULT_ETCD_TIMEOUT)
             for h in host_names:
                 lab._make_host(h)
             if daemons:
@@ -398,6 +424,9 @@ class Lab:
                 "--cluster-advertise",
                 info.address,
             ]
+        cluster = self.etcd_cluster
+        if cluster is not None:
+            argv += [*cluster.daemon_args(), "--cluster-advertise", info.address]
         return system.nsenter_argv(info.netns, argv)
 
     def _daemon_env(self, info: HostInfo) -> dict[str, str]:
@@ -418,6 +447,9 @@ class Lab:
                 raise LabError(
                     f"host {info.name!r}: daemon already running (pid {info.daemon.pid})"
                 )
+            cluster = self.etcd_cluster
+            if cluster is not None:
+                cluster.write_daemon_json(info.config_file)
             with open(info.daemon_log, "ab") as log:
                 log.write(f"--- tether lab: starting daemon at {time.ctime()}\n".encode())
             info.daemon = procs.spawn(
@@ -592,6 +624,9 @@ class Lab:
         for info in list(self._state.hosts.values()):
             problems += self._teardown_host(info, kill9=False)
         attempt("stop etcd", self.stop_etcd)
+        cluster = self.etcd_cluster
+        if cluster is not None:
+            attempt("stop etcd cluster", cluster.stop)
         ul = self._state.ul_netns
         if ul is not None:
             ul_id = system.netns_id(ul)

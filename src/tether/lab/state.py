@@ -71,6 +71,9 @@ class LabState:
     ul_netns: str | None = None
     hosts: dict[str, HostInfo] = field(default_factory=dict)
     etcd: ProcInfo | None = None
+    etcd_members: int = 0  # an etcd cluster (tether.lab.etcdcluster), 0: none
+    etcd_tls: bool = False
+    etcd_procs: dict[str, ProcInfo] = field(default_factory=dict)
     version: int = STATE_VERSION
 
     def save(self) -> None:
@@ -128,6 +131,11 @@ def load(name: str) -> LabState:
             ul_netns=raw.get("ul_netns"),
             hosts={k: _host(v) for k, v in raw.get("hosts", {}).items()},
             etcd=_proc(raw.get("etcd")),
+            etcd_members=int(raw.get("etcd_members", 0)),
+            etcd_tls=bool(raw.get("etcd_tls", False)),
+            etcd_procs={
+                k: p for k, v in raw.get("etcd_procs", {}).items() if (p := _proc(v)) is not None
+            },
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LabError(f"lab {name!r}: malformed state file {path}: {exc}") from exc
