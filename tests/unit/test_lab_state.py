@@ -65,3 +65,18 @@ def test_malformed_state_is_an_error(_root: Path) -> None:
     (_root / "old.json").write_text('{"version": 99}')
     with pytest.raises(LabError, match="unknown state version"):
         state.load("old")
+
+
+def test_state_round_trip_with_an_etcd_cluster(_root: Path) -> None:
+    st = LabState(name="l2", dir=str(_root / "l2"), daemons=True, daemon_cmd=["py"])
+    st.etcd_members, st.etcd_tls = 3, True
+    st.etcd_procs["etcd2"] = ProcInfo(pid=43, starttime=8, argv=["etcd"], log="/e2.log")
+    st.save()
+    assert state.load("l2") == st
+    from tether.lab.etcdcluster import EtcdCluster
+
+    cluster = EtcdCluster(st)
+    assert cluster.endpoints == ["198.18.0.2:2379", "198.18.0.3:2379", "198.18.0.4:2379"]
+    assert cluster.store_url == "etcd://198.18.0.2:2379,198.18.0.3:2379,198.18.0.4:2379"
+    assert set(cluster.store_opts()) == {"kv.cacertfile", "kv.certfile", "kv.keyfile"}
+    st.remove_file()
