@@ -11,7 +11,8 @@ the peer port too. The daemons get every endpoint in ``--cluster-store`` and, wi
 ``cluster-store-opts`` (kv.cacertfile, kv.certfile, kv.keyfile) in their ``daemon.json``,
 where operators put them (a test may rewrite that file to take them away).
 
-A single member without TLS (``--etcd``) stays the lab's original etcd (``Lab.start_etcd``).
+A single member without TLS (``--etcd``) stays the lab's original etcd on 198.18.0.2
+(``start_single``/``stop_single``, behind ``Lab.start_etcd``/``Lab.stop_etcd``).
 
 ``enable_auth`` turns etcd's user/password authentication on (a ``root`` user, and a user
 with read-write access to ``/tether/``), from inside the underlay namespace.
@@ -28,13 +29,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tether.lab import links, naming, procs, system
+from tether.lab import links, naming, probe, procs, system
 from tether.lab.errors import LabError
 from tether.lab.pki import LabPki, make_pki
 from tether.lab.state import LabState, ProcInfo
 
 FIRST_MEMBER_INDEX = 2  # 198.18.0.2: the single etcd's address is the first member's
 MAX_MEMBERS = 7
+
+
+def plan(etcd: bool | int, tls: bool) -> tuple[bool, int]:
+    """``Lab.up``'s ``etcd``/``etcd_tls`` -> (the single etcd?, members of a cluster or 0)."""
+    members = int(etcd)
+    if tls and not members:
+        raise LabError("--etcd-tls needs --etcd N")
+    if not 0 <= members <= MAX_MEMBERS:
+        raise LabError(f"--etcd {members}: from 1 to {MAX_MEMBERS} members")
+    single = members == 1 and not tls
+    return single, 0 if single else members
 
 
 def member_names(count: int) -> list[str]:
@@ -289,6 +301,76 @@ def _auth_main(raw: str) -> None:  # pragma: no cover (runs in the underlay name
         await channel.close()
 
     asyncio.run(run())
+
+
+# ---------------------------------------------------------------------- the single etcd
+
+
+def single_log(state: LabState) -> str:
+    return os.path.join(state.dir, "etcd.log")
+
+
+def single_healthy(state: LabState, timeout: float = 2.0) -> bool:
+    """True when the single etcd answers ``/health`` with ``"health":"true"``."""
+    if not state.want_etcd or state.ul_netns is None:
+        return False
+    url = f"http://{naming.ETCD_ADDRESS}:{naming.ETCD_CLIENT_PORT}/health"
+    r = probe.http_get_in_netns(state.ul_netns, url, timeout)
+    return r is not None and r[0] == 200 and '"health":"true"' in r[1].replace(" ", "")
+
+
+def start_single(state: LabState, timeout: float) -> None:
+    """Start (or restart after ``stop_single``) the lab's etcd in the underlay namespace."""
+    ul = state.ul_netns
+    if ul is None:
+        raise LabError(f"lab {state.name!r} has no underlay")
+    if state.etcd is not None and procs.alive(state.etcd):
+        raise LabError(f"lab {state.name!r}: etcd already running")
+    if not state.want_etcd:
+        state.want_etcd = True
+        state.save()
+    addr = naming.ETCD_ADDRESS
+    links.add_address(
+        ul, naming.UNDERLAY_BRIDGE, f"{addr}/{naming.UNDERLAY_PREFIXLEN}", replace=True
+    )
+    folder = os.path.join(state.dir, "etcd")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    client = f"http://{addr}:{naming.ETCD_CLIENT_PORT}"
+    peer = f"http://{addr}:{naming.ETCD_PEER_PORT}"
+    argv = system.nsenter_argv(
+        ul,
+        [
+            "/usr/bin/etcd",
+            "--name=lab",
+            f"--data-dir={folder}/data",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=lab={peer}",
+            f"--initial-cluster-token={naming.NETNS_PREFIX}{state.name}",
+            "--logger=zap",
+            "--log-outputs=stderr",
+        ],
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+    log = single_log(state)
+    state.etcd = procs.spawn(argv, log, env=env, cwd=folder)
+    state.save()
+    deadline = time.monotonic() + timeout
+    while not single_healthy(state, timeout=1.0):
+        if not procs.alive(state.etcd):
+            raise LabError(f"etcd exited before it was ready; log:\n{_tail(log)}")
+        if time.monotonic() >= deadline:
+            raise LabError(f"etcd not healthy after {timeout:.0f}s; log:\n{_tail(log)}")
+        time.sleep(0.1)
+
+
+def stop_single(state: LabState, timeout: float, kill9: bool = False) -> None:
+    if state.etcd is not None:
+        procs.stop(state.etcd, timeout=timeout, kill9=kill9)
+        state.etcd = None
+        state.save()
 
 
 def _tail(path: str, size: int = 3000) -> str:

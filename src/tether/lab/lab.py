@@ -287,12 +287,7 @@ class Lab:
         etcd cluster (:mod:`tether.lab.etcdcluster`). ``daemon_cmd`` replaces
         ``[python, -m, tether]`` (the lab appends ``daemon -H ...``).
         """
-        members = int(etcd)
-        if etcd_tls and not members:
-            raise LabError("--etcd-tls needs --etcd N")
-        if not 0 <= members <= etcdcluster.MAX_MEMBERS:
-            raise LabError(f"--etcd {members}: from 1 to {etcdcluster.MAX_MEMBERS} members")
-        single = members == 1 and not etcd_tls
+        single, members = etcdcluster.plan(etcd, etcd_tls)
         naming.check_lab_name(name)
         host_names = [naming.check_host_name(h) for h in hosts]
         if len(set(host_names)) != len(host_names):
@@ -313,7 +308,7 @@ class Lab:
             daemons=daemons,
             daemon_cmd=list(daemon_cmd) if daemon_cmd is not None else default_daemon_cmd(),
             want_etcd=single,
-            etcd_members=0 if single else members,
+            etcd_members=members,
             etcd_tls=etcd_tls,
         )
         st.save()
@@ -509,73 +504,22 @@ class Lab:
         self._start_daemons([host], timeout)
 
     # ----------------------------------------------------------------- etcd
-
-    def _etcd_dir(self) -> str:
-        return os.path.join(self.dir, "etcd")
+    # (the single etcd of ``--etcd``; a cluster is ``etcd_cluster``: tether.lab.etcdcluster)
 
     @property
     def etcd_log(self) -> str:
-        return os.path.join(self.dir, "etcd.log")
+        return etcdcluster.single_log(self._state)
 
     def etcd_healthy(self, timeout: float = 2.0) -> bool:
         """True when etcd answers ``/health`` with ``"health":"true"`` on the underlay."""
-        if not self._state.want_etcd or self._state.ul_netns is None:
-            return False
-        r = probe.http_get_in_netns(self._state.ul_netns, f"{self.etcd_url}/health", timeout)
-        return r is not None and r[0] == 200 and '"health":"true"' in r[1].replace(" ", "")
+        return etcdcluster.single_healthy(self._state, timeout)
 
     def start_etcd(self, timeout: float = DEFAULT_ETCD_TIMEOUT) -> None:
         """Start (or restart after :meth:`stop_etcd`) the lab's etcd in the underlay namespace."""
-        ul = self._state.ul_netns
-        if ul is None:
-            raise LabError(f"lab {self.name!r} has no underlay")
-        if self._state.etcd is not None and procs.alive(self._state.etcd):
-            raise LabError(f"lab {self.name!r}: etcd already running")
-        if not self._state.want_etcd:
-            self._state.want_etcd = True
-            self._state.save()
-        addr = naming.ETCD_ADDRESS
-        links.add_address(
-            ul, naming.UNDERLAY_BRIDGE, f"{addr}/{naming.UNDERLAY_PREFIXLEN}", replace=True
-        )
-        os.makedirs(self._etcd_dir(), mode=0o700, exist_ok=True)
-        client = f"http://{addr}:{naming.ETCD_CLIENT_PORT}"
-        peer = f"http://{addr}:{naming.ETCD_PEER_PORT}"
-        argv = system.nsenter_argv(
-            ul,
-            [
-                "/usr/bin/etcd",
-                "--name=lab",
-                f"--data-dir={self._etcd_dir()}/data",
-                f"--listen-client-urls={client}",
-                f"--advertise-client-urls={client}",
-                f"--listen-peer-urls={peer}",
-                f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=lab={peer}",
-                f"--initial-cluster-token={naming.NETNS_PREFIX}{self.name}",
-                "--logger=zap",
-                "--log-outputs=stderr",
-            ],
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
-        self._state.etcd = procs.spawn(argv, self.etcd_log, env=env, cwd=self._etcd_dir())
-        self._state.save()
-        deadline = time.monotonic() + timeout
-        while not self.etcd_healthy(timeout=1.0):
-            etcd = self._state.etcd
-            if not procs.alive(etcd):
-                raise LabError(f"etcd exited before it was ready; log:\n{_tail(self.etcd_log)}")
-            if time.monotonic() >= deadline:
-                raise LabError(
-                    f"etcd not healthy after {timeout:.0f}s; log:\n{_tail(self.etcd_log)}"
-                )
-            time.sleep(0.1)
+        etcdcluster.start_single(self._state, timeout)
 
     def stop_etcd(self, kill9: bool = False) -> None:
-        if self._state.etcd is not None:
-            procs.stop(self._state.etcd, timeout=STOP_TIMEOUT, kill9=kill9)
-            self._state.etcd = None
-            self._state.save()
+        etcdcluster.stop_single(self._state, STOP_TIMEOUT, kill9)
 
     # ----------------------------------------------------------------- teardown
 

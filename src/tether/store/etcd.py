@@ -50,7 +50,18 @@ from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
 from tether.store.base import Event, Op, Record, TxnResult, Value, WatchCompacted
-from tether.store.etcdconn import EtcdConnection, EtcdSecurity, explain, stale_token
+from tether.store.etcdconn import (
+    EtcdConnection,
+    EtcdSecurity,
+    Failover,
+    StaleToken,
+    ambiguous,
+    details,
+    explain,
+    member_lost,
+    stale_token,
+    timed_out,
+)
 
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
@@ -160,6 +171,9 @@ class EtcdStore:
         self._active = 0
         self._known_revision = 0
         self._closed = False
+        self._member_lost = -1e9  # loop time a member was last seen gone (see _call)
+        self._raft_term = 0  # the highest raft term seen in a response header
+        self._last_probe = -1e9
 
     @classmethod
     async def connect(
@@ -205,7 +219,7 @@ class EtcdStore:
     def _security_error(self, index: int, error: BaseException) -> Unavailable | None:
         """A TLS or authentication failure, named (``etcdconn.explain``); a token etcd
         forgot (it restarted) is dropped so that the next call authenticates again."""
-        detail = str(error) if isinstance(error, _StaleToken) else _details(error)
+        detail = str(error) if isinstance(error, StaleToken) else details(error)
         if stale_token(detail):
             client = self._clients.get(index)
             if client is not None:
@@ -227,6 +241,8 @@ class EtcdStore:
         from aetcd import exceptions as aexc
         from aetcd import rpc
 
+        if member_lost(error):
+            self._member_lost = asyncio.get_running_loop().time()
         named = self._security_error(index, error)
         if named is not None:
             return named
@@ -247,20 +263,48 @@ class EtcdStore:
             return Unavailable(f"cluster store {self.endpoints[index]} refused the write: {detail}")
         return Internal(f"cluster store {self.endpoints[index]} failed: {detail}")
 
-    async def _call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
-        """Run one RPC; when it never reached etcd (no connection, TLS refused, a member
-        without a leader, a forgotten token) it is tried on the next endpoints, each once,
-        within ``timeout``. Others (a timeout: the call may have been applied) are raised."""
+    async def _call(self, fn: Callable[[Any], Awaitable[Any]], *, in_flight: bool = True) -> Any:
+        """Run one RPC with failover (``etcdconn.Failover`` says when to try again).
+
+        A call that never reached etcd (no connection, TLS refused, a member without a
+        leader, a forgotten token) or, with ``in_flight``, whose connection broke under it
+        (its member was killed; every call of this store is idempotent but ``txn``, which
+        handles that itself) is tried on the next endpoints, backing off after each round,
+        until ``timeout``. A timeout is not retried, except once (``timeout`` more) while a
+        member was lost in the last seconds or a new leader was elected meanwhile
+        (``_elected_since``): a request forwarded to a dead leader hangs until the
+        election is over; under plain overload a timeout is never repeated.
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        tries = len(self.endpoints) + 1  # + 1: a re-authentication after a stale token
+        retry = Failover(loop.time(), self.timeout, len(self.endpoints), self._member_lost)
         while True:
+            term = self._raft_term
             try:
                 return await self._call_one(fn)
             except Unavailable as error:
-                tries -= 1
-                if tries <= 0 or loop.time() >= deadline or not _not_sent(error.__cause__):
+                if timed_out(error.__cause__) and await self._elected_since(term):
+                    self._member_lost = retry.member_lost = loop.time()
+                delay = retry.next(error.__cause__, loop.time(), in_flight=in_flight)
+                if delay is None:
                     raise
+                if delay:
+                    await asyncio.sleep(delay)
+
+    async def _txn_call(self, request: Any) -> tuple[Any, bool]:
+        """A Txn, and whether a first attempt broke in flight or timed out while a member
+        was lost (it may have been applied: a failed compare may be our own write, see
+        ``_landed``)."""
+
+        def call(c: Any) -> Any:
+            return c.kvstub.Txn(request, timeout=self.timeout, metadata=c.metadata)
+
+        try:
+            return await self._call(call, in_flight=False), False
+        except Unavailable as error:
+            now = asyncio.get_running_loop().time()
+            if not ambiguous(error.__cause__, now - self._member_lost):
+                raise
+        return await self._call(call), True
 
     async def _call_one(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
         """Run one RPC against the active endpoint, bounded by ``timeout``."""
@@ -276,7 +320,31 @@ class EtcdStore:
         header = getattr(response, "header", None)
         if header is not None and header.revision > self._known_revision:
             self._known_revision = int(header.revision)
+        if header is not None:
+            self._raft_term = max(self._raft_term, int(header.raft_term))
         return response
+
+    async def _elected_since(self, term: int) -> bool:
+        """After a timeout: was a leader lost or a new one elected since ``term``? (A
+        request forwarded to a leader that died hangs until our deadline.) One cheap
+        ``Status`` to the active member, at most once a second; False when it does not
+        answer either (overload, not failover)."""
+        from aetcd import rpc
+
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_probe < 1.0:
+            return self._raft_term > term
+        self._last_probe = loop.time()
+        _, client = self._client()
+        try:
+            await client.connect()
+            stub = rpc.MaintenanceStub(client.channel)
+            probe = stub.Status(rpc.StatusRequest(), timeout=1.0, metadata=client.metadata)
+            response = await asyncio.wait_for(_not_foreign_cancel(probe), 1.5)
+        except Exception as error:
+            return "no leader" in details(error)
+        self._raft_term = max(self._raft_term, int(response.header.raft_term))
+        return self._raft_term > term or not response.leader
 
     def _key(self, key: str) -> bytes:
         return self._raw_prefix + key.encode()
@@ -396,16 +464,14 @@ class EtcdStore:
                 success.append(rpc.RequestOp(request_put=put))
             elif op.kind == "delete":
                 success.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=raw)))
-        # On failure, read back every compared key (metadata only) in the
-        # same transaction, to name the op that failed.
+        # On failure, read back every compared key in the same transaction,
+        # to name the op that failed (and to recognise a write of our own).
         failure = [
-            rpc.RequestOp(request_range=rpc.RangeRequest(key=self._key(op.key), keys_only=True))
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=self._key(op.key)))
             for op in conditioned
         ]
         request = rpc.TxnRequest(compare=compares, success=success, failure=failure)
-        response = await self._call(
-            lambda c: c.kvstub.Txn(request, timeout=self.timeout, metadata=c.metadata)
-        )
+        response, ambiguous = await self._txn_call(request)
         revision = int(response.header.revision)
         if response.succeeded:
             return TxnResult(ok=True, revision=revision)
@@ -413,6 +479,8 @@ class EtcdStore:
             kvs = reply.response_range.kvs
             current = int(kvs[0].mod_revision) if kvs else 0
             if (op.kind == "create" and kvs) or (op.kind == "check" and current != op.revision):
+                if ambiguous and _landed(ops, encoded, op.key, kvs):
+                    return TxnResult(ok=True, revision=revision)
                 return TxnResult(ok=False, failed_key=op.key, revision=revision)
         # Only reachable if etcd and this code disagree on a comparison.
         return TxnResult(ok=False, failed_key=conditioned[0].key, revision=revision)
@@ -497,7 +565,7 @@ class EtcdStore:
         if response.compact_revision:
             raise WatchCompacted(max(start, next_revision), int(response.compact_revision))
         if response.canceled and stale_token(response.cancel_reason):
-            raise _StaleToken(response.cancel_reason)
+            raise StaleToken(response.cancel_reason)
         if response.canceled:
             raise Internal(f"cluster store watch was cancelled: {response.cancel_reason}")
         if response.header.revision > self._known_revision:
@@ -584,26 +652,18 @@ class EtcdStore:
 T = TypeVar("T")
 
 
-class _StaleToken(ConnectionError):
-    """A watch cancelled by etcd because it no longer knows the auth token."""
-
-
-def _details(error: BaseException) -> str:
-    details = getattr(error, "details", None)
-    return str(details() or "") if callable(details) else ""
-
-
-def _not_sent(error: BaseException | None) -> bool:
-    """True when a failed call is known not to have reached etcd's state machine."""
-    if error is None:
-        return False
-    detail = _details(error)
-    return (
-        "failed to connect" in detail
-        or "no leader" in detail
-        or stale_token(detail)
-        or isinstance(error, _StaleToken)
-    )
+def _landed(ops: Sequence[Op], encoded: Sequence[str | None], key: str, kvs: Any) -> bool:
+    """After a Txn that broke in flight was sent again and failed on ``key``: True when
+    ``key`` holds what the transaction writes there (or is gone, for a delete), i.e. the
+    first attempt was applied. Values name their owner (container, host), so another
+    writer leaving the very same value is not a practical case."""
+    for op, text in zip(ops, encoded, strict=True):
+        if op.key != key or op.kind == "check":
+            continue
+        if op.kind == "delete":
+            return not kvs
+        return bool(kvs) and kvs[0].value.decode() == text
+    return False
 
 
 async def _not_foreign_cancel(aw: Awaitable[T]) -> T:

@@ -122,7 +122,7 @@ class EtcdConnection:
 
     async def connect(self) -> None:
         """Open the channel (once) and authenticate (again after ``forget_token``)."""
-        if self.channel is not None and (self._token or not self.security.username):
+        if self.channel is not None and (self._token is not None or not self.security.username):
             return
         async with self._lock:
             from aetcd import rpc
@@ -131,7 +131,7 @@ class EtcdConnection:
                 self.channel = self._open_channel()
                 self.kvstub = rpc.KVStub(self.channel)
                 self.leasestub = rpc.LeaseStub(self.channel)
-            if self.security.username and not self._token:
+            if self.security.username and self._token is None:
                 await self._authenticate()
 
     def _open_channel(self) -> Any:
@@ -154,7 +154,7 @@ class EtcdConnection:
             response = await stub.Authenticate(request, timeout=self.timeout)
         except rpc.AioRpcError as error:
             if error.code() == rpc.StatusCode.FAILED_PRECONDITION:  # auth is not enabled
-                self._token = ""
+                self._token = ""  # as etcd's own client: go on without a token
                 return
             raise
         self._token = str(response.token)
@@ -225,3 +225,90 @@ def _explain_tls(detail: str, security: EtcdSecurity, where: str) -> str | None:
             "(set cluster-store-opt kv.cacertfile, kv.certfile, kv.keyfile)"
         )
     return None
+
+
+# ---------------------------------------------------------------------------- failover
+
+#: How long after a member was seen gone a timeout is taken for failover (a request
+#: forwarded to a dead leader hangs until the election is over), not for overload.
+LOSS_WINDOW = 10.0
+_FIRST_BACKOFF = 0.05
+
+
+class StaleToken(ConnectionError):
+    """A watch cancelled by etcd because it no longer knows the auth token."""
+
+
+def details(error: BaseException | None) -> str:
+    """gRPC's details of an error ("" for anything else)."""
+    if isinstance(error, StaleToken):
+        return str(error)
+    get = getattr(error, "details", None)
+    return str(get() or "") if callable(get) else ""
+
+
+def not_sent(error: BaseException | None) -> bool:
+    """The call is known not to have reached etcd's state machine."""
+    detail = details(error)
+    return "failed to connect" in detail or "no leader" in detail or stale_token(detail)
+
+
+def broken(error: BaseException | None) -> bool:
+    """The call's connection broke under it (its member died): it may have been applied."""
+    detail = details(error)
+    return any(w in detail for w in ("Stream removed", "Connection reset", "Socket closed"))
+
+
+def timed_out(error: BaseException | None) -> bool:
+    if isinstance(error, TimeoutError):
+        return True
+    code = getattr(error, "code", None)
+    return callable(code) and getattr(code(), "name", "") == "DEADLINE_EXCEEDED"
+
+
+def member_lost(error: BaseException | None) -> bool:
+    """The error shows a member gone (refused, reset) or without its leader."""
+    detail = details(error).lower()
+    return broken(error) or "connection refused" in detail or "no leader" in detail
+
+
+def ambiguous(error: BaseException | None, since_loss: float) -> bool:
+    """A write that failed this way may have been applied (see ``EtcdStore.txn``)."""
+    return broken(error) or (timed_out(error) and since_loss < LOSS_WINDOW)
+
+
+class Failover:
+    """When ``EtcdStore._call`` tries a failed call again (``next``: a delay or None).
+
+    Calls that never reached etcd, and with ``in_flight`` calls whose connection broke,
+    are tried on the next endpoint at once, and after each round of all endpoints after a
+    back-off (50 ms, doubling), until the deadline (``timeout`` after the start). A
+    timeout gives one more ``timeout`` only while a member was lost less than
+    ``LOSS_WINDOW`` seconds ago; otherwise it is final (retrying a timeout under overload
+    would add load where there is too much)."""
+
+    def __init__(self, now: float, timeout: float, endpoints: int, member_lost: float) -> None:
+        self.deadline = now + timeout
+        self.timeout = timeout
+        self.endpoints = endpoints
+        self.member_lost = member_lost
+        self.failures = 0
+        self.backoff = _FIRST_BACKOFF
+        self.extended = False
+
+    def next(self, error: BaseException | None, now: float, in_flight: bool) -> float | None:
+        if member_lost(error):
+            self.member_lost = now
+        if timed_out(error):
+            if not in_flight or self.extended or now - self.member_lost >= LOSS_WINDOW:
+                return None
+            self.extended = True
+            self.deadline = now + self.timeout
+            return 0.0
+        if not (not_sent(error) or (in_flight and broken(error))):
+            return None
+        self.failures += 1
+        delay = 0.0
+        if self.failures % max(self.endpoints, 1) == 0:
+            delay, self.backoff = self.backoff, self.backoff * 2
+        return delay if now + delay < self.deadline else None
