@@ -45,12 +45,12 @@ import importlib
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
 from tether.store.base import Event, Op, Record, TxnResult, Value, WatchCompacted
 from tether.store.etcdconn import (
+    Endpoint,
     EtcdConnection,
     EtcdSecurity,
     Failover,
@@ -58,7 +58,9 @@ from tether.store.etcdconn import (
     ambiguous,
     details,
     explain,
+    landed,
     member_lost,
+    parse_endpoint,
     stale_token,
     timed_out,
 )
@@ -73,8 +75,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 2379
 
 # gRPC channel options: reconnect quickly once etcd is back (the default
 # back-off grows to two minutes), notice dead peers on long streams (etcd
@@ -102,41 +102,6 @@ class LeaseExpired(TetherError):
     def __init__(self, lease_id: int) -> None:
         super().__init__(f"lease {lease_id:x} has expired")
         self.lease_id = lease_id
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"etcd://{host}:{self.port}"
-
-
-def parse_endpoint(text: str) -> Endpoint:
-    """``etcd://h:p``, ``http://h:p``, ``h:p``, ``h`` or ``[v6]:p``."""
-    rest = text.strip()
-    for scheme in ("etcd://", "http://"):
-        if rest.startswith(scheme):
-            rest = rest[len(scheme) :]
-    rest = rest.rstrip("/")
-    if not rest:
-        raise ValueError(f"invalid etcd endpoint {text!r}")
-    if rest.startswith("["):
-        host, _, tail = rest[1:].partition("]")
-        port = tail[1:] if tail.startswith(":") else ""
-    elif rest.count(":") == 1:
-        host, _, port = rest.partition(":")
-    else:
-        host, port = rest, ""
-    try:
-        number = int(port) if port else DEFAULT_PORT
-    except ValueError:
-        raise ValueError(f"invalid etcd endpoint {text!r}") from None
-    if not host or not 0 < number < 65536:
-        raise ValueError(f"invalid etcd endpoint {text!r}")
-    return Endpoint(host, number)
 
 
 def range_end(prefix: bytes) -> bytes:
@@ -284,16 +249,20 @@ class EtcdStore:
             except Unavailable as error:
                 if timed_out(error.__cause__) and await self._elected_since(term):
                     self._member_lost = retry.member_lost = loop.time()
+                retry.note(error.message)
                 delay = retry.next(error.__cause__, loop.time(), in_flight=in_flight)
                 if delay is None:
-                    raise
+                    summary = retry.summary(self.name)
+                    if summary is None:
+                        raise
+                    raise Unavailable(summary) from error.__cause__
                 if delay:
                     await asyncio.sleep(delay)
 
     async def _txn_call(self, request: Any) -> tuple[Any, bool]:
         """A Txn, and whether a first attempt broke in flight or timed out while a member
         was lost (it may have been applied: a failed compare may be our own write, see
-        ``_landed``)."""
+        ``etcdconn.landed``)."""
 
         def call(c: Any) -> Any:
             return c.kvstub.Txn(request, timeout=self.timeout, metadata=c.metadata)
@@ -479,7 +448,7 @@ class EtcdStore:
             kvs = reply.response_range.kvs
             current = int(kvs[0].mod_revision) if kvs else 0
             if (op.kind == "create" and kvs) or (op.kind == "check" and current != op.revision):
-                if ambiguous and _landed(ops, encoded, op.key, kvs):
+                if ambiguous and landed(ops, encoded, op.key, kvs):
                     return TxnResult(ok=True, revision=revision)
                 return TxnResult(ok=False, failed_key=op.key, revision=revision)
         # Only reachable if etcd and this code disagree on a comparison.
@@ -650,20 +619,6 @@ class EtcdStore:
 
 
 T = TypeVar("T")
-
-
-def _landed(ops: Sequence[Op], encoded: Sequence[str | None], key: str, kvs: Any) -> bool:
-    """After a Txn that broke in flight was sent again and failed on ``key``: True when
-    ``key`` holds what the transaction writes there (or is gone, for a delete), i.e. the
-    first attempt was applied. Values name their owner (container, host), so another
-    writer leaving the very same value is not a practical case."""
-    for op, text in zip(ops, encoded, strict=True):
-        if op.key != key or op.kind == "check":
-            continue
-        if op.kind == "delete":
-            return not kvs
-        return bool(kvs) and kvs[0].value.decode() == text
-    return False
 
 
 async def _not_foreign_cancel(aw: Awaitable[T]) -> T:

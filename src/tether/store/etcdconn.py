@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tether.errors import BadRequest
+from tether.store.base import Op
 
 #: The ``--cluster-store-opt`` keys understood (Docker's spellings for the files).
 KNOWN_OPTIONS = ("kv.cacertfile", "kv.certfile", "kv.keyfile", "kv.username", "kv.password")
@@ -96,6 +97,44 @@ def _read_pem(opts: Mapping[str, str], option: str) -> bytes | None:
     if b"-----BEGIN " not in data:
         raise BadRequest(f"cluster-store-opt {option}={path}: not a PEM file")
     return data
+
+
+DEFAULT_PORT = 2379
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"etcd://{host}:{self.port}"
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """``etcd://h:p``, ``http://h:p``, ``h:p``, ``h`` or ``[v6]:p``."""
+    rest = text.strip()
+    for scheme in ("etcd://", "http://"):
+        if rest.startswith(scheme):
+            rest = rest[len(scheme) :]
+    rest = rest.rstrip("/")
+    if not rest:
+        raise ValueError(f"invalid etcd endpoint {text!r}")
+    if rest.startswith("["):
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    elif rest.count(":") == 1:
+        host, _, port = rest.partition(":")
+    else:
+        host, port = rest, ""
+    try:
+        number = int(port) if port else DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"invalid etcd endpoint {text!r}") from None
+    if not host or not 0 < number < 65536:
+        raise ValueError(f"invalid etcd endpoint {text!r}")
+    return Endpoint(host, number)
 
 
 class EtcdConnection:
@@ -295,6 +334,20 @@ class Failover:
         self.failures = 0
         self.backoff = _FIRST_BACKOFF
         self.extended = False
+        self.reasons: dict[str, str] = {}
+
+    def note(self, message: str) -> None:
+        """Remember why a member failed (``cluster store etcd://H:P is unreachable: ...``)."""
+        head, sep, reason = message.partition(" is unreachable: ")
+        if sep and head.startswith("cluster store "):
+            self.reasons[head.removeprefix("cluster store ")] = reason
+
+    def summary(self, name: str) -> str | None:
+        """When several members failed: one message naming each, else None."""
+        if len(self.reasons) < 2:
+            return None
+        each = "; ".join(f"{where}: {why}" for where, why in sorted(self.reasons.items()))
+        return f"cluster store {name} is unreachable: no member could serve the request ({each})"
 
     def next(self, error: BaseException | None, now: float, in_flight: bool) -> float | None:
         if member_lost(error):
@@ -312,3 +365,17 @@ class Failover:
         if self.failures % max(self.endpoints, 1) == 0:
             delay, self.backoff = self.backoff, self.backoff * 2
         return delay if now + delay < self.deadline else None
+
+
+def landed(ops: Sequence[Op], encoded: Sequence[str | None], key: str, kvs: Any) -> bool:
+    """After a Txn that broke in flight was sent again and failed on ``key``: True when
+    ``key`` holds what the transaction writes there (or is gone, for a delete), i.e. the
+    first attempt was applied. Values name their owner (container, host), so another
+    writer leaving the very same value is not a practical case."""
+    for op, text in zip(ops, encoded, strict=True):
+        if op.key != key or op.kind == "check":
+            continue
+        if op.kind == "delete":
+            return not kvs
+        return bool(kvs) and kvs[0].value.decode() == text
+    return False
