@@ -175,6 +175,22 @@ def _txn_store(book: dict[str, Any]) -> EtcdStore:
     return store
 
 
+@pytest.mark.parametrize(
+    "detail",
+    [
+        BROKEN,
+        "etcdserver: leader changed",
+        "etcdserver: request timed out, possibly due to previous leader failure",
+    ],
+)
+def test_calls_broken_in_flight_are_ambiguous(detail: str) -> None:
+    from tether.store.etcdconn import ambiguous, broken
+
+    error = _error("UNAVAILABLE", detail)
+    assert broken(error) and ambiguous(error, since_loss=1e9)
+    assert not broken(_error("UNAVAILABLE", REFUSED))
+
+
 def test_a_read_broken_in_flight_is_read_again_elsewhere() -> None:
     book: dict[str, Any] = {"calls": []}
     assert asyncio.run(_txn_store(book).current_revision()) == 3

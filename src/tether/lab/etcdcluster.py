@@ -177,23 +177,39 @@ class EtcdCluster:
             procs.stop(info, timeout=10.0)
             self._state.save()
 
-    def healthy(self, name: str, timeout: float = 1.0) -> bool:
-        """True when the member answers ``/health`` with ``"health":"true"`` (needs quorum)."""
+    def leader(self) -> str | None:
+        """The member that leads now (asked of each live member), or None."""
+        for name in self.names:
+            out = self._curl(name, "/v3/maintenance/status", data="{}")
+            try:
+                status = json.loads(out)
+                if status["header"]["member_id"] == status["leader"]:
+                    return name
+            except (ValueError, KeyError, TypeError):
+                continue
+        return None
+
+    def _curl(self, name: str, path: str, data: str | None = None, timeout: float = 1.0) -> str:
         argv = ["curl", "-s", "--max-time", str(timeout)]
         pki = self.pki
         if pki is not None:
             argv += ["--cacert", pki.ca, "--cert", pki.client_cert, "--key", pki.client_key]
-        url = f"{self._scheme()}://{self.endpoint(name)}/health"
+        if data is not None:
+            argv += ["-X", "POST", "-d", data]
+        url = f"{self._scheme()}://{self.endpoint(name)}{path}"
         try:
-            out = subprocess.run(
+            return subprocess.run(
                 system.nsenter_argv(self._underlay(), [*argv, url]),
                 capture_output=True,
                 text=True,
                 timeout=timeout + 5,
             ).stdout
         except subprocess.TimeoutExpired:
-            return False
-        return '"health":"true"' in out.replace(" ", "")
+            return ""
+
+    def healthy(self, name: str, timeout: float = 1.0) -> bool:
+        """True when the member answers ``/health`` with ``"health":"true"`` (needs quorum)."""
+        return '"health":"true"' in self._curl(name, "/health", timeout=timeout).replace(" ", "")
 
     def wait_healthy(self, names: Sequence[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -60,6 +60,7 @@ from tether.store.etcdconn import (
     explain,
     landed,
     member_lost,
+    not_sent,
     parse_endpoint,
     stale_token,
     timed_out,
@@ -294,26 +295,34 @@ class EtcdStore:
         return response
 
     async def _elected_since(self, term: int) -> bool:
-        """After a timeout: was a leader lost or a new one elected since ``term``? (A
-        request forwarded to a leader that died hangs until our deadline.) One cheap
-        ``Status`` to the active member, at most once a second; False when it does not
-        answer either (overload, not failover)."""
+        """After a timeout: is a member gone, or a leader lost or newly elected since
+        ``term``? (A request forwarded to a leader that died hangs until our deadline.)
+        A cheap ``Status`` to each member in turn, at most once a second; False when the
+        live ones answer with the same term and a leader, or not at all (overload)."""
         from aetcd import rpc
 
         loop = asyncio.get_running_loop()
         if loop.time() - self._last_probe < 1.0:
-            return self._raft_term > term
+            return self._raft_term > term or loop.time() - self._member_lost < 2.0
         self._last_probe = loop.time()
-        _, client = self._client()
-        try:
-            await client.connect()
-            stub = rpc.MaintenanceStub(client.channel)
-            probe = stub.Status(rpc.StatusRequest(), timeout=1.0, metadata=client.metadata)
-            response = await asyncio.wait_for(_not_foreign_cancel(probe), 1.5)
-        except Exception as error:
-            return "no leader" in details(error)
-        self._raft_term = max(self._raft_term, int(response.header.raft_term))
-        return self._raft_term > term or not response.leader
+        count = len(self.endpoints)
+        for index in ((self._active + i) % count for i in range(count)):
+            client = self._clients.get(index)
+            if client is None:
+                client = self._clients[index] = self._open_client(self.endpoints[index])
+            try:
+                await client.connect()
+                stub = rpc.MaintenanceStub(client.channel)
+                probe = stub.Status(rpc.StatusRequest(), timeout=1.0, metadata=client.metadata)
+                response = await asyncio.wait_for(_not_foreign_cancel(probe), 1.5)
+            except Exception as error:
+                if member_lost(error) or not_sent(error):
+                    return True
+                continue
+            self._raft_term = max(self._raft_term, int(response.header.raft_term))
+            if self._raft_term > term or not response.leader:
+                return True
+        return False
 
     def _key(self, key: str) -> bytes:
         return self._raw_prefix + key.encode()

@@ -292,10 +292,22 @@ def not_sent(error: BaseException | None) -> bool:
     return "failed to connect" in detail or "no leader" in detail or stale_token(detail)
 
 
+#: A call failed with one of these may or may not have been applied: its connection broke
+#: (its member died), or etcd dropped it because the leader changed under it.
+_BROKEN = (
+    "Stream removed",
+    "Connection reset",
+    "Socket closed",
+    "leader changed",
+    "due to previous leader failure",
+    "due to connection lost",
+)
+
+
 def broken(error: BaseException | None) -> bool:
-    """The call's connection broke under it (its member died): it may have been applied."""
+    """The call broke in flight (see ``_BROKEN``): it may have been applied."""
     detail = details(error)
-    return any(w in detail for w in ("Stream removed", "Connection reset", "Socket closed"))
+    return any(w in detail for w in _BROKEN)
 
 
 def timed_out(error: BaseException | None) -> bool:
