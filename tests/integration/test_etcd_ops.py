@@ -160,16 +160,19 @@ def test_one_member_killed_during_container_starts_fails_nothing(tlab: Lab, ov: 
     second = [(h, f"b{h[-1]}{i}") for i in range(3) for h in ("host1", "host2")]
     leader = cluster.leader()
     assert leader is not None
-    with concurrent.futures.ThreadPoolExecutor(1) as bg:
-        started = bg.submit(_run_many, tlab, first)
-        time.sleep(0.5)  # (not a timed assertion: only lets the first runs get going)
-        cluster.kill_member(leader)  # the worst member to lose: an election follows
-        results = started.result() + _run_many(tlab, second)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as bg:
+            started = bg.submit(_run_many, tlab, first)
+            time.sleep(0.5)  # (not a timed assertion: only lets the first runs get going)
+            cluster.kill_member(leader)  # the worst member to lose: an election follows
+            results = started.result() + _run_many(tlab, second)
+    finally:
+        cluster.start_member(leader, wait=False)
     failures = [r.stderr for r in results if r.returncode != 0]
     assert failures == [], _warnings(tlab)
     addresses = [ip_of(tlab.host(h), n) for h, n in first + second]
     assert len(set(addresses)) == len(addresses), addresses
-    cluster.start_member(leader)
+    cluster.wait_healthy(cluster.names, 30)
 
 
 def test_two_members_killed_global_ops_fail_clearly_data_path_stays(tlab: Lab, ov: str) -> None:

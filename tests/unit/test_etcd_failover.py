@@ -210,3 +210,19 @@ def test_a_create_broken_in_flight_that_was_applied_is_a_success() -> None:
     book.update(calls=[], value=encode_value({"container": "other"}))
     result = asyncio.run(_txn_store(book).txn([Op("create", "ip/10.0.0.2", mine)]))
     assert not result.ok and result.failed_key == "ip/10.0.0.2"
+
+
+def test_a_tls_refusal_is_tried_on_each_member_once_and_named() -> None:
+    from tether.store.etcdconn import EtcdSecurity, StoreAccessRefused
+
+    calls: list[str] = []
+    refused = _error(
+        "UNAVAILABLE",
+        "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:x: "
+        "Unwrap failed (TSI_DATA_CORRUPTED)",
+    )
+    store = _store({"a:2379": refused, "b:2379": refused}, calls)
+    store.security = EtcdSecurity(tls=True)
+    with pytest.raises(StoreAccessRefused, match=r"^TLS: cluster store etcd://b:2379 refused"):
+        asyncio.run(store.current_revision())
+    assert calls == ["a:2379", "b:2379"]

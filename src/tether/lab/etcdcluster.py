@@ -216,7 +216,9 @@ class EtcdCluster:
         for name in names:
             while not self.healthy(name):
                 info = self._state.etcd_procs.get(name)
-                if info is None or not procs.alive(info):
+                if info is None:
+                    raise LabError(f"etcd member {name} is not running (kill_member?)")
+                if not procs.alive(info):
                     raise LabError(f"etcd member {name} exited; log:\n{_tail(self.log(name))}")
                 if time.monotonic() >= deadline:
                     raise LabError(

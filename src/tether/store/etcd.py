@@ -55,6 +55,7 @@ from tether.store.etcdconn import (
     EtcdSecurity,
     Failover,
     StaleToken,
+    StoreAccessRefused,
     ambiguous,
     details,
     explain,
@@ -196,7 +197,7 @@ class EtcdStore:
             return None
         if len(self.endpoints) > 1 and index == self._active:
             self._active = (index + 1) % len(self.endpoints)
-        return Unavailable(text)
+        return StoreAccessRefused(text)
 
     def _unavailable(self, index: int, detail: str) -> Unavailable:
         if len(self.endpoints) > 1 and index == self._active:
@@ -243,10 +244,16 @@ class EtcdStore:
         """
         loop = asyncio.get_running_loop()
         retry = Failover(loop.time(), self.timeout, len(self.endpoints), self._member_lost)
+        refusals = 0
         while True:
             term = self._raft_term
             try:
                 return await self._call_one(fn)
+            except StoreAccessRefused:
+                refusals += 1  # TLS or auth: no back-off, but every member once
+                if refusals >= len(self.endpoints):
+                    raise
+                continue
             except Unavailable as error:
                 if timed_out(error.__cause__) and await self._elected_since(term):
                     self._member_lost = retry.member_lost = loop.time()

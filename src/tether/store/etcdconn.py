@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tether.errors import BadRequest
+from tether.errors import BadRequest, Unavailable
 from tether.store.base import Op
 
 #: The ``--cluster-store-opt`` keys understood (Docker's spellings for the files).
@@ -41,6 +41,11 @@ KNOWN_OPTIONS = ("kv.cacertfile", "kv.certfile", "kv.keyfile", "kv.username", "k
 
 # a token that etcd no longer knows (it restarted: simple tokens live in memory)
 _STALE_TOKEN = "invalid auth token"
+
+
+class StoreAccessRefused(Unavailable):
+    """etcd refused this daemon: TLS or authentication (a configuration problem: each
+    member is tried once, with no back-off, and the message names the problem)."""
 
 
 @dataclass(frozen=True)
