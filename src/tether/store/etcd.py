@@ -68,6 +68,9 @@ from tether.store.etcdconn import (
 )
 
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+# gRPC core's own log lines (several per failed TLS handshake, on every retry) add nothing
+# to the errors named here; GRPC_VERBOSITY=ERROR in the environment brings them back.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 __all__ = [
     "EtcdStore",
