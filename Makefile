@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := iproute2 nftables python3-nftables python3-venv runc conmon etcd-server \
-	busybox-static curl iperf3 dnsperf docker-compose util-linux tini chromium chromium-driver graphviz
+	busybox-static curl iperf3 dnsperf dnsmasq-base docker-compose util-linux tini chromium chromium-driver graphviz
 NFT_LINK := $(VENV)/debian-nftables
 
 .PHONY: setup demo test unit lint bench clean
