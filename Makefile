@@ -38,7 +38,8 @@ lint: setup
 	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python scripts/check_imports.py
 
-BENCH_PACKAGES := docker.io podman
+# netavark + aardvark-dns: without them podman 4.3 falls back to CNI, which has no DNS server
+BENCH_PACKAGES := docker.io podman netavark aardvark-dns
 
 bench: setup
 	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES) >/dev/null
