@@ -17,6 +17,7 @@ from tests.unit.test_dns_server import (
     FakeUpstream,
     Handler,
     answer_a,
+    bound_pair,
     ips,
     scenario,
     tcp_ask,
@@ -421,3 +422,26 @@ def test_cache_is_a_bounded_lru(run: Runner) -> None:
             up.close()
 
     run(scenario(body, FakeResolver()))
+
+
+def test_removing_a_sandbox_leaves_the_shared_exchange_to_the_others(run: Runner) -> None:
+    async def body(env: Env) -> None:
+        up = await ManualUpstream().start()
+        try:
+            env.resolver.servers = [up.address]
+            udp, tcp, uaddr, _ = bound_pair()
+            await env.server.serve_sockets("sb2", udp, tcp)
+            packet = bytes(DNSRecord.question("x.example").pack())
+            first = asyncio.ensure_future(udp_raw(env.udp, packet, timeout=1.0))
+            second = asyncio.ensure_future(udp_ask(uaddr, DNSRecord.question("x.example")))
+            await wait_for(lambda: env.server.stats.forward_coalesced == 1)
+            await env.server.remove_sandbox("sb1")
+            rec, addr = up.queries[0]
+            up.send(a_reply(rec, "192.0.2.50"), addr)
+            assert ips(await second) == ["192.0.2.50"]
+            with pytest.raises(TimeoutError):
+                await first  # its listener is gone: no answer
+        finally:
+            up.close()
+
+    run(scenario(body))

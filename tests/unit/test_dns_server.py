@@ -739,7 +739,8 @@ def test_close_cancels_in_flight_forwards_and_refuses_new_sandboxes(run: Runner)
                 break
             await asyncio.sleep(0.01)
         assert len(up.seen) == 1
-        tasks = set(server._listeners["sb1"].tasks)
+        assert server._listeners["sb1"].pending == 1
+        tasks = set(server._forwards._tasks)
         assert len(tasks) == 1
         await server.close()
         assert all(t.done() for t in tasks)

@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from tether.engine import dns_wire as wire
-from tether.engine.dns_cache import Answer, ForwardCache, Key
+from tether.engine.dns_cache import Answer, ForwardCache
 from tether.engine.dns_forward import DEFAULT_TIMEOUT, Forwarder
 from tether.engine.dnsstats import DnsStats
 from tether.errors import Internal
@@ -92,7 +92,7 @@ class Resolver(Protocol):
 
 
 class _Listener:
-    """One sandbox's sockets, answer cache and forwarding tasks."""
+    """One sandbox's sockets, answer caches and count of forwarded queries in flight."""
 
     def __init__(self, sandbox: str, search_domains: Sequence[str]) -> None:
         self.sandbox = sandbox
@@ -103,7 +103,8 @@ class _Listener:
         self.udp_closed: asyncio.Future[None] | None = None
         self.tcp: asyncio.Server | None = None
         self.conns: set[_TcpConnection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.pending = 0  # forwarded queries waiting for an upstream exchange
+        self.closed = False  # removed: answers still arriving are dropped
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -267,7 +268,8 @@ class DnsServer:
             await self._serve(sandbox, udp, tcp, search_domains)
 
     async def remove_sandbox(self, sandbox: str) -> None:
-        """Close the sandbox's listeners, its TCP connections and its forwarding tasks."""
+        """Close the sandbox's listeners and its TCP connections; answers to its forwarded
+        queries still in flight are dropped (the exchanges go on for other sandboxes)."""
         async with self._lock:
             await self._remove(sandbox)
 
@@ -344,11 +346,7 @@ class DnsServer:
             conn.close()
         if listener.udp is not None:
             listener.udp.close()
-        tasks = list(listener.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        listener.closed = True
         waits: list[asyncio.Future[None]] = []
         if listener.udp_closed is not None:
             waits.append(listener.udp_closed)
@@ -502,15 +500,24 @@ class DnsServer:
             self.stats.rcode(hit[0])
             reply(hit[0])
             return
-        if len(listener.tasks) >= MAX_INFLIGHT:
+        if listener.pending >= MAX_INFLIGHT:
             self.stats.servfail += 1
             reply(self._servfail(data, query, tcp))
             return
-        task = asyncio.get_running_loop().create_task(
-            self._forward(listener, fkey, data, query, reply, key)
-        )
-        listener.tasks.add(task)
-        task.add_done_callback(listener.tasks.discard)
+        listener.pending += 1
+        started = time.perf_counter()
+
+        def done(answer: Answer | None) -> None:
+            listener.pending -= 1
+            if listener.closed:
+                return
+            if answer is None:  # a bug in the exchange (logged by the cache)
+                answer = (self._servfail(data, query, tcp), 0.0)
+            self._keep(listener, key, answer)
+            self.stats.forwarded_reply(time.perf_counter() - started, answer[0])
+            reply(answer[0])
+
+        self._forwards.resolve(fkey, data, query, tcp=tcp, done=done)
 
     @staticmethod
     def _keep(listener: _Listener, key: bytes | None, answer: Answer) -> None:
@@ -519,27 +526,6 @@ class DnsServer:
         if len(listener.hot) >= CACHE_LIMIT:
             listener.hot.clear()
         listener.hot[key] = (answer[0][2:], answer[1])
-
-    async def _forward(
-        self,
-        listener: _Listener,
-        fkey: Key,
-        data: bytes,
-        query: wire.Query,
-        reply: Reply,
-        key: bytes | None,
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            answer = await self._forwards.resolve(fkey, data, query, tcp=key is None)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("forwarding a DNS query for sandbox %s failed", listener.sandbox)
-            answer = (self._servfail(data, query, key is None), 0.0)
-        self._keep(listener, key, answer)
-        self.stats.forwarded_reply(time.perf_counter() - started, answer[0])
-        reply(answer[0])
 
     @staticmethod
     def _servfail(data: bytes, query: wire.Query, tcp: bool) -> bytes:

@@ -35,15 +35,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import struct
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tether.engine import dns_wire as wire
 from tether.engine.dns_forward import Forwarder, Upstream, parse_upstreams
 from tether.engine.dnsstats import DnsStats
+
+log = logging.getLogger("tether.dns")
 
 POSITIVE_TTL_CAP = 3600
 NEGATIVE_TTL_CAP = 300
@@ -209,22 +212,42 @@ class ForwardCache:
         self._stats.forward_hits += 1
         return render(entry, data, query, now, tcp=tcp)
 
-    async def resolve(self, key: Key, data: bytes, query: wire.Query, *, tcp: bool) -> Answer:
-        """Ask the upstreams (or join the exchange in flight for ``key``); the answer."""
+    def resolve(
+        self,
+        key: Key,
+        data: bytes,
+        query: wire.Query,
+        *,
+        tcp: bool,
+        done: Callable[[Answer | None], None],
+    ) -> None:
+        """Ask the upstreams (or join the exchange in flight for ``key``); ``done`` gets the
+        client's answer (None: the exchange broke, a bug; nothing when it was cancelled).
+
+        Waiters are callbacks on the exchange's future, not tasks: a miss costs one task."""
         fut = self._inflight.get(key)
         if fut is None:
             self._stats.forward_misses += 1
-            fut = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
             self._inflight[key] = fut
-            task = asyncio.get_running_loop().create_task(
+            task = loop.create_task(
                 self._exchange(key, upstream_query(data, query), query.question_end, tcp, fut)
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             self._stats.forward_coalesced += 1
-        entry = await asyncio.shield(fut)
-        return render(entry, data, query, time.monotonic(), tcp=tcp)
+
+        def finish(f: asyncio.Future[Entry]) -> None:
+            if f.cancelled():
+                return
+            if f.exception() is not None:
+                done(None)
+                return
+            done(render(f.result(), data, query, time.monotonic(), tcp=tcp))
+
+        fut.add_done_callback(finish)
 
     async def _exchange(
         self, key: Key, out: bytes, question_end: int, tcp: bool, fut: asyncio.Future[Entry]
@@ -241,7 +264,8 @@ class ForwardCache:
         except asyncio.CancelledError:
             fut.cancel()
             raise
-        except Exception as exc:  # a bug: every waiter gets SERVFAIL (dns.py logs it)
+        except Exception as exc:  # a bug: every waiter gets SERVFAIL
+            log.exception("forwarding a DNS query failed")
             fut.set_exception(exc)
         finally:
             if self._inflight.get(key) is fut:
