@@ -9,7 +9,10 @@ a fake resolver that knows ``web``), the fake upstream DNS server (bench/dns_cli
 an authoritative NXDOMAIN and the root zone's SOA, TTL and MINIMUM 60 s, so the negative
 answer is cacheable per RFC 2308), and the load: dnsperf (Debian ``dnsperf``) for q/s with
 ``--window`` queries outstanding, then ``--single`` sequential queries from a small Python
-client for p50/p99 (µs; the client's own cost included, the same for every server).
+client for p50/p99 (µs; the client's own cost included, the same for every server). The
+server's own CPU time during the dnsperf run (/proc/PID/stat) over the queries it completed
+gives "CPU µs per query": unlike q/s and latency, it hardly moves when other work shares the
+machine, so it is the figure to compare on a busy one.
 
 Cases: a container name (cached answer), AAAA of a container name (cached empty answer), a
 nonexistent name asked again and again (a forwarding-cache hit after the first), and a new
@@ -182,19 +185,28 @@ def git_src(ref: str, into: Path) -> Path:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def dnsperf(port: int, name: str, qtype: str, seconds: int, window: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def dnsperf(port: int, name: str, qtype: str, seconds: int, window: int) -> tuple[float, int]:
+    """(queries/s, queries completed)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
         query_file(f, name, qtype)
         argv = ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", f.name, "-l", str(seconds),
                 "-q", str(window), "-t", "2"]  # fmt: skip
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     match = re.search(r"Queries per second:\s+([\d.]+)", out)
+    done = re.search(r"Queries completed:\s+(\d+)", out)
     lost = re.search(r"Queries lost:\s+(\d+)", out)
-    if match is None:
+    if match is None or done is None:
         raise SystemExit(f"cannot read dnsperf output:\n{out}")
     if lost and int(lost.group(1)):
         print(f"  (dnsperf: {lost.group(1)} queries lost)", file=sys.stderr)
-    return float(match.group(1))
+    return float(match.group(1)), int(done.group(1))
 
 
 def single(port: int, name: str, qtype: str, count: int) -> dict[str, float]:
@@ -227,7 +239,7 @@ def main() -> None:
     if shutil.which("dnsperf") is None:
         raise SystemExit("needs dnsperf (apt-get install dnsperf)")
     loops = ["uvloop", "asyncio"] if args.loop == "both" else [args.loop]
-    rows: list[tuple[str, str, float, dict[str, float]]] = []
+    rows: list[tuple[str, str, float, float, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         servers: list[tuple[str, Path | None, str]] = [(f"tether ({k})", REPO / "src", k)
                                                        for k in loops]  # fmt: skip
@@ -243,23 +255,25 @@ def main() -> None:
             for label, src, kind in servers:
                 if kind == "upstream":
                     srv: Proc | None = None
-                    port = up.port
+                    port, pid = up.port, up.proc.pid
                 elif src is None:
                     srv = Dnsmasq(up.port)
-                    port = srv.port
+                    port, pid = srv.port, srv.proc.pid
                 else:
                     srv = tether_server(kind, up.port, src)
-                    port = srv.port
+                    port, pid = srv.port, srv.proc.pid
                 try:
                     for key, case, name, qtype in cases:
                         if key not in ONLY.get(kind, {key}):
                             continue  # dnsmasq: its cache; the upstream: its own speed
                         dnsperf(port, name, qtype, 1, args.window)  # warm up (fills caches)
                         t0 = time.monotonic()
-                        qps = dnsperf(port, name, qtype, args.seconds, args.window)
+                        cpu0 = cpu_seconds(pid)
+                        qps, done = dnsperf(port, name, qtype, args.seconds, args.window)
+                        cpu = (cpu_seconds(pid) - cpu0) / max(done, 1) * 1e6
                         lat = single(port, name, qtype, args.single)
-                        rows.append((label, case, qps, lat))
-                        print(f"{label:30} {case:64} {qps:10.0f} q/s "
+                        rows.append((label, case, qps, cpu, lat))
+                        print(f"{label:30} {case:64} {qps:10.0f} q/s {cpu:6.1f} CPU µs/q "
                               f"p99 {_fmt(lat.get('p99'))} µs ({time.monotonic() - t0:.0f} s)",
                               file=sys.stderr)  # fmt: skip
                 finally:
@@ -271,10 +285,10 @@ def main() -> None:
     print(f"\nEmbedded DNS over loopback: dnsperf {args.seconds} s per case, {args.window} "
           f"outstanding; {args.single} sequential queries for p50/p99; {os.cpu_count()} CPUs, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end\n")  # fmt: skip
-    print("| server | query | queries/s | p50 µs | p99 µs |")
-    print("|---|---|---:|---:|---:|")
-    for label, case, qps, lat in rows:
-        print(f"| {label} | {case} | {qps:,.0f} | {_fmt(lat.get('p50'))} "
+    print("| server | query | queries/s | server CPU µs per query | p50 µs | p99 µs |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, case, qps, cpu, lat in rows:
+        print(f"| {label} | {case} | {qps:,.0f} | {cpu:.1f} | {_fmt(lat.get('p50'))} "
               f"| {_fmt(lat.get('p99'))} |")  # fmt: skip
 
 
