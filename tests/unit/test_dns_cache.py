@@ -445,3 +445,31 @@ def test_removing_a_sandbox_leaves_the_shared_exchange_to_the_others(run: Runner
             up.close()
 
     run(scenario(body))
+
+
+def test_upstream_socket_is_replaced_after_its_uses(
+    run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tether.engine import dns_forward
+
+    monkeypatch.setattr(dns_forward, "CHANNEL_USES", 2)
+
+    async def body(env: Env) -> None:
+        up = await ManualUpstream().start()
+        try:
+            env.resolver.servers = [up.address]
+            for i in range(5):
+                ask = asyncio.ensure_future(udp_ask(env.udp, DNSRecord.question(f"r{i}.example")))
+                await wait_for(lambda i=i: len(up.queries) == i + 1)
+                rec, addr = up.queries[-1]
+                up.send(a_reply(rec, "192.0.2.60"), addr)
+                assert ips(await ask) == ["192.0.2.60"]
+            ports = [addr[1] for _, addr in up.queries]
+            assert ports[0] == ports[1] != ports[2] == ports[3] != ports[4]
+            forwarder = env.server._forwards._forwarder
+            assert len(forwarder._retired) <= 1  # the replaced ones are closed once idle
+            assert all(c.closed for c in forwarder._retired)
+        finally:
+            up.close()
+
+    run(scenario(body))

@@ -14,8 +14,9 @@ What is kept, for how long (seconds from the moment the answer arrived):
 - SERVFAIL, REFUSED, any other error, and "no upstream answered" (SERVFAIL of ours):
   ``FAILURE_TTL`` (1 s: long enough to absorb a client's burst of retries, short enough that
   a recovered upstream is used at once; RFC 2308 §7 allows up to 5 min).
-- a truncated answer (TCP retry failed), a TTL of 0, or a reply we cannot take apart (records
-  after the OPT record, no question section): not cached (still relayed).
+- a truncated answer (TCP retry failed) or a TTL of 0: relayed, not cached.
+- a reply that cannot be taken apart safely (no question section, records after the OPT record,
+  malformed records): the client gets SERVFAIL, kept ``FAILURE_TTL`` like the other failures.
 On the way out every TTL is decremented by the whole seconds the answer has been cached (never
 below 0); the client's id, question (its own letter case) and RD bit are put back; the
 upstream's OPT record is dropped and ours added when the client sent EDNS; an answer larger
