@@ -244,14 +244,14 @@ def _enable_ip_forward() -> None:
 
 async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None, Any]:
     """``--web-addr``: the read-only web page and ``/metrics`` on HOST:PORT (else nothing)."""
+    where = cfg.web_endpoint
+    if where is None:  # prometheus_client and the page's code stay unloaded
+        return None, None
     from aiohttp import web
 
     from tether.api.metrics import Metrics
     from tether.api.web import make_web_app
 
-    where = cfg.web_endpoint
-    if where is None:
-        return None, None
     metrics = Metrics(engine)
     runner = web.AppRunner(make_web_app(engine, metrics), handle_signals=False, access_log=None)
     await runner.setup()

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from tether.errors import Internal
 from tether.linux import nsthread
+from tether.linux.lazypkg import bare_package
 from tether.linux.nsock import netlink_socket_in_netns
 from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
 
@@ -123,6 +124,21 @@ class Netlink(Protocol):
 IFA_F_NODAD = 0x02  # an address without duplicate address detection
 
 
+def _async_iproute() -> Any:
+    """pyroute2's ``AsyncIPRoute`` without the rest of pyroute2 (see :mod:`.lazypkg`)."""
+    bare_package("pyroute2")
+    from pyroute2.iproute.linux import AsyncIPRoute
+
+    return AsyncIPRoute
+
+
+def _netlink_error() -> Any:
+    bare_package("pyroute2")
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError
+
+
 def _err(what: str, exc: BaseException) -> Internal:
     return Internal(f"{what}: {exc}")
 
@@ -135,8 +151,7 @@ class PyrouteNetlink:
         self._sysctl = sysctl or ProcSysctl()  # the daemon's namespace's
 
     async def _ipr(self) -> Any:
-        from pyroute2 import AsyncIPRoute
-
+        AsyncIPRoute = _async_iproute()
         if self._host is None:
             self._host = AsyncIPRoute()
             await self._host.setup_endpoint()
@@ -148,8 +163,7 @@ class PyrouteNetlink:
         if ns_path is None:
             yield await self._ipr()
             return
-        from pyroute2 import AsyncIPRoute
-
+        AsyncIPRoute = _async_iproute()
         try:
             sock = netlink_socket_in_netns(ns_path)
         except OSError as exc:
@@ -188,8 +202,7 @@ class PyrouteNetlink:
         ns_path: str | None = None,
         address6: str | None = None,
     ) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(ns_path) as ipr:
                 idx = await self._lookup(ipr, name)
@@ -215,8 +228,7 @@ class PyrouteNetlink:
             raise _err(f"cannot set up bridge {name}", exc) from exc
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(ns_path) as ipr:
                 idx = await self._lookup(ipr, name)
@@ -244,8 +256,7 @@ class PyrouteNetlink:
             await ns.addr("add", index=idx, address=ip6, prefixlen=int(prefix6), flags=IFA_F_NODAD)
         await self._add_link_local(ns, idx, spec)
         await ns.link("set", index=idx, state="up")
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         for gateway, dst, family in ((spec.gateway, "0.0.0.0/0", 2), (spec.gateway6, "::/0", 10)):
             if not gateway:
                 continue
@@ -291,8 +302,7 @@ class PyrouteNetlink:
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any;
         the IPv6 one when ``gateway`` is an IPv6 address)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(ns_path) as ns:
                 idx = await self._lookup(ns, ifname)
@@ -308,8 +318,7 @@ class PyrouteNetlink:
     ) -> None:
         """A veth pair: ``host_ifname`` on ``bridge`` (in the daemon's namespace, or in
         ``bridge_ns``: an overlay network's), its peer ``spec`` in the container's."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(bridge_ns) as ipr:
                 br = await self._lookup(ipr, bridge)
@@ -346,8 +355,7 @@ class PyrouteNetlink:
             raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         try:
             link = await self._index(parent)
@@ -391,8 +399,7 @@ class PyrouteNetlink:
         The device is always made in the daemon's namespace and, with ``ns_path``, moved there:
         its UDP socket stays where it was made, on the host's underlay.
         """
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         try:
             async with self._in_ns(ns_path) as nsr:
@@ -428,8 +435,7 @@ class PyrouteNetlink:
 
     async def ensure_vlan(self, name: str, parent: str, vid: int) -> None:
         """An 802.1Q sub-interface ``name`` of ``parent`` (kernels without vlan: 95)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         if await self._index(name) is not None:
             return
@@ -450,8 +456,7 @@ class PyrouteNetlink:
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
         """A host-side macvlan (bridge mode) on ``parent`` with ``address`` (/32) and a route
         to ``route`` through it, so the host reaches its own macvlan containers."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         link = await self._index(parent)
         if link is None:
@@ -489,8 +494,7 @@ class PyrouteNetlink:
     ) -> None:
         """Replace (or delete) a permanent entry of ``table`` ("fdb", "neigh") on ``ifname``;
         deleting an entry, or from a device, that is gone is not an error."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         async with self._in_ns(ns_path) as ipr:
             idx = await self._lookup(ipr, ifname)
             if idx is None:
