@@ -294,10 +294,10 @@ class PyrouteNetlink:
                 raise Internal(f"cannot enable IPv6 on {ifname}: no {key} (IPv6 is off)")
 
     async def loopback_up(self, ns_path: str) -> None:
-        async with self._in_ns(ns_path) as ns:
-            idx = await self._lookup(ns, "lo")
-            if idx is not None:
-                await ns.link("set", index=idx, state="up")
+        try:
+            await asyncio.wrap_future(nsthread.default().submit_link_up(ns_path, "lo"))
+        except OSError as exc:
+            raise _err(f"cannot set lo up in {ns_path}", exc) from exc
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any;
