@@ -57,6 +57,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Engine, list[Any], ClusterVie
     parts: list[Any] = ([cluster] if cluster is not None else []) + [
         dns,
         runtime,
+        networks.drivers["bridge"],  # its bridge deletions under way, before netlink closes
         netlink,
         store,
         engine.events,

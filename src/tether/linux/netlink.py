@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,6 +73,14 @@ class Netlink(Protocol):
     ) -> None: ...
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None: ...
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        """Set ``name`` down and rename it ``new_name`` (False: there is no ``name``)."""
+        ...
+
+    async def reap_link(self, name: str) -> None:
+        """Delete the link ``name`` of the daemon's namespace, off the netlink thread (the
+        kernel's wait for a bridge to unregister holds no lock others need)."""
+        ...
 
     async def link_names(self) -> set[str]: ...
 
@@ -137,6 +146,25 @@ def _netlink_error() -> Any:
     from pyroute2.netlink.exceptions import NetlinkError
 
     return NetlinkError
+
+
+def dellink_by_name(name: str) -> None:
+    """``RTM_DELLINK`` of ``name`` on a socket of its own (blocking: the kernel answers once
+    the link is unregistered, ~40 ms for a bridge); ``OSError`` with the kernel's errno."""
+    import socket
+    import struct
+
+    raw = name.encode() + b"\0"
+    attr = struct.pack("HH", 4 + len(raw), 3) + raw  # IFLA_IFNAME
+    attr += b"\0" * (-len(attr) % 4)
+    body = struct.pack("BxHiII", 0, 0, 0, 0, 0) + attr  # struct ifinfomsg
+    msg = struct.pack("IHHII", 16 + len(body), 17, 0x5, 1, 0) + body  # RTM_DELLINK, REQUEST|ACK
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as s:
+        s.send(msg)
+        reply = s.recv(4096)
+    kind, error = struct.unpack_from("H", reply, 4)[0], struct.unpack_from("i", reply, 16)[0]
+    if kind == 2 and error < 0:  # NLMSG_ERROR with an errno (0: the ack)
+        raise OSError(-error, os.strerror(-error))
 
 
 def _err(what: str, exc: BaseException) -> Internal:
@@ -237,6 +265,19 @@ class PyrouteNetlink:
         except NetlinkError as exc:
             if exc.code != 19:  # ENODEV: already gone
                 raise _err(f"cannot delete link {name}", exc) from exc
+
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        NetlinkError = _netlink_error()
+        try:
+            ipr = await self._ipr()
+            idx = await self._lookup(ipr, name)
+            if idx is None:
+                return False
+            await ipr.link("set", index=idx, state="down")  # a link is renamed only down
+            await ipr.link("set", index=idx, ifname=new_name)
+            return True
+        except NetlinkError as exc:
+            raise _err(f"cannot retire link {name}", exc) from exc
 
     async def _configure_peer(self, spec: LinkSpec) -> None:
         async with self._in_ns(spec.ns_path) as ns:
@@ -663,6 +704,17 @@ class ThreadedNetlink:
             "vxlan_entries", vxlan, ns_path
         )
         return entries
+
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        done: bool = await self._call("retire_link", name, new_name)
+        return done
+
+    async def reap_link(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(dellink_by_name, name)
+        except OSError as exc:
+            if exc.errno != 19:  # ENODEV: already gone
+                raise _err(f"cannot delete link {name}", exc) from exc
 
     async def loopback_up(self, ns_path: str) -> None:
         await self._call("loopback_up", ns_path)
