@@ -307,7 +307,8 @@ def main() -> int:
         log("§3 connect / disconnect")
         cases.connect_disconnect(engines, res, sizes.cd)
         log("§8 CLI wall time")
-        cases.cli_wall(engines, res, sizes.cli, [os.path.join(ROOT, ".venv", "bin", "tether")])
+        # bin/tether: the launcher `make setup` installs as .venv/bin/tether
+        cases.cli_wall(engines, res, sizes.cli, [os.path.join(ROOT, "bin", "tether")])
         for e in engines:
             e.cleanup()
         cases.setup_networks(engines)
