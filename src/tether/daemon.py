@@ -315,6 +315,17 @@ async def serve(cfg: DaemonConfig) -> None:
         nsthread.shutdown()
 
 
+def _bare_aiohttp() -> None:
+    """aiohttp's server without its ``__init__``, which imports the client side too
+    (connector, cookie jar, client websockets...: ~4 MB of the daemon's resident memory;
+    see :mod:`tether.linux.lazypkg`). Any other name asked of ``aiohttp`` loads it whole."""
+    from tether.linux.lazypkg import bare_package, package_version
+
+    version = package_version("aiohttp")
+    if version is not None:
+        bare_package("aiohttp", __version__=version)
+
+
 def run_daemon(
     host: str | None,
     data_root: str | None,
@@ -343,6 +354,7 @@ def run_daemon(
     # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
     # block them before any thread starts so none of them receives one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    _bare_aiohttp()
     from tether import memdebug
 
     memdebug.install()  # debug only: TETHER_TRACEMALLOC=FILE

@@ -37,3 +37,12 @@ def test_bare_then_whole() -> None:
     ).stdout.split()
     bare, whole = int(out[0]), int(out[1])
     assert bare < whole
+
+
+def test_package_version_read_without_import() -> None:
+    from tether.linux.lazypkg import package_version
+
+    assert package_version("aiohttp") == __import__("importlib.metadata").metadata.version(
+        "aiohttp"
+    )
+    assert package_version("no_such_package_here") is None

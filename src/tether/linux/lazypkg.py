@@ -21,8 +21,9 @@ import types
 _lock = threading.Lock()
 
 
-def bare_package(name: str) -> types.ModuleType:
-    """``name``'s package module, its ``__init__`` deferred until a name in it is asked for."""
+def bare_package(name: str, **preset: object) -> types.ModuleType:
+    """``name``'s package module, its ``__init__`` deferred until a name in it is asked for;
+    ``preset``: names its submodules take from it at import (``from . import __version__``)."""
     with _lock:
         mod = sys.modules.get(name)
         if mod is not None:
@@ -31,6 +32,7 @@ def bare_package(name: str) -> types.ModuleType:
         if spec is None or spec.loader is None or spec.submodule_search_locations is None:
             raise ImportError(f"{name} is not an installed package")
         mod = importlib.util.module_from_spec(spec)
+        mod.__dict__.update(preset)
         loaded = False
 
         def __getattr__(attr: str) -> object:
@@ -52,3 +54,16 @@ def bare_package(name: str) -> types.ModuleType:
         mod.__getattr__ = __getattr__  # type: ignore[method-assign]
         sys.modules[name] = mod
         return mod
+
+
+def package_version(name: str) -> str | None:
+    """The ``__version__ = "..."`` a package's ``__init__.py`` sets, read without running it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        return None
+    with open(spec.origin, encoding="utf-8") as f:
+        for line in f:
+            key, sep, value = line.partition("=")
+            if sep and key.strip() == "__version__":
+                return value.strip().strip("\"'") or None
+    return None
