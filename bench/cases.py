@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,11 +98,16 @@ def run_reachable(engines: list[Engine], res: Results, n: int, floor: Floor | No
         if floor is not None:
             try:
                 sample = floor.one(i)
-            finally:
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+                log(f"floor: {exc}; no more floor samples")
+                res.note("run_tcp", "limit", "floor failed")
                 floor.remove(i)
-            res.add("run_tcp", "limit", sample["total"])
-            for part, ms in sample.items():
-                res.floor_parts.setdefault(part, []).append(ms)
+                floor = None
+            else:
+                floor.remove(i)
+                res.add("run_tcp", "limit", sample["total"])
+                for part, ms in sample.items():
+                    res.floor_parts.setdefault(part, []).append(ms)
         ip = f"172.30.0.{10 + i}"
         for e in order:
             t0 = time.monotonic()
@@ -316,9 +322,8 @@ def restart_latency(engines: list[Engine], res: Results, n: int) -> None:
 
 
 def cli_wall(engines: list[Engine], res: Results, n: int, tether_cli: list[str]) -> None:
-    """``tether network ls`` (its own CLI) and ``network ls`` through each engine's client."""
-    import subprocess
-
+    """``network ls``, ``ps`` and ``network inspect`` through each engine's client, and
+    through tether's own CLI (``tether_cli``) against the same daemon."""
     verbs = {"ls": ("network", "ls"), "ps": ("ps",), "inspect": ("network", "inspect", "benchrun")}
     for key, words in verbs.items():
         verb = " ".join(words[:2])

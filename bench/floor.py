@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "src"), ROOT]
+if not __package__:  # run as a script: this checkout's bench and tether
+    sys.path[:0] = [os.path.join(ROOT, "src"), ROOT]
 
 from bench.netns import setns, wait_tcp  # noqa: E402
 from tether.linux.lazypkg import bare_package  # noqa: E402
