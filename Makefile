@@ -9,6 +9,7 @@ NFT_LINK := $(VENV)/debian-nftables
 .PHONY: setup demo test unit lint bench clean
 
 setup: $(VENV)/.installed
+	@install -m 0755 bin/tether $(VENV)/bin/tether  # the launcher without site, over pip's script
 
 $(VENV)/.installed: pyproject.toml
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \

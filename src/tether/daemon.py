@@ -57,6 +57,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Engine, list[Any], ClusterVie
     parts: list[Any] = ([cluster] if cluster is not None else []) + [
         dns,
         runtime,
+        networks.drivers["bridge"],  # its bridge deletions under way, before netlink closes
         netlink,
         store,
         engine.events,
@@ -244,14 +245,14 @@ def _enable_ip_forward() -> None:
 
 async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None, Any]:
     """``--web-addr``: the read-only web page and ``/metrics`` on HOST:PORT (else nothing)."""
+    where = cfg.web_endpoint
+    if where is None:  # prometheus_client and the page's code stay unloaded
+        return None, None
     from aiohttp import web
 
     from tether.api.metrics import Metrics
     from tether.api.web import make_web_app
 
-    where = cfg.web_endpoint
-    if where is None:
-        return None, None
     metrics = Metrics(engine)
     runner = web.AppRunner(make_web_app(engine, metrics), handle_signals=False, access_log=None)
     await runner.setup()
@@ -314,6 +315,17 @@ async def serve(cfg: DaemonConfig) -> None:
         nsthread.shutdown()
 
 
+def _bare_aiohttp() -> None:
+    """aiohttp's server without its ``__init__``, which imports the client side too
+    (connector, cookie jar, client websockets...: ~4 MB of the daemon's resident memory;
+    see :mod:`tether.linux.lazypkg`). Any other name asked of ``aiohttp`` loads it whole."""
+    from tether.linux.lazypkg import bare_package, package_version
+
+    version = package_version("aiohttp")
+    if version is not None:
+        bare_package("aiohttp", __version__=version)
+
+
 def run_daemon(
     host: str | None,
     data_root: str | None,
@@ -342,6 +354,7 @@ def run_daemon(
     # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
     # block them before any thread starts so none of them receives one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    _bare_aiohttp()
     from tether import memdebug
 
     memdebug.install()  # debug only: TETHER_TRACEMALLOC=FILE

@@ -99,6 +99,7 @@ class Runner:
             await core.dns_add(c)
             clock.mark("dns")
         bundle = self.bundle.write(c, ns_path, await self.bundle.user_mounts(c))
+        clock.mark("bundle")
         log_path = core.files_dir(c) / "container.log"
         c.state.error = ""
         overlay = core.images.overlay_for(c.id)

@@ -86,6 +86,19 @@ class FakeNetlink:
             if other.master == name:
                 other.master = None
 
+    async def reap_link(self, name: str) -> None:
+        await self.delete_link(name)
+
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        self._call("retire_link", name, new_name)
+        link = self.links.pop(name, None)
+        if link is None:
+            return False
+        link.name = new_name
+        link.info["down"] = True
+        self.links[new_name] = link
+        return True
+
     async def link_names(self) -> set[str]:
         return set(self.links)
 
