@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,6 +58,17 @@ class LinkInfo:
     addresses: tuple[str, ...] = ()  # IPv4 "ip/prefix"
     vni: int = 0  # vxlan
     local: str = ""  # vxlan: the local VTEP address
+
+
+@dataclass(frozen=True)
+class VxlanEntry:
+    """One permanent entry on a VXLAN device: an FDB entry (``table`` "fdb": ``mac`` -> the
+    remote VTEP ``dst``) or a neighbour entry ("neigh": the IP ``dst`` -> ``mac``)."""
+
+    table: str
+    mac: str
+    dst: str
+    present: bool
 
 
 class Netlink(Protocol):
@@ -101,6 +112,10 @@ class Netlink(Protocol):
 
     async def set_neigh(
         self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
+    ) -> None: ...
+
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None: ...
 
     async def vxlan_entries(
@@ -474,33 +489,44 @@ class PyrouteNetlink:
     async def set_fdb(
         self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
     ) -> None:
-        # NTF_SELF: the vxlan device's own table, not the bridge's
-        await self._set_entry("fdb", vxlan, f"fdb {mac}", present, ns_path,
-                              lladdr=mac, dst=dst, flags=0x02)  # fmt: skip
+        await self.set_entries(vxlan, [VxlanEntry("fdb", mac, dst, present)], ns_path)
 
     async def set_neigh(
         self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
     ) -> None:
-        await self._set_entry("neigh", ifname, f"neighbour {ip}", present, ns_path,
-                              dst=ip, lladdr=mac)  # fmt: skip
+        await self.set_entries(ifname, [VxlanEntry("neigh", mac, ip, present)], ns_path)
 
-    async def _set_entry(
-        self, table: str, ifname: str, what: str, present: bool, ns_path: str | None, **attrs: Any
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
-        """Replace (or delete) a permanent entry of ``table`` ("fdb", "neigh") on ``ifname``;
-        deleting an entry, or from a device, that is gone is not an error."""
+        """Replace (or delete) permanent FDB/neighbour entries on ``vxlan``, in order, as one
+        batch: one socket (in ``ns_path``), one device lookup, then one request per entry on
+        that socket (a burst of remote endpoints was one socket, lookup and call each). Deleting
+        an entry, or from a device, that is gone is not an error; the first failure is raised
+        after every other entry was tried."""
         from pyroute2.netlink.exceptions import NetlinkError
 
+        if not entries:
+            return
+        first: Internal | None = None
         async with self._in_ns(ns_path) as ipr:
-            idx = await self._lookup(ipr, ifname)
+            idx = await self._lookup(ipr, vxlan)
             if idx is None:
                 return
-            op = "replace" if present else "del"
-            try:  # state NUD_PERMANENT
-                await getattr(ipr, table)(op, ifindex=idx, state=0x80, **attrs)
-            except NetlinkError as exc:
-                if present or exc.code not in (2, 19):  # ENOENT, ENODEV
-                    raise _err(f"cannot program {what} on {ifname}", exc) from exc
+            for e in entries:
+                op = "replace" if e.present else "del"
+                try:  # state NUD_PERMANENT; an FDB entry with NTF_SELF (the vxlan's own table)
+                    if e.table == "fdb":
+                        await ipr.fdb(op, ifindex=idx, state=0x80, lladdr=e.mac, dst=e.dst,
+                                      flags=0x02)  # fmt: skip
+                    else:
+                        await ipr.neigh(op, ifindex=idx, state=0x80, dst=e.dst, lladdr=e.mac)
+                except NetlinkError as exc:
+                    if first is None and (e.present or exc.code not in (2, 19)):  # ENOENT, ENODEV
+                        what = f"fdb {e.mac}" if e.table == "fdb" else f"neighbour {e.dst}"
+                        first = _err(f"cannot program {what} on {vxlan}", exc)
+        if first is not None:
+            raise first
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
@@ -651,6 +677,11 @@ class ThreadedNetlink:
         self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
     ) -> None:
         await self._call("set_neigh", ifname, ip, mac, present, ns_path)
+
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
+    ) -> None:
+        await self._call("set_entries", vxlan, list(entries), ns_path)
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
