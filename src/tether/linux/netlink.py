@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tether.errors import Internal
-from tether.linux import nsthread
+from tether.linux import neighbatch, nsthread
+from tether.linux.neighbatch import VxlanEntry as VxlanEntry
 from tether.linux.nsock import netlink_socket_in_netns
 from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
 
@@ -58,17 +60,6 @@ class LinkInfo:
     addresses: tuple[str, ...] = ()  # IPv4 "ip/prefix"
     vni: int = 0  # vxlan
     local: str = ""  # vxlan: the local VTEP address
-
-
-@dataclass(frozen=True)
-class VxlanEntry:
-    """One permanent entry on a VXLAN device: an FDB entry (``table`` "fdb": ``mac`` -> the
-    remote VTEP ``dst``) or a neighbour entry ("neigh": the IP ``dst`` -> ``mac``)."""
-
-    table: str
-    mac: str
-    dst: str
-    present: bool
 
 
 class Netlink(Protocol):
@@ -135,6 +126,7 @@ class Netlink(Protocol):
     async def close(self) -> None: ...
 
 
+NETLINK_ROUTE = 0
 IFA_F_NODAD = 0x02  # an address without duplicate address detection
 
 
@@ -500,33 +492,27 @@ class PyrouteNetlink:
         self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
         """Replace (or delete) permanent FDB/neighbour entries on ``vxlan``, in order, as one
-        batch: one socket (in ``ns_path``), one device lookup, then one request per entry on
-        that socket (a burst of remote endpoints was one socket, lookup and call each). Deleting
-        an entry, or from a device, that is gone is not an error; the first failure is raised
-        after every other entry was tried."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        netlink batch (:mod:`tether.linux.neighbatch`: one socket in ``ns_path``, one device
+        lookup, the messages packed into as few writes as fit; a burst of remote endpoints
+        was a socket, a lookup and a pyroute2 request per entry). Deleting an entry, or from
+        a device, that is gone is not an error; the first entry refused is raised after the
+        kernel went through every other one."""
         if not entries:
             return
-        first: Internal | None = None
-        async with self._in_ns(ns_path) as ipr:
-            idx = await self._lookup(ipr, vxlan)
-            if idx is None:
-                return
-            for e in entries:
-                op = "replace" if e.present else "del"
-                try:  # state NUD_PERMANENT; an FDB entry with NTF_SELF (the vxlan's own table)
-                    if e.table == "fdb":
-                        await ipr.fdb(op, ifindex=idx, state=0x80, lladdr=e.mac, dst=e.dst,
-                                      flags=0x02)  # fmt: skip
-                    else:
-                        await ipr.neigh(op, ifindex=idx, state=0x80, dst=e.dst, lladdr=e.mac)
-                except NetlinkError as exc:
-                    if first is None and (e.present or exc.code not in (2, 19)):  # ENOENT, ENODEV
-                        what = f"fdb {e.mac}" if e.table == "fdb" else f"neighbour {e.dst}"
-                        first = _err(f"cannot program {what} on {vxlan}", exc)
-        if first is not None:
-            raise first
+        try:
+            if ns_path is None:
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+            else:
+                sock = netlink_socket_in_netns(ns_path)
+        except OSError as exc:
+            raise _err(f"cannot open netlink in {ns_path or 'the host namespace'}", exc) from exc
+        try:
+            sock.settimeout(10.0)
+            neighbatch.apply(sock, vxlan, entries)
+        except OSError as exc:
+            raise _err(f"cannot program the entries of {vxlan}", exc) from exc
+        finally:
+            sock.close()
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
