@@ -12,13 +12,12 @@ the busybox image, creates one overlay on host 1, then
 - create -> listed everywhere: a second overlay created on host 1 (``POST /networks/create``)
   until ``GET /networks/NAME`` answers 200 on every host (polled over the API sockets);
 - the storm: M containers per host (``docker run -d``) by P parallel docker clients
-  (``--clients``; the first host's containers first, the last host's not at all: it stays
-  without an endpoint on the overlay); every failure is counted and its text kept;
+  (``--clients``; host 1's containers first); every failure is counted and its text kept;
 - CPU per learnt endpoint: host 1's daemon CPU time (``/proc/PID/stat``) from just before the
   other hosts' containers start until its overlay namespace holds an FDB entry for each of
-  them, less its idle rate over the same time, divided by the endpoints learnt; the same for
-  the last host, which has no endpoint on the overlay (the "only networks with local
-  endpoints" rule: it should learn nothing but the records);
+  them, less its idle rate over the same time, divided by the endpoints learnt; with
+  ``--bare``, one more host without any container, measured over the same start + 2 s (the
+  "only networks with local endpoints" rule: it keeps the records and programs nothing);
 - run -> pingable by name from host 1: a container started on a random other host until a
   container on host 1 pings it by name (``docker exec ... ping -c1 -W1``, retried; median of 3);
 - 20 random cross-host pairs ping by name (``--pairs``);
@@ -227,54 +226,65 @@ def learnt_cpu(h: LabHost, net_id: str, want: int, start_cpu: float, t0: float,
     return f"{max(spent, 0.0) * 1000 / max(want, 1):.2f} ms"
 
 
+def storm(case: Case, hosts: list[LabHost], bare: LabHost | None, net_id: str) -> None:
+    """Host 1's containers, then everyone else's by ``case.clients`` parallel clients; the
+    CPU per endpoint learnt by host 1 (and by ``bare``, which has no endpoint on the overlay)."""
+    row, h1 = case.row, hosts[0]
+    mine = [(h1, f"c{h1.index}x{i}") for i in range(case.per_host)]
+    errors = start_all(mine, case.clients)  # first: host 1's overlay is wired before the rest
+    others = [(h, f"c{h.index}x{i}") for h in hosts[1:] for i in range(case.per_host)]
+    watched = [h1] + ([bare] if bare is not None else [])
+    pids = [pid_of(h) for h in watched]
+    c0, ta = [cpu_seconds(p) for p in pids], time.monotonic()
+    time.sleep(3.0)
+    rates = [(cpu_seconds(p) - c) / (time.monotonic() - ta) for p, c in zip(pids, c0, strict=True)]
+    c1, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
+    errors += start_all(others, case.clients)
+    log(f"  {len(mine) + len(others)} runs, {len(errors)} failed; load {os.getloadavg()[0]:.2f}")
+    ok = len(others) - sum(1 for e in errors if not e.startswith(h1.name + "/"))
+    cpu = learnt_cpu(h1, net_id, ok, c1[0], t0, rates[0], True)
+    if bare is not None:
+        cpu += (
+            f" (host without endpoints: {learnt_cpu(bare, net_id, ok, c1[1], t0, rates[1], False)})"
+        )
+    row["CPU per learnt endpoint"] = cpu
+    row["docker run failures"] = f"{len(errors)}/{len(mine) + len(others)}"
+    for e in errors[:5]:
+        log(f"  failed: {e}")
+
+
+def idle_figures(case: Case, lab: Lab, offsets: dict[str, int], seconds: float) -> None:
+    row = case.row
+    pids = [pid_of(h) for h in lab.hosts.values()]
+    row["RSS per daemon"] = f"{statistics.median(rss_mb(p) for p in pids):.0f} MB"
+    before, t = sum(cpu_seconds(p) for p in pids), time.monotonic()
+    time.sleep(seconds)
+    idle = (sum(cpu_seconds(p) for p in pids) - before) / (time.monotonic() - t)
+    row["idle CPU, all daemons"] = f"{idle * 100:.0f} % of a core"
+    regrants, timeouts = log_counts(lab, offsets)
+    row["lease re-grants / etcd timeouts"] = f"{regrants} / {timeouts}"
+    row["load avg"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def run_case(case: Case, args: argparse.Namespace) -> None:
     name = f"c3s{secrets.token_hex(2)}"
     log(f"case {case.label}: lab {name}, load {os.getloadavg()[0]:.2f}")
-    lab, took = build(name, case.hosts)
-    row = case.row
-    row["case"] = case.label
-    row["build"] = f"{took:.0f} s"
+    lab, took = build(name, case.hosts + (1 if args.bare else 0))
+    case.row.update({"case": case.label, "build": f"{took:.0f} s"})
     try:
-        hosts = list(lab.hosts.values())
-        h1, last = hosts[0], hosts[-1]
-        offsets = {h.name: os.path.getsize(h.daemon_log) for h in hosts}
-        listed_everywhere(lab, hosts, "ov", "10.80.0.0/16")
-        net_id = str(docker(h1, "network", "inspect", "-f", "{{.Id}}", "ov").stdout.strip())
-        # host 1's containers first (its overlay is wired), the last host none
-        mine = [(h1, f"c{h1.index}x{i}") for i in range(case.per_host)]
-        errors = start_all(mine, case.clients)
-        others = [(h, f"c{h.index}x{i}") for h in hosts[1:-1] for i in range(case.per_host)]
-        pid1, pidl = pid_of(h1), pid_of(last)
-        c1a, cla, ta = cpu_seconds(pid1), cpu_seconds(pidl), time.monotonic()
-        time.sleep(3.0)
-        rate1 = (cpu_seconds(pid1) - c1a) / (time.monotonic() - ta)
-        ratel = (cpu_seconds(pidl) - cla) / (time.monotonic() - ta)
-        c1, cl, t0 = cpu_seconds(pid1), cpu_seconds(pidl), time.monotonic()
-        errors += start_all(others, case.clients)
-        log(f"  {len(mine) + len(others)} runs, {len(errors)} failed; load "
-            f"{os.getloadavg()[0]:.2f}")  # fmt: skip
-        ok = len(others) - sum(1 for e in errors if not e.startswith(h1.name + "/"))
-        wired = learnt_cpu(h1, net_id, ok, c1, t0, rate1, True)
-        bare = learnt_cpu(last, net_id, ok, cl, t0, ratel, False)
-        row["CPU per learnt endpoint"] = f"{wired} (host without endpoints: {bare})"
-        row["docker run failures"] = f"{len(errors)}/{len(mine) + len(others)}"
-        for e in errors[:5]:
-            log(f"  failed: {e}")
-        row["create → listed everywhere"] = (
-            f"{listed_everywhere(lab, hosts, 'lat', '10.81.0.0/24'):.0f} ms"
-        )
-        row["run → pingable by name from host 1"] = pingable(hosts, mine[0][1])
-        row["cross-host pairs by name"] = pairs(hosts[:-1], case.per_host, args.pairs)
+        everyone = list(lab.hosts.values())
+        hosts = everyone[: case.hosts]  # with --bare, the last one stays without containers
+        bare = everyone[-1] if args.bare else None
+        offsets = {h.name: os.path.getsize(h.daemon_log) for h in everyone}
+        listed_everywhere(lab, everyone, "ov", "10.80.0.0/16")
+        net_id = str(docker(hosts[0], "network", "inspect", "-f", "{{.Id}}", "ov").stdout.strip())
+        storm(case, hosts, bare, net_id)
+        listed = listed_everywhere(lab, everyone, "lat", "10.81.0.0/24")
+        case.row["create → listed everywhere"] = f"{listed:.0f} ms"
+        case.row["run → pingable by name from host 1"] = pingable(hosts, f"c{hosts[0].index}x0")
+        case.row["cross-host pairs by name"] = pairs(hosts, case.per_host, args.pairs)
         time.sleep(2.0)
-        pids = [pid_of(h) for h in hosts]
-        row["RSS per daemon"] = f"{statistics.median(rss_mb(p) for p in pids):.0f} MB"
-        before, t = sum(cpu_seconds(p) for p in pids), time.monotonic()
-        time.sleep(args.idle_seconds)
-        idle = (sum(cpu_seconds(p) for p in pids) - before) / (time.monotonic() - t)
-        row["idle CPU, all daemons"] = f"{idle * 100:.0f} % of a core"
-        regrants, timeouts = log_counts(lab, offsets)
-        row["lease re-grants / etcd timeouts"] = f"{regrants} / {timeouts}"
-        row["load avg"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        idle_figures(case, lab, offsets, args.idle_seconds)
     finally:
         if not args.keep:
             t = time.monotonic()
@@ -288,7 +298,7 @@ def pingable(hosts: list[LabHost], probe: str) -> str:
     out = []
     rnd = random.Random(7)
     for i in range(3):
-        h = rnd.choice(hosts[1:-1] or hosts[1:])
+        h = rnd.choice(hosts[1:])
         name = f"new{i}"
         r = docker(h, "run", "-d", "--name", name, "--network", "ov", IMAGE, "sleep", "1d")
         t0 = time.monotonic()
@@ -344,14 +354,17 @@ def main() -> int:
     ap.add_argument("--idle-seconds", type=float, default=10.0)
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
+    ap.add_argument("--bare", action="store_true",
+                    help="one more host without containers (its CPU per endpoint)")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("scale_cluster needs root (it builds a lab of network namespaces)")
     rows = []
     for n in (int(x) for x in args.hosts.split(",")):
-        if n < 3:
-            raise SystemExit("--hosts: at least 3 (host 1, others, one host without endpoints)")
+        if n < 2:
+            raise SystemExit("--hosts: at least 2")
         label = f"{n} hosts × {args.per_host}, {args.clients} clients"
+        label += " (+1 without containers)" if args.bare else ""
         case = Case(n, args.per_host, args.clients, label)
         run_case(case, args)
         rows.append(case.row)

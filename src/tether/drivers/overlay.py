@@ -19,11 +19,13 @@ CPU-bound lab). A network wired by an older tether in the host namespace (its br
 there) stays there until its last local container leaves.
 
 Nothing is learnt from the wire: for every *remote* endpoint of the network
-the cluster view calls :meth:`OverlayDriver.peer_changed`, which programs a
-permanent FDB entry (MAC -> remote VTEP) and a permanent neighbour entry
-(IP -> MAC) on the VXLAN device, so ARP is answered by the local kernel and
-the first packet already knows where to go (flannel's model, not gossip or
-kernel miss notifications). Those entries live in the kernel, so the data path
+the cluster view calls :meth:`OverlayDriver.peers_changed` (in batches, coalesced
+from the watch: ``tether.engine.cluster_batch``), which programs a permanent FDB
+entry (MAC -> remote VTEP) and a permanent neighbour entry (IP -> MAC) on the
+VXLAN device, so ARP is answered by the local kernel and the first packet already
+knows where to go (flannel's model, not gossip or kernel miss notifications). Only
+on a network wired here (with a local endpoint); a batch is one netlink batch
+(``Netlink.set_entries``). Those entries live in the kernel, so the data path
 keeps working while the cluster store is away.
 
 The driver owns kernel objects only. What it needs from above is given at

@@ -97,14 +97,6 @@ class Netlink(Protocol):
 
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None: ...
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
-    ) -> None: ...
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None: ...
-
     async def set_entries(
         self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None: ...
@@ -415,7 +407,7 @@ class PyrouteNetlink:
                         vxlan_local=local,
                         vxlan_port=port,
                         vxlan_learning=0,
-                        vxlan_proxy=1,  # answer ARP from the neighbour table (set_neigh)
+                        vxlan_proxy=1,  # answer ARP from the neighbour table (set_entries)
                         mtu=mtu,
                     )
                     if ns_path is not None:
@@ -478,16 +470,6 @@ class PyrouteNetlink:
             await self.delete_link(name)
             raise _err(f"cannot set up the host shim {name}", exc) from exc
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self.set_entries(vxlan, [VxlanEntry("fdb", mac, dst, present)], ns_path)
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self.set_entries(ifname, [VxlanEntry("neigh", mac, ip, present)], ns_path)
-
     async def set_entries(
         self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
@@ -519,7 +501,7 @@ class PyrouteNetlink:
     ) -> tuple[dict[str, str], dict[str, str]]:
         """The device's own remote entries: (FDB MAC -> VTEP, neighbour IP -> MAC).
 
-        Only FDB entries with a destination (what :meth:`set_fdb` makes; the bridge's own
+        Only FDB entries with a destination (what :meth:`set_entries` makes; the bridge's own
         entries for the port have none) and permanent neighbour entries are listed.
         Empty when the device is missing.
         """
@@ -653,16 +635,6 @@ class ThreadedNetlink:
 
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
         await self._call("ensure_shim", name, parent, address, route)
-
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self._call("set_fdb", vxlan, mac, dst, present, ns_path)
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self._call("set_neigh", ifname, ip, mac, present, ns_path)
 
     async def set_entries(
         self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None

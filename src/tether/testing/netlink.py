@@ -163,12 +163,6 @@ class FakeNetlink:
             else:
                 self._neigh(vxlan, e.dst, e.mac, e.present)
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        self._call("set_fdb", vxlan, mac, dst, present)
-        self._fdb(vxlan, mac, dst, present)
-
     def _fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
         if vxlan not in self.links:
             return
@@ -177,12 +171,6 @@ class FakeNetlink:
             table[mac] = dst
         elif table.get(mac) == dst:
             del table[mac]
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        self._call("set_neigh", ifname, ip, mac, present)
-        self._neigh(ifname, ip, mac, present)
 
     def _neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
         if ifname not in self.links:
