@@ -6,7 +6,7 @@ seconds of daemon CPU. Here the messages are packed with ``struct`` (an ``ndmsg`
 attributes each) and written to one rtnetlink socket, ``CHUNK`` messages per ``send``; the
 kernel handles every message of a write in turn and answers each with an acknowledgement
 (``NLM_F_ACK``), read back by sequence number. One device lookup (``RTM_GETLINK`` by name)
-per batch. Measured here: 4,001 entries in 121 ms of CPU (~30 µs each, kernel included).
+per batch. Measured here: 4,001 entries in 38 ms of CPU (~10 µs each, kernel included).
 
 An FDB entry is ``AF_BRIDGE`` with ``NTF_SELF`` (the VXLAN device's own table, not its
 bridge's): MAC -> remote VTEP. A neighbour entry is ``AF_INET``/``AF_INET6``: IP -> MAC.
@@ -83,7 +83,7 @@ def neigh_message(ifindex: int, e: VxlanEntry, seq: int) -> bytes:
 
 def _replies(sock: socket.socket) -> list[tuple[int, int, bytes]]:
     """One read: the messages in it as (type, seq, payload)."""
-    data = sock.recv(1 << 20)
+    data = sock.recv(32768)  # an acknowledgement is ~36 bytes, a link ~1.5 KB
     out = []
     off = 0
     while off + HDR.size <= len(data):
