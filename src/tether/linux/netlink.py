@@ -18,13 +18,15 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tether.errors import Internal
-from tether.linux import nsthread
+from tether.linux import neighbatch, nsthread
 from tether.linux.lazypkg import bare_package
+from tether.linux.neighbatch import VxlanEntry as VxlanEntry
 from tether.linux.nsock import netlink_socket_in_netns
 from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
 
@@ -105,12 +107,8 @@ class Netlink(Protocol):
 
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None: ...
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
-    ) -> None: ...
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None: ...
 
     async def vxlan_entries(
@@ -130,6 +128,7 @@ class Netlink(Protocol):
     async def close(self) -> None: ...
 
 
+NETLINK_ROUTE = 0
 IFA_F_NODAD = 0x02  # an address without duplicate address detection
 
 
@@ -456,7 +455,7 @@ class PyrouteNetlink:
                         vxlan_local=local,
                         vxlan_port=port,
                         vxlan_learning=0,
-                        vxlan_proxy=1,  # answer ARP from the neighbour table (set_neigh)
+                        vxlan_proxy=1,  # answer ARP from the neighbour table (set_entries)
                         mtu=mtu,
                     )
                     if ns_path is not None:
@@ -517,42 +516,38 @@ class PyrouteNetlink:
             await self.delete_link(name)
             raise _err(f"cannot set up the host shim {name}", exc) from exc
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
-        # NTF_SELF: the vxlan device's own table, not the bridge's
-        await self._set_entry("fdb", vxlan, f"fdb {mac}", present, ns_path,
-                              lladdr=mac, dst=dst, flags=0x02)  # fmt: skip
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self._set_entry("neigh", ifname, f"neighbour {ip}", present, ns_path,
-                              dst=ip, lladdr=mac)  # fmt: skip
-
-    async def _set_entry(
-        self, table: str, ifname: str, what: str, present: bool, ns_path: str | None, **attrs: Any
-    ) -> None:
-        """Replace (or delete) a permanent entry of ``table`` ("fdb", "neigh") on ``ifname``;
-        deleting an entry, or from a device, that is gone is not an error."""
-        NetlinkError = _netlink_error()
-        async with self._in_ns(ns_path) as ipr:
-            idx = await self._lookup(ipr, ifname)
-            if idx is None:
-                return
-            op = "replace" if present else "del"
-            try:  # state NUD_PERMANENT
-                await getattr(ipr, table)(op, ifindex=idx, state=0x80, **attrs)
-            except NetlinkError as exc:
-                if present or exc.code not in (2, 19):  # ENOENT, ENODEV
-                    raise _err(f"cannot program {what} on {ifname}", exc) from exc
+        """Replace (or delete) permanent FDB/neighbour entries on ``vxlan``, in order, as one
+        netlink batch (:mod:`tether.linux.neighbatch`: one socket in ``ns_path``, one device
+        lookup, the messages packed into as few writes as fit; a burst of remote endpoints
+        was a socket, a lookup and a pyroute2 request per entry). Deleting an entry, or from
+        a device, that is gone is not an error; the first entry refused is raised after the
+        kernel went through every other one."""
+        if not entries:
+            return
+        try:
+            if ns_path is None:
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+            else:
+                sock = netlink_socket_in_netns(ns_path)
+        except OSError as exc:
+            raise _err(f"cannot open netlink in {ns_path or 'the host namespace'}", exc) from exc
+        try:
+            sock.settimeout(10.0)
+            neighbatch.apply(sock, vxlan, entries)
+        except OSError as exc:
+            raise _err(f"cannot program the entries of {vxlan}", exc) from exc
+        finally:
+            sock.close()
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
     ) -> tuple[dict[str, str], dict[str, str]]:
         """The device's own remote entries: (FDB MAC -> VTEP, neighbour IP -> MAC).
 
-        Only FDB entries with a destination (what :meth:`set_fdb` makes; the bridge's own
+        Only FDB entries with a destination (what :meth:`set_entries` makes; the bridge's own
         entries for the port have none) and permanent neighbour entries are listed.
         Empty when the device is missing.
         """
@@ -687,15 +682,10 @@ class ThreadedNetlink:
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
         await self._call("ensure_shim", name, parent, address, route)
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
-        await self._call("set_fdb", vxlan, mac, dst, present, ns_path)
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self._call("set_neigh", ifname, ip, mac, present, ns_path)
+        await self._call("set_entries", vxlan, list(entries), ns_path)
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
