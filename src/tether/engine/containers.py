@@ -187,6 +187,7 @@ class ContainerController:
         await self.reconciler.reconcile()
 
     async def close(self) -> None:
+        self.ports.close()
         for t in builtins.list(self.supervisor.restart_timers.values()):
             t.cancel()
         tasks = self.core.tasks
