@@ -183,12 +183,15 @@ async def copy_streams(
     close_stdin: Callable[[], None] | None = None,
     keys: bytes | None = None,
     wanted: frozenset[str] | None = None,
+    end_on_eof: bool = False,
 ) -> bool:
     """Copy ``output`` to the client, and the client's bytes to ``write`` (when given),
-    until the output ends or the client typed the detach ``keys`` (None: none apply).
+    until the output ends or the client typed the detach ``keys`` (None: none apply), or,
+    with ``end_on_eof``, the client's stdin ended (Docker's attach without StdinOnce).
 
     True when the client detached (the process keeps running; its output is the caller's)."""
     detached = asyncio.Event()
+    ended = asyncio.Event()
 
     async def stdin_pump() -> None:
         assert write is not None
@@ -198,6 +201,8 @@ async def copy_streams(
             if data is None:
                 if close_stdin is not None:
                     close_stdin()
+                if end_on_eof:
+                    ended.set()
                 return
             if proxy is not None:
                 data, leave = proxy.feed(data)
@@ -214,14 +219,15 @@ async def copy_streams(
 
     out = asyncio.ensure_future(out_pump())
     gate = asyncio.ensure_future(detached.wait())
+    eof = asyncio.ensure_future(ended.wait())
     pump = asyncio.ensure_future(stdin_pump()) if write is not None else None
     try:
-        await asyncio.wait([out, gate], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([out, gate, eof], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (out, gate, pump):
+        for task in (out, gate, eof, pump):
             if task is not None and not task.done():
                 task.cancel()
-        for task in (out, gate, pump):
+        for task in (out, gate, eof, pump):
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await task
