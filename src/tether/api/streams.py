@@ -7,13 +7,21 @@ bytes through ``request.protocol.set_parser`` (pinned aiohttp version; tested
 through the real docker CLI). Without a TTY, output is framed as Docker does:
 an 8-byte header (stream 1 stdout / 2 stderr, three zero bytes, big-endian
 length) before each chunk.
+
+After the 101 the first output waits until the client has read the response head
+(``_head_read``): a client that reads the head through a buffered reader and then the raw
+socket (docker-py's ``attach``: ``response.raw._fp.fp.raw``) loses whatever bytes arrived
+with the head. ``attach?logs=1&stream=0`` right after ``wait`` returned nothing about half
+the time (docker-py's ``test_attach_no_stream``), since the log replay is ready at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import struct
+import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -55,6 +63,31 @@ class _RawInput(asyncio.Protocol):
         self.previous.resume_writing()
 
 
+HEAD_READ_LIMIT_S = 2.0
+
+
+async def _head_read(transport: Any) -> None:
+    """Wait (at most ``HEAD_READ_LIMIT_S``) until the client has read all we sent: the
+    socket's unread bytes (``SIOCOUTQ``, which on a unix socket counts what the peer has
+    not read yet) and the transport's buffer are empty."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    buf = bytearray(4)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HEAD_READ_LIMIT_S
+    delay = 0.0005
+    while loop.time() < deadline and not transport.is_closing():
+        try:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)  # SIOCOUTQ
+        except OSError:
+            return
+        if struct.unpack("i", buf)[0] == 0 and transport.get_write_buffer_size() == 0:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
 class Hijacked:
     def __init__(self, request: web.Request, resp: web.StreamResponse, multiplex: bool) -> None:
         self.request = request
@@ -92,6 +125,8 @@ class Hijacked:
         # once, as docker exec without -i does; asyncio would otherwise close the
         # transport and drop the output still to come).
         self.transport.set_protocol(_RawInput(self.input, request.protocol))
+        if upgrade:
+            await _head_read(self.transport)  # (the client's input is taken meanwhile)
         return self
 
     def write(self, stream: str, data: bytes) -> None:
