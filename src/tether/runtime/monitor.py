@@ -336,8 +336,7 @@ class Runtime(ContainerProcs, ContainerFiles):
         tty: bool,
         log_size_max: int | None,
     ) -> list[str]:
-        """``stdin``: "" none, "once" closed at an attach's EOF (Docker's StdinOnce without a
-        TTY), "open" left open (conmon's ``--leave-stdin-open``; Docker's attach just ends)."""
+        # stdin "once": closed at an attach's EOF (StdinOnce, no TTY); "open": never; "": none
         args = [
             self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
             "-r", self.runc, "--runtime-arg", "--root", "--runtime-arg", str(self.runc_root),
