@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench import cases, dns_case, floor
+from bench import cases, dns_case, floor, ipv6_case
 from bench.cases import Results, log
 from bench.engines import ENGINES, BenchError, Engine
 from bench.report import RAW, write
@@ -333,6 +333,8 @@ def main() -> int:
         dns_case.dns(engines, res, sizes.dns_rounds, sizes.dns_seconds, sizes.dns_single)
         if not args.no_extras and not args.quick:
             in_lab_extras(engines, res, extras)
+        log("§5 IPv6: container ↔ container, published port, DNS AAAA")
+        ipv6_case.ipv6(engines, res, 1 if args.quick else 5, 1 if args.quick else 3)
         if sizes.scale:
             for e in engines:
                 e.cleanup()

@@ -3,11 +3,13 @@
 ``daemon.json`` takes Docker's keys where they exist: ``cluster-store``,
 ``cluster-advertise``, ``default-address-pools`` (``[{"base": CIDR, "size": N}]``),
 ``bip``, ``dns``, ``iptables``, ``ipv6`` with ``fixed-cidr-v6`` (the default bridge
-dual-stack: issue 18). Flags win over the file.
+dual-stack: issue 18), ``host-gateway-ip`` (what ``--add-host NAME:host-gateway`` resolves
+to; default: the default bridge's address). Flags win over the file.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ class DaemonConfig:
     iptables: bool = True
     debug: bool = False
     web_addr: str | None = None  # HOST:PORT of /metrics (issue 19); None: off
+    host_gateway_ip: str | None = None  # --add-host X:host-gateway; None: the default bridge's
 
     @property
     def web_endpoint(self) -> tuple[str, int] | None:
@@ -53,6 +56,7 @@ def load_config(
     cluster_advertise: str | None,
     debug: bool = False,
     web_addr: str | None = None,
+    host_gateway_ip: str | None = None,
 ) -> DaemonConfig:
     cfg = DaemonConfig(debug=debug)
     file_data: dict[str, Any] = {}
@@ -87,7 +91,20 @@ def load_config(
     cfg.debug = debug or bool(file_data.get("debug"))
     cfg.web_addr = web_addr or file_data.get("web-addr") or file_data.get("metrics-addr")
     cfg.web_endpoint  # noqa: B018 (a bad address fails here, before anything starts)
+    cfg.host_gateway_ip = parse_ip(host_gateway_ip or file_data.get("host-gateway-ip"))
     return cfg
+
+
+def parse_ip(text: str | None) -> str | None:
+    """An IP address (normalised), None for none; Docker's text for anything else."""
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(text)))
+    except ValueError:
+        raise BadRequest(
+            f'invalid argument "{text}" for "--host-gateway-ip" flag: {text} is not an ip address'
+        ) from None
 
 
 def parse_web_addr(text: str) -> tuple[str, int]:

@@ -155,6 +155,7 @@ def _build_containers(
         ports_changed=fw,
         events=events,
         volume_mounts=HostMounts(),
+        host_gateway_ip=cfg.host_gateway_ip,
     )
     return Engine(cfg, networks, fw, containers, images, runtime, events), dns, runtime
 
@@ -335,11 +336,12 @@ def run_daemon(
     cluster_advertise: str | None,
     debug: bool,
     web_addr: str | None = None,
+    host_gateway_ip: str | None = None,
 ) -> None:
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     cfg = load_config(
         host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
-        web_addr=web_addr,
+        web_addr=web_addr, host_gateway_ip=host_gateway_ip,
     )  # fmt: skip
     logging.basicConfig(
         level=logging.DEBUG if cfg.debug else logging.INFO,

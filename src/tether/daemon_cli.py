@@ -30,6 +30,11 @@ CONTEXT = {"help_option_names": ["--help"]}
     "--web-addr", "--metrics-addr", "web_addr", default=None,
     help="HOST:PORT to serve Prometheus /metrics on (off by default)",
 )  # fmt: skip
+@click.option(
+    "--host-gateway-ip", default=None,
+    help="IP address that the special 'host-gateway' string in --add-host resolves to. "
+    "Defaults to the IP address of the default bridge",
+)  # fmt: skip
 def daemon(
     host: str,
     data_root: str,
@@ -39,12 +44,13 @@ def daemon(
     cluster_advertise: str | None,
     debug: bool,
     web_addr: str | None,
+    host_gateway_ip: str | None,
 ) -> None:
     """Run the tether daemon"""
     from tether.daemon import run_daemon
 
     run_daemon(
         host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
-        web_addr=web_addr,
+        web_addr=web_addr, host_gateway_ip=host_gateway_ip,
     )  # fmt: skip
     sys.exit(0)

@@ -114,6 +114,7 @@ class Runner:
             bundle,
             log_path,
             stdin=bool(c.config.get("OpenStdin")),
+            stdin_once=bool(c.config.get("StdinOnce")),
             tty=c.tty,
             mounts=mounts,
             log_size_max=logconfig.size_max(c.host_config),  # P4: LogConfig max-size
