@@ -28,6 +28,7 @@ DAEMON_OPTIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "cluster_store": (("--cluster-store",), None),
     "cluster_advertise": (("--cluster-advertise",), None),
     "web_addr": (("--web-addr", "--metrics-addr"), None),
+    "host_gateway_ip": (("--host-gateway-ip",), None),
 }
 
 
