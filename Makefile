@@ -3,12 +3,13 @@ SHELL := /bin/bash
 PY := /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := iproute2 nftables python3-nftables python3-venv runc conmon etcd-server \
-	busybox-static curl iperf3 dnsperf docker-compose util-linux tini chromium chromium-driver graphviz
+	busybox-static curl iperf3 dnsperf dnsmasq-base docker-compose util-linux tini chromium chromium-driver graphviz
 NFT_LINK := $(VENV)/debian-nftables
 
 .PHONY: setup demo test unit lint bench clean
 
 setup: $(VENV)/.installed
+	@install -m 0755 bin/tether $(VENV)/bin/tether  # the launcher without site, over pip's script
 
 $(VENV)/.installed: pyproject.toml
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -38,7 +39,8 @@ lint: setup
 	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python scripts/check_imports.py
 
-BENCH_PACKAGES := docker.io podman
+# netavark + aardvark-dns: without them podman 4.3 falls back to CNI, which has no DNS server
+BENCH_PACKAGES := docker.io podman netavark aardvark-dns
 
 bench: setup
 	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES) >/dev/null

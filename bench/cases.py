@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.engines import Engine, proc_mem
+from bench.floor import Floor
 from bench.netns import wait_tcp
 from bench.stats import Samples
 
@@ -31,6 +33,7 @@ class Results:
     figures: dict[str, Figure] = field(default_factory=dict)
     data: dict[str, dict[str, Samples]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    floor_parts: dict[str, list[float]] = field(default_factory=dict)  # bench/floor.py
 
     def fig(
         self, key: str, section: str, label: str, fmt: str = "{:.0f}", lower: bool = True
@@ -86,10 +89,25 @@ def setup_networks(engines: list[Engine]) -> None:
               "bench50")  # fmt: skip
 
 
-def run_reachable(engines: list[Engine], res: Results, n: int) -> None:
+def run_reachable(engines: list[Engine], res: Results, n: int, floor: Floor | None = None) -> None:
+    """With ``floor`` (bench/floor.py), one sample of the floor after each round of the
+    engines: the figure's "limit" column, and each part of it in ``floor_parts``."""
     res.fig("run_ret", "2", "`run -d --network NET --ip IP alpine httpd` returns (ms)")
     res.fig("run_tcp", "2", "from `run` call until a TCP connect from the host to IP:80 works (ms)")
     for i, order in rotations(engines, n):
+        if floor is not None:
+            try:
+                sample = floor.one(i)
+            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+                log(f"floor: {exc}; no more floor samples")
+                res.note("run_tcp", "limit", "floor failed")
+                floor.remove(i)
+                floor = None
+            else:
+                floor.remove(i)
+                res.add("run_tcp", "limit", sample["total"])
+                for part, ms in sample.items():
+                    res.floor_parts.setdefault(part, []).append(ms)
         ip = f"172.30.0.{10 + i}"
         for e in order:
             t0 = time.monotonic()
@@ -304,20 +322,23 @@ def restart_latency(engines: list[Engine], res: Results, n: int) -> None:
 
 
 def cli_wall(engines: list[Engine], res: Results, n: int, tether_cli: list[str]) -> None:
-    """``tether network ls`` (its own CLI) and ``network ls`` through each engine's client."""
-    import subprocess
-
-    res.fig("ls_cli", "8", "`network ls` through the engine's usual client (ms)")
-    res.fig("tether_ls", "8", "`tether network ls` (tether's own CLI) wall (ms)")
+    """``network ls``, ``ps`` and ``network inspect`` through each engine's client, and
+    through tether's own CLI (``tether_cli``) against the same daemon."""
+    verbs = {"ls": ("network", "ls"), "ps": ("ps",), "inspect": ("network", "inspect", "benchrun")}
+    for key, words in verbs.items():
+        verb = " ".join(words[:2])
+        res.fig(f"{key}_cli", "8", f"`{verb}` through the engine's usual client (ms)")
+        res.fig(f"tether_{key}", "8", f"`tether {verb}` (tether's own CLI) wall (ms)")
     tether = next((e for e in engines if e.name == "tether"), None)
     for _, order in rotations(engines, n):
-        for e in order:
-            res.add("ls_cli", e.name, e.cli("network", "ls").ms)
-        if tether is not None:
-            t0 = time.perf_counter()
-            subprocess.run([*tether_cli, "network", "ls"], env=tether.env(),
-                           capture_output=True, check=True)  # fmt: skip
-            res.add("tether_ls", "tether", (time.perf_counter() - t0) * 1000)
+        for key, words in verbs.items():
+            for e in order:
+                res.add(f"{key}_cli", e.name, e.cli(*words).ms)
+            if tether is not None:
+                t0 = time.perf_counter()
+                subprocess.run([*tether_cli, *words], env=tether.env(),
+                               capture_output=True, check=True)  # fmt: skip
+                res.add(f"tether_{key}", "tether", (time.perf_counter() - t0) * 1000)
 
 
 Case = Callable[..., None]

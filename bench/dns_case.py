@@ -14,9 +14,18 @@ The server the client asks is the engine's own:
   the lab namespace, and nothing reaches the real one.
 
 Then, rounds interleaved across the engines, inside ``dnscli``'s namespace (``nsenter
---net=<SandboxKey>``), for the container name and for a nonexistent two-label name:
+--net=<SandboxKey>``), for the container name, for a nonexistent name asked again and again
+(tether answers it from its forwarding cache after the first: the upstream's NXDOMAIN carries
+an SOA, cacheable 60 s per RFC 2308; Docker 20.10 and aardvark-dns 1.4 have no cache and
+forward every query) and for a new nonexistent name each query (misses: 50,000 names for
+dnsperf, fresh ones for the single queries; the upstream's speed plus the forwarding cost):
 ``dnsperf`` (``seconds``, 100 outstanding) → q/s, and ``count`` sequential queries from a small
 Python client → p50/p99 (µs, the client's own cost included and the same for every engine).
+
+The limit column (``limit`` in the results): dnsmasq (Debian ``dnsmasq-base``, C) inside
+tether's ``dnscli`` namespace at 127.0.0.1:53, forwarding to the same upstream with a 10,000
+entry cache: the repeated nonexistent name is answered from its cache, from the same place
+tether's 127.0.0.11 answers (a floor for the cached forwarded case).
 """
 
 from __future__ import annotations
@@ -24,17 +33,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from bench.cases import Results, log, rotations
-from bench.dns_cli_bench import add_local_address, upstream_address
+from bench.dns_cli_bench import MISS_NAME, add_local_address, query_file, upstream_address
 from bench.engines import BenchError, Engine
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns_cli_bench.py")
 SUBNET, GATEWAY = "172.28.0.0/24", "172.28.0.1"
-NAMES = [("name", "dnsweb", "container name"), ("nx", "nx.bench.invalid", "nonexistent name")]
+NAMES = [
+    ("name", "dnsweb", "container name"),
+    ("nx", "nx.bench.invalid", "nonexistent name (the same each query: tether caches it)"),
+    ("miss", MISS_NAME, "nonexistent name, a new one each query (forwarding-cache misses)"),
+]
+LIMIT_SERVER = "127.0.0.1"  # dnsmasq in tether's client namespace (the limit column)
 
 
 class DnsSetup:
@@ -54,7 +70,7 @@ class DnsSetup:
                 "--serve-upstream", f"{self.upstream}:53"]  # fmt: skip
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "READY":
+        if not self.proc.stdout.readline().startswith("READY"):
             raise BenchError(f"{e.name}: the fake DNS upstream did not start")
         e.cli("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY, "benchdns")
         e.cli("run", "-d", *e.run_opts, "--name", "dnsweb", "--network", "benchdns",
@@ -78,24 +94,84 @@ class DnsSetup:
                 self.proc.kill()
                 self.proc.wait()
 
-    def dnsperf(self, name: str, seconds: int) -> float | None:
+    def dnsperf(self, name: str, seconds: int, server: str | None = None) -> float | None:
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
-            f.write(f"{name} A\n")
-            f.flush()
-            argv = ["nsenter", f"--net={self.key}", "dnsperf", "-s", self.server, "-d", f.name,
+            query_file(f, name, "A")
+            argv = ["nsenter", f"--net={self.key}", "dnsperf", "-s", server or self.server,
+                    "-d", f.name,
                     "-l", str(seconds), "-q", "100", "-t", "2"]  # fmt: skip
             p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
         m = re.search(r"Queries per second:\s+([\d.]+)", p.stdout)
         return float(m.group(1)) if m else None
 
-    def single(self, name: str, count: int) -> dict[str, float | None]:
+    def single(self, name: str, count: int, server: str | None = None) -> dict[str, float | None]:
         argv = ["nsenter", f"--net={self.key}", sys.executable, SCRIPT,
-                "--single-client", self.server, name, str(count)]  # fmt: skip
+                "--single-client", server or self.server, name, str(count)]  # fmt: skip
         p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if p.returncode != 0:
             return {}
         out: dict[str, float | None] = json.loads(p.stdout.strip().splitlines()[-1])
         return out
+
+
+class LimitDnsmasq:
+    """dnsmasq in ``setup``'s client namespace at ``LIMIT_SERVER``:53 (see the module notes)."""
+
+    def __init__(self, setup: DnsSetup) -> None:
+        self.setup = setup
+        argv = ["nsenter", f"--net={setup.key}", "dnsmasq", "--keep-in-foreground",
+                "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root",
+                "--pid-file", "--bind-interfaces", f"--listen-address={LIMIT_SERVER}",
+                "--port=53", f"--server={setup.upstream}", "--cache-size=10000"]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for _ in range(20):
+            time.sleep(0.1)
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise BenchError(f"dnsmasq did not start: {err.strip()}")
+            if setup.single(NAMES[1][1], 1, LIMIT_SERVER).get("p50") is not None:
+                return
+        self.stop()
+        raise BenchError("dnsmasq did not answer")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _measure(
+    res: Results, s: DnsSetup, engine: str, k: str, name: str, seconds: int, count: int,
+    server: str | None = None,
+) -> None:  # fmt: skip
+    qps = s.dnsperf(name, seconds, server)
+    if qps is None:
+        res.note(f"dns_qps_{k}", engine, "dnsperf failed")
+    else:
+        res.add(f"dns_qps_{k}", engine, qps)
+    lat = s.single(name, count, server)
+    if lat.get("p50") is None:
+        res.note(f"dns_p50_{k}", engine, "no answers")
+        return
+    res.add(f"dns_p50_{k}", engine, float(lat["p50"] or 0))
+    res.add(f"dns_p99_{k}", engine, float(lat["p99"] or 0))
+    if lat.get("lost"):
+        res.note(f"dns_p99_{k}", engine, f"{lat['lost']:.0f} lost")
+
+
+def _limit(setup: DnsSetup | None) -> LimitDnsmasq | None:
+    if setup is None or shutil.which("dnsmasq") is None:
+        log("  DNS limit: not measured (no tether set-up or no dnsmasq)")
+        return None
+    try:
+        return LimitDnsmasq(setup)
+    except (BenchError, OSError) as exc:
+        log(f"  DNS limit: {exc}")
+        return None
 
 
 def dns(engines: list[Engine], res: Results, rounds: int, seconds: int, count: int) -> None:
@@ -106,6 +182,7 @@ def dns(engines: list[Engine], res: Results, rounds: int, seconds: int, count: i
         res.fig(f"dns_p99_{k}", "4", f"DNS {what}: one query, p99 of {count} (µs)")
     upstream = upstream_address()
     setups: list[DnsSetup] = []
+    limit: LimitDnsmasq | None = None
     try:
         for e in engines:
             s = DnsSetup(e, upstream)
@@ -117,24 +194,16 @@ def dns(engines: list[Engine], res: Results, rounds: int, seconds: int, count: i
                 for k, _, _ in NAMES:
                     res.note(f"dns_qps_{k}", e.name, "set-up failed")
         ready = {s.e.name: s for s in setups if s.key}
+        limit = _limit(ready.get("tether"))
         for i, order in rotations([e for e in engines if e.name in ready], rounds):
             for k, name, _ in NAMES:
                 for e in order:
-                    s = ready[e.name]
-                    qps = s.dnsperf(name, seconds)
-                    if qps is None:
-                        res.note(f"dns_qps_{k}", e.name, "dnsperf failed")
-                    else:
-                        res.add(f"dns_qps_{k}", e.name, qps)
-                    lat = s.single(name, count)
-                    if lat.get("p50") is None:
-                        res.note(f"dns_p50_{k}", e.name, "no answers")
-                        continue
-                    res.add(f"dns_p50_{k}", e.name, float(lat["p50"] or 0))
-                    res.add(f"dns_p99_{k}", e.name, float(lat["p99"] or 0))
-                    if lat.get("lost"):
-                        res.note(f"dns_p99_{k}", e.name, f"{lat['lost']:.0f} lost")
+                    _measure(res, ready[e.name], e.name, k, name, seconds, count)
+                if k == "nx" and limit is not None:  # dnsmasq answering from its cache
+                    _measure(res, limit.setup, "limit", k, name, seconds, count, LIMIT_SERVER)
             log(f"  DNS round {i + 1}/{rounds}")
     finally:
+        if limit is not None:
+            limit.stop()
         for s in setups:
             s.stop()

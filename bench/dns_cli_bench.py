@@ -36,6 +36,7 @@ import re
 import secrets
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -45,18 +46,46 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = os.environ.get("DOCKER", "/usr/local/bin/docker")
+MISS_NAME = "m{i}.nx.bench.invalid"  # {i}: a new name per query (see query_file)
+MISS_NAMES = 50_000  # more than the forwarding cache holds (10,000): every query misses
 NET = "bench-dns"
 WEB = "bench-web"
 CLI = "bench-cli"
 CASES = [
     ("container name (A)", WEB, "A"),
-    ("nonexistent name (forwarded)", "nx.bench.invalid", "A"),
+    ("nonexistent name (forwarded; cached after the first)", "nx.bench.invalid", "A"),
+    ("nonexistent name, a new one each query (forwarded, misses)", MISS_NAME, "A"),
 ]
 
 
 # ---- helper processes (run by this same file) -----------------------------------------------
+NEG_TTL = 60  # the fake upstream's SOA TTL and MINIMUM: negative answers cacheable for 60 s
+_SOA = (
+    b"\x00"  # owner: the root zone
+    + struct.pack("!HHIH", 6, 1, NEG_TTL, 22)  # SOA, IN, TTL, rdlength
+    + b"\x00\x00"  # mname, rname: the root
+    + struct.pack("!IIIII", 1, 1800, 900, 604800, NEG_TTL)  # serial ... MINIMUM
+)
+
+
+def nx_reply(data: bytes) -> bytes | None:
+    """An authoritative NXDOMAIN to ``data`` with the root zone's SOA in authority (what a real
+    resolver sends, RFC 2308: cacheable for ``NEG_TTL`` s); None for a packet that is no query."""
+    if len(data) < 12 or data[2] & 0x80 or data[4:6] != b"\x00\x01":
+        return None
+    pos = 12
+    while pos < len(data) and data[pos]:
+        pos += data[pos] + 1
+    end = pos + 5
+    if end > len(data):
+        return None
+    flags = 0x8000 | (data[2] << 8 & 0x7900) | 0x0480 | 3  # QR, opcode, AA, RD, RA, NXDOMAIN
+    return data[:2] + struct.pack("!HHHHH", flags, 1, 0, 1, 0) + data[12:end] + _SOA
+
+
 def serve_upstream(addr: str) -> None:
-    """NXDOMAIN to every query, at wire level; stops when stdin closes."""
+    """NXDOMAIN (+ SOA) to every query, at wire level, one uvloop process; stops when stdin
+    closes. Prints ``READY <port>`` (the port is the kernel's when ``addr`` ends in ``:0``)."""
     import asyncio
 
     import uvloop
@@ -66,15 +95,15 @@ def serve_upstream(addr: str) -> None:
             self.transport: Any = transport
 
         def datagram_received(self, data: bytes, peer: tuple[str, int]) -> None:
-            if len(data) >= 12:
-                flags = 0x8000 | (data[2] << 8 & 0x7900) | 0x0480 | 3  # QR AA RD RA NXDOMAIN
-                self.transport.sendto(data[:2] + flags.to_bytes(2, "big") + data[4:], peer)
+            out = nx_reply(data)
+            if out is not None:
+                self.transport.sendto(out, peer)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         host, _, port = addr.rpartition(":")
-        await loop.create_datagram_endpoint(Nx, local_addr=(host, int(port)))
-        print("READY", flush=True)
+        transport, _ = await loop.create_datagram_endpoint(Nx, local_addr=(host, int(port)))
+        print("READY", transport.get_extra_info("sockname")[1], flush=True)
         await loop.run_in_executor(None, sys.stdin.read)
 
     uvloop.run(main())
@@ -93,6 +122,17 @@ def upstream_address() -> str:
     except OSError:
         pass
     return "198.18.255.53"
+
+
+def query_file(f: Any, name: str, qtype: str) -> None:
+    """dnsperf's input: ``name qtype``, or ``MISS_NAMES`` distinct names when ``name`` holds
+    ``{i}`` (dnsperf cycles through them: each comes back after more than the forwarding
+    cache's bound of other names, so every query is a miss)."""
+    if "{i}" in name:
+        f.write("".join(f"{name.replace('{i}', str(i))} {qtype}\n" for i in range(MISS_NAMES)))
+    else:
+        f.write(f"{name} {qtype}\n")
+    f.flush()
 
 
 def add_local_address(netns: str, addr: str) -> None:
@@ -115,16 +155,19 @@ MAX_LOST = 20  # an unanswered name costs a whole timeout: give up rather than h
 
 
 def single(server: str, name: str, count: int) -> None:
-    """Sequential queries; prints JSON with the latencies' p50/p99/mean in µs."""
+    """Sequential queries; prints JSON with the latencies' p50/p99/mean in µs. A ``{i}`` in
+    ``name`` makes every query's name a new one (forwarding-cache misses)."""
+    host, _, port = server.partition(":")  # "ADDRESS" or "ADDRESS:PORT"
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(1.0)
-    s.connect((server, 53))
+    s.connect((host, int(port or 53)))
     times: list[float] = []
     lost = 0
+    run = secrets.token_hex(4)  # names of their own: never in a cache filled before
     for i in range(count + 50):
         if lost >= MAX_LOST:
             break
-        q = _query(i & 0xFFFF, name)
+        q = _query(i & 0xFFFF, name.replace("{i}", f"{run}-{i}"))
         t0 = time.perf_counter_ns()
         s.send(q)
         try:
@@ -176,7 +219,7 @@ class Bench:
             self.in_ns(self.netns, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "READY":
+        if not self.proc.stdout.readline().startswith("READY"):
             raise SystemExit("the fake upstream did not start")
         self.cleanup_containers()
         self.docker("network", "create", NET)
@@ -206,8 +249,7 @@ class Bench:
         self, key: str, name: str, qtype: str, seconds: int, window: int
     ) -> tuple[float, int]:
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
-            f.write(f"{name} {qtype}\n")
-            f.flush()
+            query_file(f, name, qtype)
             argv = ["dnsperf", "-s", "127.0.0.11", "-d", f.name, "-l", str(seconds)]
             argv += ["-q", str(window), "-t", "2"]
             out = subprocess.run(

@@ -12,6 +12,14 @@ Builds a fresh lab (host1, host2 and one etcd, each host with its own tether dae
   the same underlay (the lab's veth pairs and bridge, MTU 1500), so the ratio compares the
   encapsulation alone. The iperf3 server and client run in the containers' network
   namespaces (``nsenter --net=SandboxKey``), so the busybox image needs no iperf3;
+- the kernel's floor for the overlay (issue 20): the same transfer over a VXLAN path built
+  by hand with ``ip`` on the same lab wire, as Tether builds its own: per host a namespace
+  holding a bridge and a VXLAN device (made in the host's namespace, so its UDP socket is
+  on the underlay, then moved there; learning off, ARP proxy on, br_netfilter off), a
+  "container" namespace whose ``eth0`` (MTU 1450) is a veth to that bridge, and static FDB
+  and neighbour entries for the other side. Every run prints Tether's overlay as a ratio to
+  it (target >= 0.95) and to macvlan, with the machine's load average at the start and the
+  end beside the figures (``--no-hand`` skips it);
 - with ``--link-rate RATE`` (a ``tc`` rate such as ``10gbit``; ``0`` to skip) the throughput is
   measured a second time over a wire with a line rate: a ``tbf`` qdisc on the underlay bridge's
   port towards each host (in the lab's underlay namespace), as a NIC would be. The lab's veth
@@ -174,6 +182,80 @@ def start_prober(ns: str, address: str) -> subprocess.Popen[str]:
     return proc
 
 
+# ---- the hand-built VXLAN path --------------------------------------------------------------
+HAND_SUBNET = "10.99.0"
+HAND_VNI = 4242
+HAND_PORT = 4790  # not Tether's 4789: both devices live on the same underlay address
+
+
+def ip_in(ns: str, *args: str) -> None:
+    subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True)
+
+
+class HandVxlan:
+    """The VXLAN path of two lab hosts built with ``ip`` (see the module docstring); its own
+    namespaces are ``<lab>hbo<N>`` (bridge, VXLAN) and ``<lab>hbc<N>`` (the container), all
+    deleted by :meth:`close`."""
+
+    def __init__(self, lab: Lab, hosts: list[LabHost]) -> None:
+        self.lab = lab
+        self.hosts = hosts
+        self.made: list[str] = []
+        self.macs = {h.name: f"02:42:0a:63:00:{10 + i:02x}" for i, h in enumerate(hosts)}
+
+    def ns(self, kind: str, i: int) -> str:
+        return f"{self.lab.name}hb{kind}{i}"
+
+    def address(self, i: int) -> str:
+        return f"{HAND_SUBNET}.{10 + i}"
+
+    def build(self) -> None:
+        for i, h in enumerate(self.hosts):
+            ovs, ctr = self.ns("o", i), self.ns("c", i)
+            for n in (ovs, ctr):
+                subprocess.run(["ip", "netns", "add", n], check=True, capture_output=True)
+                self.made.append(n)
+            for key in ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables"):
+                subprocess.run(
+                    ["ip", "netns", "exec", ovs, "sysctl", "-qw", f"net.bridge.{key}=0"],
+                    capture_output=True,
+                )  # no such key without br_netfilter: nothing to turn off
+            ip_in(ovs, "link", "set", "lo", "up")
+            ip_in(ovs, "link", "add", "hbbr", "mtu", "1450", "type", "bridge")
+            hns = h.netns
+            ip_in(hns, "link", "add", "hbvx", "mtu", "1450", "type", "vxlan", "id", str(HAND_VNI),
+                  "local", h.address, "dstport", str(HAND_PORT), "nolearning", "proxy")  # fmt: skip
+            ip_in(hns, "link", "set", "hbvx", "netns", ovs)
+            ip_in(ovs, "link", "set", "hbvx", "master", "hbbr", "up")
+            ip_in(ovs, "link", "add", "hbv", "mtu", "1450", "master", "hbbr", "type", "veth",
+                  "peer", "name", "eth0", "netns", ctr, "mtu", "1450",
+                  "address", self.macs[h.name])  # fmt: skip
+            ip_in(ovs, "link", "set", "hbv", "up")
+            ip_in(ovs, "link", "set", "hbbr", "up")
+            ip_in(ctr, "link", "set", "lo", "up")
+            ip_in(ctr, "addr", "add", f"{self.address(i)}/24", "dev", "eth0")
+            ip_in(ctr, "link", "set", "eth0", "up")
+        for i in range(len(self.hosts)):  # static entries for the other side
+            for j, other in enumerate(self.hosts):
+                if i == j:
+                    continue
+                mac = self.macs[other.name]
+                ip_in(self.ns("o", i), "neigh", "replace", self.address(j), "lladdr", mac,
+                      "dev", "hbvx", "nud", "permanent")  # fmt: skip
+                subprocess.run(["bridge", "-n", self.ns("o", i), "fdb", "replace", mac, "dev",
+                                "hbvx", "dst", other.address, "self", "permanent"],
+                               check=True, capture_output=True)  # fmt: skip
+
+    def case(self) -> tuple[str, str, str]:
+        """(server ns, client ns, server address): host 1's container to host 2's."""
+        return (f"/run/netns/{self.ns('c', 1)}", f"/run/netns/{self.ns('c', 0)}", self.address(1))
+
+    def close(self) -> None:
+        for n in reversed(self.made):
+            subprocess.run(["ip", "netns", "delete", n], capture_output=True)
+        self.made.clear()
+
+
 # ---- measurements -----------------------------------------------------------------------------
 def throughput(
     h1: LabHost,
@@ -182,13 +264,18 @@ def throughput(
     seconds: int,
     runs: int,
     streams: int,
+    ready: dict[str, tuple[str, str, str]] | None = None,
 ) -> dict[str, list[float]]:
     """Per network, the Gbit/s of each run; the cases' runs are interleaved, so that a
-    change in the machine's load (other work on its cores) hits every case alike."""
+    change in the machine's load (other work on its cores) hits every case alike. ``ready``:
+    more cases whose namespaces exist already (server ns, client ns, server address)."""
     tag = secrets.token_hex(2)
     made: list[tuple[LabHost, str]] = []
     ns: dict[str, tuple[str, str, str]] = {}
     try:
+        for name, where in (ready or {}).items():
+            ns[name] = where
+            iperf(*where, 1, streams)  # warm-up
         for net, (ip1, ip2) in cases.items():
             cli, srv = f"tp-c-{net}-{tag}", f"tp-s-{net}-{tag}"
             docker(h1, "run", "-d", "--name", cli, "--network", net, "--ip", ip1,
@@ -199,9 +286,9 @@ def throughput(
             made.append((h2, srv))
             ns[net] = (sandbox(h2, srv), sandbox(h1, cli), ip2)
             iperf(*ns[net], 1, streams)  # warm-up (ARP, caches)
-        out: dict[str, list[float]] = {net: [] for net in cases}
+        out: dict[str, list[float]] = {net: [] for net in ns}
         for _ in range(runs):
-            for net in cases:
+            for net in ns:
                 out[net].append(iperf(*ns[net], seconds, streams))
         return out
     finally:
@@ -286,6 +373,45 @@ def build_lab(name: str) -> Lab:
     return lab
 
 
+def paired(got: dict[str, list[float]], a: str, b: str) -> float:
+    """The median of the runs' ratios ``a``/``b`` (runs were interleaved, so paired)."""
+    return statistics.median(x / y for x, y in zip(got[a], got[b], strict=True))
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def report(got: dict[str, list[float]], wire: str) -> None:
+    """Rows for one set of runs: each case's median, then the ratios."""
+    names = {"ov": "overlay (tether)", "hand": "hand-built VXLAN (ip)", "mv": "macvlan"}
+    for case, label in names.items():
+        if case in got:
+            print(f"| {label} host1 -> host2{wire} | {statistics.median(got[case]):.2f} Gbit/s |")
+    print(
+        f"| overlay / macvlan{wire} (median of the paired runs) | {paired(got, 'ov', 'mv'):.2f} |"
+    )
+    if "hand" in got:
+        r = paired(got, "ov", "hand")
+        verdict = "at the floor" if r >= 0.95 else "BELOW the 0.95 target"
+        print(f"| overlay / hand-built VXLAN{wire} (target >= 0.95) | {r:.2f} ({verdict}) |")
+        print(f"| hand-built VXLAN / macvlan{wire} | {paired(got, 'hand', 'mv'):.2f} |")
+    runs = " · ".join("/".join(f"{got[c][i]:.1f}" for c in names if c in got)
+                      for i in range(len(got["ov"])))  # fmt: skip
+    order = "/".join(c for c in names if c in got)
+    print(f"| paired runs {order}{wire}, Gbit/s | {runs} |")
+
+
+def setup_networks(h1: LabHost, h2: LabHost) -> None:
+    docker(h1, "network", "create", "-d", "overlay", "--subnet", OV_SUBNET, "ov")
+    deadline = time.monotonic() + 10
+    while api(h2, "GET", "/networks/ov")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for h in (h1, h2):
+        docker(h, "network", "create", "-d", "macvlan", "--subnet", MV_SUBNET,
+               "--gateway", "198.18.100.1", "-o", "parent=eth0", "mv")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5)
@@ -293,54 +419,46 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=1)
     ap.add_argument("--lab", default=f"ovb{secrets.token_hex(2)}")
     ap.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    ap.add_argument("--no-hand", action="store_true", help="skip the hand-built VXLAN path")
     ap.add_argument("--link-rate", default="10gbit",
                     help="also measure over a wire with this tc rate (0: skip)")  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("overlay_bench needs root (it builds a lab of network namespaces)")
     lab = build_lab(args.lab)
+    h1, h2 = lab.host("host1"), lab.host("host2")
+    hand = HandVxlan(lab, [h1, h2])
     try:
-        h1, h2 = lab.host("host1"), lab.host("host2")
-        docker(h1, "network", "create", "-d", "overlay", "--subnet", OV_SUBNET, "ov")
-        deadline = time.monotonic() + 10
-        while api(h2, "GET", "/networks/ov")[0] != 200 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        for h in (h1, h2):
-            docker(h, "network", "create", "-d", "macvlan", "--subnet", MV_SUBNET,
-                   "--gateway", "198.18.100.1", "-o", "parent=eth0", "mv")  # fmt: skip
+        setup_networks(h1, h2)
+        ready = {}
+        if not args.no_hand:
+            hand.build()
+            ready["hand"] = hand.case()
         s, r, p = args.seconds, args.runs, args.streams
         cases = {"ov": ("10.77.0.11", "10.77.0.12"), "mv": ("198.18.100.11", "198.18.100.12")}
-        got = throughput(h1, h2, cases, s, r, p)
-        ov, mv = statistics.median(got["ov"]), statistics.median(got["mv"])
-        ratio = statistics.median(o / m for o, m in zip(got["ov"], got["mv"], strict=True))
+        load_start = load()
+        got = throughput(h1, h2, cases, s, r, p, ready)
         shaped: dict[str, list[float]] = {}
         if args.link_rate not in ("", "0"):
             shape(lab, args.link_rate)
             try:
-                shaped = throughput(h1, h2, cases, s, r, p)
+                shaped = throughput(h1, h2, cases, s, r, p, ready)
             finally:
                 shape(lab, None)
+        load_end = load()
         listed = create_to_listed(h1, h2, max(r, 5))
         reach = endpoint_reachable(h1, h2, max(r, 5))
         print(f"| case (lab {lab.name}, {p} stream(s), median of {r}) | result |")
         print("|---|---|")
-        print(f"| overlay host1 -> host2 | {ov:.2f} Gbit/s |")
-        print(f"| macvlan host1 -> host2 | {mv:.2f} Gbit/s |")
-        print(f"| overlay / macvlan (median of the paired runs) | {ratio:.2f} |")
-        runs_text = ", ".join(f"{o:.1f}/{m:.1f}" for o, m in zip(got["ov"], got["mv"], strict=True))
-        print(f"| paired runs overlay/macvlan | {runs_text} |")
+        print(f"| load average (1, 5, 15 min) at the start / end of the transfers | "
+              f"{load_start} / {load_end} ({os.cpu_count()} cores) |")  # fmt: skip
+        report(got, "")
         if shaped:
-            sov, smv = statistics.median(shaped["ov"]), statistics.median(shaped["mv"])
-            sratio = statistics.median(
-                o / m for o, m in zip(shaped["ov"], shaped["mv"], strict=True)
-            )
-            rate = args.link_rate
-            print(f"| overlay host1 -> host2, {rate} wire | {sov:.2f} Gbit/s |")
-            print(f"| macvlan host1 -> host2, {rate} wire | {smv:.2f} Gbit/s |")
-            print(f"| overlay / macvlan, {rate} wire (median of the paired runs) | {sratio:.2f} |")
+            report(shaped, f", {args.link_rate} wire")
         print(f"| network create on host1 -> listed on host2 | {listed:.1f} ms |")
         print(f"| container started on host2 -> reachable from host1 | {reach:.1f} ms |")
     finally:
+        hand.close()
         if not args.keep:
             lab.down()
 

@@ -22,7 +22,8 @@ from bench.stats import Samples, ratio
 
 FINDINGS = os.path.join(os.path.dirname(__file__), "FINDINGS.md")
 RAW = os.path.join(tempfile.gettempdir(), "tether-bench-last.json")
-PEER_LABEL = {"docker": "Docker", "podman": "Podman", "tether": "tether"}
+PEER_LABEL = {"docker": "Docker", "podman": "Podman", "tether": "tether", "limit": "limit"}
+LIMIT = "limit"  # a pseudo-engine: the floor of a figure where one is known (bench/floor.py)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Target:
     peer: str | None  # None: an absolute bound on tether's median
     bound: float
     op: str = "<="  # how tether's median (or ratio) compares with the bound: "<=", "<", ">="
+    peer_key: str | None = None  # the peer's figure when it is another row (same run)
 
 
 TARGETS = [
@@ -46,6 +48,14 @@ TARGETS = [
     Target(("dns_qps_name",), "DNS name queries/s ≥ 1.0× Docker", "docker", 1.0, ">="),
     Target(("dns_p99_name",), "DNS name p99 ≤ Docker's", "docker", 1.0),
     Target(
+        ("dns_qps_nx",),
+        "DNS forwarded name queries/s ≥ 1.5× Podman (issue 21)",
+        "podman",
+        1.5,
+        ">=",
+    ),
+    Target(("dns_p99_nx",), "DNS forwarded name p99 ≤ Podman's (issue 21)", "podman", 1.0),
+    Target(
         ("rss_big", "rss_many"),
         "daemon RSS with N containers below dockerd + containerd",
         "docker",
@@ -55,7 +65,18 @@ TARGETS = [
     Target(("tether_ls",), "`tether network ls` under 100 ms wall", None, 100.0),
     Target(("tp_loop",), "published port on loopback ≥ 1.15× Docker", "docker", 1.15, ">="),
     Target(("tp_c2c",), "container ↔ container ≥ 0.95× Docker", "docker", 0.95, ">="),
-]
+    # issue 21
+    Target(("net_create",), "network create ≤ 0.6× Podman", "podman", 0.6),
+    Target(("net_rm",), "network rm ≤ 0.8× Podman", "podman", 0.8),
+    Target(("run_tcp",), "run until reachable ≤ 0.4× Podman", "podman", 0.4),
+    Target(("run_tcp",), "run until reachable ≤ 1.5× the floor (bench/floor.py)", LIMIT, 1.5),
+    Target(("tether_ls",), "`tether network ls` ≤ the docker CLI's (same daemon)", "tether", 1.0,
+           peer_key="ls_cli"),
+    Target(("tether_ps",), "`tether ps` ≤ the docker CLI's (same daemon)", "tether", 1.0,
+           peer_key="ps_cli"),
+    Target(("tether_inspect",), "`tether network inspect` ≤ the docker CLI's (same daemon)",
+           "tether", 1.0, peer_key="inspect_cli"),
+]  # fmt: skip
 
 
 def compare(value: float, op: str, bound: float) -> bool:
@@ -98,16 +119,20 @@ def _cli_version() -> str:
 
 
 def table(res: Results, engines: Sequence[str]) -> list[str]:
+    """The results table; a "limit" column (and tether / limit) when any figure has one."""
     peers = [e for e in engines if e != "tether"]
-    head = ["§", "What", *[PEER_LABEL[e] for e in engines]]
-    head += [f"tether / {PEER_LABEL[p]}" for p in peers]
+    has_limit = any(LIMIT in row for row in res.data.values())
+    cols = [*engines, *([LIMIT] if has_limit else [])]
+    ratios = [*peers, *([LIMIT] if has_limit else [])]
+    head = ["§", "What", *[PEER_LABEL.get(e, e) for e in cols]]
+    head += [f"tether / {PEER_LABEL.get(p, p)}" for p in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, fig in res.figures.items():
         row = res.data.get(key, {})
         cells = [fig.section, fig.label]
-        for e in engines:
+        for e in cols:
             cells.append(row.get(e, Samples()).cell(fig.fmt))
-        for p in peers:
+        for p in ratios:
             cells.append(ratio(row.get("tether"), row.get(p)))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -128,7 +153,7 @@ def targets(res: Results) -> list[str]:
             lines.append(f"| {text} | {fmt.format(mine)} | | {fmt.format(mine)} | "
                          f"{'yes' if met else '**no**'} |")  # fmt: skip
             continue
-        other = _median(res, key, t.peer)
+        other = _median(res, t.peer_key or key, t.peer)
         if other is None or other == 0:
             lines.append(f"| {text} | {fmt.format(mine)} | {t.peer}: n/a | | n/a |")
             continue
@@ -204,7 +229,7 @@ def write(
     ]
     if res.notes:
         out += ["Notes from this run:", ""] + [f"- {n}" for n in res.notes] + [""]
-    out += ["## Targets (issue 9)", "", *targets(res), ""]
+    out += ["## Targets (issues 9 and 21)", "", *targets(res), ""]
     for title, body in extras:
         out += [f"## {title}", "", body.rstrip(), ""]
     if os.path.exists(FINDINGS):

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench import cases, dns_case
+from bench import cases, dns_case, floor, ipv6_case
 from bench.cases import Results, log
 from bench.engines import ENGINES, BenchError, Engine
 from bench.report import RAW, write
@@ -72,8 +72,8 @@ class Extra:
 # Standalone helper scripts (they build what they need), run after the lab is gone.
 EXTRAS = [
     Extra("Embedded DNS server queries/s (bench/dns_bench.py, loopback, no engine)",
-          "bench/dns_bench.py", ["--seconds", "5", "--loop", "uvloop"],
-          ["--seconds", "2", "--loop", "uvloop"], 120),
+          "bench/dns_bench.py", ["--seconds", "5", "--loop", "uvloop", "--single", "1000"],
+          ["--seconds", "2", "--loop", "uvloop", "--single", "300"], 240),
 ]  # fmt: skip
 
 
@@ -175,6 +175,28 @@ def run_extra(x: Extra, quick: bool) -> tuple[str, str] | None:
     return x.title, f"`{cmd}` ({took:.0f} s):\n\n{p.stdout.strip()}"
 
 
+def start_floor(lab: Lab, tarball: str) -> floor.Floor | None:
+    """bench/floor.py's by-hand container start, in a lab host of its own (None: it failed)."""
+    try:
+        host = lab.add_host("floor", daemon=False)
+        work = tempfile.mkdtemp(prefix="tether-floor-", dir="/run")
+        return floor.Floor(work, tarball, host.netns_path)
+    except (OSError, LabError, subprocess.SubprocessError) as exc:
+        log(f"floor: not measured: {exc}")
+        return None
+
+
+def floor_section(res: Results, extras: list[tuple[str, str]]) -> None:
+    if not res.floor_parts:
+        return
+    samples = [dict(zip(res.floor_parts, v, strict=True))
+               for v in zip(*res.floor_parts.values(), strict=True)]  # fmt: skip
+    extras.append(("The floor of run → reachable (bench/floor.py)",
+                   "The same work as `run -d ... httpd` by hand, one sample after each round of "
+                   "§2 in the same lab (a host of its own): its total is the `limit` column of "
+                   f"`run_tcp`. Its parts (ms):\n\n{floor.summary(samples)}"))  # fmt: skip
+
+
 def remove_stale_labs() -> None:
     for name in Lab.list():
         if name.startswith(LAB_PREFIX):
@@ -274,12 +296,19 @@ def main() -> int:
         cases.setup_networks(engines)
         log("§1 network create / rm")
         cases.network_create_rm(engines, res, sizes.net)
-        log("§2 run until reachable")
-        cases.run_reachable(engines, res, sizes.run)
+        log("§2 run until reachable (and its floor, bench/floor.py)")
+        fl = start_floor(lab, tarball)
+        try:
+            cases.run_reachable(engines, res, sizes.run, fl)
+        finally:
+            if fl is not None:
+                fl.close()
+        floor_section(res, extras)
         log("§3 connect / disconnect")
         cases.connect_disconnect(engines, res, sizes.cd)
         log("§8 CLI wall time")
-        cases.cli_wall(engines, res, sizes.cli, [os.path.join(ROOT, ".venv", "bin", "tether")])
+        # bin/tether: the launcher `make setup` installs as .venv/bin/tether
+        cases.cli_wall(engines, res, sizes.cli, [os.path.join(ROOT, "bin", "tether")])
         for e in engines:
             e.cleanup()
         cases.setup_networks(engines)
@@ -304,6 +333,8 @@ def main() -> int:
         dns_case.dns(engines, res, sizes.dns_rounds, sizes.dns_seconds, sizes.dns_single)
         if not args.no_extras and not args.quick:
             in_lab_extras(engines, res, extras)
+        log("§5 IPv6: container ↔ container, published port, DNS AAAA")
+        ipv6_case.ipv6(engines, res, 1 if args.quick else 5, 1 if args.quick else 3)
         if sizes.scale:
             for e in engines:
                 e.cleanup()

@@ -10,15 +10,16 @@ attach and exec start and returns the raw stream.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
+
+from tether import jsonlite
 
 # typing, collections.abc and urllib.parse are not imported at run time (~6 ms of a CLI
 # command's start-up); mypy reads the names below.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import http.client
+    import socket
     from collections.abc import Iterable, Mapping
     from typing import Any, BinaryIO
 
@@ -80,6 +81,8 @@ def _make_conn_class() -> type[http.client.HTTPConnection]:
             self.unix_path = path
 
         def connect(self) -> None:
+            import socket
+
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             if self.timeout is not None:
                 sock.settimeout(self.timeout)
@@ -135,7 +138,7 @@ class Response:
         self.body = body
 
     def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+        return jsonlite.loads(self.body) if self.body else None
 
 
 class HijackedStream:
@@ -169,6 +172,7 @@ class HijackedStream:
 
     def close_write(self) -> None:
         import contextlib
+        import socket
 
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
@@ -208,7 +212,7 @@ class Client:
         hdrs = {"User-Agent": "tether-cli"}
         payload: Any = None
         if body is not None:
-            payload = json.dumps(body).encode()
+            payload = jsonlite.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         elif data is not None:
             payload = data
@@ -238,7 +242,7 @@ class Client:
             return
         message = body.decode(errors="replace").strip()
         try:
-            doc = json.loads(body)
+            doc = jsonlite.loads(body)
             if isinstance(doc, dict) and "message" in doc:
                 message = str(doc["message"])
         except ValueError:
@@ -282,7 +286,7 @@ class Client:
         hdrs = {"User-Agent": "tether-cli"}
         payload = data
         if body is not None:
-            payload = json.dumps(body).encode()
+            payload = jsonlite.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
         if headers:
             hdrs.update(headers)

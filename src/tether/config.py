@@ -3,13 +3,15 @@
 ``daemon.json`` takes Docker's keys where they exist: ``cluster-store``,
 ``cluster-advertise``, ``default-address-pools`` (``[{"base": CIDR, "size": N}]``),
 ``bip``, ``dns``, ``iptables``, ``ipv6`` with ``fixed-cidr-v6`` (the default bridge
-dual-stack: issue 18), ``cluster-store-opts`` (``{"kv.cacertfile": PATH, ...}``, the
-same keys as the repeatable ``--cluster-store-opt KEY=VALUE``). Flags win over the file
-(for ``cluster-store-opts``, key by key).
+dual-stack: issue 18), ``host-gateway-ip`` (what ``--add-host NAME:host-gateway`` resolves
+to; default: the default bridge's address), ``cluster-store-opts`` (``{"kv.cacertfile": PATH,
+...}``, the same keys as the repeatable ``--cluster-store-opt KEY=VALUE``). Flags win over the
+file (for ``cluster-store-opts``, key by key).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ class DaemonConfig:
     iptables: bool = True
     debug: bool = False
     web_addr: str | None = None  # HOST:PORT of /metrics (issue 19); None: off
+    host_gateway_ip: str | None = None  # --add-host X:host-gateway; None: the default bridge's
 
     @property
     def web_endpoint(self) -> tuple[str, int] | None:
@@ -58,6 +61,7 @@ def load_config(
     debug: bool = False,
     web_addr: str | None = None,
     cluster_store_opts: Sequence[str] = (),
+    host_gateway_ip: str | None = None,
 ) -> DaemonConfig:
     cfg = DaemonConfig(debug=debug)
     file_data: dict[str, Any] = {}
@@ -93,6 +97,7 @@ def load_config(
     cfg.debug = debug or bool(file_data.get("debug"))
     cfg.web_addr = web_addr or file_data.get("web-addr") or file_data.get("metrics-addr")
     cfg.web_endpoint  # noqa: B018 (a bad address fails here, before anything starts)
+    cfg.host_gateway_ip = parse_ip(host_gateway_ip or file_data.get("host-gateway-ip"))
     return cfg
 
 
@@ -109,6 +114,18 @@ def store_opts(from_file: Any, flags: Sequence[str]) -> dict[str, str]:
             raise BadRequest(f"invalid --cluster-store-opt {flag!r}: want KEY=VALUE")
         opts[key.strip()] = value
     return opts
+
+
+def parse_ip(text: str | None) -> str | None:
+    """An IP address (normalised), None for none; Docker's text for anything else."""
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(text)))
+    except ValueError:
+        raise BadRequest(
+            f'invalid argument "{text}" for "--host-gateway-ip" flag: {text} is not an ip address'
+        ) from None
 
 
 def parse_web_addr(text: str) -> tuple[str, int]:

@@ -57,6 +57,7 @@ async def build_engine(cfg: DaemonConfig) -> tuple[Engine, list[Any], ClusterVie
     parts: list[Any] = ([cluster] if cluster is not None else []) + [
         dns,
         runtime,
+        networks.drivers["bridge"],  # its bridge deletions under way, before netlink closes
         netlink,
         store,
         engine.events,
@@ -154,6 +155,7 @@ def _build_containers(
         ports_changed=fw,
         events=events,
         volume_mounts=HostMounts(),
+        host_gateway_ip=cfg.host_gateway_ip,
     )
     return Engine(cfg, networks, fw, containers, images, runtime, events), dns, runtime
 
@@ -259,14 +261,14 @@ def _enable_ip_forward() -> None:
 
 async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None, Any]:
     """``--web-addr``: the read-only web page and ``/metrics`` on HOST:PORT (else nothing)."""
+    where = cfg.web_endpoint
+    if where is None:  # prometheus_client and the page's code stay unloaded
+        return None, None
     from aiohttp import web
 
     from tether.api.metrics import Metrics
     from tether.api.web import make_web_app
 
-    where = cfg.web_endpoint
-    if where is None:
-        return None, None
     metrics = Metrics(engine)
     runner = web.AppRunner(make_web_app(engine, metrics), handle_signals=False, access_log=None)
     await runner.setup()
@@ -329,6 +331,17 @@ async def serve(cfg: DaemonConfig) -> None:
         nsthread.shutdown()
 
 
+def _bare_aiohttp() -> None:
+    """aiohttp's server without its ``__init__``, which imports the client side too
+    (connector, cookie jar, client websockets...: ~4 MB of the daemon's resident memory;
+    see :mod:`tether.linux.lazypkg`). Any other name asked of ``aiohttp`` loads it whole."""
+    from tether.linux.lazypkg import bare_package, package_version
+
+    version = package_version("aiohttp")
+    if version is not None:
+        bare_package("aiohttp", __version__=version)
+
+
 def run_daemon(
     host: str | None,
     data_root: str | None,
@@ -339,11 +352,13 @@ def run_daemon(
     debug: bool,
     web_addr: str | None = None,
     cluster_store_opts: Sequence[str] = (),
+    host_gateway_ip: str | None = None,
 ) -> None:
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     cfg = load_config(
         host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
         web_addr=web_addr, cluster_store_opts=cluster_store_opts,
+        host_gateway_ip=host_gateway_ip,
     )  # fmt: skip
     logging.basicConfig(
         level=logging.DEBUG if cfg.debug else logging.INFO,
@@ -358,6 +373,7 @@ def run_daemon(
     # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
     # block them before any thread starts so none of them receives one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    _bare_aiohttp()
     from tether import memdebug
 
     memdebug.install()  # debug only: TETHER_TRACEMALLOC=FILE

@@ -34,6 +34,11 @@ CONTEXT = {"help_option_names": ["--help"]}
     "--web-addr", "--metrics-addr", "web_addr", default=None,
     help="HOST:PORT to serve Prometheus /metrics on (off by default)",
 )  # fmt: skip
+@click.option(
+    "--host-gateway-ip", default=None,
+    help="IP address that the special 'host-gateway' string in --add-host resolves to. "
+    "Defaults to the IP address of the default bridge",
+)  # fmt: skip
 def daemon(
     host: str,
     data_root: str,
@@ -44,6 +49,7 @@ def daemon(
     debug: bool,
     web_addr: str | None,
     cluster_store_opts: tuple[str, ...],
+    host_gateway_ip: str | None,
 ) -> None:
     """Run the tether daemon"""
     from tether.daemon import run_daemon
@@ -51,5 +57,6 @@ def daemon(
     run_daemon(
         host, data_root, exec_root, config_file, cluster_store, cluster_advertise, debug,
         web_addr=web_addr, cluster_store_opts=cluster_store_opts,
+        host_gateway_ip=host_gateway_ip,
     )  # fmt: skip
     sys.exit(0)

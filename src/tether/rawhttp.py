@@ -10,7 +10,7 @@ Streaming and hijacked requests (logs, attach, exec) still use ``http.client``.
 
 from __future__ import annotations
 
-import socket
+import _socket  # not socket: its import (enum, selectors) is ~2 ms of a CLI command
 
 
 class ProtocolError(Exception):
@@ -29,7 +29,7 @@ def exchange(
 
     Connection errors (``FileNotFoundError``, ``ConnectionRefusedError``, ...) propagate.
     """
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         if timeout is not None:
             sock.settimeout(timeout)
@@ -45,7 +45,7 @@ def exchange(
 
 
 class _Reader:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buf = b""
         self.eof = False
@@ -83,7 +83,7 @@ class _Reader:
         return out
 
 
-def _read_answer(sock: socket.socket, method: str) -> tuple[int, list[tuple[str, str]], bytes]:
+def _read_answer(sock: _socket.socket, method: str) -> tuple[int, list[tuple[str, str]], bytes]:
     r = _Reader(sock)
     while True:
         head = r.until(b"\r\n\r\n").decode("latin-1").split("\r\n")

@@ -123,8 +123,10 @@ def test_diff_export_and_cp(h: LabHost, tmp_path: Path) -> None:
 def test_exec_user_names(h: LabHost) -> None:
     ok(h, "run", "-d", "--name", "ux", A, "sleep", "600")
     assert ok(h, "exec", "-u", "nobody", "ux", "id", "-u").strip() == "65534"
-    assert ok(h, "exec", "-u", "www-data:nogroup", "ux", "id").strip().startswith(
-        "uid=33(www-data) gid=65534(nogroup)"
+    assert (
+        ok(h, "exec", "-u", "www-data:nogroup", "ux", "id")
+        .strip()
+        .startswith("uid=33(www-data) gid=65534(nogroup)")
     )
     assert ok(h, "exec", "-u", "1000:1000", "ux", "id", "-u").strip() == "1000"
     r = docker(h, "exec", "-u", "postgres", "ux", "true")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,13 +153,25 @@ def test_published_ports_over_ipv6(lab: Lab, h1: LabHost) -> None:
     # bound to one IPv6 address: only there
     assert curl(host2, f"http://[{H1_V6}]:8082/hostname") == cid2
     assert curl(host2, f"http://{h1.address}:8082/hostname") is None
-    # ::1 cannot be served without a userland proxy: refused at create, and a client of
-    # [::1]:8080 is refused at once rather than left waiting
+    # [::1] is served by the userland proxy (loproxy): an explicit [::1] binding, and the ::
+    # twin of a default one (docker-proxy on :: answers on ::1 too)
+    cid3 = web(h1, "w3", "--network", "ds6", "-p", "[::1]:8083:80")
+    assert curl(h1, "http://[::1]:8083/hostname") == cid3
+    assert curl(h1, "http://[::1]:8080/hostname") == cid
+    assert curl(h1, f"http://[{H1_V6}]:8083/hostname") is None  # only on ::1
+    assert ok(h1, "port", "w3", "80/tcp").splitlines() == ["[::1]:8083"]
+    # a second [::1]:8083 is Docker's port clash; udp on [::1] is refused at create
     r = docker(h1, "run", "-d", "--network", "ds6", "-p", "[::1]:8083:80", "alpine", "true")
-    assert r.returncode != 0 and "IPv6 loopback" in r.stderr
-    t = time.monotonic()
-    assert curl(h1, "http://[::1]:8080/hostname") is None
-    assert time.monotonic() - t < 2
+    assert r.returncode != 0 and "port is already allocated" in r.stderr
+    r = docker(h1, "run", "-d", "--network", "ds6", "-p", "[::1]:8085:53/udp", "alpine", "true")
+    assert r.returncode != 0 and "TCP only" in r.stderr
+    # stop closes the listener (refused: nothing listens), start binds it again
+    ok(h1, "stop", "-t", "0", "w3")
+    r = in_host(h1, "curl", "-s", "-m", "3", "http://[::1]:8083/hostname")
+    assert r.returncode == 7  # curl: "Failed to connect"
+    ok(h1, "start", "w3")
+    wait_until(lambda: curl(h1, "http://[::1]:8083/hostname") == cid3, timeout=10,
+               what="[::1]:8083 served again")  # fmt: skip
     # an IPv6 host address needs a dual-stack network (tether has no userland proxy)
     r = docker(h1, "run", "-d", "-p", f"[{H1_V6}]:8084:80", "alpine", "true")
     assert r.returncode != 0 and "dual-stack" in r.stderr

@@ -50,6 +50,14 @@ def test_table_has_a_column_per_engine_and_ratios_per_peer() -> None:
     )
 
 
+def test_table_limit_column_only_when_a_figure_has_one() -> None:
+    res = results({"a": {"tether": [30], "podman": [60], "limit": [20]}, "b": {"tether": [5]}})
+    lines = report.table(res, ["tether", "podman"])
+    assert lines[0] == "| § | What | tether | Podman | limit | tether / Podman | tether / limit |"
+    assert lines[2] == "| 1 | label of a | **30** | **60** | **20** | 0.50× | 1.50× |"
+    assert lines[3] == "| 1 | label of b | **5** | n/a | n/a | n/a | n/a |"
+
+
 def test_table_missing_engine_is_na() -> None:
     res = results({"k": {"tether": [5]}})
     assert report.table(res, ["tether", "docker"])[2] == "| 1 | label of k | **5** | n/a | n/a |"

@@ -262,7 +262,7 @@ def test_lease_expiry_removes_a_dead_hosts_endpoints_and_kernel_entries() -> Non
         await h1.die()
         await backend.expire(lease)
         await wait_for(lambda: h2.view.peers(net.id) == [], "a's record expired on h2")
-        assert ep1.mac not in h2.nl.fdb.get(vx, {})
+        await wait_for(lambda: ep1.mac not in h2.nl.fdb.get(vx, {}), "a's entries removed (batch)")
         assert ep1.ip not in h2.nl.neigh.get(vx, {})
         assert "h1" not in h2.view.hosts
         await stop(h2)

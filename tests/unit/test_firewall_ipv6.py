@@ -121,9 +121,7 @@ def _elems(batch: dict[str, Any], family: str, name: str) -> list[Any]:
 
 def test_v6_ports_are_ip6_map_elements_and_update_in_place() -> None:
     batch = render([V4, DS], PORTS6)
-    assert _elems(batch, "ip6", "dnat6_any_addr") == [
-        [{"concat": ["tcp", 8080]}, "fd00:1::2"]
-    ]
+    assert _elems(batch, "ip6", "dnat6_any_addr") == [[{"concat": ["tcp", 8080]}, "fd00:1::2"]]
     assert _elems(batch, "ip6", "dnat6_ip_addr") == [
         [{"concat": ["fd99::11", "tcp", 9090]}, "fd00:1::3"],
         [{"concat": ["fd99::11", "udp", 5353]}, "fd00:1::3"],

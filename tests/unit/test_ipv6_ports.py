@@ -31,14 +31,16 @@ def test_allocator_keeps_families_apart() -> None:
     assert b4.host_port == b6.host_port and b6.host_ip == "::"
 
 
-def test_ipv6_loopback_is_refused() -> None:
-    from tether.engine.ports import parse_bindings
+def test_ipv6_loopback_parses_and_gets_no_firewall_rule() -> None:
+    from tether.engine.ports import parse_bindings, port_rules
 
-    with pytest.raises(BadRequest, match="IPv6 loopback address ::1: tether has no userland"):
-        parse_bindings({"80/tcp": [{"HostIp": "::1", "HostPort": "1"}]})
+    got = parse_bindings({"80/tcp": [{"HostIp": "::1", "HostPort": "1"}]})
+    assert got[0].host_ip == "::1"  # served by the userland proxy (loproxy), not DNAT
     assert parse_bindings({"80/tcp": [{"HostIp": "[fd00::9]", "HostPort": "1"}]})[0].host_ip == (
         "fd00::9"
     )
+    bindings = [PortBinding("tcp", 80, "::1", 8080), PortBinding("tcp", 80, "::", 8080)]
+    assert [r.host_ip for r in port_rules(bindings, "10.0.0.2", "br0", "fd00::2")] == ["::"]
 
 
 def test_ports_json_and_host_address_check() -> None:

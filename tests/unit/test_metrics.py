@@ -14,10 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from dnslib import RCODE, DNSRecord
+from dnslib import DNSRecord
 from prometheus_client.parser import text_string_to_metric_families
 from tests.unit.test_container_controller import aio
-from tests.unit.test_dns_server import Env, FakeUpstream, answer_a, scenario, udp_ask
+from tests.unit.test_dns_server import Env, FakeUpstream, answer_a, ips, scenario, tcp_ask, udp_ask
 from tests.unit.test_topology import world
 
 from tether.api.app import make_app
@@ -87,20 +87,24 @@ def test_dns_counters_move() -> None:
             containers=None, networks=SimpleNamespace(list=list, spaces={}, cluster=None),
             firewall_repairs=0, dns_stats=lambda: env.server.stats,
         ))  # fmt: skip
-        up = await FakeUpstream(answer_a("1.1.1.1", rcode=RCODE.NXDOMAIN)).start()
+        up = await FakeUpstream(answer_a("1.1.1.1")).start()
         try:
             env.resolver.servers = [up.address]
             for _ in range(2):
                 await udp_ask(env.udp, DNSRecord.question("web"))  # local, then cached
-            resp = await udp_ask(env.udp, DNSRecord.question("nowhere.example"))
-            assert resp.header.rcode == RCODE.NXDOMAIN
+            for _ in range(2):  # upstream, then the sandbox's copy of the cached answer
+                resp = await udp_ask(env.udp, DNSRecord.question("nowhere.example"))
+                assert ips(resp) == ["1.1.1.1"]
+            resp = await tcp_ask(env.tcp, DNSRecord.question("nowhere.example"))  # cache hit
         finally:
             up.close()
         got = samples(metrics.render().decode())
-        assert value(got, "tether_dns_queries_total") == 3
+        assert value(got, "tether_dns_queries_total") == 5
         assert value(got, "tether_dns_answers_total") == 2
-        assert value(got, "tether_dns_forwarded_total") == 1
-        assert value(got, "tether_dns_nxdomain_total") == 1
+        assert value(got, "tether_dns_forwarded_total") == 3
+        assert value(got, "tether_dns_forward_cache_hits_total") == 2
+        assert value(got, "tether_dns_forward_cache_misses_total") == 1
+        assert value(got, "tether_dns_forward_coalesced_total") == 0
         assert value(got, "tether_dns_forward_duration_seconds_count") == 1
         assert value(got, "tether_dns_forward_duration_seconds_bucket", le="+Inf") == 1
 

@@ -70,7 +70,7 @@ def test_first_join_wires_bridge_and_vxlan_and_programs_known_peers() -> None:
         assert pub.records == {ep.id: True}
         # the vxlan device exists before any entry is programmed on it
         order = [c[0] for c in nl.calls]
-        assert order.index("ensure_vxlan") < order.index("set_fdb")
+        assert order.index("ensure_vxlan") < order.index("set_entries")
 
     asyncio.run(main())
 

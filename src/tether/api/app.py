@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,8 +27,10 @@ from tether.api import (
     volumes,
 )
 from tether.api.http import ENGINE, Handler, Router, json_response
-from tether.api.metrics import Metrics
 from tether.errors import TetherError
+
+if TYPE_CHECKING:  # prometheus_client is loaded only with --web-addr
+    from tether.api.metrics import Metrics
 
 log = logging.getLogger("tether.api")
 

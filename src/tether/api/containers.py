@@ -509,20 +509,27 @@ async def attach(request: web.Request) -> web.StreamResponse:
         att = await _attachment(engine, c, done)
         if att is None:
             return hj.resp
+        # StdinOnce without a TTY: the client's EOF closes the container's stdin (conmon, see
+        # Runtime.create); otherwise stdin stays open and the attach just ends, as Docker's
+        once = bool(c.config.get("StdinOnce")) and not c.tty
+        with_stdin = bool(want_stdin and c.config.get("OpenStdin"))
         try:
             detached = await copy_streams(
                 hj,
                 aiter(att),
-                write=att.write if want_stdin and c.config.get("OpenStdin") else None,
+                write=att.write if with_stdin else None,
                 close_stdin=att.close_stdin,
                 keys=keys if c.tty else None,  # b"": Docker's ctrl-p,ctrl-q
                 wanted=frozenset(wanted),
+                end_on_eof=not once,
             )
         finally:
             att.close()
         if detached:
             ctl.emit("detach", c)
             return hj.resp
+        if with_stdin and not once and not done.done():
+            return hj.resp  # ended by the client's EOF: the container runs on
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(done), timeout=2)
     finally:

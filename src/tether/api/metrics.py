@@ -212,9 +212,32 @@ class EngineCollector:
         if stats is None:
             return
         for name, doc, value in (
-            ("queries", "DNS queries received", stats.queries + stats.cached),
+            (
+                "queries",
+                "DNS queries received",
+                stats.queries + stats.cached + stats.forward_cached,
+            ),
             ("answers", "DNS queries answered by tether itself", stats.answered + stats.cached),
-            ("forwarded", "DNS queries forwarded upstream", stats.forwarded),
+            (
+                "forwarded",
+                "DNS queries for names that are not containers' (forwarding cache or upstream)",
+                stats.forwarded + stats.forward_cached,
+            ),
+            (
+                "forward_cache_hits",
+                "Forwarded DNS queries answered from the forwarding cache",
+                stats.forward_hits + stats.forward_cached,
+            ),
+            (
+                "forward_cache_misses",
+                "DNS exchanges sent upstream (forwarding cache misses)",
+                stats.forward_misses,
+            ),
+            (
+                "forward_coalesced",
+                "Forwarded DNS queries that joined an identical exchange in flight",
+                stats.forward_coalesced,
+            ),
             ("nxdomain", "NXDOMAIN answers", stats.nxdomain),
             ("servfail", "SERVFAIL answers", stats.servfail),
         ):
@@ -223,7 +246,8 @@ class EngineCollector:
             yield fam
         buckets = _buckets(stats.forward_counts, BUCKETS)
         hist = HistogramMetricFamily(
-            "tether_dns_forward_duration_seconds", "Forwarded DNS queries' latency"
+            "tether_dns_forward_duration_seconds",
+            "Forwarded DNS queries' latency (answers from a sandbox's answer cache aside)",
         )
         hist.add_metric([], buckets, stats.forward_sum)
         yield hist

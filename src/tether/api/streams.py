@@ -7,13 +7,21 @@ bytes through ``request.protocol.set_parser`` (pinned aiohttp version; tested
 through the real docker CLI). Without a TTY, output is framed as Docker does:
 an 8-byte header (stream 1 stdout / 2 stderr, three zero bytes, big-endian
 length) before each chunk.
+
+After the 101 the first output waits until the client has read the response head
+(``_head_read``): a client that reads the head through a buffered reader and then the raw
+socket (docker-py's ``attach``: ``response.raw._fp.fp.raw``) loses whatever bytes arrived
+with the head. ``attach?logs=1&stream=0`` right after ``wait`` returned nothing about half
+the time (docker-py's ``test_attach_no_stream``), since the log replay is ready at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import struct
+import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -55,6 +63,31 @@ class _RawInput(asyncio.Protocol):
         self.previous.resume_writing()
 
 
+HEAD_READ_LIMIT_S = 2.0
+
+
+async def _head_read(transport: Any) -> None:
+    """Wait (at most ``HEAD_READ_LIMIT_S``) until the client has read all we sent: the
+    socket's unread bytes (``SIOCOUTQ``, which on a unix socket counts what the peer has
+    not read yet) and the transport's buffer are empty."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    buf = bytearray(4)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HEAD_READ_LIMIT_S
+    delay = 0.0005
+    while loop.time() < deadline and not transport.is_closing():
+        try:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)  # SIOCOUTQ
+        except OSError:
+            return
+        if struct.unpack("i", buf)[0] == 0 and transport.get_write_buffer_size() == 0:
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
 class Hijacked:
     def __init__(self, request: web.Request, resp: web.StreamResponse, multiplex: bool) -> None:
         self.request = request
@@ -92,6 +125,8 @@ class Hijacked:
         # once, as docker exec without -i does; asyncio would otherwise close the
         # transport and drop the output still to come).
         self.transport.set_protocol(_RawInput(self.input, request.protocol))
+        if upgrade:
+            await _head_read(self.transport)  # (the client's input is taken meanwhile)
         return self
 
     def write(self, stream: str, data: bytes) -> None:
@@ -183,12 +218,15 @@ async def copy_streams(
     close_stdin: Callable[[], None] | None = None,
     keys: bytes | None = None,
     wanted: frozenset[str] | None = None,
+    end_on_eof: bool = False,
 ) -> bool:
     """Copy ``output`` to the client, and the client's bytes to ``write`` (when given),
-    until the output ends or the client typed the detach ``keys`` (None: none apply).
+    until the output ends or the client typed the detach ``keys`` (None: none apply), or,
+    with ``end_on_eof``, the client's stdin ended (Docker's attach without StdinOnce).
 
     True when the client detached (the process keeps running; its output is the caller's)."""
     detached = asyncio.Event()
+    ended = asyncio.Event()
 
     async def stdin_pump() -> None:
         assert write is not None
@@ -198,6 +236,8 @@ async def copy_streams(
             if data is None:
                 if close_stdin is not None:
                     close_stdin()
+                if end_on_eof:
+                    ended.set()
                 return
             if proxy is not None:
                 data, leave = proxy.feed(data)
@@ -214,14 +254,15 @@ async def copy_streams(
 
     out = asyncio.ensure_future(out_pump())
     gate = asyncio.ensure_future(detached.wait())
+    eof = asyncio.ensure_future(ended.wait())
     pump = asyncio.ensure_future(stdin_pump()) if write is not None else None
     try:
-        await asyncio.wait([out, gate], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([out, gate, eof], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (out, gate, pump):
+        for task in (out, gate, eof, pump):
             if task is not None and not task.done():
                 task.cancel()
-        for task in (out, gate, pump):
+        for task in (out, gate, eof, pump):
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await task

@@ -11,6 +11,7 @@ the view (its :class:`GlobalNetworks`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,6 +87,14 @@ class OverlayDataPath(Protocol):
     """What the cluster view asks of the overlay driver (from its watch and at start)."""
 
     async def peer_changed(self, net: Network, peer: Peer, present: bool) -> None: ...
+
+    async def peers_changed(self, net: Network, changes: Mapping[str, Peer | None]) -> None:
+        """A batch of remote endpoints: endpoint id -> the peer now (None: gone)."""
+        ...
+
+    def wired(self, net_id: str) -> bool:
+        """Whether the network has a local endpoint here (its data path is wired)."""
+        ...
 
     async def resync(self, net: Network) -> None: ...
 

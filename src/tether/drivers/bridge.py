@@ -10,7 +10,9 @@ published port through a host address), set by ``Netlink.add_veth``.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 
 from tether.contracts.driver import veth_name
 from tether.contracts.model import (
@@ -24,11 +26,13 @@ from tether.contracts.model import (
     check_mtu,
     parse_go_bool,
 )
-from tether.errors import BadRequest
+from tether.errors import BadRequest, TetherError
 from tether.linux.netlink import LinkSpec, Netlink
 from tether.linux.sysctl import Sysctl, enable_ipv6_forward, set_route_localnet
 
 MAX_IFNAME = 15
+RETIRED = "tbx-"  # a removed network's bridge, renamed while the kernel deletes it
+log = logging.getLogger("tether.drivers")
 
 
 def bridge_name(net: Network) -> str:
@@ -61,6 +65,8 @@ class BridgeDriver:
     def __init__(self, netlink: Netlink, sysctl: Sysctl | None = None) -> None:
         self.nl = netlink
         self.sysctl = sysctl
+        self._reaping: set[asyncio.Task[None]] = set()  # retired bridges being deleted
+        self._swept = False
 
     def validate(self, net: Network) -> None:
         name = bridge_name(net)
@@ -102,9 +108,42 @@ class BridgeDriver:
 
     async def restore(self, net: Network) -> None:
         await self._setup(net)
+        if not self._swept:  # (at start-up) bridges retired by a daemon that died since
+            self._swept = True
+            for name in await self.nl.link_names():
+                if name.startswith(RETIRED):
+                    self._reap_later(name)
 
     async def delete(self, net: Network) -> None:
-        await self.nl.delete_link(net.ifname or bridge_name(net))
+        """Retire the bridge now (down: its routes go; renamed ``tbx-<id>``: its name is
+        free), delete it in the background. The kernel takes ~40 ms to unregister a bridge
+        (RCU grace periods), the bulk of a ``network rm``; nothing waits for it but
+        :meth:`close`. Where the rename fails, the bridge is deleted in line as before."""
+        name = net.ifname or bridge_name(net)
+        retired = RETIRED + net.id[:11]
+        try:
+            if not await self.nl.retire_link(name, retired):
+                return
+        except TetherError:
+            await self.nl.delete_link(name)
+            return
+        self._reap_later(retired)
+
+    def _reap_later(self, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._reap(name))
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    async def _reap(self, name: str) -> None:
+        try:
+            await self.nl.reap_link(name)
+        except TetherError as exc:
+            log.warning("removing retired bridge %s: %s", name, exc.message)
+
+    async def close(self) -> None:
+        """Finish the deletions under way (the daemon's exit)."""
+        if self._reaping:
+            await asyncio.gather(*self._reaping, return_exceptions=True)
 
     async def join(self, net: Network, ep: Endpoint, ns_path: str) -> None:
         ep.host_ifname = veth_name(ep)

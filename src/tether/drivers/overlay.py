@@ -19,11 +19,13 @@ CPU-bound lab). A network wired by an older tether in the host namespace (its br
 there) stays there until its last local container leaves.
 
 Nothing is learnt from the wire: for every *remote* endpoint of the network
-the cluster view calls :meth:`OverlayDriver.peer_changed`, which programs a
-permanent FDB entry (MAC -> remote VTEP) and a permanent neighbour entry
-(IP -> MAC) on the VXLAN device, so ARP is answered by the local kernel and
-the first packet already knows where to go (flannel's model, not gossip or
-kernel miss notifications). Those entries live in the kernel, so the data path
+the cluster view calls :meth:`OverlayDriver.peers_changed` (in batches, coalesced
+from the watch: ``tether.engine.cluster_batch``), which programs a permanent FDB
+entry (MAC -> remote VTEP) and a permanent neighbour entry (IP -> MAC) on the
+VXLAN device, so ARP is answered by the local kernel and the first packet already
+knows where to go (flannel's model, not gossip or kernel miss notifications). Only
+on a network wired here (with a local endpoint); a batch is one netlink batch
+(``Netlink.set_entries``). Those entries live in the kernel, so the data path
 keeps working while the cluster store is away.
 
 The driver owns kernel objects only. What it needs from above is given at
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from tether.contracts.cluster import (
     VNI_MAX,
@@ -52,7 +55,7 @@ from tether.contracts.cluster import (
 from tether.contracts.model import Endpoint, Network, check_mtu
 from tether.errors import BadRequest, Internal, TetherError
 from tether.linux import nsthread
-from tether.linux.netlink import LinkSpec, Netlink
+from tether.linux.netlink import LinkSpec, Netlink, VxlanEntry
 from tether.linux.netns import NetnsDir
 
 log = logging.getLogger("tether.overlay")
@@ -100,6 +103,14 @@ def vxlan_name(net: Network) -> str:
 
 def veth_name(ep: Endpoint) -> str:
     return "to" + ep.id[:13]
+
+
+def _entries(peer: Peer, present: bool) -> list[VxlanEntry]:
+    """A remote endpoint's FDB entry (MAC -> VTEP) and neighbour entries (IP -> MAC; the IPv6
+    one on a dual-stack network: the VXLAN proxy answers NDP from it)."""
+    out = [VxlanEntry("fdb", peer.mac, peer.vtep, present)]
+    out += [VxlanEntry("neigh", peer.mac, ip, present) for ip in (peer.ip, peer.ip6) if ip]
+    return out
 
 
 class OverlayDriver:
@@ -186,8 +197,10 @@ class OverlayDriver:
         self._ns[net.id] = ns
         self._local[net.id] = set()
         self._programmed[net.id] = {}
-        for peer in self.peers(net.id):
-            await self._program(net, peer, True)
+        # catching up: every remote endpoint known now, in one batch
+        await self._program(
+            net, {p.endpoint_id: p for p in self.peers(net.id) if p.vtep != self.vtep}
+        )
 
     @staticmethod
     async def _ipv6_on(ifname: str, ns: str) -> None:
@@ -225,46 +238,57 @@ class OverlayDriver:
                 if name not in wired:
                     self.spaces.delete(name)
 
-    async def _program(self, net: Network, peer: Peer, present: bool) -> None:
+    async def _program(self, net: Network, changes: Mapping[str, Peer | None]) -> None:
+        """Make the kernel entries of the endpoints in ``changes`` (endpoint id -> the peer
+        now, None: gone) equal to it, in one netlink batch: every removal first (an address
+        or MAC can pass from a gone endpoint to a new one in the same batch), then the new
+        entries. The table of what is programmed changes only once the batch succeeded."""
         table = self._programmed.setdefault(net.id, {})
-        old = table.get(peer.endpoint_id)
-        if present and old == peer:
+        drop: list[VxlanEntry] = []
+        add: list[VxlanEntry] = []
+        for eid, peer in changes.items():
+            old = table.get(eid)
+            if old == peer:
+                continue
+            if old is not None:
+                drop += _entries(old, False)
+            if peer is not None:
+                add += _entries(peer, True)
+        if not drop and not add:
             return
-        ns = self._ns.get(net.id)
-        vx = vxlan_name(net)
-        if old is not None and (not present or old != peer):
-            await self.nl.set_fdb(vx, old.mac, old.vtep, False, ns_path=ns)
-            for ip in (old.ip, old.ip6):
-                if ip:  # (the IPv6 neighbour: the VXLAN proxy answers NDP from it)
-                    await self.nl.set_neigh(vx, ip, old.mac, False, ns_path=ns)
-            table.pop(peer.endpoint_id, None)
-        if present:
-            await self.nl.set_fdb(vx, peer.mac, peer.vtep, True, ns_path=ns)
-            for ip in (peer.ip, peer.ip6):
-                if ip:
-                    await self.nl.set_neigh(vx, ip, peer.mac, True, ns_path=ns)
-            table[peer.endpoint_id] = peer
+        await self.nl.set_entries(vxlan_name(net), drop + add, ns_path=self._ns.get(net.id))
+        for eid, peer in changes.items():
+            if peer is None:
+                table.pop(eid, None)
+            else:
+                table[eid] = peer
 
     async def peer_changed(self, net: Network, peer: Peer, present: bool) -> None:
-        """A remote endpoint appeared or went away (called from the cluster watch)."""
-        if peer.vtep == self.vtep:
-            return
+        """A remote endpoint appeared or went away (one: see :meth:`peers_changed`)."""
+        await self.peers_changed(net, {peer.endpoint_id: peer if present else None})
+
+    async def peers_changed(self, net: Network, changes: Mapping[str, Peer | None]) -> None:
+        """Remote endpoints appeared, changed or went away (endpoint id -> the peer now, None:
+        gone), applied as one batch. Only on a network wired here, that is with a local
+        endpoint: the others' entries are programmed when the first local container joins
+        (from ``peers``, in one batch too), and go with the devices when the last one leaves."""
+        want = {eid: p for eid, p in changes.items() if p is None or p.vtep != self.vtep}
         async with self._lock:
-            if net.id not in self._local:
-                return  # not wired here: programmed when the first local container joins
-            await self._program(net, peer, present)
+            if net.id not in self._local or not want:
+                return
+            await self._program(net, want)
 
     async def resync(self, net: Network) -> None:
         """Make the kernel entries equal to ``peers(net.id)`` (after a full resync)."""
         async with self._lock:
             if net.id not in self._local:
                 return
-            want = {p.endpoint_id: p for p in self.peers(net.id) if p.vtep != self.vtep}
-            for eid, old in list(self._programmed.get(net.id, {}).items()):
-                if eid not in want:
-                    await self._program(net, old, False)
-            for peer in want.values():
-                await self._program(net, peer, True)
+            want: dict[str, Peer | None] = {
+                p.endpoint_id: p for p in self.peers(net.id) if p.vtep != self.vtep
+            }
+            for eid in self._programmed.get(net.id, {}):
+                want.setdefault(eid, None)
+            await self._program(net, want)
 
     # ---- endpoints ---------------------------------------------------------
     async def endpoint_changed(self, net: Network, ep: Endpoint) -> None:
@@ -324,12 +348,10 @@ class OverlayDriver:
         ips = {p.ip for p in known} | {p.ip6 for p in known if p.ip6}
         ns = self._ns.get(net.id)
         fdb, neigh = await self.nl.vxlan_entries(vxlan_name(net), ns_path=ns)
-        for mac, dst in fdb.items():
-            if mac.lower() not in macs:
-                await self.nl.set_fdb(vxlan_name(net), mac, dst, False, ns_path=ns)
-        for ip, mac in neigh.items():
-            if ip not in ips:
-                await self.nl.set_neigh(vxlan_name(net), ip, mac, False, ns_path=ns)
+        stale = [VxlanEntry("fdb", mac, dst, False) for mac, dst in fdb.items()
+                 if mac.lower() not in macs]  # fmt: skip
+        stale += [VxlanEntry("neigh", mac, ip, False) for ip, mac in neigh.items() if ip not in ips]
+        await self.nl.set_entries(vxlan_name(net), stale, ns_path=ns)
 
     async def leave(self, net: Network, ep: Endpoint, ns_path: str) -> None:
         if ep.host_ifname:

@@ -81,6 +81,7 @@ from typing import Any, Protocol, TypeVar
 
 from tether.contracts.cluster import OverlayDataPath, Peer
 from tether.contracts.model import Endpoint, Network
+from tether.engine.cluster_batch import PeerBatcher
 from tether.engine.cluster_endpoints import (
     ROOT,
     ClusterStore,
@@ -88,7 +89,6 @@ from tether.engine.cluster_endpoints import (
     Lease,
     LeaseFactory,
     endpoint_key,
-    peer_of,
 )
 from tether.engine.cluster_networks import POOLS_KEY, delete_network, write_network
 from tether.engine.clusterstats import ClusterStats
@@ -147,6 +147,7 @@ class ClusterView:
         ttl: int = LEASE_TTL,
         sweep_after: float = SWEEP_AFTER,
         clock: Callable[[], float] = time.monotonic,
+        batch_wait: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.store = store
         self.book = book
@@ -170,6 +171,8 @@ class ClusterView:
         self.adopted = False  # own stale records are deleted only after adopt_local
         # the adoption asked for before the store answered, run once it does
         self._adopt: Callable[[], Awaitable[None]] | None = None
+        # remote endpoints reach the data path in batches (``batch_wait``: tests)
+        self.batcher = PeerBatcher(book, driver, table, self._notify, wait=batch_wait)
 
     # ---- the book's state, read through the view --------------------------------
     @property
@@ -276,6 +279,7 @@ class ClusterView:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.batcher.close()
         if self.lease is not None:
             # Not revoked: containers outlive the daemon, and so must their records; if
             # this host does not come back they expire with the lease.
@@ -329,6 +333,9 @@ class ClusterView:
                 self._add_network(Network.from_dict(ev.value))
             else:
                 await self._drop_network(parts[1])
+            self._notify()
+        # holdings, endpoints and hosts change no DNS answer here by themselves: endpoint
+        # records reach the answer caches through the batcher, only on local networks
         elif kind == "ipam" and len(parts) == 3:
             owner = str(ev.value.get("host", "")) if ev.value is not None else ""
             self._hold(parts[1], parts[2], owner if ev.kind == "put" else None)
@@ -341,7 +348,6 @@ class ClusterView:
             else:
                 self.hosts.pop(parts[1], None)
                 self.gone_since.setdefault(parts[1], self.clock())
-        self._notify()
 
     def _add_network(self, net: Network) -> None:
         have = self.table.networks.get(net.id)
@@ -370,24 +376,16 @@ class ClusterView:
         self.table.reserve(net_id, ip, owner is not None)
 
     async def _endpoint(self, net_id: str, ep_id: str, value: dict[str, Any] | None) -> None:
+        """The book now, the data path (and DNS caches) in the next batch (``cluster_batch``)."""
         if value is None:
             value = await self.book.restore(endpoint_key(net_id, ep_id), ep_id)
         eps = self.endpoints.setdefault(net_id, {})
-        old = eps.get(ep_id)
         if value is None:
             eps.pop(ep_id, None)
         else:
             eps[ep_id] = value
-        net = self.table.networks.get(net_id)
-        if net is None:
-            return
-        changed = value is None or (
-            old is not None and peer_of(ep_id, old) != peer_of(ep_id, value)
-        )
-        if old is not None and old.get("host") != self.host and changed:
-            await self.driver.peer_changed(net, peer_of(ep_id, old), False)
-        if value is not None and value.get("host") != self.host:
-            await self.driver.peer_changed(net, peer_of(ep_id, value), True)
+        if net_id in self.table.networks:
+            self.batcher.mark(net_id, ep_id)
 
     async def _resync(self) -> None:
         """Read everything under ``cluster/`` and make the view (and data path) equal to it."""

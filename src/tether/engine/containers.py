@@ -95,6 +95,7 @@ class ContainerController:
         ports_changed: PortsChanged,
         events: EventSink | None = None,
         volume_mounts: VolumeMounts | None = None,
+        host_gateway_ip: str | None = None,
     ) -> None:
         core = EngineCore(
             store=store,
@@ -116,7 +117,7 @@ class ContainerController:
         self.core = core
         self.table = table
         self.containers = table.containers
-        self.files = SandboxFiles(core)
+        self.files = SandboxFiles(core, host_gateway_ip)
         self.ports = HostPorts(core)
         self.sandboxes = Sandboxes(core)
         runner = Runner(core, self.files, BundleStep(core, self.files), self.ports, self.sandboxes)
@@ -187,6 +188,7 @@ class ContainerController:
         await self.reconciler.reconcile()
 
     async def close(self) -> None:
+        self.ports.close()
         for t in builtins.list(self.supervisor.restart_timers.values()):
             t.cancel()
         tasks = self.core.tasks

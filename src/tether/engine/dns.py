@@ -15,7 +15,9 @@ Answers
 - ``PTR`` for ``d.c.b.a.in-addr.arpa`` when the resolver knows the address.
 - everything else is forwarded upstream (see :mod:`tether.engine.dns_forward`: up to three
   servers, 2 s each, TCP retry of truncated answers, from the host namespace so a host
-  loopback resolver works). No upstreams → SERVFAIL at once (Docker 20.10 stays silent).
+  loopback resolver works), through the forwarding cache (:mod:`tether.engine.dns_cache`:
+  answers kept for their TTL, negative ones per RFC 2308, identical queries in flight
+  coalesced). No upstreams → SERVFAIL at once (Docker 20.10 stays silent).
 Names match case-insensitively, with or without the trailing dot; the question is echoed with
 the client's own spelling. Optional search domains (``add_sandbox(search_domains=...)``) let
 ``web.<domain>`` resolve like ``web`` when ``web.<domain>`` itself is not a container name.
@@ -25,6 +27,11 @@ Speed: the hot path is a dictionary lookup keyed by the query bytes after the 2-
 repeated question costs one slice, one dict lookup, one concatenation and one ``sendto``.
 Names the resolver does not know are cached as "forward" so they skip the parse. The cache is
 per sandbox, bounded, and emptied by :meth:`DnsServer.invalidate` whenever records change.
+A forwarded answer from the forwarding cache is kept the same way in a second per-sandbox
+dict (``hot``) with the time it stays exact (at most the end of the current second of its
+age: TTLs count down), so a repeated forwarded question costs one more dict lookup and a
+clock read; past that time the query takes the slow path, which asks the resolver for the
+upstreams again (a changed resolv.conf is therefore seen within a second).
 Queries with EDNS get a minimal OPT record back (our UDP size 1232, no options); EDNS
 versions above 0 get BADVERS; opcodes other than QUERY get NOTIMP; malformed queries get
 FORMERR when their header is readable and are dropped otherwise.
@@ -43,6 +50,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from tether.engine import dns_wire as wire
+from tether.engine.dns_cache import Answer, ForwardCache
 from tether.engine.dns_forward import DEFAULT_TIMEOUT, Forwarder
 from tether.engine.dnsstats import DnsStats
 from tether.errors import Internal
@@ -58,6 +66,7 @@ MAX_INFLIGHT = 256  # forwarded queries per sandbox (Docker: 100); beyond that, 
 TCP_IDLE_TIMEOUT = 10.0
 _U16 = struct.Struct("!H")
 _FORWARD = b""  # cache value: "not ours, forward" (a real answer tail is never empty)
+_monotonic = time.monotonic
 
 Reply = Callable[[bytes], None]
 
@@ -83,26 +92,38 @@ class Resolver(Protocol):
 
 
 class _Listener:
-    """One sandbox's sockets, answer cache and forwarding tasks."""
+    """One sandbox's sockets, answer caches and count of forwarded queries in flight."""
 
     def __init__(self, sandbox: str, search_domains: Sequence[str]) -> None:
         self.sandbox = sandbox
         self.search = tuple("." + d.strip(".").lower() for d in search_domains if d.strip("."))
         self.cache: dict[bytes, bytes] = {}
+        self.hot: dict[bytes, Answer] = {}  # forwarded answers: query bytes -> (tail, until)
         self.udp: asyncio.DatagramTransport | None = None
         self.udp_closed: asyncio.Future[None] | None = None
         self.tcp: asyncio.Server | None = None
         self.conns: set[_TcpConnection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.pending = 0  # forwarded queries waiting for an upstream exchange
+        self.closed = False  # removed: answers still arriving are dropped
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_closed", "_get", "_listener", "_sendto", "_server", "_stats", "transport")
+    __slots__ = (
+        "_closed",
+        "_get",
+        "_hot_get",
+        "_listener",
+        "_sendto",
+        "_server",
+        "_stats",
+        "transport",
+    )
 
     def __init__(self, server: DnsServer, listener: _Listener, closed: asyncio.Future[None]):
         self._server = server
         self._listener = listener
         self._get = listener.cache.get
+        self._hot_get = listener.hot.get
         self._closed = closed
         self.transport: asyncio.DatagramTransport | None = None
         self._sendto: Callable[[bytes, tuple[str, int]], None] = self.send
@@ -113,10 +134,16 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._sendto = self.transport.sendto
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        tail = self._get(data[2:])
+        key = data[2:]
+        tail = self._get(key)
         if tail:  # hot path: a precomputed answer, only the id differs
             self._sendto(data[:2] + tail, addr)
             self._stats.cached += 1
+            return
+        hot = self._hot_get(key)
+        if hot is not None and hot[1] > _monotonic():  # a forwarded answer, still exact
+            self._sendto(data[:2] + hot[0], addr)
+            self._stats.forward_cached += 1
             return
         self._server._udp_query(self._listener, self, data, addr)
 
@@ -189,12 +216,12 @@ class DnsServer:
         ttl: int = TTL,
     ) -> None:
         self._resolver = resolver
-        self._forwarder = Forwarder(upstream_timeout)
+        self.stats = DnsStats()  # read by the metrics (issue 19)
+        self._forwards = ForwardCache(Forwarder(upstream_timeout), self.stats)
         self._ttl = ttl
         self._listeners: dict[str, _Listener] = {}
         self._lock = asyncio.Lock()
         self._closed = False
-        self.stats = DnsStats()  # read by the metrics (issue 19)
 
     # -- owner API -------------------------------------------------------------------------
 
@@ -241,14 +268,26 @@ class DnsServer:
             await self._serve(sandbox, udp, tcp, search_domains)
 
     async def remove_sandbox(self, sandbox: str) -> None:
-        """Close the sandbox's listeners, its TCP connections and its forwarding tasks."""
+        """Close the sandbox's listeners and its TCP connections; answers to its forwarded
+        queries still in flight are dropped (the exchanges go on for other sandboxes)."""
         async with self._lock:
             await self._remove(sandbox)
 
     def invalidate(self) -> None:
-        """Records changed: forget every cached answer (sockets stay as they are)."""
+        """Records changed: forget every cached answer (sockets stay as they are).
+
+        The forwarding cache stays (upstream answers do not depend on the records); the
+        per-sandbox copies of its answers go, since a forwarded name may now be a container's.
+        """
         for listener in self._listeners.values():
             listener.cache.clear()
+            listener.hot.clear()
+
+    def forget_forwarded(self) -> None:
+        """Forget every upstream answer (e.g. the upstream configuration was reloaded)."""
+        self._forwards.clear()
+        for listener in self._listeners.values():
+            listener.hot.clear()
 
     async def close(self) -> None:
         """Shut down: cancel every task, close every socket. Idempotent."""
@@ -256,6 +295,7 @@ class DnsServer:
             self._closed = True
             for sandbox in list(self._listeners):
                 await self._remove(sandbox)
+            await self._forwards.close()
 
     def sandboxes(self) -> list[str]:
         return sorted(self._listeners)
@@ -306,11 +346,7 @@ class DnsServer:
             conn.close()
         if listener.udp is not None:
             listener.udp.close()
-        tasks = list(listener.tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        listener.closed = True
         waits: list[asyncio.Future[None]] = []
         if listener.udp_closed is not None:
             waits.append(listener.udp_closed)
@@ -322,6 +358,7 @@ class DnsServer:
                 async with asyncio.timeout(2.0):
                     await asyncio.gather(*waits, return_exceptions=True)
         listener.cache.clear()
+        listener.hot.clear()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -342,14 +379,14 @@ class DnsServer:
                     wire.error_response(data, exc.query_id, exc.flags, wire.RCODE_FORMERR), addr
                 )
             return
-        if listener.cache.get(data[2:]) == _FORWARD:
-            self._spawn_forward(listener, data, query, lambda r: proto.send(r, addr), tcp=False)
+        key = data[2:]
+        if listener.cache.get(key) == _FORWARD:
+            self._forward_query(listener, data, query, lambda r: proto.send(r, addr), key)
             return
         answer, cacheable = self._answer_locally(listener, data, query, tcp=False)
-        key = data[2:]
         if answer is None:
             self._remember(listener, key, _FORWARD)
-            self._spawn_forward(listener, data, query, lambda r: proto.send(r, addr), tcp=False)
+            self._forward_query(listener, data, query, lambda r: proto.send(r, addr), key)
             return
         if cacheable:
             self._remember(listener, key, answer[2:])
@@ -367,7 +404,7 @@ class DnsServer:
             return
         answer, _ = self._answer_locally(listener, data, query, tcp=True)
         if answer is None:
-            self._spawn_forward(listener, data, query, conn.send, tcp=True)
+            self._forward_query(listener, data, query, conn.send, None)
         else:
             self.stats.answered += 1
             self.stats.rcode(answer)
@@ -439,34 +476,56 @@ class DnsServer:
                         break
         return ips
 
-    def _spawn_forward(
-        self, listener: _Listener, data: bytes, query: wire.Query, reply: Reply, *, tcp: bool
+    def _forward_query(
+        self, listener: _Listener, data: bytes, query: wire.Query, reply: Reply, key: bytes | None
     ) -> None:
-        if len(listener.tasks) >= MAX_INFLIGHT:
+        """A name that is not ours: from the forwarding cache, else upstream. ``key``: the
+        UDP query's bytes after the id (None over TCP), to keep the answer per sandbox."""
+        tcp = key is None
+        self.stats.forwarded += 1
+        try:
+            upstreams = self._resolver.upstreams(listener.sandbox)
+        except Exception:
+            log.exception("DNS resolver failed for sandbox %s", listener.sandbox)
+            upstreams = []
+        fkey = self._forwards.key(query, upstreams)
+        if fkey is None:  # no (valid) upstream: SERVFAIL at once
+            answer = self._servfail(data, query, tcp)
+            self.stats.rcode(answer)
+            reply(answer)
+            return
+        hit = self._forwards.cached(fkey, data, query, tcp=tcp)
+        if hit is not None:
+            self._keep(listener, key, hit)
+            self.stats.rcode(hit[0])
+            reply(hit[0])
+            return
+        if listener.pending >= MAX_INFLIGHT:
             self.stats.servfail += 1
             reply(self._servfail(data, query, tcp))
             return
-        task = asyncio.get_running_loop().create_task(
-            self._forward(listener, data, query, reply, tcp)
-        )
-        listener.tasks.add(task)
-        task.add_done_callback(listener.tasks.discard)
-
-    async def _forward(
-        self, listener: _Listener, data: bytes, query: wire.Query, reply: Reply, tcp: bool
-    ) -> None:
-        self.stats.forwarded += 1
+        listener.pending += 1
         started = time.perf_counter()
-        try:
-            upstreams = self._resolver.upstreams(listener.sandbox)
-            answer = await self._forwarder.forward(data, query, upstreams, tcp=tcp)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("forwarding a DNS query for sandbox %s failed", listener.sandbox)
-            answer = self._servfail(data, query, tcp)
-        self.stats.forwarded_reply(time.perf_counter() - started, answer)
-        reply(answer)
+
+        def done(answer: Answer | None) -> None:
+            listener.pending -= 1
+            if listener.closed:
+                return
+            if answer is None:  # a bug in the exchange (logged by the cache)
+                answer = (self._servfail(data, query, tcp), 0.0)
+            self._keep(listener, key, answer)
+            self.stats.forwarded_reply(time.perf_counter() - started, answer[0])
+            reply(answer[0])
+
+        self._forwards.resolve(fkey, data, query, tcp=tcp, done=done)
+
+    @staticmethod
+    def _keep(listener: _Listener, key: bytes | None, answer: Answer) -> None:
+        if key is None or answer[1] <= _monotonic():
+            return
+        if len(listener.hot) >= CACHE_LIMIT:
+            listener.hot.clear()
+        listener.hot[key] = (answer[0][2:], answer[1])
 
     @staticmethod
     def _servfail(data: bytes, query: wire.Query, tcp: bool) -> bytes:

@@ -13,12 +13,19 @@ when none answered at all, or there are no upstreams, the client gets SERVFAIL a
 Docker 20.10 sends nothing in that case, leaving the client to time out (5 s per try);
 SERVFAIL tells it straight away, which is what later moby releases do as well.
 
-Each UDP exchange uses a fresh connected socket (random source port, chosen by the kernel) and a
-random query id, restored to the client's id on the way back; replies from another address,
-with another id or another question are ignored. A truncated UDP answer is retried over TCP
-with the same upstream and the full answer is relayed when it fits the client's UDP limit;
-otherwise the truncated answer goes to the client, which then retries over TCP itself. Queries
-that reached us over TCP are forwarded over TCP.
+Sockets: one long-lived connected UDP socket per upstream (:class:`_UdpChannel`), shared by
+every query to that upstream and multiplexed by query id: each exchange takes a random id
+(``os.urandom``) not in flight on that socket, and a reply is accepted only from the connected
+address (the kernel filters), with an id in flight, QR set and the exchange's own question
+(name case-insensitively, type and class). Anything else is dropped and the wait goes on. A
+channel is replaced by a fresh socket (a new random source port) after ``CHANNEL_USES``
+exchanges; the old one closes when its last exchange ends. An ICMP error on a channel fails
+every exchange in flight on it (they move on to the next upstream). A truncated UDP answer is
+retried over TCP with the same upstream (a connection per exchange: rare); when that fails the
+truncated answer is returned. Queries that reached us over TCP are forwarded over TCP.
+
+The answer cache and the coalescing of identical queries are :mod:`tether.engine.dns_cache`'s;
+this module only exchanges one prepared query with the upstreams.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -38,6 +46,7 @@ log = logging.getLogger("tether.dns")
 
 MAX_UPSTREAMS = 3
 DEFAULT_TIMEOUT = 2.0
+CHANNEL_USES = 4096  # exchanges on one UDP socket before a fresh one (new source port)
 _U16 = struct.Struct("!H")
 
 
@@ -71,63 +80,124 @@ def parse_upstream(text: str) -> Upstream:
     return Upstream(host, port)
 
 
+def parse_upstreams(upstreams: Sequence[str]) -> tuple[Upstream, ...]:
+    """The first three valid upstreams of ``upstreams`` (invalid ones logged and skipped)."""
+    targets: list[Upstream] = []
+    for text in upstreams:
+        try:
+            targets.append(parse_upstream(text))
+        except ValueError:
+            log.warning("ignoring invalid upstream DNS server %r", text)
+        if len(targets) == MAX_UPSTREAMS:
+            break
+    return tuple(targets)
+
+
 class _BadReply(Exception):
     """The upstream answered something that is not a reply to our query."""
 
 
-def _udp_readable(
-    sock: socket.socket, query: bytes, question_end: int, fut: asyncio.Future[bytes]
-) -> None:
-    """Reader callback of one exchange socket: accept the first reply that matches."""
-    while not fut.done():
+class _UdpChannel:
+    """One connected UDP socket to one upstream, shared by every exchange (id-multiplexed)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, target: Upstream) -> None:
+        family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+        self._loop = loop
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            data = sock.recv(65535)
-        except (BlockingIOError, InterruptedError):
+            self._sock.setblocking(False)
+            self._sock.connect((target.host, target.port))
+            loop.add_reader(self._sock.fileno(), self._readable)
+        except BaseException:
+            self._sock.close()
+            raise
+        # id -> (the query as sent, its question end, the waiter)
+        self._pending: dict[int, tuple[bytes, int, asyncio.Future[bytes]]] = {}
+        self.uses = 0
+        self.retired = False
+        self.closed = False
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP port unreachable and the like: next upstream, now
+                for _, _, fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(OSError(exc.errno, exc.strerror))
+                return
+            if len(data) < wire.HEADER.size or not data[2] & 0x80:
+                continue
+            entry = self._pending.get(_U16.unpack_from(data)[0])
+            if entry is None:
+                continue
+            sent, question_end, fut = entry
+            if not fut.done() and wire.question_matches(sent, question_end, data):
+                fut.set_result(data)
+
+    def _new_id(self) -> int:
+        while True:
+            qid = int.from_bytes(os.urandom(2), "big")
+            if qid not in self._pending:
+                return qid
+
+    async def exchange(self, query: bytes, question_end: int, timeout: float) -> bytes:
+        """Send ``query`` (its id replaced by a fresh random one); the matching reply."""
+        qid = self._new_id()
+        out = _U16.pack(qid) + query[2:]
+        fut: asyncio.Future[bytes] = self._loop.create_future()
+        self._pending[qid] = (out, question_end, fut)
+        self.uses += 1
+        try:
+            self._sock.send(out)
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            del self._pending[qid]
+            if self.retired and not self._pending:
+                self.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending
+
+    def close(self) -> None:
+        if self.closed:
             return
-        except OSError as exc:  # ICMP port unreachable and the like: next upstream, now
-            fut.set_exception(exc)
-            return
-        if (
-            len(data) >= wire.HEADER.size
-            and data[:2] == query[:2]
-            and data[2] & 0x80
-            and wire.question_matches(query, question_end, data)
-        ):
-            fut.set_result(data)
+        self.closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        for _, _, fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
 
 
 class Forwarder:
-    """Sends one query to the upstreams and returns the answer carrying the client's id."""
+    """Exchanges one query with the upstreams (Docker's policy); owns the upstream sockets."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
+        self._channels: dict[Upstream, _UdpChannel] = {}
+        self._retired: set[_UdpChannel] = set()
 
     async def forward(
-        self,
-        data: bytes,
-        query: wire.Query,
-        upstreams: list[str],
-        *,
-        tcp: bool,
-    ) -> bytes:
-        targets: list[Upstream] = []
-        for text in upstreams:
-            try:
-                targets.append(parse_upstream(text))
-            except ValueError:
-                log.warning("ignoring invalid upstream DNS server %r", text)
-            if len(targets) == MAX_UPSTREAMS:
-                break
-        out = wire.with_id(data, int.from_bytes(os.urandom(2), "big"))
+        self, out: bytes, question_end: int, targets: Sequence[Upstream], *, tcp: bool
+    ) -> bytes | None:
+        """The best reply of up to three ``targets`` to ``out``, None when none answered.
+
+        The reply keeps the upstream's id (``out``'s id is replaced per exchange).
+        """
         fallback: bytes | None = None
-        for target in targets:
+        for target in targets[:MAX_UPSTREAMS]:
             try:
                 if tcp:
-                    resp = await self._tcp(target, out, query.question_end)
+                    resp = await self._tcp(target, out, question_end)
                 else:
-                    resp = await self._udp(target, out, query.question_end)
+                    resp = await self._udp(target, out, question_end)
                     if resp[2] & 0x02:  # TC
-                        resp = await self._tcp_after_truncation(target, out, query, resp)
+                        resp = await self._tcp_after_truncation(target, out, question_end, resp)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, _BadReply) as exc:
                 log.debug("upstream %s:%d failed: %r", target.host, target.port, exc)
                 continue
@@ -135,50 +205,47 @@ class Forwarder:
             if rcode == wire.RCODE_NOERROR or (
                 rcode == wire.RCODE_NXDOMAIN and resp[2] & 0x04  # authoritative (RFC 8020)
             ):
-                return wire.with_id(resp, query.id)
+                return resp
             if fallback is None or wire.rcode_of(fallback) != wire.RCODE_NXDOMAIN:
                 fallback = resp
-        if fallback is not None:
-            return wire.with_id(fallback, query.id)
-        return wire.build_response(
-            data,
-            query,
-            [],
-            rcode=wire.RCODE_SERVFAIL,
-            max_size=wire.TCP_MAX if tcp else query.max_udp_size(),
-        )
+        return fallback
+
+    def close(self) -> None:
+        """Close every upstream socket (exchanges in flight are cancelled)."""
+        for channel in [*self._channels.values(), *self._retired]:
+            channel.close()
+        self._channels.clear()
+        self._retired.clear()
 
     async def _tcp_after_truncation(
-        self, target: Upstream, out: bytes, query: wire.Query, truncated: bytes
+        self, target: Upstream, out: bytes, question_end: int, truncated: bytes
     ) -> bytes:
         try:
-            full = await self._tcp(target, out, query.question_end)
+            return await self._tcp(target, out, question_end)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, _BadReply) as exc:
             log.debug("TCP retry to %s:%d failed: %r", target.host, target.port, exc)
             return truncated
-        return full if len(full) <= query.max_udp_size() else truncated
+
+    def _channel(self, target: Upstream) -> _UdpChannel:
+        channel = self._channels.get(target)
+        if channel is not None and channel.uses >= CHANNEL_USES:
+            channel.retired = True
+            self._retired = {c for c in self._retired if not c.closed}
+            if channel.idle:
+                channel.close()
+            else:
+                self._retired.add(channel)
+            channel = None
+        if channel is None or channel.closed:
+            channel = _UdpChannel(asyncio.get_running_loop(), target)
+            self._channels[target] = channel
+        return channel
 
     async def _udp(self, target: Upstream, out: bytes, question_end: int) -> bytes:
-        # A plain non-blocking connected socket watched with add_reader: cheaper than a
-        # transport per query, and still a fresh random source port for every exchange.
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.connect((target.host, target.port))
-            fut: asyncio.Future[bytes] = loop.create_future()
-            loop.add_reader(sock.fileno(), _udp_readable, sock, out, question_end, fut)
-            try:
-                sock.send(out)
-                async with asyncio.timeout(self.timeout):
-                    return await fut
-            finally:
-                loop.remove_reader(sock.fileno())
-        finally:
-            sock.close()
+        return await self._channel(target).exchange(out, question_end, self.timeout)
 
     async def _tcp(self, target: Upstream, out: bytes, question_end: int) -> bytes:
+        out = wire.with_id(out, int.from_bytes(os.urandom(2), "big"))
         async with asyncio.timeout(self.timeout):
             reader, writer = await asyncio.open_connection(target.host, target.port)
             try:

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 TYPE_A = 1
+TYPE_SOA = 6
 TYPE_PTR = 12
 TYPE_AAAA = 28
 TYPE_OPT = 41
@@ -33,6 +34,7 @@ FLAG_AA = 0x0400
 FLAG_TC = 0x0200
 FLAG_RD = 0x0100
 FLAG_RA = 0x0080
+FLAG_CD = 0x0010
 OPCODE_MASK = 0x7800
 
 UDP_PLAIN_MAX = 512  # RFC 1035 limit without EDNS
@@ -106,6 +108,11 @@ def _read_name(data: bytes, pos: int, *, allow_pointer: bool) -> int:
         if total > 255:
             raise WireError("name longer than 255 bytes")
         pos += length + 1
+
+
+def skip_name(data: bytes, pos: int) -> int:
+    """The offset just past the (possibly compressed) name at ``pos`` (:class:`WireError`)."""
+    return _read_name(data, pos, allow_pointer=True)
 
 
 def parse_query(data: bytes) -> Query:
@@ -241,9 +248,10 @@ def ptr_record(target: str, ttl: int) -> bytes:
     return _NAME_PTR_QNAME + _RR_FIXED.pack(TYPE_PTR, CLASS_IN, ttl, len(wire)) + wire
 
 
-def opt_record(ext_rcode: int = 0) -> bytes:
-    """Our own minimal OPT record: version 0, no options, DO clear."""
-    return b"\x00" + _RR_FIXED.pack(TYPE_OPT, EDNS_UDP_SIZE, (ext_rcode >> 4) << 24, 0)
+def opt_record(ext_rcode: int = 0, *, do: bool = False) -> bytes:
+    """Our own minimal OPT record: version 0, no options, DO clear unless ``do``."""
+    flags = ((ext_rcode >> 4) & 0xFF) << 24 | (0x8000 if do else 0)
+    return b"\x00" + _RR_FIXED.pack(TYPE_OPT, EDNS_UDP_SIZE, flags, 0)
 
 
 def response_flags(query_flags: int, rcode: int) -> int:

@@ -18,9 +18,14 @@ RCODE_SERVFAIL = 2
 @dataclass
 class DnsStats:
     queries: int = 0  # queries that missed the answer cache (UDP and TCP)
-    cached: int = 0  # queries answered from the answer cache (all queries: queries + cached)
+    cached: int = 0  # container names answered from the answer cache
+    # (all queries: queries + cached + forward_cached)
     answered: int = 0  # answered by tether's resolver without forwarding (cache hits aside)
-    forwarded: int = 0  # sent upstream
+    forwarded: int = 0  # not ours and not in the sandbox's answer cache: hit, miss or joined
+    forward_cached: int = 0  # forwarded names answered from a sandbox's answer cache (hot path)
+    forward_hits: int = 0  # answered from the forwarding cache (dns_cache), hot path aside
+    forward_misses: int = 0  # exchanges sent upstream (one per key in flight)
+    forward_coalesced: int = 0  # joined an exchange already in flight for the same question
     nxdomain: int = 0  # NXDOMAIN answers (upstream's: tether never answers NXDOMAIN itself)
     servfail: int = 0  # SERVFAIL answers (no upstream, upstream failed, too many in flight)
     forward_counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))

@@ -3,22 +3,29 @@
 Docker's rules: a container holds its host ports while its sandbox exists (from start to
 stop; a sandbox kept across a policy restart keeps them), so a stopped container's port is
 free and a clash fails the start with Docker's text, leaving the container created. A
-malformed binding is refused at create (``requests``), before anything is made.
+malformed binding is refused at create (``requests``), before anything is made. TCP ports on
+``[::1]`` (and ``[::]``) are also listened on by the userland proxy (``loproxy``), bound with
+the ports and closed with them.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 from tether.engine import ports as portlib
 from tether.engine.core import EngineCore
+from tether.engine.loproxy import LOOPBACK6, LoopbackProxies
 from tether.engine.record import Container, network_mode
-from tether.errors import BadRequest, Conflict
+from tether.errors import BadRequest, Conflict, TetherError
+
+log = logging.getLogger("tether.ports")
 
 
 class HostPorts:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
+        self.proxies = LoopbackProxies(self._target)
 
     @property
     def allocator(self) -> portlib.PortAllocator:
@@ -30,7 +37,13 @@ class HostPorts:
             c.config.get("ExposedPorts"),
             bool(c.host_config.get("PublishAllPorts")),
         )
-        v6 = [r for r in reqs if portlib.is_v6(r.host_ip)]
+        lo6 = [r for r in reqs if r.host_ip == LOOPBACK6 and r.proto != "tcp"]
+        if lo6:
+            raise BadRequest(
+                f"cannot publish {lo6[0].proto} on the IPv6 loopback address ::1: tether's "
+                "userland proxy for [::1] carries TCP only (publish on :: or another address)"
+            )
+        v6 = [r for r in reqs if portlib.is_v6(r.host_ip) and r.host_ip != LOOPBACK6]
         if v6 and c.endpoints and not self._dual_stack(c):
             # Docker would proxy IPv6 to the IPv4 address in userland; tether has no proxy
             raise BadRequest(
@@ -43,9 +56,24 @@ class HostPorts:
         found = self.core.table.publishing_endpoint(c)
         return found is not None and bool(found[0].ip6)
 
+    def _target(self, cid: str) -> str | None:
+        """Where the [::1] proxy of ``cid`` connects: its IPv6 address, else its IPv4 one."""
+        c = self.core.containers.get(cid)
+        found = self.core.table.publishing_endpoint(c) if c is not None else None
+        return None if found is None else (found[0].ip6 or found[0].ip)
+
     def reserve(self, c: Container) -> None:
-        """Hold again the ports of a record loaded at start-up."""
-        self.allocator.reserve_all(portlib.PortBinding(**p) for p in c.ports)
+        """Hold again the ports of a record loaded at start-up (and its [::1] listeners)."""
+        bindings = [portlib.PortBinding(**p) for p in c.ports]
+        self.allocator.reserve_all(bindings)
+        try:
+            self.proxies.bind(c.id, bindings)
+        except TetherError as exc:
+            log.warning("%s: %s", c.name, exc.message)
+
+    def close(self) -> None:
+        """Close every [::1] listener (the daemon stops; the containers keep running)."""
+        self.proxies.close_all()
 
     def take(self, c: Container) -> bool:
         """Allocate the container's host ports for a start (True when it took any); a sandbox
@@ -60,6 +88,7 @@ class HostPorts:
             bindings = self.allocator.allocate(requests, twin6=self._dual_stack(c))
             try:
                 portlib.check_host_ips(bindings)
+                self.proxies.bind(c.id, bindings)
             except BaseException:
                 self.allocator.release(bindings)
                 raise
@@ -73,5 +102,6 @@ class HostPorts:
         return True
 
     def drop(self, c: Container) -> None:
+        self.proxies.close(c.id)
         self.allocator.release(portlib.PortBinding(**p) for p in c.ports)
         c.ports = []

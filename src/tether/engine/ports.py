@@ -15,7 +15,7 @@ follow Docker: ``(proto, ip, port)`` is taken once; 0.0.0.0 collides with
 every specific address and every specific address with 0.0.0.0. Random ports
 come from Docker's ephemeral range 49153–65535, handed out round-robin per
 protocol like Docker's allocator (a port just released is not reused at once).
-tether runs no userland proxy, so, like Docker with ``userland-proxy: false``,
+tether runs no userland proxy (but for ``[::1]``), so, like Docker with ``userland-proxy: false``,
 a port a host process already listens on is not detected.
 
 IPv6 (issue 18): a HostIp of ``::`` (any IPv6 address of the host) or a specific IPv6
@@ -23,9 +23,10 @@ address publishes to the container's IPv6 address, and so needs a dual-stack net
 publish on (checked by ``HostPorts``); a binding with no HostIp on a dual-stack container
 is taken on ``::`` too, the same port, as Docker's ``docker port`` shows (``0.0.0.0:8080``
 and ``:::8080``). Each family's wildcard collides with its own family's addresses only.
-``::1`` is refused: Docker serves it with its userland proxy, and the kernel cannot (a reply
-to ::1 arriving on a bridge is dropped; see ``fwrender._published6``), so from the host
-itself a published port is reached over IPv6 on the host's other addresses.
+``::1`` is the one exception to "in the kernel": a reply to ::1 arriving on a bridge is
+dropped (see ``fwrender._published6``), so TCP on ``[::1]`` (and on ``[::]``, whose
+docker-proxy answers on ::1 too) is served by tether's userland proxy
+(``tether.engine.loproxy``); those bindings get no firewall rule (``port_rules``).
 
 A specific HostIp must be an address of this host (``check_host_ips``), as
 in Docker, whose port mapper binds the address and fails the start with
@@ -125,13 +126,6 @@ def parse_host_ip(ip: str | None) -> str:
         addr = ipaddress.IPv6Address(ip.strip("[]"))
     except ValueError:
         raise BadRequest(f"invalid host IP address: {ip}") from None
-    if addr.is_loopback:
-        # Docker reaches it through its userland proxy; in the kernel a reply to ::1 that
-        # arrives on a bridge is dropped (no IPv6 route_localnet), and tether has no proxy
-        raise BadRequest(
-            f"cannot publish on the IPv6 loopback address {addr}: tether has no userland "
-            "proxy (publish on :: or another address of the host)"
-        )
     return str(addr)
 
 
@@ -231,6 +225,8 @@ def port_rules(
     its IPv6 address on a dual-stack network, where IPv6 host addresses publish to)."""
     out = []
     for b in bindings:
+        if b.host_ip == "::1":  # served in userland (tether.engine.loproxy)
+            continue
         rule = PortRule(b.proto, b.host_ip, b.host_port, container_ip, b.container_port, bridge)
         if container_ip6:
             rule = dataclasses.replace(rule, container_ip6=container_ip6)

@@ -99,6 +99,7 @@ class Runner:
             await core.dns_add(c)
             clock.mark("dns")
         bundle = self.bundle.write(c, ns_path, await self.bundle.user_mounts(c))
+        clock.mark("bundle")
         log_path = core.files_dir(c) / "container.log"
         c.state.error = ""
         overlay = core.images.overlay_for(c.id)
@@ -113,6 +114,7 @@ class Runner:
             bundle,
             log_path,
             stdin=bool(c.config.get("OpenStdin")),
+            stdin_once=bool(c.config.get("StdinOnce")),
             tty=c.tty,
             mounts=mounts,
             log_size_max=logconfig.size_max(c.host_config),  # P4: LogConfig max-size

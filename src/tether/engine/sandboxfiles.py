@@ -19,8 +19,9 @@ from tether.engine.record import Container
 
 
 class SandboxFiles:
-    def __init__(self, core: EngineCore) -> None:
+    def __init__(self, core: EngineCore, host_gateway_ip: str | None = None) -> None:
         self.core = core
+        self.host_gateway_ip = host_gateway_ip  # the daemon option; None: the default bridge's
 
     def write(self, c: Container, kind: str) -> None:
         d = self.core.files_dir(c)
@@ -50,8 +51,10 @@ class SandboxFiles:
         sbx.write_atomic(d / "resolv.conf", self.resolv_text(c, embedded, kind == "host"))
 
     def host_gateway(self) -> str | None:
-        """``--add-host NAME:host-gateway``: the default bridge's address (Docker's default
-        for its daemon option host-gateway-ip)."""
+        """``--add-host NAME:host-gateway``: the daemon option ``host-gateway-ip`` (flag or
+        daemon.json), else the default bridge's address (Docker's default for it)."""
+        if self.host_gateway_ip:
+            return self.host_gateway_ip
         bridge = self.core.networks.find("bridge")
         pools = bridge.pools if bridge is not None else []
         return str(pools[0].gateway) if pools else None

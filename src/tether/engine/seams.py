@@ -96,6 +96,7 @@ class Runtime(Protocol):
         tty: bool = False,
         log_size_max: int | None = None,
         name: str | None = None,
+        stdin_once: bool = True,
         mounts: PrivateMounts | None = None,
     ) -> int: ...
     async def start(self, cid: str) -> None: ...

@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator
+import os
+import socket
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tether.errors import Internal
-from tether.linux import nsthread
+from tether.linux import neighbatch, nsthread
+from tether.linux.lazypkg import bare_package
+from tether.linux.neighbatch import VxlanEntry as VxlanEntry
 from tether.linux.nsock import netlink_socket_in_netns
 from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
 
@@ -71,6 +75,14 @@ class Netlink(Protocol):
     ) -> None: ...
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None: ...
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        """Set ``name`` down and rename it ``new_name`` (False: there is no ``name``)."""
+        ...
+
+    async def reap_link(self, name: str) -> None:
+        """Delete the link ``name`` of the daemon's namespace, off the netlink thread (the
+        kernel's wait for a bridge to unregister holds no lock others need)."""
+        ...
 
     async def link_names(self) -> set[str]: ...
 
@@ -95,12 +107,8 @@ class Netlink(Protocol):
 
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None: ...
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
-    ) -> None: ...
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None: ...
 
     async def vxlan_entries(
@@ -120,7 +128,42 @@ class Netlink(Protocol):
     async def close(self) -> None: ...
 
 
+NETLINK_ROUTE = 0
 IFA_F_NODAD = 0x02  # an address without duplicate address detection
+
+
+def _async_iproute() -> Any:
+    """pyroute2's ``AsyncIPRoute`` without the rest of pyroute2 (see :mod:`.lazypkg`)."""
+    bare_package("pyroute2")
+    from pyroute2.iproute.linux import AsyncIPRoute
+
+    return AsyncIPRoute
+
+
+def _netlink_error() -> Any:
+    bare_package("pyroute2")
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError
+
+
+def dellink_by_name(name: str) -> None:
+    """``RTM_DELLINK`` of ``name`` on a socket of its own (blocking: the kernel answers once
+    the link is unregistered, ~40 ms for a bridge); ``OSError`` with the kernel's errno."""
+    import socket
+    import struct
+
+    raw = name.encode() + b"\0"
+    attr = struct.pack("HH", 4 + len(raw), 3) + raw  # IFLA_IFNAME
+    attr += b"\0" * (-len(attr) % 4)
+    body = struct.pack("BxHiII", 0, 0, 0, 0, 0) + attr  # struct ifinfomsg
+    msg = struct.pack("IHHII", 16 + len(body), 17, 0x5, 1, 0) + body  # RTM_DELLINK, REQUEST|ACK
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as s:
+        s.send(msg)
+        reply = s.recv(4096)
+    kind, error = struct.unpack_from("H", reply, 4)[0], struct.unpack_from("i", reply, 16)[0]
+    if kind == 2 and error < 0:  # NLMSG_ERROR with an errno (0: the ack)
+        raise OSError(-error, os.strerror(-error))
 
 
 def _err(what: str, exc: BaseException) -> Internal:
@@ -135,8 +178,7 @@ class PyrouteNetlink:
         self._sysctl = sysctl or ProcSysctl()  # the daemon's namespace's
 
     async def _ipr(self) -> Any:
-        from pyroute2 import AsyncIPRoute
-
+        AsyncIPRoute = _async_iproute()
         if self._host is None:
             self._host = AsyncIPRoute()
             await self._host.setup_endpoint()
@@ -148,8 +190,7 @@ class PyrouteNetlink:
         if ns_path is None:
             yield await self._ipr()
             return
-        from pyroute2 import AsyncIPRoute
-
+        AsyncIPRoute = _async_iproute()
         try:
             sock = netlink_socket_in_netns(ns_path)
         except OSError as exc:
@@ -188,8 +229,7 @@ class PyrouteNetlink:
         ns_path: str | None = None,
         address6: str | None = None,
     ) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(ns_path) as ipr:
                 idx = await self._lookup(ipr, name)
@@ -215,8 +255,7 @@ class PyrouteNetlink:
             raise _err(f"cannot set up bridge {name}", exc) from exc
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(ns_path) as ipr:
                 idx = await self._lookup(ipr, name)
@@ -225,6 +264,19 @@ class PyrouteNetlink:
         except NetlinkError as exc:
             if exc.code != 19:  # ENODEV: already gone
                 raise _err(f"cannot delete link {name}", exc) from exc
+
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        NetlinkError = _netlink_error()
+        try:
+            ipr = await self._ipr()
+            idx = await self._lookup(ipr, name)
+            if idx is None:
+                return False
+            await ipr.link("set", index=idx, state="down")  # a link is renamed only down
+            await ipr.link("set", index=idx, ifname=new_name)
+            return True
+        except NetlinkError as exc:
+            raise _err(f"cannot retire link {name}", exc) from exc
 
     async def _configure_peer(self, spec: LinkSpec) -> None:
         async with self._in_ns(spec.ns_path) as ns:
@@ -244,8 +296,7 @@ class PyrouteNetlink:
             await ns.addr("add", index=idx, address=ip6, prefixlen=int(prefix6), flags=IFA_F_NODAD)
         await self._add_link_local(ns, idx, spec)
         await ns.link("set", index=idx, state="up")
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         for gateway, dst, family in ((spec.gateway, "0.0.0.0/0", 2), (spec.gateway6, "::/0", 10)):
             if not gateway:
                 continue
@@ -283,16 +334,15 @@ class PyrouteNetlink:
                 raise Internal(f"cannot enable IPv6 on {ifname}: no {key} (IPv6 is off)")
 
     async def loopback_up(self, ns_path: str) -> None:
-        async with self._in_ns(ns_path) as ns:
-            idx = await self._lookup(ns, "lo")
-            if idx is not None:
-                await ns.link("set", index=idx, state="up")
+        try:
+            await asyncio.wrap_future(nsthread.default().submit_link_up(ns_path, "lo"))
+        except OSError as exc:
+            raise _err(f"cannot set lo up in {ns_path}", exc) from exc
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any;
         the IPv6 one when ``gateway`` is an IPv6 address)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(ns_path) as ns:
                 idx = await self._lookup(ns, ifname)
@@ -308,8 +358,7 @@ class PyrouteNetlink:
     ) -> None:
         """A veth pair: ``host_ifname`` on ``bridge`` (in the daemon's namespace, or in
         ``bridge_ns``: an overlay network's), its peer ``spec`` in the container's."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         try:
             async with self._in_ns(bridge_ns) as ipr:
                 br = await self._lookup(ipr, bridge)
@@ -346,8 +395,7 @@ class PyrouteNetlink:
             raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         try:
             link = await self._index(parent)
@@ -391,8 +439,7 @@ class PyrouteNetlink:
         The device is always made in the daemon's namespace and, with ``ns_path``, moved there:
         its UDP socket stays where it was made, on the host's underlay.
         """
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         try:
             async with self._in_ns(ns_path) as nsr:
@@ -408,7 +455,7 @@ class PyrouteNetlink:
                         vxlan_local=local,
                         vxlan_port=port,
                         vxlan_learning=0,
-                        vxlan_proxy=1,  # answer ARP from the neighbour table (set_neigh)
+                        vxlan_proxy=1,  # answer ARP from the neighbour table (set_entries)
                         mtu=mtu,
                     )
                     if ns_path is not None:
@@ -428,8 +475,7 @@ class PyrouteNetlink:
 
     async def ensure_vlan(self, name: str, parent: str, vid: int) -> None:
         """An 802.1Q sub-interface ``name`` of ``parent`` (kernels without vlan: 95)."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         if await self._index(name) is not None:
             return
@@ -450,8 +496,7 @@ class PyrouteNetlink:
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
         """A host-side macvlan (bridge mode) on ``parent`` with ``address`` (/32) and a route
         to ``route`` through it, so the host reaches its own macvlan containers."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
+        NetlinkError = _netlink_error()
         ipr = await self._ipr()
         link = await self._index(parent)
         if link is None:
@@ -471,43 +516,38 @@ class PyrouteNetlink:
             await self.delete_link(name)
             raise _err(f"cannot set up the host shim {name}", exc) from exc
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
-        # NTF_SELF: the vxlan device's own table, not the bridge's
-        await self._set_entry("fdb", vxlan, f"fdb {mac}", present, ns_path,
-                              lladdr=mac, dst=dst, flags=0x02)  # fmt: skip
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self._set_entry("neigh", ifname, f"neighbour {ip}", present, ns_path,
-                              dst=ip, lladdr=mac)  # fmt: skip
-
-    async def _set_entry(
-        self, table: str, ifname: str, what: str, present: bool, ns_path: str | None, **attrs: Any
-    ) -> None:
-        """Replace (or delete) a permanent entry of ``table`` ("fdb", "neigh") on ``ifname``;
-        deleting an entry, or from a device, that is gone is not an error."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        async with self._in_ns(ns_path) as ipr:
-            idx = await self._lookup(ipr, ifname)
-            if idx is None:
-                return
-            op = "replace" if present else "del"
-            try:  # state NUD_PERMANENT
-                await getattr(ipr, table)(op, ifindex=idx, state=0x80, **attrs)
-            except NetlinkError as exc:
-                if present or exc.code not in (2, 19):  # ENOENT, ENODEV
-                    raise _err(f"cannot program {what} on {ifname}", exc) from exc
+        """Replace (or delete) permanent FDB/neighbour entries on ``vxlan``, in order, as one
+        netlink batch (:mod:`tether.linux.neighbatch`: one socket in ``ns_path``, one device
+        lookup, the messages packed into as few writes as fit; a burst of remote endpoints
+        was a socket, a lookup and a pyroute2 request per entry). Deleting an entry, or from
+        a device, that is gone is not an error; the first entry refused is raised after the
+        kernel went through every other one."""
+        if not entries:
+            return
+        try:
+            if ns_path is None:
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+            else:
+                sock = netlink_socket_in_netns(ns_path)
+        except OSError as exc:
+            raise _err(f"cannot open netlink in {ns_path or 'the host namespace'}", exc) from exc
+        try:
+            sock.settimeout(10.0)
+            neighbatch.apply(sock, vxlan, entries)
+        except OSError as exc:
+            raise _err(f"cannot program the entries of {vxlan}", exc) from exc
+        finally:
+            sock.close()
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
     ) -> tuple[dict[str, str], dict[str, str]]:
         """The device's own remote entries: (FDB MAC -> VTEP, neighbour IP -> MAC).
 
-        Only FDB entries with a destination (what :meth:`set_fdb` makes; the bridge's own
+        Only FDB entries with a destination (what :meth:`set_entries` makes; the bridge's own
         entries for the port have none) and permanent neighbour entries are listed.
         Empty when the device is missing.
         """
@@ -642,15 +682,10 @@ class ThreadedNetlink:
     async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None:
         await self._call("ensure_shim", name, parent, address, route)
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
-        await self._call("set_fdb", vxlan, mac, dst, present, ns_path)
-
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        await self._call("set_neigh", ifname, ip, mac, present, ns_path)
+        await self._call("set_entries", vxlan, list(entries), ns_path)
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
@@ -659,6 +694,17 @@ class ThreadedNetlink:
             "vxlan_entries", vxlan, ns_path
         )
         return entries
+
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        done: bool = await self._call("retire_link", name, new_name)
+        return done
+
+    async def reap_link(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(dellink_by_name, name)
+        except OSError as exc:
+            if exc.errno != 19:  # ENODEV: already gone
+                raise _err(f"cannot delete link {name}", exc) from exc
 
     async def loopback_up(self, ns_path: str) -> None:
         await self._call("loopback_up", ns_path)

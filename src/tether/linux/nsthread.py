@@ -371,6 +371,12 @@ class NetnsThread:
         gives False when the setting does not exist there (its module is not loaded)."""
         return self.submit(lambda home: _write_sysctl(home, ns_path, key, value))
 
+    def submit_link_up(self, ns_path: str, ifname: str) -> Future[None]:
+        """Set ``ifname`` up in the namespace at ``ns_path`` with the ``SIOCSIFFLAGS`` ioctl
+        (for ``lo`` of a new sandbox: ~0.1 ms, where a netlink socket made there with
+        pyroute2's setup, a lookup and a set took ~3 ms of every container start)."""
+        return self.submit(lambda home: _link_up(home, ns_path, ifname))
+
     def submit_new_netns(self, path: str) -> Future[None]:
         """Make a fresh network namespace and bind-mount it on the existing file ``path``.
 
@@ -523,6 +529,31 @@ def _write_sysctl(home: int, ns_path: str, key: str, value: str) -> bool:
             return True
         except FileNotFoundError:
             return False
+        finally:
+            _go_home(home)
+    finally:
+        os.close(ns_fd)
+
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _link_up(home: int, ns_path: str, ifname: str) -> None:
+    import fcntl
+    import struct
+
+    ns_fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _setns(ns_fd, CLONE_NEWNET) != 0:
+            raise _os_error(f"cannot enter {ns_path}")
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+                req = struct.pack("16sH22x", ifname.encode(), 0)
+                flags = struct.unpack("16sH22x", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1]
+                if not flags & _IFF_UP:
+                    fcntl.ioctl(
+                        s, _SIOCSIFFLAGS, struct.pack("16sH22x", ifname.encode(), flags | _IFF_UP)
+                    )
         finally:
             _go_home(home)
     finally:

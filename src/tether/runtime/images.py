@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from tether.errors import BadRequest, Conflict, NotFound
 from tether.linux.nsthread import OverlayMount
-from tether.runtime import imagejson, refs
+from tether.runtime import imagejson, refs, tarsplit
 from tether.runtime.changes import apply_changes
 from tether.runtime.commit import EMPTY_LAYER, CommitSpec, commit_document
 from tether.runtime.diff import INIT_PATHS
@@ -222,11 +222,16 @@ class ImageStore:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 _write_json(self._layers_dir / f"{hex_id}.json", {"size": size})
+                for made, kept in zip(tarsplit.paths(tmp), tarsplit.paths(final), strict=True):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rename(made, kept)
                 os.rename(tmp, final)
             return diff_id, size
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            tarsplit.remove(tmp)
 
     def _layer_size(self, diff_id: str) -> int | None:
         hex_id = diff_id.split(":", 1)[-1]
@@ -431,6 +436,7 @@ class ImageStore:
             self._rootfs.drop_short_link(hex_id)
             shutil.rmtree(self._layers_dir / hex_id, ignore_errors=True)
             (self._layers_dir / f"{hex_id}.json").unlink(missing_ok=True)
+            tarsplit.remove(self._layers_dir / hex_id)
             removed.append(diff_id)
         return removed
 

@@ -9,10 +9,13 @@
     manifest.json            [{"Config": ..., "RepoTags": [...] | null, "Layers": [...]}]
     repositories             {"repo": {"tag": "<top v1 id>"}} (only when a tag is saved)
 
-Layer tars are made again from the unpacked layer directories, so their digests are
-those of tether's tars: when one differs from the DiffID the image has, the config in
-the archive carries the new DiffIDs (and so the image gets another id on load). A tar
-made by tether and loaded again gives the same tar: the second save is stable.
+A layer tar is the one the layer was imported from, put together again from its
+skeleton (``runtime.tarsplit``) and the unpacked files: its digest is the DiffID, so the
+image keeps its id through save and load (Docker's rule). A layer without a usable
+skeleton (unpacked by an older version; a tar that wrote one path twice; a file changed
+since) is made again from its directory (``runtime.layertar``): when that tar's digest
+differs from the DiffID, the config in the archive carries the new DiffIDs (and so the
+image gets another id on load); a second save of such an archive is stable.
 
 The archive is a generator of byte chunks (nothing is built in memory). Blocking code:
 callers step it in an executor.
@@ -30,6 +33,7 @@ from typing import Any
 
 from tether.runtime.image import CONTAINER_CONFIG_DEFAULTS, Image, parse_rfc3339
 from tether.runtime.layertar import BLOCK, LayerTar, header, padding
+from tether.runtime.tarsplit import SplitTar
 
 _V1_KEYS = (
     "comment",
@@ -98,7 +102,7 @@ def _layer(
     yield _member(f"{v1_id}/", 0, mtime, directory=True)
     yield from _file(f"{v1_id}/VERSION", b"1.0", mtime)
     yield from _file(f"{v1_id}/json", json.dumps(v1_doc, separators=(",", ":")).encode(), mtime)
-    tar = LayerTar(directory)
+    tar: SplitTar | LayerTar = SplitTar.open(directory) or LayerTar(directory)
     yield _member(f"{v1_id}/layer.tar", tar.size, mtime)
     digest = hashlib.sha256()
     for chunk in tar.chunks():

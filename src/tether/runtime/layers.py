@@ -24,11 +24,13 @@ import os
 import shutil
 import stat
 import tarfile
+import tempfile
 import zlib
 from pathlib import Path
 from typing import IO, cast
 
 from tether.errors import BadRequest
+from tether.runtime import tarsplit
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -41,8 +43,9 @@ class DigestReader:
     ``digest`` is the sha256 of the *uncompressed* stream (a layer's DiffID).
     """
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], sink: IO[bytes] | None = None) -> None:
         self._raw = raw
+        self._sink = sink  # gets every uncompressed byte returned (tarsplit)
         head = raw.read(2)
         self._pending = b""
         self._zlib: zlib._Decompress | None = None
@@ -76,6 +79,8 @@ class DigestReader:
         out, self._pending = self._pending[:want], self._pending[want:]
         self._hash.update(out)
         self.size += len(out)
+        if self._sink is not None:
+            self._sink.write(out)
         return out
 
     def drain(self) -> None:
@@ -93,18 +98,21 @@ def extract_layer(stream: IO[bytes], dest: Path) -> tuple[str, int]:
     Returns ``(diff_id, size)``: the sha256 of the uncompressed tar and the sum of the
     regular files' sizes. Raises ``BadRequest`` on a malformed or hostile archive.
     """
-    reader = DigestReader(stream)
     dest.mkdir(parents=True, exist_ok=True)
     os.chmod(dest, 0o755)
     extractor = _Extractor(dest)
-    try:
-        with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|") as tar:
-            for member in tar:
-                extractor.add(tar, member)
-    except tarfile.TarError as exc:
-        raise BadRequest(f"invalid tar archive: {exc}") from None
-    reader.drain()
-    extractor.finish()
+    skeleton, index = tarsplit.paths(dest)
+    with tempfile.TemporaryFile(dir=dest.parent) as raw:
+        reader = DigestReader(stream, sink=raw)
+        try:
+            with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|") as tar:
+                for member in tar:
+                    extractor.add(tar, member)
+        except tarfile.TarError as exc:
+            raise BadRequest(f"invalid tar archive: {exc}") from None
+        reader.drain()
+        extractor.finish()
+        extractor.split.write(raw, reader.size, skeleton, index)  # for docker save
     return reader.digest, extractor.size
 
 
@@ -152,6 +160,7 @@ class _Extractor:
         self.size = 0
         self._dirs: list[tuple[Path, tarfile.TarInfo]] = []
         self._safe_dirs: set[Path] = {dest}
+        self.split = tarsplit.SplitRecorder()
 
     def _parent(self, parts: list[str]) -> Path:
         cur = self.dest
@@ -196,8 +205,12 @@ class _Extractor:
             self._setxattr(parent, "trusted.overlay.opaque", b"y")
             return
         if base.startswith(WHITEOUT_PREFIX):
+            self.split.touch("/".join([*parts[:-1], base[len(WHITEOUT_PREFIX) :]]))
             self._whiteout(parent / base[len(WHITEOUT_PREFIX) :], m)
             return
+        self.split.touch("/".join(parts))
+        if m.isreg() and m.sparse is None:
+            self.split.cut(m.offset_data, m.size, "/".join(parts))
         path = parent / base
         if m.isdir():
             self._clear(path, keep_dir=True)

@@ -277,6 +277,7 @@ class Runtime(ContainerProcs, ContainerFiles):
         tty: bool = False,
         log_size_max: int | None = None,
         name: str | None = None,
+        stdin_once: bool = True,
         mounts: PrivateMounts | None = None,
     ) -> int:
         """``runc create`` under conmon; returns the container's PID 1 (host pid).
@@ -292,7 +293,8 @@ class Runtime(ContainerProcs, ContainerFiles):
         self._watcher()
         bundle = Path(bundle)
         self._prepare_create(cid, bundle, log_path, stdin=stdin, tty=tty)
-        args = self._conmon_args(cid, bundle, log_path, name, stdin, tty, log_size_max)
+        stdin_mode = "once" if stdin and stdin_once and not tty else "open" if stdin else ""
+        args = self._conmon_args(cid, bundle, log_path, name, stdin_mode, tty, log_size_max)
         raw = await run_conmon(args, bundle, mounts)
         if not raw:
             raise Internal(f"conmon exited without a pid: {conmon_err(bundle)}")
@@ -330,10 +332,11 @@ class Runtime(ContainerProcs, ContainerFiles):
         bundle: Path,
         log_path: Path,
         name: str | None,
-        stdin: bool,
+        stdin: str,
         tty: bool,
         log_size_max: int | None,
     ) -> list[str]:
+        # stdin "once": closed at an attach's EOF (StdinOnce, no TTY); "open": never; "": none
         args = [
             self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", name or cid,
             "-r", self.runc, "--runtime-arg", "--root", "--runtime-arg", str(self.runc_root),
@@ -342,7 +345,7 @@ class Runtime(ContainerProcs, ContainerFiles):
             "--socket-dir-path", str(self.socks_dir), "--log-level", "error",
         ]  # fmt: skip
         if stdin:
-            args.append("-i")
+            args += ["-i"] if stdin == "once" else ["-i", "--leave-stdin-open"]
         if tty:
             args.append("-t")
         if log_size_max:

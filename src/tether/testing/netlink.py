@@ -13,11 +13,12 @@ onto a missing bridge fails with ``Internal`` as the kernel call would.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tether.errors import Internal
-from tether.linux.netlink import LinkInfo, LinkSpec
+from tether.linux.netlink import LinkInfo, LinkSpec, VxlanEntry
 
 
 @dataclass
@@ -86,6 +87,19 @@ class FakeNetlink:
             if other.master == name:
                 other.master = None
 
+    async def reap_link(self, name: str) -> None:
+        await self.delete_link(name)
+
+    async def retire_link(self, name: str, new_name: str) -> bool:
+        self._call("retire_link", name, new_name)
+        link = self.links.pop(name, None)
+        if link is None:
+            return False
+        link.name = new_name
+        link.info["down"] = True
+        self.links[new_name] = link
+        return True
+
     async def link_names(self) -> set[str]:
         return set(self.links)
 
@@ -151,10 +165,18 @@ class FakeNetlink:
         self._call("vxlan_entries", vxlan)
         return dict(self.fdb.get(vxlan, {})), dict(self.neigh.get(vxlan, {}))
 
-    async def set_fdb(
-        self, vxlan: str, mac: str, dst: str, present: bool, ns_path: str | None = None
+    async def set_entries(
+        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
     ) -> None:
-        self._call("set_fdb", vxlan, mac, dst, present)
+        """One batch (one call recorded, ``("set_entries", vxlan, count)``), applied in order."""
+        self._call("set_entries", vxlan, len(entries))
+        for e in entries:
+            if e.table == "fdb":
+                self._fdb(vxlan, e.mac, e.dst, e.present)
+            else:
+                self._neigh(vxlan, e.dst, e.mac, e.present)
+
+    def _fdb(self, vxlan: str, mac: str, dst: str, present: bool) -> None:
         if vxlan not in self.links:
             return
         table = self.fdb.setdefault(vxlan, {})
@@ -163,10 +185,7 @@ class FakeNetlink:
         elif table.get(mac) == dst:
             del table[mac]
 
-    async def set_neigh(
-        self, ifname: str, ip: str, mac: str, present: bool, ns_path: str | None = None
-    ) -> None:
-        self._call("set_neigh", ifname, ip, mac, present)
+    def _neigh(self, ifname: str, ip: str, mac: str, present: bool) -> None:
         if ifname not in self.links:
             return
         table = self.neigh.setdefault(ifname, {})

@@ -191,6 +191,7 @@ class FakeRuntime:
         tty: bool = False,
         log_size_max: int | None = None,
         name: str | None = None,
+        stdin_once: bool = True,
         mounts: Any = None,
     ) -> int:
         self._call("create", cid)
