@@ -25,7 +25,16 @@ def test_same_arguments_as_click(argv: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["--bogus"], ["--cluster-store-opt", "kv.certfile=/c.pem"], ["-X"], ["extra"], ["--host"], ["--debug=yes"], ["--", "-D"]],
+    [
+        ["--help"],
+        ["--bogus"],
+        ["--cluster-store-opt", "kv.certfile=/c.pem"],
+        ["-X"],
+        ["extra"],
+        ["--host"],
+        ["--debug=yes"],
+        ["--", "-D"],
+    ],
 )
 def test_anything_else_goes_to_click(argv: list[str]) -> None:
     assert daemon_kwargs(argv) is None
