@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
+from tether.store.backoff import Backoff, Limiter
 from tether.store.base import Event, Op, Record, TxnResult, Value, WatchCompacted
 
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
@@ -70,9 +71,12 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.max_receive_message_length": 256 * 1024 * 1024,
 }
 
-# Watch resume back-off after the stream broke (etcd restarting).
+# Watch resume back-off after the stream broke (etcd restarting or overloaded): equal
+# jitter from 0.2 s up to 5 s, so a hundred watches broken together come back spread out.
 _RESUME_MIN = 0.2
-_RESUME_MAX = 2.0
+_RESUME_MAX = 5.0
+# Store calls in flight per daemon (the adaptive limit starts here; docs/cluster-overload.md).
+LIMITER_SIZE = 4
 
 
 class LeaseExpired(TetherError):
@@ -150,6 +154,7 @@ class EtcdStore:
         self._active = 0
         self._known_revision = 0
         self._closed = False
+        self._init_overload()
 
     @classmethod
     async def connect(
@@ -220,8 +225,42 @@ class EtcdStore:
             return Unavailable(f"cluster store {self.endpoints[index]} refused the write: {detail}")
         return Internal(f"cluster store {self.endpoints[index]} failed: {detail}")
 
-    async def _call(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
-        """Run one RPC against the active endpoint, bounded by ``timeout``."""
+    # -- overload: the in-flight limiter and the counters (docs/cluster-overload.md) ------
+
+    def _init_overload(self) -> None:
+        # ``observer(kind)``: "request", "timeout", "unavailable", "queued", "shed",
+        # "watch_resume" (the daemon wires it to ``ClusterStats.store_event``)
+        self.observer: Callable[[str], None] | None = None
+        self.limiter = Limiter(LIMITER_SIZE)
+
+    def _observe(self, kind: str) -> None:
+        if self.observer is not None:
+            self.observer(kind)
+
+    async def _call(self, fn: Callable[[Any], Awaitable[Any]], *, priority: bool = False) -> Any:
+        """Run one RPC through the in-flight limiter (``priority``: the lease's own calls
+        go around it, so user requests queued behind a slow store never starve the lease)."""
+        if priority:
+            return await self._attempt(fn)
+        if not self.limiter.try_acquire():
+            self._observe("queued")
+            try:
+                # a call waits in line at most 2 × timeout, then fails like a timeout would
+                await asyncio.wait_for(self.limiter.acquire(), 2 * self.timeout)
+            except TimeoutError:
+                self._observe("shed")
+                raise Unavailable(
+                    f"cluster store {self.name} is overloaded: "
+                    f"{self.limiter.queued} requests waiting for it"
+                ) from None
+        try:
+            return await self._attempt(fn)
+        finally:
+            self.limiter.release()
+
+    async def _attempt(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        """One RPC against the active endpoint, bounded by ``timeout``."""
+        self._observe("request")
         index, client = self._client()
         try:
             await client.connect()
@@ -230,7 +269,11 @@ class EtcdStore:
             if isinstance(error, TetherError | ValueError | TypeError):
                 raise
             translated = self._translate(index, error)
+            if isinstance(translated, Unavailable):
+                self.limiter.failed()
+                self._observe("timeout" if _is_timeout(error) else "unavailable")
             raise translated from error
+        self.limiter.succeeded()
         header = getattr(response, "header", None)
         if header is not None and header.revision > self._known_revision:
             self._known_revision = int(header.revision)
@@ -391,7 +434,7 @@ class EtcdStore:
 
     async def _follow(self, prefix: str, start: int) -> AsyncIterator[Event]:
         next_revision = start
-        delay = _RESUME_MIN
+        backoff = Backoff(_RESUME_MIN, _RESUME_MAX)
         outage = False
         while not self._closed:
             index, client = self._client()
@@ -406,7 +449,7 @@ class EtcdStore:
                     if outage:
                         log.info("watch on %s%s resumed at %d", self, prefix, next_revision)
                         outage = False
-                    delay = _RESUME_MIN
+                    backoff.reset()
                     while True:
                         response = await _read(call)
                         self._check_watch_response(response, start, next_revision)
@@ -428,8 +471,8 @@ class EtcdStore:
             finally:
                 if call is not None:
                     call.cancel()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RESUME_MAX)
+            self._observe("watch_resume")
+            await asyncio.sleep(backoff.next())
 
     async def _open_watch(self, client: Any, prefix: str, start: int) -> Any:
         from aetcd import rpc
@@ -478,7 +521,8 @@ class EtcdStore:
 
         request = rpc.LeaseGrantRequest(TTL=ttl)
         response = await self._call(
-            lambda c: c.leasestub.LeaseGrant(request, timeout=self.timeout, metadata=c.metadata)
+            lambda c: c.leasestub.LeaseGrant(request, timeout=self.timeout, metadata=c.metadata),
+            priority=True,
         )
         if response.error:
             raise Internal(f"cluster store {self.name} refused a lease: {response.error}")
@@ -496,7 +540,7 @@ class EtcdStore:
             finally:
                 call.cancel()
 
-        response = await self._call(refresh)
+        response = await self._call(refresh, priority=True)
         if int(response.TTL) <= 0:
             raise LeaseExpired(lease_id)
         return int(response.TTL)
@@ -555,6 +599,17 @@ async def _not_foreign_cancel(aw: Awaitable[T]) -> T:
 
 async def _read(call: Any) -> Any:
     return await _not_foreign_cancel(call.read())
+
+
+def _is_timeout(error: BaseException) -> bool:
+    """A call that got no answer in time (ours or gRPC's deadline), not a refused one."""
+    if isinstance(error, TimeoutError):
+        return True
+    code = getattr(error, "code", None)
+    if callable(code):
+        with contextlib.suppress(Exception):
+            return "DEADLINE_EXCEEDED" in str(code())
+    return False
 
 
 def _short(detail: str) -> str:
