@@ -272,7 +272,7 @@ async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None,
 # closing step is bounded by STEP_BOUND; the backstop exits the process if anything is stuck.
 SHUTDOWN_DEADLINE = 9.0
 HTTP_GRACE = 1.5
-STEP_BOUND = 3.0
+STEP_BOUND = 2.0
 
 
 async def serve(cfg: DaemonConfig) -> None:

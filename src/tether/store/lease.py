@@ -19,8 +19,8 @@ log = logging.getLogger("tether.store.etcd")
 # TTL; a new lease is granted only when etcd answers that the lease is gone, with back-off
 # from REGRANT_BASE up to REGRANT_CAP between refused grants. See docs/cluster-overload.md.
 KEEPALIVE_PER_TTL = 4
-RETRY_BASE = 0.5
-RETRY_CAP = 4.0
+RETRY_BASE = 1.0
+RETRY_CAP = 5.0
 REGRANT_BASE = 1.0
 REGRANT_CAP = 30.0
 
@@ -30,8 +30,9 @@ class LeaseKeeper:
 
     ``await start()`` grants the lease and starts refreshing it every ttl/4 seconds
     (±20 %); ``lease_id`` is the live lease. A refresh that fails (etcd slow or
-    unreachable) is retried with exponential back-off and jitter (0.5 s up to 4 s): a slow
-    etcd costs a few more keep-alives, never a new lease. Only when etcd answers that the
+    unreachable) is retried with exponential back-off and jitter (1 s, 2 s, 4 s, then the
+    keep-alive interval: a slow etcd costs two or three more keep-alives per outage, never
+    a faster cadence than the healthy one for long, and never a new lease). Only when etcd answers that the
     lease is gone (it was away for longer than the TTL) does the keeper grant a new one
     (retried with back-off, 1 s up to 30 s) and await ``on_regrant(new_id)`` so the owner
     can put its keys again. ``close()`` stops the task and, by default, revokes the lease
@@ -108,13 +109,17 @@ class LeaseKeeper:
     async def _regrant(self) -> None:
         backoff = Backoff(REGRANT_BASE, REGRANT_CAP)
         while True:
+            # even the first grant waits 0.5-1 s: when etcd comes back after more than a
+            # TTL, every host's lease is gone at once and their grants must not all land
+            # (with every host's records put again) in the same instant
+            delay = backoff.next()
+            self._backed_off("grant", delay)
+            await asyncio.sleep(delay)
             try:
                 self.lease_id = await self.store.grant_lease(self.ttl)
                 break
             except Unavailable:
-                delay = backoff.next()
-                self._backed_off("grant", delay)
-                await asyncio.sleep(delay)
+                continue
         self._renewed("granted")
         if self.on_regrant is not None:
             try:
