@@ -75,7 +75,7 @@ class LeaseKeeper:
         return max(self.ttl / KEEPALIVE_PER_TTL, 0.5)
 
     async def _run(self) -> None:
-        retry = Backoff(RETRY_BASE, min(RETRY_CAP, self.interval))
+        retry = Backoff(min(RETRY_BASE, self.interval), min(RETRY_CAP, self.interval))
         delay = jittered(self.interval)
         while True:
             await asyncio.sleep(delay)
