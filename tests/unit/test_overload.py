@@ -230,3 +230,35 @@ async def test_a_lease_etcd_says_is_gone_is_granted_once_again() -> None:
     await keeper.close(revoke=False)
     assert len(regranted) == 1 and regranted[0] != first
     assert stats.renewals.get("granted") == 1 and stats.renewals.get("expired") == 1
+
+
+@aio
+async def test_a_watch_that_keeps_breaking_is_not_answered_with_a_resync_loop() -> None:
+    from tests.unit.clusterfakes import FakeHost
+
+    from tether.errors import Internal
+
+    backend = LeaseBackend()
+    host = FakeHost(backend, "h1", "192.0.2.1")
+    stats = ClusterStats()
+    host.view.stats = stats
+    snapshots = 0
+    real_snapshot = host.store.snapshot
+
+    async def counting_snapshot(prefix: str) -> Any:
+        nonlocal snapshots
+        snapshots += 1
+        return await real_snapshot(prefix)
+
+    async def broken_watch(prefix: str, start_revision: int = 0) -> Any:
+        raise Internal("cluster store watch was cancelled: overloaded")
+        yield  # an async generator
+
+    host.store.snapshot = counting_snapshot  # type: ignore[method-assign]
+    host.store.watch = broken_watch  # type: ignore[method-assign]
+    await host.start()
+    await asyncio.sleep(0.3)
+    await host.stop()
+    # the start's snapshot, then the broken watch waits (0.5-1 s) before any resync
+    assert snapshots == 1, snapshots
+    assert stats.backoffs == {"rewatch": 1}

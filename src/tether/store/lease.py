@@ -32,13 +32,13 @@ class LeaseKeeper:
     (±20 %); ``lease_id`` is the live lease. A refresh that fails (etcd slow or
     unreachable) is retried with exponential back-off and jitter (1 s, 2 s, 4 s, then the
     keep-alive interval: a slow etcd costs two or three more keep-alives per outage, never
-    a faster cadence than the healthy one for long, and never a new lease). Only when etcd answers that the
-    lease is gone (it was away for longer than the TTL) does the keeper grant a new one
-    (retried with back-off, 1 s up to 30 s) and await ``on_regrant(new_id)`` so the owner
-    can put its keys again. ``close()`` stops the task and, by default, revokes the lease
-    (deleting its keys). ``on_renewal`` gets each refresh's outcome ("ok", "expired",
-    "failed") and "granted" for every lease granted after the first; ``on_backoff(what,
-    seconds)`` each back-off sleep.
+    a faster cadence than the healthy one for long, and never a new lease). Only when etcd
+    answers that the lease is gone (it was away for longer than the TTL) does the keeper
+    grant a new one (after 0.5-1 s, then with back-off from 1 s up to 30 s while refused)
+    and await ``on_regrant(new_id)`` so the owner can put its keys again. ``close()`` stops
+    the task and, by default, revokes the lease (deleting its keys). ``on_renewal`` gets each
+    refresh's outcome ("ok", "expired", "failed") and "granted" for every lease granted after
+    the first; ``on_backoff(what, seconds)`` each back-off sleep.
     """
 
     def __init__(
