@@ -21,6 +21,10 @@ seconds with ``tether.errors.Unavailable("cluster store etcd://HOST:PORT is
 unreachable: ...")``; the same object works again once etcd is back (the
 gRPC channel reconnects with a short capped back-off). With several
 endpoints a failed call moves the next call on to the next endpoint.
+Overload (docs/cluster-overload.md): at most ``LIMITER_SIZE`` calls are in flight, fewer
+while calls time out (``tether.store.backoff.Limiter``); the others wait in line up to
+2 × ``timeout`` and then fail with ``Unavailable("... is overloaded ...")``; the lease's
+own calls go around the line. ``observer`` counts requests, timeouts and waits.
 
 gRPC and fork: the daemon forks short-lived helpers (pyroute2 opens sockets
 in network namespaces that way). With gRPC loaded every fork logs a warning
