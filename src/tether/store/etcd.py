@@ -453,10 +453,10 @@ class EtcdStore:
                     if outage:
                         log.info("watch on %s%s resumed at %d", self, prefix, next_revision)
                         outage = False
-                    backoff.reset()
                     while True:
                         response = await _read(call)
                         self._check_watch_response(response, start, next_revision)
+                        backoff.reset()  # not at creation: a stream that breaks at once backs off
                         for event in response.events:
                             ev = self._event(event)
                             next_revision = ev.revision + 1
