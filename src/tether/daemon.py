@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,6 +185,7 @@ def _build_cluster(
     vtep = advertise_address(cfg.cluster_advertise)
     etcd = open_cluster_store(cfg.cluster_store, cfg.cluster_store_opts)
     stats = ClusterStats()
+    etcd.observer = stats.store_event  # requests, timeouts, queueing (docs/cluster-overload.md)
     metered = MeteredStore(etcd, stats)
     book = EndpointBook(metered, host=vtep, vtep=vtep)
     gateway = GatewayBridge(table, bridge, picker, netlink, store, on_change=gateway_made)
@@ -197,7 +199,10 @@ def _build_cluster(
     )
 
     def lease(ttl: int, on_regrant: Callable[[int], Awaitable[None]]) -> Lease:
-        return LeaseKeeper(etcd, ttl, on_regrant=on_regrant, on_renewal=stats.lease_renewal)
+        return LeaseKeeper(
+            etcd, ttl, on_regrant=on_regrant, on_renewal=stats.lease_renewal,
+            on_backoff=stats.backoff,
+        )  # fmt: skip
 
     view = ClusterView(metered, book, overlay, table, lease, listeners=[records_changed])
     view.stats = stats
@@ -277,20 +282,55 @@ async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None,
     return metrics, runner
 
 
+# SIGTERM stops the daemon within SHUTDOWN_DEADLINE seconds in every state (containers keep
+# running: they live in conmon's sessions). In-flight API requests get HTTP_GRACE seconds to
+# finish before they are cancelled (a `docker wait` left by `docker run -d` never finishes on
+# its own: aiohttp's default 60 s grace made every such daemon take 60 s to stop); each
+# closing step is bounded by STEP_BOUND; the backstop exits the process if anything is stuck.
+SHUTDOWN_DEADLINE = 9.0
+HTTP_GRACE = 1.5
+STEP_BOUND = 2.0
+
+
 async def serve(cfg: DaemonConfig) -> None:
+    _enable_ip_forward()
+    stop = asyncio.Event()
+    _watch_signals(stop, asyncio.get_running_loop())
+    engine, parts, cluster = await build_engine(cfg)
+    runners: list[Any] = []
+    # Start-up may wait on a store that does not answer: a signal stops it too.
+    startup = asyncio.create_task(_start_serving(cfg, engine, cluster, runners), name="startup")
+    stopping = asyncio.create_task(stop.wait(), name="stop-wait")
+    try:
+        await asyncio.wait({startup, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if startup.done():
+            startup.result()  # a start-up failure ends the daemon
+            await stopping
+    finally:
+        log.info("shutting down")
+        for task in (startup, stopping):
+            task.cancel()
+        await asyncio.gather(startup, stopping, return_exceptions=True)
+        await _shut_down(engine, parts, runners)
+
+
+async def _start_serving(
+    cfg: DaemonConfig, engine: Engine, cluster: ClusterView | None, runners: list[Any]
+) -> None:
     from aiohttp import web
 
     from tether.api.app import make_app
 
-    _enable_ip_forward()
-    engine, parts, cluster = await build_engine(cfg)
     await engine.start()
     if cluster is not None:
         await cluster.adopt_local(engine.ctl())
     metrics, web_runner = await _serve_web(cfg, engine)
+    if web_runner is not None:
+        runners.append(web_runner)
     app = make_app(engine, metrics=metrics)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_GRACE)
     await runner.setup()
+    runners.append(runner)
     path = cfg.socket_path
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if os.path.exists(path):
@@ -304,31 +344,46 @@ async def serve(cfg: DaemonConfig) -> None:
     os.chown(path, 0, 0)
     os.chmod(path, 0o660)
     log.info("API listening on %s", path)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+
+
+async def _shut_down(engine: Engine, parts: list[Any], runners: list[Any]) -> None:
+    """Close the API, the engine and every part, each step bounded (containers keep running)."""
+    await _bounded(asyncio.gather(*(r.cleanup() for r in runners)), 2 * HTTP_GRACE + 0.5, "the API")
+    await _bounded(engine.close(), STEP_BOUND, "the engine")
+    for part in parts:
+        result = part.close()
+        if asyncio.iscoroutine(result):
+            await _bounded(result, STEP_BOUND, type(part).__name__)
+    from tether.linux import nsthread
+
+    nsthread.shutdown()
+
+
+async def _bounded(aw: Awaitable[Any], seconds: float, what: str) -> None:
+    try:
+        await asyncio.wait_for(aw, seconds)
+    except TimeoutError:
+        log.warning("closing %s took over %.1fs: left behind", what, seconds)
+    except Exception:
+        log.exception("closing %s failed", what)
+
+
+def _watch_signals(stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    """One thread takes SIGTERM/SIGINT with sigwaitinfo (it logs who sent them), sets
+    ``stop``, and exits the process if the shutdown is not over ``SHUTDOWN_DEADLINE``
+    seconds later (a step stuck in a thread or in C code cannot hold the daemon)."""
     import threading
 
     def wait_signal() -> None:
         info = signal.sigwaitinfo({signal.SIGTERM, signal.SIGINT})
         log.info("received %s from pid %d", signal.Signals(info.si_signo).name, info.si_pid)
         loop.call_soon_threadsafe(stop.set)
+        time.sleep(SHUTDOWN_DEADLINE)
+        log.error("shutdown not finished after %.0fs: exiting now", SHUTDOWN_DEADLINE)
+        logging.shutdown()
+        os._exit(1)
 
     threading.Thread(target=wait_signal, name="signals", daemon=True).start()
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        if web_runner is not None:
-            await web_runner.cleanup()
-        await runner.cleanup()
-        await engine.close()
-        for part in parts:
-            result = part.close()
-            if asyncio.iscoroutine(result):
-                await result
-        from tether.linux import nsthread
-
-        nsthread.shutdown()
 
 
 def _bare_aiohttp() -> None:

@@ -167,6 +167,7 @@ class EngineCollector:
         for outcome in ("ok", "expired", "failed"):
             renewals.add_metric([outcome], float(stats.renewals.get(outcome, 0)))
         yield renewals
+        yield from _overload(stats)
 
     def _containers(self) -> Iterator[Metric]:
         ctl = self.engine.containers
@@ -251,3 +252,32 @@ class EngineCollector:
         )
         hist.add_metric([], buckets, stats.forward_sum)
         yield hist
+
+
+def _overload(stats: Any) -> Iterator[Metric]:
+    """The overload counters of ``ClusterStats`` (docs/cluster-overload.md)."""
+    grants = CounterMetricFamily(
+        "tether_cluster_lease_grants", "Leases granted again after the first (lease lost)"
+    )
+    grants.add_metric([], float(stats.renewals.get("granted", 0)))
+    yield grants
+    events = CounterMetricFamily(
+        "tether_cluster_store_events",
+        "etcd requests sent, and how calls failed or waited (timeout, unavailable, queued, "
+        "shed, watch_resume)",
+        labels=["kind"],
+    )
+    for kind in ("request", "timeout", "unavailable", "queued", "shed", "watch_resume"):
+        events.add_metric([kind], float(stats.events.get(kind, 0)))
+    yield events
+    sleeps = CounterMetricFamily(
+        "tether_cluster_backoffs", "Back-off sleeps of the cluster's retry loops", labels=["loop"]
+    )
+    slept = CounterMetricFamily(
+        "tether_cluster_backoff_seconds", "Seconds slept backing off, by loop", labels=["loop"]
+    )
+    for loop in sorted(stats.backoffs):
+        sleeps.add_metric([loop], float(stats.backoffs[loop]))
+        slept.add_metric([loop], float(stats.backoff_seconds.get(loop, 0.0)))
+    yield sleeps
+    yield slept

@@ -94,13 +94,16 @@ from tether.engine.cluster_networks import POOLS_KEY, delete_network, write_netw
 from tether.engine.clusterstats import ClusterStats
 from tether.engine.nettable import NetworkTable
 from tether.errors import TetherError
+from tether.store.backoff import Backoff, jittered
 from tether.store.base import Event, Op, WatchCompacted
 
 log = logging.getLogger("tether.cluster")
 
 __all__ = ["LEASE_TTL", "POOLS_KEY", "ROOT", "SWEEP_AFTER", "ClusterView"]
 
-LEASE_TTL = 10
+LEASE_TTL = 20  # seconds; kept alive every TTL/4 (docs/cluster-overload.md)
+RETRY_BASE = 1.0  # the connect and resync loops back off from 1 s ...
+RETRY_CAP = 30.0  # ... up to 30 s (equal jitter), and start over after a success
 SWEEP_AFTER = 300.0  # seconds a host must be gone before its address holdings are freed
 
 
@@ -227,8 +230,9 @@ class ClusterView:
         self.ready.set()
 
     async def _connect_then_run(self) -> None:
+        backoff = Backoff(RETRY_BASE, RETRY_CAP)
         while True:
-            await asyncio.sleep(1.0)
+            await self._back_off("connect", backoff)
             try:
                 await self._connect()
                 break
@@ -298,11 +302,17 @@ class ClusterView:
 
     # ---- watch -------------------------------------------------------------------
     async def _run(self) -> None:
+        """The watch; when it fails, a resync (retried with back-off) and a new watch. A
+        watch that fails again before delivering anything backs off too, so a store that
+        keeps breaking watches is not answered with a resync loop at its own speed."""
+        rewatch = Backoff(RETRY_BASE, RETRY_CAP)
         while True:
+            delivered = False
             try:
                 async for ev in self.store.watch(ROOT, self.revision + 1):
                     await self._apply(ev)
                     self.revision = ev.revision
+                    delivered = True
                 return  # the store was closed
             except WatchCompacted:
                 log.warning("cluster watch compacted at %d: full resync", self.revision)
@@ -310,13 +320,25 @@ class ClusterView:
                 raise
             except Exception as exc:
                 log.warning("cluster watch failed: %s; resync", exc)
+            if delivered:
+                rewatch.reset()
+            else:
+                await self._back_off("rewatch", rewatch)
+            backoff = Backoff(RETRY_BASE, RETRY_CAP)
             while True:
                 try:
                     await self._resync()
                     break
                 except TetherError as exc:
                     log.warning("cluster resync failed: %s", exc)
-                    await asyncio.sleep(1.0)
+                    await self._back_off("resync", backoff)
+
+    async def _back_off(self, loop: str, backoff: Backoff) -> None:
+        """Sleep the next back-off delay of ``loop``, counted in the stats."""
+        delay = backoff.next()
+        if self.stats is not None:
+            self.stats.backoff(loop, delay)
+        await asyncio.sleep(delay)
 
     def _notify(self) -> None:
         for fn in self.listeners:
@@ -458,15 +480,18 @@ class ClusterView:
     # ---- sweeping the holdings of hosts that are gone ----------------------------------
     async def _sweep_loop(self) -> None:
         interval = max(1.0, min(self.sweep_after / 4, 30.0))
+        backoff = Backoff(interval, 8 * interval)  # a failing store is swept less often
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(jittered(interval))
             try:
                 # not only on a full resync: the watch may resume (or the lease be granted
                 # again) without one, and a release made meanwhile must not stay held
                 await self.book.flush_pending()
                 await self.sweep()
+                backoff.reset()
             except TetherError as exc:
                 log.debug("holdings sweep skipped: %s", exc)
+                await self._back_off("sweep", backoff)
 
     async def sweep(self) -> int:
         """Delete the address holdings of hosts gone for ``sweep_after`` seconds.

@@ -8,6 +8,13 @@ event may come before the write's own answer), and every lease renewal with its 
 (``LeaseKeeper``'s ``on_renewal``). ``ClusterStats`` is the daemon's sink: integers and
 histogram buckets, no metrics library (``tether.api.metrics`` reads them at scrape time, as
 it reads ``dnsstats``).
+
+Overload (docs/cluster-overload.md): the store reports each request and how it failed
+(``store_event``: "request", "timeout", "unavailable", "queued" behind the in-flight
+limiter, "shed" after waiting too long in line, "watch_resume"), and every back-off sleep of
+a retry loop (``backoff``: the lease's keep-alive and grant, the view's resync, connect and
+sweep) with its length; the lease keeper's renewals include "granted" (a lease granted
+again after the first). Rates of these counters are what the fault test and the bench read.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class ClusterMetricsSink(Protocol):
     def store_round_trip(self, op: str, seconds: float) -> None: ...
     def watch_lag(self, seconds: float) -> None: ...
     def lease_renewal(self, outcome: str) -> None: ...
+    def store_event(self, kind: str) -> None: ...
+    def backoff(self, loop: str, seconds: float) -> None: ...
 
 
 @dataclass
@@ -50,7 +59,10 @@ class ClusterStats:
 
     round_trips: dict[str, Histogram] = field(default_factory=dict)  # by store operation
     lag: Histogram = field(default_factory=Histogram)
-    renewals: dict[str, int] = field(default_factory=dict)  # ok / expired / failed
+    renewals: dict[str, int] = field(default_factory=dict)  # ok / expired / failed / granted
+    events: dict[str, int] = field(default_factory=dict)  # store requests and their failures
+    backoffs: dict[str, int] = field(default_factory=dict)  # back-off sleeps by loop
+    backoff_seconds: dict[str, float] = field(default_factory=dict)
 
     def store_round_trip(self, op: str, seconds: float) -> None:
         self.round_trips.setdefault(op, Histogram()).observe(seconds)
@@ -60,6 +72,13 @@ class ClusterStats:
 
     def lease_renewal(self, outcome: str) -> None:
         self.renewals[outcome] = self.renewals.get(outcome, 0) + 1
+
+    def store_event(self, kind: str) -> None:
+        self.events[kind] = self.events.get(kind, 0) + 1
+
+    def backoff(self, loop: str, seconds: float) -> None:
+        self.backoffs[loop] = self.backoffs.get(loop, 0) + 1
+        self.backoff_seconds[loop] = self.backoff_seconds.get(loop, 0.0) + seconds
 
 
 class MeteredStore:

@@ -29,6 +29,11 @@ connection to one member are in ``tether.store.etcdconn``; TLS and
 authentication failures are named as such ("TLS: cluster store ... refused
 this daemon's client certificate ..."), not as "unreachable".
 
+Overload (docs/cluster-overload.md): at most ``LIMITER_SIZE`` calls are in flight, fewer
+while calls time out (``tether.store.backoff.Limiter``); the others wait in line up to
+2 × ``timeout`` and then fail with ``Unavailable("... is overloaded ...")``; the lease's
+own calls go around the line. ``observer`` counts requests, timeouts and waits.
+
 gRPC and fork: the daemon forks short-lived helpers (pyroute2 opens sockets
 in network namespaces that way). With gRPC loaded every fork logs a warning
 and gRPC's fork handlers run; this module sets ``GRPC_ENABLE_FORK_SUPPORT=false``
@@ -48,6 +53,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
+from tether.store.backoff import Backoff, Limiter
 from tether.store.base import Event, Op, Record, TxnResult, Value, WatchCompacted
 from tether.store.etcdconn import (
     Endpoint,
@@ -94,9 +100,12 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
     "grpc.max_receive_message_length": 256 * 1024 * 1024,
 }
 
-# Watch resume back-off after the stream broke (etcd restarting).
+# Watch resume back-off after the stream broke (etcd restarting or overloaded): equal
+# jitter from 0.2 s up to 5 s, so a hundred watches broken together come back spread out.
 _RESUME_MIN = 0.2
-_RESUME_MAX = 2.0
+_RESUME_MAX = 5.0
+# Store calls in flight per daemon (the adaptive limit starts here; docs/cluster-overload.md).
+LIMITER_SIZE = 4
 
 
 class LeaseExpired(TetherError):
@@ -144,6 +153,7 @@ class EtcdStore:
         self._member_lost = -1e9  # loop time a member was last seen gone (see _call)
         self._raft_term = 0  # the highest raft term seen in a response header
         self._last_probe = -1e9
+        self._init_overload()
 
     @classmethod
     async def connect(
@@ -233,7 +243,9 @@ class EtcdStore:
             return Unavailable(f"cluster store {self.endpoints[index]} refused the write: {detail}")
         return Internal(f"cluster store {self.endpoints[index]} failed: {detail}")
 
-    async def _call(self, fn: Callable[[Any], Awaitable[Any]], *, in_flight: bool = True) -> Any:
+    async def _call(
+        self, fn: Callable[[Any], Awaitable[Any]], *, in_flight: bool = True, priority: bool = False
+    ) -> Any:
         """Run one RPC with failover (``etcdconn.Failover`` says when to try again).
 
         A call that never reached etcd (no connection, TLS refused, a member without a
@@ -243,7 +255,8 @@ class EtcdStore:
         until ``timeout``. A timeout is not retried, except once (``timeout`` more) while a
         member was lost in the last seconds or a new leader was elected meanwhile
         (``_elected_since``): a request forwarded to a dead leader hangs until the
-        election is over; under plain overload a timeout is never repeated.
+        election is over; under plain overload a timeout is never repeated. Each attempt
+        goes through the in-flight limiter (``_limited``; ``priority``: around it).
         """
         loop = asyncio.get_running_loop()
         retry = Failover(loop.time(), self.timeout, len(self.endpoints), self._member_lost)
@@ -251,7 +264,7 @@ class EtcdStore:
         while True:
             term = self._raft_term
             try:
-                return await self._call_one(fn)
+                return await self._limited(fn, priority)
             except StoreAccessRefused:
                 refusals += 1  # TLS or auth: no back-off, but every member once
                 if refusals >= len(self.endpoints):
@@ -286,8 +299,42 @@ class EtcdStore:
                 raise
         return await self._call(call), True
 
+    # -- overload: the in-flight limiter and the counters (docs/cluster-overload.md) ------
+
+    def _init_overload(self) -> None:
+        # ``observer(kind)``: "request", "timeout", "unavailable", "queued", "shed",
+        # "watch_resume" (the daemon wires it to ``ClusterStats.store_event``)
+        self.observer: Callable[[str], None] | None = None
+        self.limiter = Limiter(LIMITER_SIZE)
+
+    def _observe(self, kind: str) -> None:
+        if self.observer is not None:
+            self.observer(kind)
+
+    async def _limited(self, fn: Callable[[Any], Awaitable[Any]], priority: bool) -> Any:
+        """Run one RPC through the in-flight limiter (``priority``: the lease's own calls
+        go around it, so user requests queued behind a slow store never starve the lease)."""
+        if priority:
+            return await self._call_one(fn)
+        if not self.limiter.try_acquire():
+            self._observe("queued")
+            try:
+                # a call waits in line at most 2 × timeout, then fails like a timeout would
+                await asyncio.wait_for(self.limiter.acquire(), 2 * self.timeout)
+            except TimeoutError:
+                self._observe("shed")
+                raise Unavailable(
+                    f"cluster store {self.name} is overloaded: "
+                    f"{self.limiter.queued} requests waiting for it"
+                ) from None
+        try:
+            return await self._call_one(fn)
+        finally:
+            self.limiter.release()
+
     async def _call_one(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
-        """Run one RPC against the active endpoint, bounded by ``timeout``."""
+        """One RPC against the active endpoint, bounded by ``timeout``."""
+        self._observe("request")
         index, client = self._client()
         try:
             await client.connect()
@@ -296,7 +343,11 @@ class EtcdStore:
             if isinstance(error, TetherError | ValueError | TypeError):
                 raise
             translated = self._translate(index, error)
+            if isinstance(translated, Unavailable):
+                self.limiter.failed()
+                self._observe("timeout" if _is_timeout(error) else "unavailable")
             raise translated from error
+        self.limiter.succeeded()
         header = getattr(response, "header", None)
         if header is not None and header.revision > self._known_revision:
             self._known_revision = int(header.revision)
@@ -489,7 +540,7 @@ class EtcdStore:
 
     async def _follow(self, prefix: str, start: int) -> AsyncIterator[Event]:
         next_revision = start
-        delay = _RESUME_MIN
+        backoff = Backoff(_RESUME_MIN, _RESUME_MAX)
         outage = False
         while not self._closed:
             index, client = self._client()
@@ -504,10 +555,10 @@ class EtcdStore:
                     if outage:
                         log.info("watch on %s%s resumed at %d", self, prefix, next_revision)
                         outage = False
-                    delay = _RESUME_MIN
                     while True:
                         response = await _read(call)
                         self._check_watch_response(response, start, next_revision)
+                        backoff.reset()  # not at creation: a stream that breaks at once backs off
                         for event in response.events:
                             ev = self._event(event)
                             next_revision = ev.revision + 1
@@ -526,8 +577,8 @@ class EtcdStore:
             finally:
                 if call is not None:
                     call.cancel()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RESUME_MAX)
+            self._observe("watch_resume")
+            await asyncio.sleep(backoff.next())
 
     async def _open_watch(self, client: Any, prefix: str, start: int) -> Any:
         from aetcd import rpc
@@ -578,7 +629,8 @@ class EtcdStore:
 
         request = rpc.LeaseGrantRequest(TTL=ttl)
         response = await self._call(
-            lambda c: c.leasestub.LeaseGrant(request, timeout=self.timeout, metadata=c.metadata)
+            lambda c: c.leasestub.LeaseGrant(request, timeout=self.timeout, metadata=c.metadata),
+            priority=True,
         )
         if response.error:
             raise Internal(f"cluster store {self.name} refused a lease: {response.error}")
@@ -596,7 +648,7 @@ class EtcdStore:
             finally:
                 call.cancel()
 
-        response = await self._call(refresh)
+        response = await self._call(refresh, priority=True)
         if int(response.TTL) <= 0:
             raise LeaseExpired(lease_id)
         return int(response.TTL)
@@ -655,6 +707,17 @@ async def _not_foreign_cancel(aw: Awaitable[T]) -> T:
 
 async def _read(call: Any) -> Any:
     return await _not_foreign_cancel(call.read())
+
+
+def _is_timeout(error: BaseException) -> bool:
+    """A call that got no answer in time (ours or gRPC's deadline), not a refused one."""
+    if isinstance(error, TimeoutError):
+        return True
+    code = getattr(error, "code", None)
+    if callable(code):
+        with contextlib.suppress(Exception):
+            return "DEADLINE_EXCEEDED" in str(code())
+    return False
 
 
 def _short(detail: str) -> str:
