@@ -93,6 +93,11 @@ def _store(timeout: float = 0.05) -> tuple[EtcdStore, ClusterStats]:
     store = EtcdStore(["127.0.0.1:1"], timeout=timeout)
     client = _Client()
     store._client = lambda: (0, client)  # type: ignore[method-assign]
+
+    async def same_leader(_term: int) -> bool:  # overload, not an election: members answer
+        return False
+
+    store._elected_since = same_leader  # type: ignore[method-assign]
     stats = ClusterStats()
     store.observer = stats.store_event
     return store, stats
