@@ -27,7 +27,8 @@ the busybox image, creates one overlay on host 1, then
   start (``LeaseKeeper``'s "granting a new one"; "timed out", "unreachable" or "deadline
   exceeded" on a line of the cluster's loggers or naming etcd or the cluster store).
 
-The table goes to ``--out`` (default docs/benchmarks.md) between the markers below: a row per
+The table goes to ``--out`` (default bench/FINDINGS.md, which ``make bench`` copies into
+docs/benchmarks.md, and docs/benchmarks.md itself) between the markers below: a row per
 case, replaced when the same case runs again, other rows kept. Needs root; lab traffic only.
 """
 
@@ -361,7 +362,10 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--idle-seconds", type=float, default=10.0)
-    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    # bench/FINDINGS.md is what `make bench` copies into docs/benchmarks.md; both get the rows
+    ap.add_argument("--out", action="append",
+                    help="file(s) with the table's markers (default: bench/FINDINGS.md and "
+                    "docs/benchmarks.md)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
     ap.add_argument("--bare", action="store_true",
                     help="one more host without containers (its CPU per endpoint)")  # fmt: skip
@@ -383,7 +387,8 @@ def main() -> int:
             case.row["docker run failures"] = f"case failed: {str(exc)[:80]}"
         rows.append(case.row)
         print(json.dumps(case.row, ensure_ascii=False), flush=True)
-        write_table(Path(args.out), rows)
+        for out in args.out or [REPO / "bench" / "FINDINGS.md", REPO / "docs" / "benchmarks.md"]:
+            write_table(Path(out), rows)
     return 0
 
 

@@ -565,7 +565,10 @@ class Lab:
         raises ``LabError`` at the end (keeping the state file) if something is left."""
         problems: list[str] = []
         attempt = _collector(problems)
-        for info in list(self._state.hosts.values()):
+        hosts = list(self._state.hosts.values())
+        daemons = [info.daemon for info in hosts if info.daemon is not None]
+        attempt("stop daemons", lambda: procs.terminate_all(daemons, STOP_TIMEOUT))
+        for info in hosts:
             problems += self._teardown_host(info, kill9=False)
         attempt("stop etcd", self.stop_etcd)
         cluster = self.etcd_cluster

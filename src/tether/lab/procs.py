@@ -98,6 +98,16 @@ def stop(info: ProcInfo, timeout: float = 10.0, kill9: bool = False) -> None:
     _children.pop(info.pid, None)
 
 
+def terminate_all(infos: Iterable[ProcInfo], timeout: float = 10.0) -> None:
+    """SIGTERM every process group of ``infos`` at once and wait for them together (at most
+    ``timeout``): a lab of N daemons then stops in one daemon's shutdown time, not N of them.
+    Those still alive are left to :func:`stop` (SIGKILL after its own timeout)."""
+    infos = list(infos)
+    for info in infos:
+        _signal_group(info, signal.SIGTERM)
+    _wait_gone(infos, timeout)
+
+
 def _own_ancestry() -> set[int]:
     pids = {os.getpid()}
     pid = os.getpid()
