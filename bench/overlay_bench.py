@@ -39,11 +39,9 @@ Prints a Markdown table. Needs root; all traffic stays inside the lab's namespac
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,7 +51,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # bench.labapi, when run as bench/overlay_bench.py
 
+from bench.labapi import api  # noqa: E402
 from tether.lab.lab import Lab, LabHost  # noqa: E402
 
 DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
@@ -70,30 +70,6 @@ def docker(h: LabHost, *args: str, check: bool = True) -> str:
     if check and r.returncode != 0:
         raise SystemExit(f"{h.name}: docker {' '.join(args)}: {r.stderr.strip()}")
     return r.stdout.strip()
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self.path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(self.path)
-        self.sock = s
-
-
-def api(h: LabHost, method: str, path: str, body: object = None) -> tuple[int, object]:
-    conn = UnixHTTP(h.socket)
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, (json.loads(raw) if raw.strip() else None)
-    finally:
-        conn.close()
 
 
 def in_ns(ns: str, *cmd: str) -> list[str]:

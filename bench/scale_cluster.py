@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.client
 import json
 import os
 import random
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 if not os.environ.get("PYTHONPATH"):  # PYTHONPATH=/other/src: that tree's daemons (before/after)
     sys.path.insert(0, str(REPO / "src"))
 
+from bench.labapi import api  # noqa: E402
 from tether.lab.lab import Lab, LabHost  # noqa: E402
 
 DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
@@ -84,30 +83,6 @@ def docker(h: LabHost, *args: str, timeout: float = 300) -> subprocess.Completed
         env.pop(k, None)
     return subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=30)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def api(h: LabHost, method: str, path: str, body: object = None) -> tuple[int, object]:
-    conn = UnixHTTP(h.socket)
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return resp.status, (json.loads(raw) if raw.strip() else None)
-    finally:
-        conn.close()
 
 
 def cpu_seconds(pid: int) -> float:
