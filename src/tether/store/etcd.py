@@ -104,6 +104,7 @@ _CHANNEL_OPTIONS: dict[str, Any] = {
 # jitter from 0.2 s up to 5 s, so a hundred watches broken together come back spread out.
 _RESUME_MIN = 0.2
 _RESUME_MAX = 5.0
+_RESUME_FLOOR = 1.0  # a watch resumes early when etcd answers again, but not sooner than this
 # Store calls in flight per daemon (the adaptive limit starts here; docs/cluster-overload.md).
 LIMITER_SIZE = 4
 
@@ -302,6 +303,9 @@ class EtcdStore:
     # -- overload: the in-flight limiter and the counters (docs/cluster-overload.md) ------
 
     def _init_overload(self) -> None:
+        # set by any call that succeeds: a watch waiting to resume (``_follow``) resumes then
+        self._answered: asyncio.Event | None = None
+        self._failing = False  # the last call ended unreachable or timed out
         # ``observer(kind)``: "request", "timeout", "unavailable", "queued", "shed",
         # "watch_resume" (the daemon wires it to ``ClusterStats.store_event``)
         self.observer: Callable[[str], None] | None = None
@@ -345,9 +349,14 @@ class EtcdStore:
             translated = self._translate(index, error)
             if isinstance(translated, Unavailable):
                 self.limiter.failed()
+                self._failing = True
                 self._observe("timeout" if _is_timeout(error) else "unavailable")
             raise translated from error
         self.limiter.succeeded()
+        if self._failing:  # the first answer after failures: etcd is back
+            self._failing = False
+            if self._answered is not None:
+                self._answered.set()  # a watch waiting to resume goes now
         header = getattr(response, "header", None)
         if header is not None and header.revision > self._known_revision:
             self._known_revision = int(header.revision)
@@ -578,7 +587,18 @@ class EtcdStore:
                 if call is not None:
                     call.cancel()
             self._observe("watch_resume")
-            await asyncio.sleep(backoff.next())
+            await self._resume_wait(backoff.next())
+
+    async def _resume_wait(self, delay: float) -> None:
+        """Wait ``delay`` before a watch resumes, or less: until another call succeeds (the
+        lease's keep-alive, a user request), which shows etcd is back."""
+        first = min(delay, _RESUME_FLOOR)  # never sooner than this, answers or not
+        await asyncio.sleep(first)
+        if self._answered is None:
+            self._answered = asyncio.Event()
+        self._answered.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._answered.wait(), delay - first)
 
     async def _open_watch(self, client: Any, prefix: str, start: int) -> Any:
         from aetcd import rpc
