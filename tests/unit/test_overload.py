@@ -82,6 +82,31 @@ async def test_a_cancelled_waiter_does_not_leak_a_slot() -> None:
     await asyncio.wait_for(lim.acquire(), 1)
 
 
+@aio
+async def test_a_waiter_cancelled_after_the_handover_gives_the_slot_back() -> None:
+    lim = Limiter(1)
+    await lim.acquire()
+    waiter = asyncio.create_task(lim.acquire(timeout=5))
+    await asyncio.sleep(0)
+    lim.release()  # the slot goes to the waiter ...
+    waiter.cancel()  # ... which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert lim.in_flight == 0 and lim.queued == 0
+
+
+@aio
+async def test_a_waiter_times_out_of_the_line_without_taking_a_slot() -> None:
+    lim = Limiter(1)
+    await lim.acquire()
+    with pytest.raises(TimeoutError):
+        await lim.acquire(timeout=0.05)
+    assert lim.in_flight == 1 and lim.queued == 0
+    lim.release()
+    await lim.acquire(timeout=0.05)
+    assert lim.in_flight == 1
+
+
 class _Client:
     metadata = None
 

@@ -81,21 +81,38 @@ class Limiter:
             return True
         return False
 
-    async def acquire(self) -> None:
+    async def acquire(self, timeout: float | None = None) -> None:
+        """A slot, waiting in line; ``TimeoutError`` after ``timeout`` seconds in line.
+
+        The deadline is a timer on the waiter's own future, not ``asyncio.wait_for`` around
+        this coroutine: with ``wait_for`` a caller cancelled just after the inner task had
+        taken its slot never released it (a leaked slot, and with the limit shrunk to one,
+        every later call shed until a success that could not come)."""
         if self.try_acquire():
             return
         self.waited += 1
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         self._queue.append(fut)
+        timer = None if timeout is None else loop.call_later(timeout, self._expire, fut)
         try:
             await fut
         except BaseException:
-            if fut.done() and not fut.cancelled():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.release()  # the slot was handed over as we were cancelled
             else:
                 with contextlib.suppress(ValueError):
                     self._queue.remove(fut)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, fut: asyncio.Future[None]) -> None:
+        if not fut.done():
+            with contextlib.suppress(ValueError):
+                self._queue.remove(fut)
+            fut.set_exception(TimeoutError())
 
     def release(self) -> None:
         self.in_flight -= 1

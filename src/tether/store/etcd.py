@@ -324,7 +324,7 @@ class EtcdStore:
             self._observe("queued")
             try:
                 # a call waits in line at most 2 × timeout, then fails like a timeout would
-                await asyncio.wait_for(self.limiter.acquire(), 2 * self.timeout)
+                await self.limiter.acquire(timeout=2 * self.timeout)
             except TimeoutError:
                 self._observe("shed")
                 raise Unavailable(
