@@ -62,3 +62,18 @@ def host1(lab1: Lab) -> LabHost:
 def docker() -> Callable[..., subprocess.CompletedProcess[str]]:
     """``docker(host, *args, check=False, timeout=120, input=None)`` -> CompletedProcess[str]."""
     return _docker
+
+
+@pytest.fixture(scope="module")
+def etcd_lab3(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    """Three hosts and the lab's etcd, the busybox image imported as alpine on each (one
+    per test module: the overlay modules share it)."""
+    from .imagefix import build_busybox_tar, import_alpine
+
+    if importlib.util.find_spec("tether.__main__") is None:
+        pytest.skip("no `python -m tether` yet: cannot start a daemon")
+    lab = module_lab_factory(["host1", "host2", "host3"], etcd=True)
+    tar = build_busybox_tar(tmp_path_factory.mktemp("img") / "busybox.tar")
+    for h in lab.hosts.values():
+        import_alpine(h, tar)
+    return lab

@@ -7,7 +7,6 @@ fault tests (etcd stopped, a daemon killed, a host removed) come last.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,8 +17,7 @@ import pytest
 
 from tether.lab.lab import Lab, LabHost
 
-from .helpers import LabFactory, docker, wait_until
-from .imagefix import build_busybox_tar, import_alpine
+from .helpers import docker, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -27,14 +25,8 @@ SUBNET = "10.77.0.0/24"
 
 
 @pytest.fixture(scope="module")
-def olab(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    if importlib.util.find_spec("tether.__main__") is None:
-        pytest.skip("no `python -m tether` yet: cannot start a daemon")
-    lab = module_lab_factory(["host1", "host2", "host3"], etcd=True)
-    tar = build_busybox_tar(tmp_path_factory.mktemp("img") / "busybox.tar")
-    for h in lab.hosts.values():
-        import_alpine(h, tar)
-    return lab
+def olab(etcd_lab3: Lab) -> Lab:
+    return etcd_lab3
 
 
 @pytest.fixture(scope="module")

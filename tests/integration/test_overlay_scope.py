@@ -7,7 +7,6 @@ across hosts by name), and drops them with its last container.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 
@@ -15,21 +14,14 @@ import pytest
 
 from tether.lab.lab import Lab, LabHost
 
-from .helpers import LabFactory, docker, wait_until
-from .imagefix import build_busybox_tar, import_alpine
+from .helpers import docker, wait_until
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def slab(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    if importlib.util.find_spec("tether.__main__") is None:
-        pytest.skip("no `python -m tether` yet: cannot start a daemon")
-    lab = module_lab_factory(["host1", "host2", "host3"], etcd=True)
-    tar = build_busybox_tar(tmp_path_factory.mktemp("img") / "busybox.tar")
-    for h in lab.hosts.values():
-        import_alpine(h, tar)
-    return lab
+def slab(etcd_lab3: Lab) -> Lab:
+    return etcd_lab3
 
 
 def ok(r: subprocess.CompletedProcess[str]) -> str:
