@@ -306,6 +306,38 @@ def test_lease_keeper_regrants_after_expiry(etcd_server: EtcdServer) -> None:
     run(main())
 
 
+def test_a_write_under_a_gone_lease_is_lease_expired_and_the_keeper_replaces_it(
+    etcd_server: EtcdServer,
+) -> None:
+    """etcd answers a put or txn attached to a lease it no longer has with NOT_FOUND
+    "requested lease not found": that is ``LeaseExpired`` (not a store failure), and
+    ``LeaseKeeper.under`` grants a new lease and writes again."""
+
+    async def main() -> None:
+        store = EtcdStore([etcd_server.endpoint], prefix=new_prefix())
+        keeper = LeaseKeeper(store, ttl=30)
+        try:
+            first = await keeper.start()
+            await store.revoke_lease(first)  # gone; the keeper's keep-alive is 7 s away
+            with pytest.raises(LeaseExpired):
+                await store.put("m/a", {"x": 1}, lease=first)
+            with pytest.raises(LeaseExpired):
+                await store.txn([Op("create", "m/b", {"x": 2})], lease=first)
+
+            async def put(lease: int) -> int:
+                return await store.put("m/c", {"x": 3}, lease=lease)
+
+            await keeper.under(put)
+            assert keeper.lease_id != first
+            assert await store.get("m/c") is not None
+        finally:
+            await keeper.close()  # revokes the new lease: m/c goes with it
+            assert await store.get("m/c") is None
+            await store.close()
+
+    run(main())
+
+
 def test_compacted_watch_raises(etcd_server: EtcdServer) -> None:
     async def main() -> None:
         store = EtcdStore([etcd_server.endpoint], prefix=new_prefix())

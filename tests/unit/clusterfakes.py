@@ -28,9 +28,7 @@ from tether.engine.cluster_endpoints import EndpointBook, Lease
 from tether.engine.ipam import PoolPicker
 from tether.engine.nettable import NetworkTable
 from tether.engine.networks import CreateRequest, NetworkController
-from tether.errors import Internal
-from tether.store.base import Event, Op, Record, TxnResult, Value
-from tether.store.etcd import LeaseExpired
+from tether.store.base import Event, LeaseExpired, Op, Record, TxnResult, Value
 from tether.store.lease import LeaseKeeper
 from tether.testing.netlink import FakeNetlink
 from tether.testing.store import MemoryStore
@@ -49,7 +47,7 @@ class LeaseBackend:
         if lease == 0:
             return
         if lease not in self.leases:
-            raise Internal("cluster store fake failed: etcdserver: requested lease not found")
+            raise LeaseExpired(lease)  # as EtcdStore does for "requested lease not found"
         for owned in self.leases.values():
             owned.difference_update(keys)
         self.leases[lease].update(keys)
@@ -111,7 +109,7 @@ class HostStore:
     async def txn(self, ops: Sequence[Op], *, lease: int = 0) -> TxnResult:
         await self._yield()
         if lease and lease not in self.b.leases:
-            raise Internal("cluster store fake failed: etcdserver: requested lease not found")
+            raise LeaseExpired(lease)
         res = await self.mem.txn(ops)
         if res.ok:
             written = [op.key for op in ops if op.kind in ("put", "create")]

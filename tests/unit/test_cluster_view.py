@@ -290,6 +290,50 @@ def test_own_record_lost_with_an_old_lease_is_put_back() -> None:
     run(main())
 
 
+def test_a_join_that_finds_the_lease_gone_replaces_it_and_succeeds() -> None:
+    """The lease ran out while etcd was away; the first write after (a ``docker run``)
+    learns it before the keeper's next keep-alive: one new lease, the join succeeds, and
+    the host's earlier records are put back under the new lease."""
+
+    async def main() -> None:
+        backend, h1, h2 = await two_hosts()
+        net = await h1.create("ov", "10.77.0.0/24")
+        first = await h1.join(net, "a")
+        await wait_for(lambda: len(h2.view.peers(net.id)) == 1, "a on h2")
+        assert h1.view.lease is not None
+        old = h1.view.lease.lease_id
+        await backend.expire(old)  # behind the keeper's back: no keep-alive ran since
+        grants = backend.grants
+        joined = await asyncio.gather(h1.join(net, "b"), h1.join(net, "c"))
+        assert backend.grants == grants + 1  # both writers shared one grant
+        new = h1.view.lease.lease_id
+        assert new != old
+        keys = {f"{ROOT}endpoints/{net.id}/{ep.id}" for ep in (first, *joined)}
+        assert keys <= backend.leases[new]
+        assert f"{ROOT}hosts/h1" in backend.leases[new]
+        await wait_for(lambda: len(h2.view.peers(net.id)) == 3, "a, b and c on h2")
+        await stop(h1, h2)
+
+    run(main())
+
+
+def test_a_write_refused_for_another_reason_does_not_replace_the_lease() -> None:
+    async def main() -> None:
+        backend, h1, h2 = await two_hosts()
+        assert h1.view.lease is not None
+        grants = backend.grants
+
+        async def refused(lease_id: int) -> None:
+            raise Unavailable("cluster store etcd://fake:2379 is unreachable")
+
+        with pytest.raises(Unavailable):
+            await h1.view.lease.under(refused)
+        assert backend.grants == grants
+        await stop(h1, h2)
+
+    run(main())
+
+
 def test_compacted_watch_does_a_full_resync() -> None:
     async def main() -> None:
         backend, h1, h2 = await two_hosts()
@@ -424,6 +468,12 @@ def test_a_host_back_after_the_sweep_claims_its_running_addresses_again() -> Non
         await wait_for(lambda: h2.networks.find("ov") is not None, "ov on h2")
         ep = await h2.join(h2.networks.get("ov"), "c")
         assert h2.view.lease is not None
+        # h2 is cut off: it does not see its records go (a live h2 would put them back
+        # at once under a new lease, as test_a_join_that_finds_the_lease_gone... shows)
+        h2_task = h2.view._task
+        assert h2_task is not None
+        h2_task.cancel()
+        await asyncio.gather(h2_task, return_exceptions=True)
         await backend.expire(h2.view.lease.lease_id)
         await wait_for(lambda: "h2" in h1.view.gone_since, "h2 gone")
         clock.now += 6

@@ -226,7 +226,7 @@ class ClusterView:
         await lease.start()
         self.book.lease = lease
         try:
-            await self._register()
+            await lease.under(self._register)
             await self._resync()
         except BaseException:
             self.book.lease = None
@@ -276,7 +276,7 @@ class ClusterView:
         if self.lease is not None:
             try:
                 # put again under this run's lease: the old run's lease is about to expire
-                await self.book.put_mine(self.lease.lease_id)
+                await self.lease.under(self.book.put_mine)
                 await self._reconcile_mine({k: dict(v) for k, v in self.endpoints.items()})
             except TetherError as exc:
                 log.warning("own endpoint records not refreshed yet: %s", exc)
@@ -295,14 +295,13 @@ class ClusterView:
             await self.lease.close(revoke=False)
         await self.store.close()
 
-    async def _register(self) -> None:
-        assert self.lease is not None
-        await self.store.put(
-            f"{ROOT}hosts/{self.host}", {"vtep": self.book.vtep}, lease=self.lease.lease_id
-        )
+    async def _register(self, lease_id: int) -> None:
+        await self.store.put(f"{ROOT}hosts/{self.host}", {"vtep": self.book.vtep}, lease=lease_id)
 
     async def _regranted(self, lease_id: int) -> None:
-        await self._register()
+        # under the new lease as given: a write here must not replace the lease again
+        # (this runs inside ``Lease.replace``)
+        await self._register(lease_id)
         await self.book.put_mine(lease_id)
 
     # ---- watch -------------------------------------------------------------------

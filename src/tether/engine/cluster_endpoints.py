@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tether.contracts.cluster import Peer
 from tether.contracts.model import Endpoint, Network
@@ -22,6 +22,8 @@ from tether.errors import TetherError
 from tether.store.base import Event, Op, Record, TxnResult, Value
 
 log = logging.getLogger("tether.cluster")
+
+T = TypeVar("T")
 
 ROOT = "cluster/"
 
@@ -56,6 +58,10 @@ class Lease(Protocol):
     def lease_id(self) -> int: ...
 
     async def start(self) -> int: ...
+
+    async def under(self, write: Callable[[int], Awaitable[T]]) -> T:
+        """``write(lease_id)``, once more under a new lease if the store says it is gone."""
+        ...
 
     async def close(self, revoke: bool = True) -> None: ...
 
@@ -115,8 +121,7 @@ class EndpointBook:
                 raise
             return
         value = self.record(net, ep)
-        assert self.lease is not None
-        await self.store.put(key, value, lease=self.lease.lease_id)
+        await self._put_leased(key, value)
         self.mine[key] = value
         self.endpoints.setdefault(net.id, {})[ep.id] = value
 
@@ -139,6 +144,16 @@ class EndpointBook:
             **({"ip6": ep.ip6, "prefixlen6": ep.prefixlen6} if ep.ip6 else {}),
         }
 
+    async def _put_leased(self, key: str, value: dict[str, Any]) -> None:
+        """Put one of this host's records under the live lease (replaced first if etcd
+        says it is gone: the write may be the first to learn it)."""
+        assert self.lease is not None
+
+        async def put(lease_id: int) -> None:
+            await self.store.put(key, value, lease=lease_id)
+
+        await self.lease.under(put)
+
     async def put_mine(self, lease_id: int) -> None:
         """Put every own record again under ``lease_id``."""
         for key, value in list(self.mine.items()):
@@ -152,7 +167,7 @@ class EndpointBook:
         for key, value in list(self.mine.items()):
             _, _, nid, eid = key.split("/")
             if eid not in seen.get(nid, {}):
-                await self.store.put(key, value, lease=self.lease.lease_id)
+                await self._put_leased(key, value)
                 seen.setdefault(nid, {})[eid] = value
         for nid, eps in seen.items():
             for eid, value in list(eps.items()):
@@ -175,7 +190,7 @@ class EndpointBook:
             return None
         value = self.mine[key]
         try:
-            await self.store.put(key, value, lease=self.lease.lease_id)
+            await self._put_leased(key, value)
         except TetherError as exc:
             log.warning("endpoint record %s not restored yet: %s", ep_id[:12], exc)
         return value

@@ -12,7 +12,20 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from tether.errors import TetherError
+
 Value = dict[str, Any]
+
+
+class LeaseExpired(TetherError):
+    """The lease is gone (expired or revoked); its keys were deleted. Raised by a
+    keep-alive of it and by a write attached to it (etcd: "requested lease not found")."""
+
+    status = 410
+
+    def __init__(self, lease_id: int) -> None:
+        super().__init__(f"lease {lease_id:x} has expired")
+        self.lease_id = lease_id
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,15 @@ from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
 from tether.store.backoff import Backoff, Limiter
-from tether.store.base import Event, Op, Record, TxnResult, Value, WatchCompacted
+from tether.store.base import (
+    Event,
+    LeaseExpired,
+    Op,
+    Record,
+    TxnResult,
+    Value,
+    WatchCompacted,
+)
 from tether.store.etcdconn import (
     Endpoint,
     EtcdConnection,
@@ -109,14 +117,20 @@ _RESUME_FLOOR = 1.0  # a watch resumes early when etcd answers again, but not so
 LIMITER_SIZE = 4
 
 
-class LeaseExpired(TetherError):
-    """The lease is gone (expired or revoked); its keys were deleted."""
+def _lease_gone(error: Internal, lease: int) -> TetherError:
+    """``LeaseExpired`` when a write attached to ``lease`` failed because etcd no longer
+    has that lease (it expired while etcd or this host was away); else ``error``."""
+    from aetcd import rpc
 
-    status = 410
-
-    def __init__(self, lease_id: int) -> None:
-        super().__init__(f"lease {lease_id:x} has expired")
-        self.lease_id = lease_id
+    cause = error.__cause__
+    if (
+        lease
+        and isinstance(cause, rpc.AioRpcError)
+        and cause.code() == rpc.StatusCode.NOT_FOUND
+        and "lease not found" in (cause.details() or "")
+    ):
+        return LeaseExpired(lease)
+    return error
 
 
 def range_end(prefix: bytes) -> bytes:
@@ -453,9 +467,12 @@ class EtcdStore:
         request = rpc.PutRequest(
             key=self._key(key), value=encode_value(value).encode(), lease=lease
         )
-        response = await self._call(
-            lambda c: c.kvstub.Put(request, timeout=self.timeout, metadata=c.metadata)
-        )
+        try:
+            response = await self._call(
+                lambda c: c.kvstub.Put(request, timeout=self.timeout, metadata=c.metadata)
+            )
+        except Internal as error:
+            raise _lease_gone(error, lease) from error.__cause__
         return int(response.header.revision)
 
     async def put_with_lease(self, key: str, value: Value, lease: int) -> int:
@@ -519,7 +536,10 @@ class EtcdStore:
             for op in conditioned
         ]
         request = rpc.TxnRequest(compare=compares, success=success, failure=failure)
-        response, ambiguous = await self._txn_call(request)
+        try:
+            response, ambiguous = await self._txn_call(request)
+        except Internal as error:
+            raise _lease_gone(error, lease) from error.__cause__
         revision = int(response.header.revision)
         if response.succeeded:
             return TxnResult(ok=True, revision=revision)

@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tether.errors import Unavailable
 from tether.store.backoff import Backoff, jittered
-from tether.store.etcd import EtcdStore, LeaseExpired
+from tether.store.base import LeaseExpired
+from tether.store.etcd import EtcdStore
+
+T = TypeVar("T")
 
 log = logging.getLogger("tether.store.etcd")
 
@@ -36,7 +40,15 @@ class LeaseKeeper:
     answers that the lease is gone (it was away for longer than the TTL) does the keeper
     grant a new one (after 0.5-1 s, then with back-off from 1 s up to 30 s while refused)
     and await ``on_regrant(new_id)`` so the owner can put its keys again. ``close()`` stops
-    the task and, by default, revokes the lease (deleting its keys). ``on_renewal`` gets each
+    the task and, by default, revokes the lease (deleting its keys).
+
+    A write can find the lease gone before the next keep-alive does (etcd was away for
+    longer than the TTL, or restarted without it): ``under(write)`` runs ``write(lease_id)``
+    and, when it raises ``LeaseExpired``, replaces the lease at once (``replace``: one grant
+    however many writers found it gone together, ``on_regrant`` awaited) and runs the write
+    once more, so a ``docker run`` right after an outage does not fail on a stale lease.
+
+    ``on_renewal`` gets each
     refresh's outcome ("ok", "expired", "failed") and "granted" for every lease granted after
     the first; ``on_backoff(what, seconds)`` each back-off sleep.
     """
@@ -58,6 +70,7 @@ class LeaseKeeper:
         self.on_backoff = on_backoff
         self.lease_id = 0
         self._task: asyncio.Task[None] | None = None
+        self._granting = asyncio.Lock()  # one grant at a time (``replace``)
 
     async def start(self) -> int:
         if self._task is not None:
@@ -107,8 +120,9 @@ class LeaseKeeper:
             self.on_backoff(what, seconds)
 
     async def _regrant(self) -> None:
+        lost = self.lease_id
         backoff = Backoff(REGRANT_BASE, REGRANT_CAP)
-        while True:
+        while self.lease_id == lost:  # a writer's ``replace`` may get there first
             # even the first grant waits 0.5-1 s: when etcd comes back after more than a
             # TTL, every host's lease is gone at once and their grants must not all land
             # (with every host's records put again) in the same instant
@@ -116,16 +130,40 @@ class LeaseKeeper:
             self._backed_off("grant", delay)
             await asyncio.sleep(delay)
             try:
-                self.lease_id = await self.store.grant_lease(self.ttl)
-                break
+                await self.replace(lost, announce_errors=False)
             except Unavailable:
                 continue
-        self._renewed("granted")
-        if self.on_regrant is not None:
-            try:
-                await self.on_regrant(self.lease_id)
-            except Exception:
-                log.exception("re-registering under lease %x failed", self.lease_id)
+
+    async def replace(self, lost: int, announce_errors: bool = True) -> int:
+        """The live lease, granted anew if it is still ``lost`` (found gone by a write or a
+        keep-alive); ``on_regrant`` is awaited before this returns. Writers that found the
+        same lease gone together share one grant. ``Unavailable`` when etcd refuses the
+        grant; with ``announce_errors`` an ``on_regrant`` failure is raised too (without
+        it, logged: the keeper's own path has nobody to raise to)."""
+        async with self._granting:
+            if self.lease_id != lost:
+                return self.lease_id
+            self.lease_id = await self.store.grant_lease(self.ttl)
+            self._renewed("granted")
+            if self.on_regrant is not None:
+                try:
+                    await self.on_regrant(self.lease_id)
+                except Exception:
+                    if announce_errors:
+                        raise
+                    log.exception("re-registering under lease %x failed", self.lease_id)
+            return self.lease_id
+
+    async def under(self, write: Callable[[int], Awaitable[T]]) -> T:
+        """``write(lease_id)``; if etcd answers that the lease is gone, the lease is
+        replaced (``replace``) and the write runs once more under the new one."""
+        lease_id = self.lease_id
+        try:
+            return await write(lease_id)
+        except LeaseExpired as gone:
+            self._renewed("expired")
+            log.warning("etcd lease %x is gone (found by a write); granting a new one", lease_id)
+            return await write(await self.replace(gone.lease_id))
 
     async def close(self, revoke: bool = True) -> None:
         task, self._task = self._task, None
