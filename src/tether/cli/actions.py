@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from tether.cli.runbody import RunOptions
-    from tether.client import APIError, Client, ConnectionFailed
+    from tether.client import APIError, Client
 
 
 def create_network(c: Client, body: dict[str, Any]) -> None:
@@ -80,7 +80,8 @@ def start_exit_code(err: APIError) -> int:
     return 125
 
 
-def run_fail(err: APIError | ConnectionFailed, code: int = 125) -> NoReturn:
+def run_fail(err: Exception, code: int = 125) -> NoReturn:
+    """docker run's error: ``tether: <err>`` and the hint, exit ``code``."""
     fail(f"tether: {err}\n\nRun 'tether run --help' for more information", code)
 
 

@@ -67,13 +67,13 @@ def _split_parts(raw: str) -> tuple[str, str, str]:
 
 def parse_port_spec(raw: str) -> list[PortMapping]:
     """Parse one ``-p`` value (``[ip:][hostPort:]containerPort[/proto]``, ranges allowed)."""
-    import ipaddress
-
     raw_ip, host_port, container = _split_parts(raw)
     container, _, proto = container.partition("/")
     proto = proto or "tcp"
     ip = ""
     if raw_ip:
+        import ipaddress
+
         ip = raw_ip.strip("[]")
         try:
             ipaddress.ip_address(ip)
