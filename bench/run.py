@@ -294,12 +294,15 @@ def main() -> int:
         time.sleep(1)
         cases.memory(engines, res, "rss_idle", "daemon RSS, idle after start and import (MiB)")
         cases.setup_networks(engines)
-        log("§1 network create / rm")
-        cases.network_create_rm(engines, res, sizes.net)
+        # bin/tether: the launcher `make setup` installs as .venv/bin/tether; each engine
+        # through its own client is the comparison of issue 21's targets against Podman
+        tether_cli = [os.path.join(ROOT, "bin", "tether")]
+        log("§1 network create / rm (tether also through its own CLI)")
+        cases.network_create_rm(engines, res, sizes.net, tether_cli)
         log("§2 run until reachable (and its floor, bench/floor.py)")
         fl = start_floor(lab, tarball)
         try:
-            cases.run_reachable(engines, res, sizes.run, fl)
+            cases.run_reachable(engines, res, sizes.run, fl, tether_cli)
         finally:
             if fl is not None:
                 fl.close()
@@ -307,8 +310,7 @@ def main() -> int:
         log("§3 connect / disconnect")
         cases.connect_disconnect(engines, res, sizes.cd)
         log("§8 CLI wall time")
-        # bin/tether: the launcher `make setup` installs as .venv/bin/tether
-        cases.cli_wall(engines, res, sizes.cli, [os.path.join(ROOT, "bin", "tether")])
+        cases.cli_wall(engines, res, sizes.cli, tether_cli)
         for e in engines:
             e.cleanup()
         cases.setup_networks(engines)
