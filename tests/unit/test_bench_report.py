@@ -176,11 +176,13 @@ def test_issue21_targets_use_the_own_client_rows_with_the_docker_cli_beside() ->
         }
     )
     assert target_row(res, "network create ≤ 0.6× Podman") == (
-        "| network create ≤ 0.6× Podman (each engine through its own client) | 25 (docker CLI: 40) | 50 "
+        "| network create ≤ 0.6× Podman (each engine through its own client) "
+        "| 25 (docker CLI: 40) | 50 "
         "| 0.50× (docker CLI: 0.80×) | yes |"
     )
     assert target_row(res, "run until reachable ≤ 0.4× Podman") == (
-        "| run until reachable ≤ 0.4× Podman (each engine through its own client) | 95 (docker CLI: 120) | 250 "
+        "| run until reachable ≤ 0.4× Podman (each engine through its own client) "
+        "| 95 (docker CLI: 120) | 250 "
         "| 0.38× (docker CLI: 0.48×) | yes |"
     )
     assert target_row(res, "run until reachable ≤ 1.5× the floor").endswith(
