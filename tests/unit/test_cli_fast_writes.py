@@ -290,3 +290,28 @@ def test_write_verbs_import_no_click_nor_heavy_modules(daemon: FakeDaemon) -> No
         timeout=60,
     )
     assert p.stdout.splitlines() == [NID, "0", CID, "0", "w", "0", "n", "0", "[]"], p.stderr
+
+
+LAUNCHER = str(Path(__file__).resolve().parents[2] / "bin" / "tether")
+
+
+def test_launcher_output_and_exit_codes_survive_its_quick_exit(daemon: FakeDaemon) -> None:
+    """bin/tether leaves with os._exit after the fast path: nothing printed may be lost."""
+    env = {"PYTHONPATH": SRC, "TETHER_HOST": daemon.host}
+
+    def launch(*args: str) -> tuple[int, str, str]:
+        p = subprocess.run([LAUNCHER, *args], capture_output=True, text=True, env=env,
+                           timeout=60)  # fmt: skip
+        return p.returncode, p.stdout, p.stderr
+
+    assert launch("network", "create", "n") == (0, NID + "\n", "")
+    assert launch("network", "rm", "a", "nope") == (
+        1,
+        "a\n",
+        "Error response from daemon: network nope not found\nexit status 1\n",
+    )
+    code, out, err = launch("run", "-d", "--name", "warn", "alpine")
+    assert (code, out, err) == (0, CID + "\n", "WARNING: one thing\nWARNING: another\n")
+    assert launch("run", "-d", "--name", "nocmd", "alpine")[0] == 127
+    big = launch("rm", *[f"c{i}" for i in range(3000)])  # more than a pipe's buffer
+    assert big[0] == 0 and big[1] == "".join(f"c{i}\n" for i in range(3000))
