@@ -315,3 +315,20 @@ def test_launcher_output_and_exit_codes_survive_its_quick_exit(daemon: FakeDaemo
     assert launch("run", "-d", "--name", "nocmd", "alpine")[0] == 127
     big = launch("rm", *[f"c{i}" for i in range(3000)])  # more than a pipe's buffer
     assert big[0] == 0 and big[1] == "".join(f"c{i}\n" for i in range(3000))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["network", "create", "n"], ["network", "rm", "a"], ["rm", "-f", "a"], ["run", "-d", "x"]],
+    ids=lambda a: " ".join(a),
+)
+def test_unreachable_daemon_as_click(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    host = f"unix://{tmp_path}/nothing.sock"
+    capsys.readouterr()
+    code = fast.run(["-H", host, *args])
+    out, err = capsys.readouterr()
+    r = CliRunner().invoke(cli, ["-H", host, *args])
+    assert (code, out, err) == (r.exit_code, r.stdout, r.stderr)
+    assert code in (1, 125) and "Cannot connect to the tether daemon" in err
