@@ -10,10 +10,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from bench.engines import Engine, proc_mem
+from bench.engines import BenchError, CliResult, Engine, proc_mem
 from bench.floor import Floor
-from bench.netns import wait_tcp
+from bench.netns import preexec, wait_tcp
 from bench.stats import Samples
 
 HTTPD = ("httpd", "-f", "-p", "80", "-h", "/var/www")
@@ -48,7 +49,10 @@ class Results:
         self.data[key].setdefault(engine, Samples()).note = text
 
 
-def rotations(engines: list[Engine], n: int) -> list[tuple[int, list[Engine]]]:
+T = TypeVar("T")
+
+
+def rotations(engines: list[T], n: int) -> list[tuple[int, list[T]]]:
     out = []
     for i in range(n):
         k = i % len(engines)
@@ -60,19 +64,94 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+OWN = "tether-own"  # tether through its own CLI, a client of the rotation beside the engines
+
+
+def own_cli(e: Engine, tether_cli: list[str], *args: str, timeout: float = 120.0) -> CliResult:
+    """``args`` through tether's own CLI (``tether_cli``, bin/tether) against engine ``e``'s
+    daemon, called exactly as :meth:`Engine.cli` calls the docker CLI (fork, setns into the
+    engine's namespace, exec, the same environment)."""
+    t0 = time.perf_counter()
+    p = subprocess.run([*tether_cli, *args], env=e.env(), capture_output=True, text=True,
+                       timeout=timeout, preexec_fn=preexec(e.host.netns_path))  # fmt: skip
+    ms = (time.perf_counter() - t0) * 1000
+    if p.returncode != 0:
+        raise BenchError(f"tether CLI: {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    return CliResult(ms, p.returncode, p.stdout, p.stderr)
+
+
+Client = tuple[str, Engine]  # (the name samples go under, the engine whose daemon answers)
+
+
+def clients(engines: list[Engine], tether_cli: list[str] | None) -> list[Client]:
+    """Each engine through its usual client, and tether through its own CLI (``OWN``) too
+    when ``tether_cli`` is given: the members of a rotation."""
+    out = [(e.name, e) for e in engines]
+    tether = next((e for e in engines if e.name == "tether"), None)
+    if tether_cli is not None and tether is not None:
+        out.append((OWN, tether))
+    return out
+
+
+def call(client: Client, tether_cli: list[str] | None, *args: str) -> CliResult:
+    name, e = client
+    if name == OWN:
+        assert tether_cli is not None
+        return own_cli(e, tether_cli, *args)
+    return e.cli(*args)
+
+
+def own_rows(res: Results, pairs: dict[str, str]) -> None:
+    """Fill the own-client rows ``pairs`` (own key -> usual key): tether's samples through
+    its own CLI, and every other engine's (and the limit's) samples of the usual row,
+    whose client is already its own (the docker CLI for Docker, podman for Podman)."""
+    for own_key, key in pairs.items():
+        row = res.data.get(own_key, {})
+        mine = row.pop(OWN, None)
+        for engine, samples in res.data.get(key, {}).items():
+            if engine != "tether":
+                row[engine] = samples
+        if mine is not None:
+            row["tether"] = mine
+        res.data[own_key] = row
+
+
 # ---------------------------------------------------------------------------------- § 1
 
 
-def network_create_rm(engines: list[Engine], res: Results, n: int) -> None:
+def network_create_rm(
+    engines: list[Engine], res: Results, n: int, tether_cli: list[str] | None = None
+) -> None:
+    """With ``tether_cli`` (bin/tether), tether is also driven by its own CLI, as one more
+    client in the rotation (its own networks: benchown*, 10.78.i.0/24): the rows
+    ``net_create_own``/``net_rm_own``, where each engine goes through its own client."""
     res.fig("net_create", "1", "`network create` (bridge, --subnet/--gateway) (ms)")
     res.fig("net_rm", "1", "`network rm` (ms)")
-    for i, order in rotations(engines, n):
-        name = f"benchnet{i}"
-        args = ("network", "create", "--subnet", f"10.77.{i}.0/24", "--gateway", f"10.77.{i}.1")
-        for e in order:
-            res.add("net_create", e.name, e.cli(*args, name).ms)
-        for e in order:
-            res.add("net_rm", e.name, e.cli("network", "rm", name).ms)
+    if tether_cli is not None:
+        res.fig("net_create_own", "1", OWN_LABEL.format("`network create`"))
+        res.fig("net_rm_own", "1", OWN_LABEL.format("`network rm`"))
+    members = clients(engines, tether_cli)
+    for i, order in rotations(members, n):
+        names: dict[str, str] = {}
+        for c in order:
+            own = c[0] == OWN
+            names[c[0]] = name = f"benchown{i}" if own else f"benchnet{i}"
+            net = f"10.{78 if own else 77}.{i}"
+            args = ("network", "create", "--subnet", f"{net}.0/24", "--gateway", f"{net}.1")
+            res.add("net_create_own" if own else "net_create", c[0],
+                    call(c, tether_cli, *args, name).ms)  # fmt: skip
+        for c in order:
+            own = c[0] == OWN
+            res.add("net_rm_own" if own else "net_rm", c[0],
+                    call(c, tether_cli, "network", "rm", names[c[0]]).ms)  # fmt: skip
+    if tether_cli is not None:
+        own_rows(res, {"net_create_own": "net_create", "net_rm_own": "net_rm"})
+
+
+OWN_LABEL = (
+    "{}, each engine through its own client: tether `tether` (bin/tether), "
+    "Docker the docker CLI, Podman podman (their samples: the row above) (ms)"
+)
 
 
 # ---------------------------------------------------------------------------------- § 2
@@ -89,36 +168,60 @@ def setup_networks(engines: list[Engine]) -> None:
               "bench50")  # fmt: skip
 
 
-def run_reachable(engines: list[Engine], res: Results, n: int, floor: Floor | None = None) -> None:
+def run_reachable(
+    engines: list[Engine],
+    res: Results,
+    n: int,
+    floor: Floor | None = None,
+    tether_cli: list[str] | None = None,
+) -> None:
     """With ``floor`` (bench/floor.py), one sample of the floor after each round of the
-    engines: the figure's "limit" column, and each part of it in ``floor_parts``."""
+    engines: the figure's "limit" column, and each part of it in ``floor_parts``. With
+    ``tether_cli`` (bin/tether), tether is also driven by its own CLI, one more client in the
+    rotation (its containers webown*, 172.30.0.60+i): the rows ``run_ret_own`` and
+    ``run_tcp_own``, each engine through its own client (the floor beside them too)."""
     res.fig("run_ret", "2", "`run -d --network NET --ip IP alpine httpd` returns (ms)")
     res.fig("run_tcp", "2", "from `run` call until a TCP connect from the host to IP:80 works (ms)")
-    for i, order in rotations(engines, n):
+    if tether_cli is not None:
+        res.fig("run_ret_own", "2", OWN_LABEL.format("`run -d` returns"))
+        res.fig("run_tcp_own", "2", OWN_LABEL.format("`run -d` call until TCP reachable"))
+    for i, order in rotations(clients(engines, tether_cli), n):
         if floor is not None:
-            try:
-                sample = floor.one(i)
-            except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
-                log(f"floor: {exc}; no more floor samples")
-                res.note("run_tcp", "limit", "floor failed")
-                floor.remove(i)
-                floor = None
-            else:
-                floor.remove(i)
-                res.add("run_tcp", "limit", sample["total"])
-                for part, ms in sample.items():
-                    res.floor_parts.setdefault(part, []).append(ms)
-        ip = f"172.30.0.{10 + i}"
-        for e in order:
+            floor = _floor_sample(floor, res, i)
+        for c in order:
+            own = c[0] == OWN
+            name = f"webown{i}" if own else f"web{i}"
+            ip = f"172.30.0.{(60 if own else 10) + i}"
+            e = c[1]
+            opts = [] if own else e.run_opts
             t0 = time.monotonic()
-            r = e.cli("run", "-d", *e.run_opts, "--name", f"web{i}", "--network", "benchrun",
-                      "--ip", ip, "alpine", *HTTPD)  # fmt: skip
-            res.add("run_ret", e.name, r.ms)
+            r = call(c, tether_cli, "run", "-d", *opts, "--name", name, "--network", "benchrun",
+                     "--ip", ip, "alpine", *HTTPD)  # fmt: skip
+            res.add("run_ret_own" if own else "run_ret", c[0], r.ms)
             t = wait_tcp(e.host.netns_path, ip, 80)
+            key = "run_tcp_own" if own else "run_tcp"
             if t is None:
-                res.note("run_tcp", e.name, "not reachable in 15 s")
+                res.note(key, c[0], "not reachable in 15 s")
             else:
-                res.add("run_tcp", e.name, (t - t0) * 1000)
+                res.add(key, c[0], (t - t0) * 1000)
+    if tether_cli is not None:
+        own_rows(res, {"run_ret_own": "run_ret", "run_tcp_own": "run_tcp"})
+
+
+def _floor_sample(floor: Floor, res: Results, i: int) -> Floor | None:
+    """One sample of the floor into ``run_tcp``'s limit column; None when it failed."""
+    try:
+        sample = floor.one(i)
+    except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as exc:
+        log(f"floor: {exc}; no more floor samples")
+        res.note("run_tcp", "limit", "floor failed")
+        floor.remove(i)
+        return None
+    floor.remove(i)
+    res.add("run_tcp", "limit", sample["total"])
+    for part, ms in sample.items():
+        res.floor_parts.setdefault(part, []).append(ms)
+    return floor
 
 
 # ---------------------------------------------------------------------------------- § 3
@@ -323,7 +426,8 @@ def restart_latency(engines: list[Engine], res: Results, n: int) -> None:
 
 def cli_wall(engines: list[Engine], res: Results, n: int, tether_cli: list[str]) -> None:
     """``network ls``, ``ps`` and ``network inspect`` through each engine's client, and
-    through tether's own CLI (``tether_cli``) against the same daemon."""
+    through tether's own CLI (``tether_cli``) against the same daemon, called the same way
+    (:func:`own_cli`: fork, setns, exec)."""
     verbs = {"ls": ("network", "ls"), "ps": ("ps",), "inspect": ("network", "inspect", "benchrun")}
     for key, words in verbs.items():
         verb = " ".join(words[:2])
@@ -335,10 +439,7 @@ def cli_wall(engines: list[Engine], res: Results, n: int, tether_cli: list[str])
             for e in order:
                 res.add(f"{key}_cli", e.name, e.cli(*words).ms)
             if tether is not None:
-                t0 = time.perf_counter()
-                subprocess.run([*tether_cli, *words], env=tether.env(),
-                               capture_output=True, check=True)  # fmt: skip
-                res.add(f"tether_{key}", "tether", (time.perf_counter() - t0) * 1000)
+                res.add(f"tether_{key}", "tether", own_cli(tether, tether_cli, *words).ms)
 
 
 Case = Callable[..., None]

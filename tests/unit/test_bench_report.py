@@ -164,3 +164,54 @@ def test_a_saved_run_renders_again_with_new_findings(
     )
     assert a.replace("old findings", "new findings") == b
     assert not (tmp_path / "unused.json").exists()
+
+
+def test_issue21_targets_use_the_own_client_rows_with_the_docker_cli_beside() -> None:
+    res = results(
+        {
+            "net_create": {"tether": [40], "docker": [120], "podman": [50]},
+            "net_create_own": {"tether": [25], "docker": [120], "podman": [50]},
+            "run_tcp": {"tether": [120], "podman": [250], "limit": [70]},
+            "run_tcp_own": {"tether": [95], "podman": [250], "limit": [70]},
+        }
+    )
+    assert target_row(res, "network create ≤ 0.6× Podman") == (
+        "| network create ≤ 0.6× Podman (each engine through its own client) "
+        "| 25 (docker CLI: 40) | 50 "
+        "| 0.50× (docker CLI: 0.80×) | yes |"
+    )
+    assert target_row(res, "run until reachable ≤ 0.4× Podman") == (
+        "| run until reachable ≤ 0.4× Podman (each engine through its own client) "
+        "| 95 (docker CLI: 120) | 250 "
+        "| 0.38× (docker CLI: 0.48×) | yes |"
+    )
+    assert target_row(res, "run until reachable ≤ 1.5× the floor").endswith(
+        "| 95 (docker CLI: 120) | 70 | 1.36× (docker CLI: 1.71×) | yes |"
+    )
+    # against Docker: still docker CLI against docker CLI
+    assert target_row(res, "network create ≤ 0.5× Docker").startswith(
+        "| network create ≤ 0.5× Docker | 40 | 120 | 0.33× |"
+    )
+
+
+def test_issue21_targets_fall_back_to_the_docker_cli_rows() -> None:
+    res = results({"net_rm": {"tether": [40], "podman": [50]}})
+    assert target_row(res, "network rm ≤ 0.8× Podman") == (
+        "| network rm ≤ 0.8× Podman (label of net_rm) | 40 | 50 | 0.80× | yes |"
+    )
+
+
+def test_own_rows_take_tether_own_samples_and_the_others_usual_ones() -> None:
+    from bench import cases
+
+    res = results(
+        {
+            "run_tcp": {"tether": [120], "podman": [250], "limit": [70]},
+            "run_tcp_own": {cases.OWN: [95, 97]},
+        }
+    )
+    cases.own_rows(res, {"run_tcp_own": "run_tcp"})
+    row = res.data["run_tcp_own"]
+    assert sorted(row) == ["limit", "podman", "tether"]
+    assert row["tether"].values == [95, 97]
+    assert row["podman"].values == [250] and row["limit"].values == [70]

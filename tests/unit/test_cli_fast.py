@@ -198,7 +198,7 @@ FALLBACKS = [
     ["--help"],
     ["-v"],
     ["network"],
-    ["network", "create", "x"],
+    ["network", "create"],
     ["network", "ls", "--help"],
     ["network", "--help", "ls"],
     ["network", "ls", "extra"],

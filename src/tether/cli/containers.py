@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from tether.cli.actions import remove_containers
 from tether.cli.run import create, resize_tty, run
 from tether.cli.text import human_size
 from tether.cli.util import (
@@ -133,8 +134,7 @@ def kill(signal: str, containers: tuple[str, ...]) -> None:
 @api_errors
 def rm(force: bool, link: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers"""
-    q = {"force": force or None, "link": link or None, "v": volumes or None}
-    _multi("rm", containers, lambda c, n: c.request("DELETE", f"/containers/{n}", q))
+    remove_containers(client(), containers, force, link, volumes)
 
 
 @click.command("wait", context_settings=CONTEXT)

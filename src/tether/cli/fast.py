@@ -1,17 +1,25 @@
-"""The fast path: the hottest read-only verbs without importing click.
+"""The fast path: the hottest verbs without importing click.
 
 ``import click`` is ~30 ms, a third of a whole ``tether network ls``. :func:`run` parses
 argv by hand for ``network ls|list``, ``network inspect``, ``ps`` (and ``container
 ls|list|ps``), ``images`` (and ``image ls|list``) and ``version``, with only the flags
 those verbs take, and prints through :mod:`tether.cli.views`, the same functions the click
-commands call. It answers ``None`` — "let click do it" — for everything else: another
-verb, ``--help``, ``--``, an unknown flag, a missing value, a bad number or filter, a
-wrong count of arguments. So usage errors and help keep click's exact texts, and the fast
-path never has to imitate them. It decides before sending anything to the daemon.
+commands call. It also takes the write verbs a script runs most: ``network create`` (every
+flag), ``network rm|remove``, ``rm`` (``container rm``) and ``run -d`` (``container run
+-d``) with every run flag but ``-i``, ``-t``, ``-a``, ``--cidfile``, ``--env-file`` and
+``--sig-proxy``; their bodies come from :mod:`tether.cli.netbody` and
+:mod:`tether.cli.runbody` and their requests, output and exit codes from
+:mod:`tether.cli.actions`, the same code the click commands run. It answers ``None`` —
+"let click do it" — for everything else: another verb, ``run`` without ``-d``,
+``--help``, ``--``, an unknown flag, a missing value, a bad number or filter, a wrong
+count of arguments. So usage errors and help keep click's exact texts, and the fast path
+never has to imitate them. It decides before sending anything to the daemon.
 
 The flag grammar is click's: ``-x VALUE``, ``-xVALUE``, ``--long VALUE``,
 ``--long=VALUE``, bundled short flags (``-aq``, ``-qf VALUE``), options anywhere among
-the arguments, the last value winning for a single-valued option.
+the arguments (for ``run``, only before the image: what follows is the command, as
+click's ``allow_interspersed_args=False``), the last value winning for a single-valued
+option.
 """
 
 from __future__ import annotations
@@ -71,13 +79,97 @@ DEFAULTS: Values = {
 }
 
 
+def _defaults(spec: Spec, values: Values) -> Values:
+    """``values`` plus False for each flag and [] for each repeatable option of ``spec``."""
+    out: Values = {}
+    for dest, kind in spec.values():
+        if kind == FLAG:
+            out[dest] = False
+        elif kind == MULTI:
+            out[dest] = []
+    return {**out, **values}
+
+
+NETWORK_CREATE = _spec(
+    (("--attachable",), "attachable", FLAG),
+    (("--aux-address",), "aux_address", MULTI),
+    (("--config-from",), "config_from", VALUE),
+    (("--config-only",), "config_only", FLAG),
+    (("-d", "--driver"), "driver", VALUE),
+    (("--gateway",), "gateway", MULTI),
+    (("--ingress",), "ingress", FLAG),
+    (("--internal",), "internal", FLAG),
+    (("--ip-range",), "ip_range", MULTI),
+    (("--ipam-driver",), "ipam_driver", VALUE),
+    (("--ipam-opt",), "ipam_opt", MULTI),
+    (("--ipv6",), "ipv6", FLAG),
+    (("--label",), "label", MULTI),
+    (("-o", "--opt"), "opt", MULTI),
+    (("--scope",), "scope", VALUE),
+    (("--subnet",), "subnet", MULTI),
+)
+NETWORK_CREATE_DEFAULTS = _defaults(
+    NETWORK_CREATE, {"config_from": "", "driver": "bridge", "ipam_driver": "default", "scope": ""}
+)
+NETWORK_RM = _spec((("-f", "--force"), "force", FLAG))
+NETWORK_RM_DEFAULTS = _defaults(NETWORK_RM, {})
+RM = _spec(
+    (("-f", "--force"), "force", FLAG),
+    (("-l", "--link"), "link", FLAG),
+    (("-v", "--volumes"), "volumes", FLAG),
+)
+RM_DEFAULTS = _defaults(RM, {})
+# run's flags but -i, -t, -a, --cidfile, --env-file and --sig-proxy; destinations are the
+# attributes of tether.cli.runbody.RunOptions (a value not given keeps its default there)
+RUN = _spec(
+    (("-d", "--detach"), "detach", FLAG),
+    (("--add-host",), "add_host", MULTI),
+    (("--cap-add",), "cap_add", MULTI),
+    (("--cap-drop",), "cap_drop", MULTI),
+    (("--dns",), "dns", MULTI),
+    (("--dns-option",), "dns_option", MULTI),
+    (("--dns-search",), "dns_search", MULTI),
+    (("--domainname",), "domainname", VALUE),
+    (("--entrypoint",), "entrypoint", VALUE),
+    (("-e", "--env"), "env", MULTI),
+    (("--expose",), "expose", MULTI),
+    (("-h", "--hostname"), "hostname", VALUE),
+    (("--init",), "init", FLAG),
+    (("--ip",), "ip", VALUE),
+    (("--ip6",), "ip6", VALUE),
+    (("-l", "--label"), "label", MULTI),
+    (("--link",), "link", MULTI),
+    (("--mac-address",), "mac_address", VALUE),
+    (("--name",), "name", VALUE),
+    (("--network", "--net"), "network", VALUE),
+    (("--network-alias", "--net-alias"), "network_alias", MULTI),
+    (("--platform",), "platform", VALUE),
+    (("--privileged",), "privileged", FLAG),
+    (("-p", "--publish"), "publish", MULTI),
+    (("-P", "--publish-all"), "publish_all", FLAG),
+    (("--read-only",), "read_only", FLAG),
+    (("--restart",), "restart", VALUE),
+    (("--rm",), "rm", FLAG),
+    (("--stop-signal",), "stop_signal", VALUE),
+    (("--stop-timeout",), "stop_timeout", INT),
+    (("--sysctl",), "sysctl", MULTI),
+    (("-u", "--user"), "user", VALUE),
+    (("-w", "--workdir"), "workdir", VALUE),
+)
+RUN_DEFAULTS = _defaults(RUN, {})
+
+
 class Fallback(Exception):
     """Not a case for the fast path: hand argv to click."""
 
 
-def parse_options(args: list[str], spec: Spec) -> tuple[Values, list[str]]:
-    """Options and positional arguments of one verb, or :class:`Fallback`."""
-    values: Values = {k: list(v) if isinstance(v, list) else v for k, v in DEFAULTS.items()}
+def parse_options(
+    args: list[str], spec: Spec, defaults: Values | None = None, interspersed: bool = True
+) -> tuple[Values, list[str]]:
+    """Options and positional arguments of one verb, or :class:`Fallback`. Without
+    ``interspersed``, the first positional argument ends the options."""
+    base = DEFAULTS if defaults is None else defaults
+    values: Values = {k: list(v) if isinstance(v, list) else v for k, v in base.items()}
     positional: list[str] = []
     i = 0
     while i < len(args):
@@ -91,6 +183,12 @@ def parse_options(args: list[str], spec: Spec) -> tuple[Values, list[str]]:
             i = _short_options(arg, args, i, spec, values)
         else:
             positional.append(arg)
+            if not interspersed:
+                rest = args[i:]
+                if "--" in rest or "--help" in rest:
+                    raise Fallback
+                positional.extend(rest)
+                break
     return values, positional
 
 
@@ -209,19 +307,115 @@ def _version(c: Client, v: Values, args: list[str]) -> int:
     return 0
 
 
-# verb words -> (spec, least and most positional arguments, handler)
-VERBS: dict[tuple[str, ...], tuple[Spec, int, int, Callable[[Client, Values, list[str]], int]]] = {
-    ("network", "ls"): (NETWORK_LS, 0, 0, _network_ls),
-    ("network", "list"): (NETWORK_LS, 0, 0, _network_ls),
-    ("network", "inspect"): (NETWORK_INSPECT, 1, sys.maxsize, _network_inspect),
-    ("ps",): (PS, 0, 0, _ps),
-    ("container", "ls"): (PS, 0, 0, _ps),
-    ("container", "list"): (PS, 0, 0, _ps),
-    ("container", "ps"): (PS, 0, 0, _ps),
-    ("images",): (IMAGES, 0, 1, _images),
-    ("image", "ls"): (IMAGES, 0, 1, _images),
-    ("image", "list"): (IMAGES, 0, 1, _images),
-    ("version",): (VERSION, 0, 0, _version),
+def _network_create(c: Client, v: Values, args: list[str]) -> int:
+    from tether.cli import actions, netbody
+
+    body = netbody.body_from_flags(
+        args[0],
+        attachable=_b(v["attachable"]),
+        aux_address=_l(v["aux_address"]),
+        config_from=_s(v["config_from"]),
+        config_only=_b(v["config_only"]),
+        driver=_s(v["driver"]),
+        gateway=_l(v["gateway"]),
+        ingress=_b(v["ingress"]),
+        internal=_b(v["internal"]),
+        ip_range=_l(v["ip_range"]),
+        ipam_driver=_s(v["ipam_driver"]),
+        ipam_opt=_l(v["ipam_opt"]),
+        ipv6=_b(v["ipv6"]),
+        label=_l(v["label"]),
+        opt=_l(v["opt"]),
+        scope=_s(v["scope"]),
+        subnet=_l(v["subnet"]),
+    )
+    actions.create_network(c, body)
+    return 0
+
+
+def _network_rm(c: Client, v: Values, args: list[str]) -> int:
+    from tether.cli import actions
+
+    actions.remove_networks(c, args, _b(v["force"]))
+    return 0
+
+
+def _rm(c: Client, v: Values, args: list[str]) -> int:
+    from tether.cli import actions
+
+    actions.remove_containers(c, args, _b(v["force"]), _b(v["link"]), _b(v["volumes"]))
+    return 0
+
+
+def _run_detached(c: Client, v: Values, args: list[str]) -> int:
+    from tether.cli import actions
+    from tether.cli.runbody import RunOptions
+    from tether.cli.text import UsageFailure
+    from tether.client import APIError, ConnectionFailed
+
+    o = RunOptions(args[0], args[1:])
+    for dest, value in v.items():
+        setattr(o, dest, list(value) if isinstance(value, list) else value)
+    try:
+        actions.run_detached(c, o)
+    except (APIError, ConnectionFailed, UsageFailure) as e:
+        actions.run_fail(e)
+    return 0
+
+
+def _detached(v: Values) -> bool:
+    return v.get("detach") is True
+
+
+class Verb:
+    """How the fast path runs one verb."""
+
+    __slots__ = ("defaults", "handler", "interspersed", "least", "most", "spec", "taken")
+
+    def __init__(
+        self,
+        spec: Spec,
+        least: int,
+        most: int,
+        handler: Callable[[Client, Values, list[str]], int],
+        defaults: Values | None = None,
+        interspersed: bool = True,
+        taken: Callable[[Values], bool] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.least = least
+        self.most = most
+        self.handler = handler
+        self.defaults = defaults
+        self.interspersed = interspersed
+        self.taken = taken  # None: every parse is the fast path's; else whether this one is
+
+
+_NETWORK_CREATE = Verb(NETWORK_CREATE, 1, 1, _network_create, NETWORK_CREATE_DEFAULTS)
+_NETWORK_RM = Verb(NETWORK_RM, 1, sys.maxsize, _network_rm, NETWORK_RM_DEFAULTS)
+_RM = Verb(RM, 1, sys.maxsize, _rm, RM_DEFAULTS)
+_RUN = Verb(RUN, 1, sys.maxsize, _run_detached, RUN_DEFAULTS, False, _detached)
+
+# verb words -> how to run it
+VERBS: dict[tuple[str, ...], Verb] = {
+    ("network", "create"): _NETWORK_CREATE,
+    ("network", "rm"): _NETWORK_RM,
+    ("network", "remove"): _NETWORK_RM,
+    ("rm",): _RM,
+    ("container", "rm"): _RM,
+    ("run",): _RUN,
+    ("container", "run"): _RUN,
+    ("network", "ls"): Verb(NETWORK_LS, 0, 0, _network_ls),
+    ("network", "list"): Verb(NETWORK_LS, 0, 0, _network_ls),
+    ("network", "inspect"): Verb(NETWORK_INSPECT, 1, sys.maxsize, _network_inspect),
+    ("ps",): Verb(PS, 0, 0, _ps),
+    ("container", "ls"): Verb(PS, 0, 0, _ps),
+    ("container", "list"): Verb(PS, 0, 0, _ps),
+    ("container", "ps"): Verb(PS, 0, 0, _ps),
+    ("images",): Verb(IMAGES, 0, 1, _images),
+    ("image", "ls"): Verb(IMAGES, 0, 1, _images),
+    ("image", "list"): Verb(IMAGES, 0, 1, _images),
+    ("version",): Verb(VERSION, 0, 0, _version),
 }
 GROUPS = frozenset(words[0] for words in VERBS if len(words) == 2)
 
@@ -288,11 +482,14 @@ def run(argv: list[str]) -> int | None:
     """Run argv on the fast path and return the exit code, or ``None`` to use click."""
     try:
         host, words, rest = split_global(argv)
-        spec, least, most, handler = VERBS[words]
-        values, positional = parse_options(rest, spec)
-        if not least <= len(positional) <= most:
+        verb = VERBS[words]
+        values, positional = parse_options(rest, verb.spec, verb.defaults, verb.interspersed)
+        if not verb.least <= len(positional) <= verb.most:
             raise Fallback
-        _filters(values)  # a bad -f is click's usage error
+        if verb.taken is not None and not verb.taken(values):
+            raise Fallback
+        if verb.defaults is None:
+            _filters(values)  # a bad -f is click's usage error
         from tether.client import Client, host_from_env
 
         try:
@@ -301,12 +498,13 @@ def run(argv: list[str]) -> int | None:
             raise Fallback from None
     except Fallback:
         return None
+    from tether.cli.text import UsageFailure
     from tether.client import APIError, ConnectionFailed
 
     try:
         try:
-            return handler(c, values, positional)
-        except (APIError, ConnectionFailed) as e:
+            return verb.handler(c, values, positional)
+        except (APIError, ConnectionFailed, UsageFailure) as e:
             from tether.cli.text import fail
 
             fail(str(e))

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from tether.cli import actions
+from tether.cli.netbody import (
+    body_from_flags,
+    consolidate_ipam,
+    create_body,
+    split_strings,
+    subnet_contains,
+)
 from tether.cli.util import (
-    UsageFailure,
     api_errors,
     client,
     fail,
@@ -25,124 +31,18 @@ from tether.cli.views import (
     network_row,
 )
 
-__all__ = ["NETWORK_HEADERS", "format_networks", "network_row", "print_inspect"]
+__all__ = [
+    "NETWORK_HEADERS",
+    "consolidate_ipam",
+    "create_body",
+    "format_networks",
+    "network_row",
+    "print_inspect",
+    "split_strings",
+    "subnet_contains",
+]
 
 CONTEXT = {"help_option_names": ["--help"]}
-
-
-def split_strings(values: Sequence[str]) -> list[str]:
-    """pflag ``strings`` semantics: each value may hold several, comma separated."""
-    return [p for v in values for p in v.split(",") if p != ""]
-
-
-def _subnet_contains(subnet: str, data: str) -> bool:
-    import ipaddress
-
-    try:
-        net = ipaddress.ip_network(subnet, strict=False)
-    except ValueError:
-        raise UsageFailure(f"invalid subnet: invalid CIDR address: {subnet}") from None
-    try:
-        ip = ipaddress.ip_interface(data).ip if "/" in data else ipaddress.ip_address(data)
-    except ValueError:
-        if "/" in data:
-            raise UsageFailure(f"invalid CIDR address: {data}") from None
-        return False
-    return ip in net
-
-
-def consolidate_ipam(
-    subnets: list[str], ranges: list[str], gateways: list[str], aux: dict[str, str]
-) -> list[dict[str, Any]]:
-    """Group subnet/range/gateway/aux flags into IPAM configs, checking them as docker does."""
-    if len(subnets) < len(ranges) or len(subnets) < len(gateways):
-        raise UsageFailure("every ip-range or gateway must have a corresponding subnet")
-    data: dict[str, dict[str, Any]] = {}
-    for s in subnets:
-        for k in data:
-            if _subnet_contains(s, k.split("/")[0]) or _subnet_contains(k, s.split("/")[0]):
-                raise UsageFailure("multiple overlapping subnet configuration is not supported")
-        data[s] = {"Subnet": s}
-    for r in ranges:
-        match = False
-        for s in subnets:
-            if not _subnet_contains(s, r):
-                continue
-            if data[s].get("IPRange"):
-                raise UsageFailure(
-                    f"cannot configure multiple ranges ({r}, {data[s]['IPRange']}) "
-                    f"on the same subnet ({s})"
-                )
-            data[s]["IPRange"] = r
-            match = True
-        if not match:
-            raise UsageFailure(f"no matching subnet for range {r}")
-    for g in gateways:
-        match = False
-        for s in subnets:
-            if not _subnet_contains(s, g):
-                continue
-            if data[s].get("Gateway"):
-                raise UsageFailure(
-                    f"cannot configure multiple gateways ({g}, {data[s]['Gateway']}) "
-                    f"for the same subnet ({s})"
-                )
-            data[s]["Gateway"] = g
-            match = True
-        if not match:
-            raise UsageFailure(f"no matching subnet for gateway {g}")
-    for key, addr in aux.items():
-        match = False
-        for s in subnets:
-            if _subnet_contains(s, addr):
-                data[s].setdefault("AuxiliaryAddresses", {})[key] = addr
-                match = True
-        if not match:
-            raise UsageFailure(f"no matching subnet for aux-address {addr}")
-    return list(data.values())
-
-
-def create_body(
-    name: str,
-    driver: str,
-    subnets: list[str],
-    gateways: list[str],
-    ip_ranges: list[str],
-    aux: dict[str, str],
-    internal: bool,
-    labels: dict[str, str],
-    opts: dict[str, str],
-    attachable: bool,
-    ipam_driver: str,
-    ipam_opts: dict[str, str],
-    ipv6: bool,
-    scope: str,
-    ingress: bool,
-    config_only: bool,
-    config_from: str,
-) -> dict[str, Any]:
-    """The POST /networks/create body docker sends for these flags."""
-    body: dict[str, Any] = {
-        "Name": name,
-        "CheckDuplicate": True,
-        "Driver": driver,
-        "Scope": scope,
-        "EnableIPv6": ipv6,
-        "IPAM": {
-            "Driver": ipam_driver,
-            "Options": ipam_opts,
-            "Config": consolidate_ipam(subnets, ip_ranges, gateways, aux),
-        },
-        "Internal": internal,
-        "Attachable": attachable,
-        "Ingress": ingress,
-        "ConfigOnly": config_only,
-        "Options": opts,
-        "Labels": labels,
-    }
-    if config_from:
-        body["ConfigFrom"] = {"Network": config_from}
-    return body
 
 
 @click.group("network", context_settings=CONTEXT)
@@ -189,27 +89,26 @@ def create(
     name: str,
 ) -> None:
     """Create a network"""
-    body = create_body(
+    body = body_from_flags(
         name,
-        driver,
-        split_strings(subnet),
-        split_strings(gateway),
-        split_strings(ip_range),
-        kv_list(aux_address),
-        internal,
-        kv_list(label),
-        kv_list(opt),
-        attachable,
-        ipam_driver,
-        kv_list(ipam_opt),
-        ipv6,
-        scope,
-        ingress,
-        config_only,
-        config_from,
+        attachable=attachable,
+        aux_address=aux_address,
+        config_from=config_from,
+        config_only=config_only,
+        driver=driver,
+        gateway=gateway,
+        ingress=ingress,
+        internal=internal,
+        ip_range=ip_range,
+        ipam_driver=ipam_driver,
+        ipam_opt=ipam_opt,
+        ipv6=ipv6,
+        label=label,
+        opt=opt,
+        scope=scope,
+        subnet=subnet,
     )
-    resp = client().post("/networks/create", body=body)
-    click.echo(resp["Id"])
+    actions.create_network(client(), body)
 
 
 @network.command("ls", context_settings=CONTEXT)
@@ -251,22 +150,7 @@ def inspect(fmt: str, verbose: bool, networks: tuple[str, ...]) -> None:
 @api_errors
 def rm(force: bool, networks: tuple[str, ...]) -> None:
     """Remove one or more networks"""
-    from tether.client import APIError
-
-    c = client()
-    status = 0
-    for name in networks:
-        try:
-            c.request("DELETE", f"/networks/{name}")
-        except APIError as e:
-            if force and e.status == 404:
-                continue
-            click.echo(str(e), err=True)
-            status = 1
-            continue
-        click.echo(name)
-    if status:
-        fail(f"exit status {status}", status)
+    actions.remove_networks(client(), networks, force)
 
 
 network.add_command(rm, "remove")

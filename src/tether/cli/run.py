@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from tether.cli.actions import create_container, run_fail, start_detached, start_exit_code
 from tether.cli.runopts import build_create_body, options_from_kwargs, run_options
 from tether.cli.util import (
     client,
@@ -20,27 +21,6 @@ from tether.client import APIError, Client, ConnectionFailed
 RUN_CONTEXT = {"help_option_names": ["--help"], "allow_interspersed_args": False}
 
 
-def _create(c: Client, body: dict[str, Any], name: str, platform: str) -> str:
-    query: dict[str, str | None] = {"name": name or None, "platform": platform or None}
-    resp = c.post("/containers/create", query, body)
-    for w in resp.get("Warnings") or []:
-        click.echo(f"WARNING: {w}", err=True)
-    return str(resp["Id"])
-
-
-def _start_exit_code(err: APIError) -> int:
-    msg = err.message
-    if "executable file not found" in msg or "no such file or directory" in msg:
-        return 127
-    if "permission denied" in msg:
-        return 126
-    return 125
-
-
-def _run_fail(err: APIError | ConnectionFailed, code: int = 125) -> None:
-    fail(f"tether: {err}\n\nRun 'tether run --help' for more information", code)
-
-
 @click.command("create", context_settings=RUN_CONTEXT)
 @run_options
 @run_errors("create")
@@ -48,7 +28,7 @@ def create(image: str, command: tuple[str, ...], **kw: Any) -> None:
     """Create a new container"""
     o = options_from_kwargs(image, command, kw)
     body = build_create_body(o)
-    cid = _create(client(), body, o.name, o.platform)
+    cid = create_container(client(), body, o.name, o.platform)
     if kw.get("cidfile"):
         with open(kw["cidfile"], "w") as f:
             f.write(cid)
@@ -70,16 +50,12 @@ def run(image: str, command: tuple[str, ...], detach: bool, sig_proxy: bool, **k
     o.detach = detach
     body = build_create_body(o, run_detached=detach)
     c = client()
-    cid = _create(c, body, o.name, o.platform)
+    cid = create_container(c, body, o.name, o.platform)
     if kw.get("cidfile"):
         with open(kw["cidfile"], "w") as f:
             f.write(cid)
     if detach:
-        click.echo(cid)
-        try:
-            c.request("POST", f"/containers/{cid}/start")
-        except APIError as e:
-            _run_fail(e, _start_exit_code(e))
+        start_detached(c, cid)
         return
     del sig_proxy
     sys.exit(_run_attached(c, cid, body, o.rm))
@@ -120,7 +96,7 @@ def _run_attached(c: Client, cid: str, body: dict[str, Any], auto_remove: bool) 
     except APIError as e:
         if conn is not None:
             conn.close()
-        _run_fail(e, _start_exit_code(e))
+        run_fail(e, start_exit_code(e))
     if tty:
         resize_tty(c, f"/containers/{cid}/resize")
     if conn is not None:

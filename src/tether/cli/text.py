@@ -193,6 +193,19 @@ def natural_key(s: str) -> list[Any]:
     return out
 
 
+class UsageFailure(Exception):
+    """A flag value the CLI itself rejects (before talking to the daemon)."""
+
+
+def kv_list(values: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` list into a map (a bare KEY maps to "")."""
+    out: dict[str, str] = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        out[k] = val
+    return out
+
+
 class BadFilter(ValueError):
     """A ``-f`` value without ``=``."""
 

@@ -13,11 +13,13 @@ import click
 
 from tether.cli import text
 from tether.cli.text import (
+    UsageFailure,
     ago,
     fail,
     go_time,
     human_duration,
     human_size,
+    kv_list,
     natural_key,
     parse_time,
     render_format,
@@ -105,10 +107,6 @@ def run_errors(verb: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return deco
 
 
-class UsageFailure(Exception):
-    """A flag value the CLI itself rejects (before talking to the daemon)."""
-
-
 # ---------------------------------------------------------------- filters
 
 
@@ -126,15 +124,6 @@ def filters_query(values: Sequence[str]) -> str | None:
         return text.filters_query(values)
     except text.BadFilter as e:
         raise click.BadParameter(str(e)) from None
-
-
-def kv_list(values: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` list into a map (a bare KEY maps to "")."""
-    out: dict[str, str] = {}
-    for v in values:
-        k, _, val = v.partition("=")
-        out[k] = val
-    return out
 
 
 def echo(message: str) -> None:
