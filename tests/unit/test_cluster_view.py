@@ -518,9 +518,9 @@ def test_releases_made_while_the_store_is_away_are_deleted_when_it_answers() -> 
 
 
 def test_a_back_off_ends_when_the_store_answers_again_not_while_it_is_only_slow() -> None:
-    """The resync/rewatch loops back off up to 30 s; a keep-alive that succeeds after a failed
-    one (etcd is back) ends the sleep at once, one that succeeds while the store is merely
-    slow (no failure before it) does not."""
+    """The resync/rewatch loops back off up to 30 s; the store's "etcd is back" signal (a
+    keep-alive that succeeds after a failed one) ends the sleep at once, a keep-alive that
+    succeeds while the store is merely slow (no failure before it) does not."""
     from tether.store.backoff import Backoff
 
     async def main() -> None:
@@ -528,11 +528,11 @@ def test_a_back_off_ends_when_the_store_answers_again_not_while_it_is_only_slow(
         view = h1.view
         sleeping = asyncio.create_task(view._back_off("resync", Backoff(20.0, 20.0)))
         await asyncio.sleep(0.05)
-        view.store_answered("ok")  # healthy keep-alive: the back-off goes on
+        h1.store.recovery.answered()  # healthy keep-alive: the back-off goes on
         await asyncio.sleep(0.05)
         assert not sleeping.done()
-        view.store_answered("failed")
-        view.store_answered("ok")  # the store is back
+        h1.store.recovery.failed()
+        h1.store.recovery.answered()  # the store is back
         await asyncio.wait_for(sleeping, 1.0)
         await stop(h1, h2)
 

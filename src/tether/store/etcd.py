@@ -53,7 +53,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from tether.errors import Internal, TetherError, Unavailable
-from tether.store.backoff import Backoff, Limiter
+from tether.store.backoff import Backoff, Limiter, Recovery
 from tether.store.base import (
     Event,
     LeaseExpired,
@@ -317,9 +317,8 @@ class EtcdStore:
     # -- overload: the in-flight limiter and the counters (docs/cluster-overload.md) ------
 
     def _init_overload(self) -> None:
-        # set by any call that succeeds: a watch waiting to resume (``_follow``) resumes then
-        self._answered: asyncio.Event | None = None
-        self._failing = False  # the last call ended unreachable or timed out
+        # "etcd is back" (``wait_answered``): the lease's own calls are the probe
+        self.recovery = Recovery()
         # ``observer(kind)``: "request", "timeout", "unavailable", "queued", "shed",
         # "watch_resume" (the daemon wires it to ``ClusterStats.store_event``)
         self.observer: Callable[[str], None] | None = None
@@ -333,7 +332,7 @@ class EtcdStore:
         """Run one RPC through the in-flight limiter (``priority``: the lease's own calls
         go around it, so user requests queued behind a slow store never starve the lease)."""
         if priority:
-            return await self._call_one(fn)
+            return await self._call_one(fn, probe=True)
         if not self.limiter.try_acquire():
             self._observe("queued")
             try:
@@ -350,8 +349,9 @@ class EtcdStore:
         finally:
             self.limiter.release()
 
-    async def _call_one(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
-        """One RPC against the active endpoint, bounded by ``timeout``."""
+    async def _call_one(self, fn: Callable[[Any], Awaitable[Any]], probe: bool = False) -> Any:
+        """One RPC against the active endpoint, bounded by ``timeout``; a ``probe`` (the
+        lease's own calls) tells ``recovery`` whether etcd answers."""
         self._observe("request")
         index, client = self._client()
         try:
@@ -363,14 +363,13 @@ class EtcdStore:
             translated = self._translate(index, error)
             if isinstance(translated, Unavailable):
                 self.limiter.failed()
-                self._failing = True
+                if probe:
+                    self.recovery.failed()
                 self._observe("timeout" if _is_timeout(error) else "unavailable")
             raise translated from error
         self.limiter.succeeded()
-        if self._failing:  # the first answer after failures: etcd is back
-            self._failing = False
-            if self._answered is not None:
-                self._answered.set()  # a watch waiting to resume goes now
+        if probe:
+            self.recovery.answered()  # after failures: etcd is back, back-off sleeps end
         header = getattr(response, "header", None)
         if header is not None and header.revision > self._known_revision:
             self._known_revision = int(header.revision)
@@ -610,15 +609,19 @@ class EtcdStore:
             await self._resume_wait(backoff.next())
 
     async def _resume_wait(self, delay: float) -> None:
-        """Wait ``delay`` before a watch resumes, or less: until another call succeeds (the
-        lease's keep-alive, a user request), which shows etcd is back."""
+        """Wait ``delay`` before a watch resumes, or less: until etcd is back
+        (``wait_answered``)."""
         first = min(delay, _RESUME_FLOOR)  # never sooner than this, answers or not
         await asyncio.sleep(first)
-        if self._answered is None:
-            self._answered = asyncio.Event()
-        self._answered.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._answered.wait(), delay - first)
+        await self.wait_answered(delay - first)
+
+    async def wait_answered(self, timeout: float) -> bool:
+        """Up to ``timeout`` seconds for etcd to be back: the lease's keep-alive (or grant)
+        answered after one of them got no answer (True); False when the time ran out. A
+        store that is merely slow (keep-alives pass, other calls time out) is not "back":
+        the back-off sleeps that wait here go on under overload. Each host's keep-alive
+        comes at its own jittered time, so the recovery of many hosts is spread too."""
+        return await self.recovery.wait(timeout)
 
     async def _open_watch(self, client: Any, prefix: str, start: int) -> Any:
         from aetcd import rpc
