@@ -12,6 +12,7 @@ import ipaddress
 import pytest
 from clusterfakes import FakeClock, FakeHost, LeaseBackend, run, wait_for
 
+from tether.contracts.model import Endpoint, Network
 from tether.engine.cluster import POOLS_KEY, ROOT
 from tether.engine.networks import CreateRequest
 from tether.errors import BadRequest, Conflict, Forbidden, Unavailable
@@ -26,6 +27,16 @@ async def two_hosts(**options: object) -> tuple[LeaseBackend, FakeHost, FakeHost
     await h1.start()
     await h2.start()
     return backend, h1, h2
+
+
+async def one_endpoint_seen() -> tuple[LeaseBackend, FakeHost, FakeHost, Network, Endpoint, int]:
+    """Two hosts, network "ov" with container "a" on h1 seen by h2; and h1's lease id."""
+    backend, h1, h2 = await two_hosts()
+    net = await h1.create("ov", "10.77.0.0/24")
+    ep = await h1.join(net, "a")
+    await wait_for(lambda: len(h2.view.peers(net.id)) == 1, "a on h2")
+    assert h1.view.lease is not None
+    return backend, h1, h2, net, ep, h1.view.lease.lease_id
 
 
 async def stop(*hosts: FakeHost) -> None:
@@ -272,12 +283,7 @@ def test_lease_expiry_removes_a_dead_hosts_endpoints_and_kernel_entries() -> Non
 
 def test_own_record_lost_with_an_old_lease_is_put_back() -> None:
     async def main() -> None:
-        backend, h1, h2 = await two_hosts()
-        net = await h1.create("ov", "10.77.0.0/24")
-        ep = await h1.join(net, "a")
-        await wait_for(lambda: len(h2.view.peers(net.id)) == 1, "a on h2")
-        assert h1.view.lease is not None
-        old = h1.view.lease.lease_id
+        backend, h1, h2, net, ep, old = await one_endpoint_seen()
         # the lease runs out while h1 lives (etcd away too long): the keeper regrants
         await backend.expire(old)
         await h1.view.lease._regrant()
@@ -296,12 +302,7 @@ def test_a_join_that_finds_the_lease_gone_replaces_it_and_succeeds() -> None:
     the host's earlier records are put back under the new lease."""
 
     async def main() -> None:
-        backend, h1, h2 = await two_hosts()
-        net = await h1.create("ov", "10.77.0.0/24")
-        first = await h1.join(net, "a")
-        await wait_for(lambda: len(h2.view.peers(net.id)) == 1, "a on h2")
-        assert h1.view.lease is not None
-        old = h1.view.lease.lease_id
+        backend, h1, h2, net, first, old = await one_endpoint_seen()
         await backend.expire(old)  # behind the keeper's back: no keep-alive ran since
         grants = backend.grants
         joined = await asyncio.gather(h1.join(net, "b"), h1.join(net, "c"))
