@@ -359,7 +359,8 @@ async def _not_foreign_cancel(aw: Awaitable[T]) -> T:
         raise ConnectionError("the call was cancelled by a channel shutdown") from None
 
 
-async def _read(call: Any) -> Any:
+async def read_stream(call: Any) -> Any:
+    """The next message of a gRPC stream (a channel shut down under it: ``ConnectionError``)."""
     return await _not_foreign_cancel(call.read())
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from tether.errors import Internal, TetherError, Unavailable
 from tether.store.backoff import Backoff
 from tether.store.base import Event, WatchCompacted
-from tether.store.etcdcall import EtcdCalls, _read
+from tether.store.etcdcall import EtcdCalls, read_stream
 from tether.store.etcdconn import StaleToken, stale_token
 
 log = logging.getLogger("tether.store.etcd")
@@ -68,7 +68,7 @@ class EtcdWatches(EtcdCalls):
             try:
                 try:
                     call = await self._open_watch(client, prefix, next_revision)
-                    created = await asyncio.wait_for(_read(call), self.timeout)
+                    created = await asyncio.wait_for(read_stream(call), self.timeout)
                     self._check_watch_response(created, start, next_revision)
                     if next_revision <= 0:
                         next_revision = int(created.header.revision) + 1
@@ -76,7 +76,7 @@ class EtcdWatches(EtcdCalls):
                         log.info("watch on %s%s resumed at %d", self, prefix, next_revision)
                         outage = False
                     while True:
-                        response = await _read(call)
+                        response = await read_stream(call)
                         self._check_watch_response(response, start, next_revision)
                         backoff.reset()  # not at creation: a stream that breaks at once backs off
                         for event in response.events:
