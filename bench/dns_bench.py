@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dns_cli_bench import MISS_NAME, query_file
+from dns_cli_bench import MISS_NAME, Dnsmasq, query_file, stop_helper
 
 REPO = Path(__file__).resolve().parent.parent
 CLI_BENCH = str(Path(__file__).resolve().parent / "dns_cli_bench.py")
@@ -113,17 +113,7 @@ class Proc:
         self.port = int(ready[1])
 
     def stop(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_helper(self.proc)
 
 
 def tether_server(loop_kind: str, up_port: int, src: Path) -> Proc:
@@ -138,40 +128,24 @@ def free_udp_port() -> int:
         return port
 
 
-class Dnsmasq(Proc):
-    """dnsmasq on 127.0.0.1:<free port>, forwarding to the upstream, 10,000 cache entries."""
+def limit_dnsmasq(up_port: int) -> Dnsmasq:
+    """dnsmasq on 127.0.0.1:<free port>, forwarding to the upstream, 10,000 cache entries
+    (no READY line: started once it answers a query)."""
+    port = free_udp_port()
+    probe = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03web\x00\x00\x01\x00\x01"
 
-    def __init__(self, up_port: int) -> None:  # no READY line: wait until it answers
-        self.port = free_udp_port()
-        argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-                "--no-hosts", "--user=root", "--pid-file", "--bind-interfaces",
-                "--listen-address=127.0.0.1", f"--port={self.port}",
-                f"--server=127.0.0.1#{up_port}", "--cache-size=10000"]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
-        probe = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03web\x00\x00\x01\x00\x01"
+    def answers() -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.05)
-            for _ in range(100):
-                if self.proc.poll() is not None:
-                    err = self.proc.stderr.read() if self.proc.stderr else ""
-                    raise SystemExit(f"dnsmasq failed: {err.strip()}")
-                s.sendto(probe, ("127.0.0.1", self.port))
-                try:
-                    s.recv(512)
-                    return
-                except OSError:
-                    continue
-        self.stop()
-        raise SystemExit("dnsmasq did not answer")
+            s.sendto(probe, ("127.0.0.1", port))
+            try:
+                s.recv(512)
+            except OSError:
+                return False
+            return True
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    return Dnsmasq("127.0.0.1", port, f"127.0.0.1#{up_port}", answers, tries=100, pause=0.0,
+                   error=SystemExit)  # fmt: skip
 
 
 def git_src(ref: str, into: Path) -> Path:
@@ -254,10 +228,10 @@ def main() -> None:
         try:
             for label, src, kind in servers:
                 if kind == "upstream":
-                    srv: Proc | None = None
+                    srv: Proc | Dnsmasq | None = None
                     port, pid = up.port, up.proc.pid
                 elif src is None:
-                    srv = Dnsmasq(up.port)
+                    srv = limit_dnsmasq(up.port)
                     port, pid = srv.port, srv.proc.pid
                 else:
                     srv = tether_server(kind, up.port, src)

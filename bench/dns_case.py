@@ -37,10 +37,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 from bench.cases import Results, log, rotations
-from bench.dns_cli_bench import MISS_NAME, add_local_address, query_file, upstream_address
+from bench.dns_cli_bench import (
+    MISS_NAME,
+    Dnsmasq,
+    add_local_address,
+    query_file,
+    stop_helper,
+    upstream_address,
+)
 from bench.engines import BenchError, Engine
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns_cli_bench.py")
@@ -86,13 +92,7 @@ class DnsSetup:
         self.e.cli("rm", *self.e.rm_opts, "dnsweb", "dnscli", check=False)
         self.e.cli("network", "rm", "benchdns", check=False)
         if self.proc is not None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_helper(self.proc)
 
     def dnsperf(self, name: str, seconds: int, server: str | None = None) -> float | None:
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
@@ -114,34 +114,16 @@ class DnsSetup:
         return out
 
 
-class LimitDnsmasq:
+class LimitDnsmasq(Dnsmasq):
     """dnsmasq in ``setup``'s client namespace at ``LIMIT_SERVER``:53 (see the module notes)."""
 
     def __init__(self, setup: DnsSetup) -> None:
         self.setup = setup
-        argv = ["nsenter", f"--net={setup.key}", "dnsmasq", "--keep-in-foreground",
-                "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--user=root",
-                "--pid-file", "--bind-interfaces", f"--listen-address={LIMIT_SERVER}",
-                "--port=53", f"--server={setup.upstream}", "--cache-size=10000"]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
-        for _ in range(20):
-            time.sleep(0.1)
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
-                raise BenchError(f"dnsmasq did not start: {err.strip()}")
-            if setup.single(NAMES[1][1], 1, LIMIT_SERVER).get("p50") is not None:
-                return
-        self.stop()
-        raise BenchError("dnsmasq did not answer")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(
+            LIMIT_SERVER, 53, setup.upstream,
+            lambda: setup.single(NAMES[1][1], 1, LIMIT_SERVER).get("p50") is not None,
+            prefix=["nsenter", f"--net={setup.key}"], error=BenchError,
+        )  # fmt: skip
 
 
 def _measure(

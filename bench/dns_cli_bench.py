@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,64 @@ def single(server: str, name: str, count: int) -> None:
     print(json.dumps(out))
 
 
+# ---- helper processes every DNS bench uses (dns_bench.py, dns_case.py) -----------------------
+def stop_helper(proc: subprocess.Popen[str]) -> None:
+    """Stop a helper process and reap it: its stdin closed (the fake upstream and the DNS
+    server leave then) and 5 s to go, else SIGTERM (dnsmasq) and 5 s more, else SIGKILL."""
+    if proc.stdin is not None:
+        proc.stdin.close()
+        try:
+            proc.wait(5)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Dnsmasq:
+    """dnsmasq (Debian ``dnsmasq-base``, C) on ``listen``:``port`` forwarding to ``server``
+    with a 10,000 entry cache: the DNS benches' limit column. ``prefix`` runs it elsewhere
+    (``nsenter --net=...``). Started when ``answers()`` (asked up to ``tries`` times,
+    ``pause`` s apart) is true; ``error(text)`` is raised when it exits or never answers."""
+
+    def __init__(
+        self,
+        listen: str,
+        port: int,
+        server: str,
+        answers: Callable[[], bool],
+        *,
+        prefix: Sequence[str] = (),
+        tries: int = 20,
+        pause: float = 0.1,
+        error: Callable[[str], BaseException] = RuntimeError,
+    ) -> None:
+        self.port = port
+        argv = [*prefix, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+                "--no-resolv", "--no-hosts", "--user=root", "--pid-file", "--bind-interfaces",
+                f"--listen-address={listen}", f"--port={port}", f"--server={server}",
+                "--cache-size=10000"]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+        for _ in range(tries):
+            time.sleep(pause)
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise error(f"dnsmasq did not start: {err.strip()}")
+            if answers():
+                return
+        self.stop()
+        raise error("dnsmasq did not answer")
+
+    def stop(self) -> None:
+        stop_helper(self.proc)
+
+
 # ---- driver ---------------------------------------------------------------------------------
 class Bench:
     def __init__(self, docker_host: str, netns: str | None, upstream: str) -> None:
@@ -237,13 +296,7 @@ class Bench:
     def close(self) -> None:
         self.cleanup_containers()
         if self.proc is not None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_helper(self.proc)
 
     def dnsperf(
         self, key: str, name: str, qtype: str, seconds: int, window: int

@@ -198,13 +198,11 @@ def _build_cluster(
         spaces=NetnsSpaces(NetnsDir(cfg.exec_root / "overlay")),
     )
 
-    def renewal(outcome: str) -> None:
-        stats.lease_renewal(outcome)
-        view.store_answered(outcome)  # ends the view's back-off sleeps when etcd is back
-
     def lease(ttl: int, on_regrant: Callable[[int], Awaitable[None]]) -> Lease:
+        # the keep-alives are also the store's "etcd is back" probe (``wait_answered``)
         return LeaseKeeper(
-            etcd, ttl, on_regrant=on_regrant, on_renewal=renewal, on_backoff=stats.backoff,
+            etcd, ttl, on_regrant=on_regrant, on_renewal=stats.lease_renewal,
+            on_backoff=stats.backoff,
         )  # fmt: skip
 
     view = ClusterView(metered, book, overlay, table, lease, listeners=[records_changed])

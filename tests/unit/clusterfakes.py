@@ -6,7 +6,9 @@ revision as etcd does). ``HostStore`` is one host's client of it: the same
 calls as ``EtcdStore`` (``lease=`` on writes, ``snapshot``, leases), each of
 which first yields to the event loop so that two hosts' coroutines really
 interleave (without it a ``MemoryStore`` call never suspends and no race can
-happen); ``close`` closes only this client.
+happen); ``close`` closes only this client. Its ``recovery`` is the store's "etcd is
+back" signal (``wait_answered``): tests call ``recovery.failed()`` / ``answered()`` as the
+etcd store's keep-alives do.
 
 ``FakeHost`` builds what ``tether.daemon`` builds for a cluster daemon (an
 ``EndpointBook``, an ``OverlayDriver`` over a ``FakeNetlink``, a ``ClusterView``,
@@ -28,6 +30,7 @@ from tether.engine.cluster_endpoints import EndpointBook, Lease
 from tether.engine.ipam import PoolPicker
 from tether.engine.nettable import NetworkTable
 from tether.engine.networks import CreateRequest, NetworkController
+from tether.store.backoff import Recovery
 from tether.store.base import Event, LeaseExpired, Op, Record, TxnResult, Value
 from tether.store.lease import LeaseKeeper
 from tether.testing.netlink import FakeNetlink
@@ -72,6 +75,7 @@ class HostStore:
         self.mem = backend.mem
         self.closed = False
         self.name = "etcd://fake:2379"
+        self.recovery = Recovery()
 
     async def _yield(self) -> None:
         if self.closed:
@@ -122,6 +126,9 @@ class HostStore:
 
     def watch(self, prefix: str, start_revision: int = 0) -> AsyncIterator[Event]:
         return self.mem.watch(prefix, start_revision)
+
+    async def wait_answered(self, timeout: float) -> bool:
+        return await self.recovery.wait(timeout)
 
     async def grant_lease(self, ttl: int) -> int:
         await self._yield()

@@ -8,12 +8,16 @@ replaced by a gate the test opens, so what lands in one batch does not depend on
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 from clusterfakes import FakeHost, LeaseBackend, run, wait_for
 from test_overlay_driver import network, peer, setup
 
 from tether.contracts.model import Network
 from tether.drivers.overlay import vxlan_name
+from tether.errors import Internal
+from tether.linux.netlink import VxlanEntry
 
 V1, V2 = "198.18.0.1", "198.18.0.2"
 
@@ -145,3 +149,66 @@ def test_a_batch_removes_before_it_adds() -> None:
         assert drv._programmed[net.id] == {"ep-new": new}
 
     asyncio.run(main())
+
+
+def refusing(h: FakeHost, vxlan: str, error: Exception) -> list[int]:
+    """``h``'s netlink refuses the next batch for ``vxlan`` with ``error``, once; the list
+    counts the refusals."""
+    real = h.nl.set_entries
+    refused: list[int] = []
+
+    async def set_entries(vx: str, entries: Sequence[VxlanEntry], ns_path: Any = None) -> None:
+        if vx == vxlan and not refused:
+            refused.append(len(entries))
+            raise error
+        await real(vx, entries, ns_path=ns_path)
+
+    h.nl.set_entries = set_entries  # type: ignore[method-assign]
+    return refused
+
+
+def test_a_batch_the_kernel_refused_is_tried_again_not_left_to_a_full_resync() -> None:
+    """A remote endpoint whose batch failed (a netlink error on a loaded host) was dropped:
+    unreachable until the next full resync, which only a broken watch brings."""
+
+    async def main() -> None:
+        h1, h2, _ = await pair()
+        net, net2 = await overlay(h1, h2)
+        await h2.join(net2, "local")
+        vx = vxlan_name(net)
+        refused = refusing(h2, vx, Internal(f"cannot program the entries of {vx}: no buffer"))
+        ep = await h1.join(net, "new")
+        await wait_for(lambda: refused != [], "the batch refused")
+        await wait_for(lambda: ep.mac in h2.nl.fdb.get(vx, {}), "new programmed after all")
+        assert h2.nl.neigh[vx] == {ep.ip: ep.mac}
+        await h1.stop()
+        await h2.stop()
+
+    run(main())
+
+
+def test_one_networks_failed_batch_does_not_drop_another_networks_changes() -> None:
+    """An unexpected error programming one network ended the whole flush: the changes of the
+    networks after it in the same batch were lost (and the batcher's task died with it)."""
+
+    async def main() -> None:
+        gate = asyncio.Event()
+        h1, h2, _ = await pair(gate)
+        net_a, a2 = await overlay(h1, h2)
+        net_b = await h1.create("ov-b", "10.78.0.0/24")
+        await wait_for(lambda: h2.networks.find("ov-b") is not None, "ov-b on h2")
+        await h2.join(a2, "local-a")
+        await h2.join(h2.networks.get("ov-b"), "local-b")
+        vx_a, vx_b = vxlan_name(net_a), vxlan_name(net_b)
+        refused = refusing(h2, vx_a, ValueError("does not appear to be an IPv4 address"))
+        ep_a = await h1.join(net_a, "a")  # marked first: its network is flushed first
+        ep_b = await h1.join(net_b, "b")
+        await wait_for(lambda: len(h2.view.peers(net_b.id)) == 1, "b's record on h2")
+        gate.set()
+        await wait_for(lambda: ep_b.mac in h2.nl.fdb.get(vx_b, {}), "b programmed")
+        await wait_for(lambda: ep_a.mac in h2.nl.fdb.get(vx_a, {}), "a programmed after all")
+        assert refused == [2]
+        await h1.stop()
+        await h2.stop()
+
+    run(main())

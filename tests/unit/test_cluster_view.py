@@ -12,6 +12,7 @@ import ipaddress
 import pytest
 from clusterfakes import FakeClock, FakeHost, LeaseBackend, run, wait_for
 
+from tether.contracts.model import Endpoint, Network
 from tether.engine.cluster import POOLS_KEY, ROOT
 from tether.engine.networks import CreateRequest
 from tether.errors import BadRequest, Conflict, Forbidden, Unavailable
@@ -26,6 +27,16 @@ async def two_hosts(**options: object) -> tuple[LeaseBackend, FakeHost, FakeHost
     await h1.start()
     await h2.start()
     return backend, h1, h2
+
+
+async def one_endpoint_seen() -> tuple[LeaseBackend, FakeHost, FakeHost, Network, Endpoint, int]:
+    """Two hosts, network "ov" with container "a" on h1 seen by h2; and h1's lease id."""
+    backend, h1, h2 = await two_hosts()
+    net = await h1.create("ov", "10.77.0.0/24")
+    ep = await h1.join(net, "a")
+    await wait_for(lambda: len(h2.view.peers(net.id)) == 1, "a on h2")
+    assert h1.view.lease is not None
+    return backend, h1, h2, net, ep, h1.view.lease.lease_id
 
 
 async def stop(*hosts: FakeHost) -> None:
@@ -272,12 +283,7 @@ def test_lease_expiry_removes_a_dead_hosts_endpoints_and_kernel_entries() -> Non
 
 def test_own_record_lost_with_an_old_lease_is_put_back() -> None:
     async def main() -> None:
-        backend, h1, h2 = await two_hosts()
-        net = await h1.create("ov", "10.77.0.0/24")
-        ep = await h1.join(net, "a")
-        await wait_for(lambda: len(h2.view.peers(net.id)) == 1, "a on h2")
-        assert h1.view.lease is not None
-        old = h1.view.lease.lease_id
+        backend, h1, h2, net, ep, old = await one_endpoint_seen()
         # the lease runs out while h1 lives (etcd away too long): the keeper regrants
         await backend.expire(old)
         await h1.view.lease._regrant()
@@ -296,12 +302,7 @@ def test_a_join_that_finds_the_lease_gone_replaces_it_and_succeeds() -> None:
     the host's earlier records are put back under the new lease."""
 
     async def main() -> None:
-        backend, h1, h2 = await two_hosts()
-        net = await h1.create("ov", "10.77.0.0/24")
-        first = await h1.join(net, "a")
-        await wait_for(lambda: len(h2.view.peers(net.id)) == 1, "a on h2")
-        assert h1.view.lease is not None
-        old = h1.view.lease.lease_id
+        backend, h1, h2, net, first, old = await one_endpoint_seen()
         await backend.expire(old)  # behind the keeper's back: no keep-alive ran since
         grants = backend.grants
         joined = await asyncio.gather(h1.join(net, "b"), h1.join(net, "c"))
@@ -518,9 +519,9 @@ def test_releases_made_while_the_store_is_away_are_deleted_when_it_answers() -> 
 
 
 def test_a_back_off_ends_when_the_store_answers_again_not_while_it_is_only_slow() -> None:
-    """The resync/rewatch loops back off up to 30 s; a keep-alive that succeeds after a failed
-    one (etcd is back) ends the sleep at once, one that succeeds while the store is merely
-    slow (no failure before it) does not."""
+    """The resync/rewatch loops back off up to 30 s; the store's "etcd is back" signal (a
+    keep-alive that succeeds after a failed one) ends the sleep at once, a keep-alive that
+    succeeds while the store is merely slow (no failure before it) does not."""
     from tether.store.backoff import Backoff
 
     async def main() -> None:
@@ -528,11 +529,11 @@ def test_a_back_off_ends_when_the_store_answers_again_not_while_it_is_only_slow(
         view = h1.view
         sleeping = asyncio.create_task(view._back_off("resync", Backoff(20.0, 20.0)))
         await asyncio.sleep(0.05)
-        view.store_answered("ok")  # healthy keep-alive: the back-off goes on
+        h1.store.recovery.answered()  # healthy keep-alive: the back-off goes on
         await asyncio.sleep(0.05)
         assert not sleeping.done()
-        view.store_answered("failed")
-        view.store_answered("ok")  # the store is back
+        h1.store.recovery.failed()
+        h1.store.recovery.answered()  # the store is back
         await asyncio.wait_for(sleeping, 1.0)
         await stop(h1, h2)
 

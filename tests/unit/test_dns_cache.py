@@ -4,31 +4,32 @@ on 127.0.0.1 (no root). Time is a fake clock, so TTL expiry is tested without wa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-import uvloop
 from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, A, DNSRecord
-from tests.unit.test_dns_server import (
+from tests.unit.dnsfakes import (
     Addr,
     Env,
     FakeResolver,
     FakeUpstream,
     Handler,
+    Runner,
     answer_a,
     bound_pair,
     ips,
+    run,
     scenario,
     tcp_ask,
     udp_ask,
     udp_raw,
+    upstream,
 )
 
 from tether.engine import dns, dns_cache
 from tether.engine.dns_cache import FAILURE_TTL, NEGATIVE_TTL_CAP, parse_reply
 
-Runner = Callable[[Coroutine[Any, Any, None]], None]
+__all__ = ["run"]  # the fixture, imported for its tests here
 
 
 class Clock:
@@ -37,17 +38,6 @@ class Clock:
 
     def monotonic(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Iterator[Runner]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def runner(coro: Coroutine[Any, Any, None]) -> None:
-        with asyncio.Runner(loop_factory=factory) as r:
-            r.run(asyncio.wait_for(coro, 20))
-
-    yield runner
 
 
 @pytest.fixture
@@ -90,9 +80,7 @@ async def wait_for(cond: Callable[[], bool]) -> None:
 
 def test_answer_is_cached_for_its_ttl_and_ttls_count_down(run: Runner, clock: Clock) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("192.0.2.10")).start()  # TTL 30
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("192.0.2.10")) as up:  # TTL 30
             first = await udp_ask(env.udp, DNSRecord.question("cached.example"))
             assert ips(first) == ["192.0.2.10"] and ttls(first) == [30]
             clock.now += 10.5
@@ -105,17 +93,13 @@ def test_answer_is_cached_for_its_ttl_and_ttls_count_down(run: Runner, clock: Cl
             assert len(up.seen) == 2
             stats = env.server.stats
             assert stats.forward_misses == 2 and stats.forward_hits == 1
-        finally:
-            up.close()
 
     run(scenario(body))
 
 
 def test_repeats_within_a_second_use_the_sandbox_copy(run: Runner, clock: Clock) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("192.0.2.11")).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("192.0.2.11")) as up:
             query = DNSRecord.question("hot.example")
             for _ in range(3):  # the same bytes: the per-sandbox copy answers, own id each
                 query.header.id = (query.header.id + 1) & 0xFFFF
@@ -126,8 +110,6 @@ def test_repeats_within_a_second_use_the_sandbox_copy(run: Runner, clock: Clock)
             resp = await udp_ask(env.udp, query)  # the copy is stale: rendered again, aged
             assert ttls(resp) == [25]
             assert len(up.seen) == 1
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -137,9 +119,7 @@ def test_negative_answers_are_cached_for_the_soa_minimum(
     run: Runner, clock: Clock, rcode: int
 ) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(negative(rcode, soa_ttl=60, minimum=10)).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, negative(rcode, soa_ttl=60, minimum=10)) as up:
             for _ in range(2):
                 resp = await udp_ask(env.udp, DNSRecord.question("gone.example"))
                 assert resp.header.rcode == rcode and not resp.rr
@@ -152,23 +132,17 @@ def test_negative_answers_are_cached_for_the_soa_minimum(
             clock.now += 1  # 10.5 s: past min(SOA TTL 60, minimum 10)
             await udp_ask(env.udp, DNSRecord.question("gone.example"))
             assert len(up.seen) == 2
-        finally:
-            up.close()
 
     run(scenario(body))
 
 
 def test_negative_answer_without_soa_is_not_cached(run: Runner, clock: Clock) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(negative(RCODE.NXDOMAIN, soa_ttl=None)).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, negative(RCODE.NXDOMAIN, soa_ttl=None)) as up:
             for _ in range(2):
                 resp = await udp_ask(env.udp, DNSRecord.question("nosoa.example"))
                 assert resp.header.rcode == RCODE.NXDOMAIN
             assert len(up.seen) == 2
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -187,9 +161,7 @@ def test_negative_ttl_is_capped() -> None:
 
 def test_servfail_is_kept_one_second_only(run: Runner, clock: Clock) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("0.0.0.0", rcode=RCODE.SERVFAIL)).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("0.0.0.0", rcode=RCODE.SERVFAIL)) as up:
             for _ in range(2):
                 resp = await tcp_ask(env.tcp, DNSRecord.question("broken.example"))
                 assert resp.header.rcode == RCODE.SERVFAIL
@@ -197,8 +169,6 @@ def test_servfail_is_kept_one_second_only(run: Runner, clock: Clock) -> None:
             clock.now += FAILURE_TTL + 0.01
             await tcp_ask(env.tcp, DNSRecord.question("broken.example"))
             assert len(up.seen) == 2
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -208,9 +178,7 @@ def test_servfail_is_kept_one_second_only(run: Runner, clock: Clock) -> None:
 
 def test_each_client_gets_its_own_id_and_question_case(run: Runner) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("192.0.2.12")).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("192.0.2.12")) as up:
             await udp_ask(env.udp, DNSRecord.question("MiXed.Example"))
             for spelling in ("mixed.example", "MIXED.EXAMPLE", "mIxEd.eXaMpLe"):
                 query = DNSRecord.question(spelling)
@@ -228,8 +196,6 @@ def test_each_client_gets_its_own_id_and_question_case(run: Runner) -> None:
             assert [r.rtype for r in resp.ar] == [QTYPE.OPT]
             plain = await udp_ask(env.udp, DNSRecord.question("mixed.example"))
             assert not plain.ar
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -357,9 +323,7 @@ def test_changed_upstreams_do_not_see_the_old_answers(run: Runner, clock: Clock)
 
 def test_forget_forwarded_and_a_new_container_name_win_over_cached_answers(run: Runner) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("192.0.2.30")).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("192.0.2.30")) as up:
             assert ips(await udp_ask(env.udp, DNSRecord.question("db"))) == ["192.0.2.30"]
             env.server.forget_forwarded()
             assert ips(await udp_ask(env.udp, DNSRecord.question("db"))) == ["192.0.2.30"]
@@ -367,8 +331,6 @@ def test_forget_forwarded_and_a_new_container_name_win_over_cached_answers(run: 
             env.resolver.names["db"] = ["172.28.0.9"]  # a container named db starts
             env.server.invalidate()
             assert ips(await udp_ask(env.udp, DNSRecord.question("db"))) == ["172.28.0.9"]
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -386,9 +348,7 @@ def test_truncated_answer_is_fetched_over_tcp_once_and_served_from_the_cache(
         return bytes(reply.pack())
 
     async def body(env: Env) -> None:
-        up = await FakeUpstream(huge).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, huge) as up:
             for _ in range(2):
                 resp = await udp_ask(env.udp, DNSRecord.question("big.example"))
                 assert resp.header.tc == 1 and not resp.rr  # too big for 512 bytes
@@ -399,17 +359,13 @@ def test_truncated_answer_is_fetched_over_tcp_once_and_served_from_the_cache(
             resp = await udp_ask(env.udp, edns)
             assert resp.header.tc == 0 and len(ips(resp)) == 80  # another key (EDNS): fits
             assert [kind for kind, _ in up.seen] == ["udp", "tcp", "udp", "tcp"]
-        finally:
-            up.close()
 
     run(scenario(body))
 
 
 def test_cache_is_a_bounded_lru(run: Runner) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("192.0.2.40")).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("192.0.2.40")) as up:
             env.server._forwards._limit = 2
             for name in ("a.example", "b.example", "a.example", "c.example"):
                 await tcp_ask(env.tcp, DNSRecord.question(name))
@@ -418,8 +374,6 @@ def test_cache_is_a_bounded_lru(run: Runner) -> None:
             await tcp_ask(env.tcp, DNSRecord.question("a.example"))  # kept: recently used
             await tcp_ask(env.tcp, DNSRecord.question("b.example"))  # dropped: least recent
             assert len(up.seen) == 4
-        finally:
-            up.close()
 
     run(scenario(body, FakeResolver()))
 

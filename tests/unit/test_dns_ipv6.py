@@ -6,8 +6,8 @@ import ipaddress
 from pathlib import Path
 
 from dnslib import QTYPE, RCODE, DNSRecord
+from tests.unit.dnsfakes import Env, FakeResolver, Runner, run, scenario, udp_ask
 from tests.unit.test_container_controller import aio, started
-from tests.unit.test_dns_server import Env, FakeResolver, Runner, run, scenario, udp_ask
 
 from tether.contracts.model import Endpoint
 from tether.engine import dns_wire as wire

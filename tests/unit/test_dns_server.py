@@ -1,7 +1,7 @@
 """The embedded DNS server on 127.0.0.1 high ports (no namespaces, no root).
 
 Every test runs on plain asyncio and on uvloop (the daemon's loop). Upstreams are fake DNS
-servers on 127.0.0.1 run by the test itself.
+servers on 127.0.0.1 run by the test itself (the doubles and the harness: ``dnsfakes``).
 """
 
 from __future__ import annotations
@@ -9,233 +9,31 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-import uvloop
 from dnslib import AAAA, EDNS0, QTYPE, RCODE, RR, A, DNSRecord
+from tests.unit.dnsfakes import (
+    Addr,
+    Env,
+    FakeResolver,
+    FakeUpstream,
+    Runner,
+    answer_a,
+    bound_pair,
+    ips,
+    never_answer,
+    run,
+    scenario,
+    tcp_ask,
+    tcp_ask_many,
+    udp_ask,
+    udp_raw,
+    upstream,
+)
 
 from tether.engine.dns import CACHE_LIMIT, DnsServer
 
-Addr = tuple[str, int]
-
-
-# -- fakes ----------------------------------------------------------------------------------
-
-
-@dataclass
-class FakeResolver:
-    names: dict[str, list[str]] = field(default_factory=dict)
-    ptrs: dict[str, str] = field(default_factory=dict)
-    servers: list[str] = field(default_factory=list)
-    lookups: list[tuple[str, str]] = field(default_factory=list)
-    fail: bool = False
-
-    def lookup(self, sandbox: str, name: str) -> list[str] | None:
-        self.lookups.append((sandbox, name))
-        if self.fail:
-            raise RuntimeError("resolver broke")
-        found = self.names.get(name)
-        return None if found is None else list(found)
-
-    def reverse(self, sandbox: str, ip: str) -> str | None:
-        return self.ptrs.get(ip)
-
-    def upstreams(self, sandbox: str) -> list[str]:
-        return list(self.servers)
-
-
-Handler = Callable[[DNSRecord, bool], bytes | None]
-
-
-class FakeUpstream:
-    """A DNS server on 127.0.0.1 (UDP and TCP on the same port) answering with ``handler``."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.seen: list[tuple[str, DNSRecord]] = []
-        self.port = 0
-        self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.Server | None = None
-
-    async def start(self) -> FakeUpstream:
-        loop = asyncio.get_running_loop()
-        upstream = self
-
-        class Udp(asyncio.DatagramProtocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = transport
-
-            def datagram_received(self, data: bytes, addr: Addr) -> None:
-                rec = DNSRecord.parse(data)
-                upstream.seen.append(("udp", rec))
-                out = upstream.handler(rec, False)
-                if out is not None:
-                    self.transport.sendto(out, addr)  # type: ignore[attr-defined]
-
-        # a free UDP port whose TCP twin is free too (another test's TCP socket may hold it)
-        for _attempt in range(20):
-            transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
-            port = transport.get_extra_info("sockname")[1]
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                probe.bind(("127.0.0.1", port))
-                break
-            except OSError:
-                transport.close()
-            finally:
-                probe.close()
-        self._udp = transport
-        self.port = port
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    (n,) = struct.unpack("!H", await reader.readexactly(2))
-                    rec = DNSRecord.parse(await reader.readexactly(n))
-                    upstream.seen.append(("tcp", rec))
-                    out = upstream.handler(rec, True)
-                    if out is not None:
-                        writer.write(struct.pack("!H", len(out)) + out)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            finally:
-                writer.close()
-
-        self._tcp = await asyncio.start_server(serve, "127.0.0.1", self.port)
-        return self
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        if self._udp is not None:
-            self._udp.close()
-        if self._tcp is not None:
-            self._tcp.close()
-
-
-def answer_a(
-    ip: str, *, truncate_udp: bool = False, rcode: int = 0, authoritative: bool = False
-) -> Handler:
-    def handler(rec: DNSRecord, tcp: bool) -> bytes:
-        reply = rec.reply()
-        reply.header.aa = int(authoritative)  # dnslib sets AA by default; recursors do not
-        reply.header.rcode = rcode
-        if truncate_udp and not tcp:
-            reply.header.tc = 1
-        elif rcode == 0:
-            reply.add_answer(RR(rec.q.qname, QTYPE.A, rdata=A(ip), ttl=30))
-        return bytes(reply.pack())
-
-    return handler
-
-
-def never_answer(rec: DNSRecord, tcp: bool) -> None:
-    return None
-
-
-# -- harness --------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Iterator[Callable[[Coroutine[Any, Any, None]], None]]:
-    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-
-    def runner(coro: Coroutine[Any, Any, None]) -> None:
-        with asyncio.Runner(loop_factory=factory) as r:
-            r.run(asyncio.wait_for(coro, 20))
-
-    yield runner
-
-
-def bound_pair() -> tuple[socket.socket, socket.socket, Addr, Addr]:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", 0))
-    return udp, tcp, udp.getsockname(), tcp.getsockname()
-
-
-@dataclass
-class Env:
-    server: DnsServer
-    resolver: FakeResolver
-    udp: Addr
-    tcp: Addr
-
-
-async def start(resolver: FakeResolver, **kw: Any) -> Env:
-    search = kw.pop("search", ())
-    server = DnsServer(resolver, upstream_timeout=kw.pop("upstream_timeout", 0.5), **kw)
-    udp, tcp, uaddr, taddr = bound_pair()
-    await server.serve_sockets("sb1", udp, tcp, search_domains=search)
-    return Env(server, resolver, uaddr, taddr)
-
-
-async def udp_raw(addr: Addr, packet: bytes, timeout: float = 3.0) -> bytes:
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[bytes] = loop.create_future()
-
-    class P(asyncio.DatagramProtocol):
-        def datagram_received(self, data: bytes, a: Addr) -> None:
-            if not fut.done():
-                fut.set_result(data)
-
-    transport, _ = await loop.create_datagram_endpoint(P, remote_addr=addr)
-    try:
-        transport.sendto(packet)
-        return await asyncio.wait_for(fut, timeout)
-    finally:
-        transport.close()
-
-
-async def udp_ask(addr: Addr, rec: DNSRecord) -> DNSRecord:
-    return DNSRecord.parse(await udp_raw(addr, bytes(rec.pack())))
-
-
-async def tcp_ask_many(addr: Addr, recs: list[DNSRecord]) -> list[DNSRecord]:
-    reader, writer = await asyncio.open_connection(*addr)
-    try:
-        for rec in recs:
-            data = bytes(rec.pack())
-            writer.write(struct.pack("!H", len(data)) + data)
-        out = []
-        for _ in recs:
-            (n,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 3))
-            out.append(DNSRecord.parse(await reader.readexactly(n)))
-        return out
-    finally:
-        writer.close()
-
-
-async def tcp_ask(addr: Addr, rec: DNSRecord) -> DNSRecord:
-    return (await tcp_ask_many(addr, [rec]))[0]
-
-
-def ips(rec: DNSRecord) -> list[str]:
-    return [str(rr.rdata) for rr in rec.rr if rr.rtype == QTYPE.A]
-
-
-Runner = Callable[[Coroutine[Any, Any, None]], None]
-
-
-def scenario(
-    fn: Callable[[Env], Awaitable[None]], resolver: FakeResolver | None = None, **kw: Any
-) -> Coroutine[Any, Any, None]:
-    async def main() -> None:
-        env = await start(resolver or FakeResolver({"web": ["172.28.0.1"]}), **kw)
-        try:
-            await fn(env)
-        finally:
-            await env.server.close()
-
-    return main()
-
+__all__ = ["run"]  # the fixture, imported for its tests here
 
 # -- local answers ---------------------------------------------------------------------------
 
@@ -408,9 +206,7 @@ def test_resolver_failure_gives_servfail_and_server_survives(run: Runner) -> Non
 
 def test_unknown_name_is_forwarded_with_client_id(run: Runner) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("93.184.216.34")).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("93.184.216.34")) as up:
             for _ in range(2):  # the second one is answered from the forwarding cache
                 query = DNSRecord.question("Example.COM")
                 resp = await udp_ask(env.udp, query)
@@ -418,22 +214,16 @@ def test_unknown_name_is_forwarded_with_client_id(run: Runner) -> None:
                 assert ips(resp) == ["93.184.216.34"]
                 assert str(resp.q.qname) == "Example.COM."
             assert [kind for kind, _ in up.seen] == ["udp"]
-        finally:
-            up.close()
 
     run(scenario(body))
 
 
 def test_ptr_for_unknown_ip_is_forwarded(run: Runner) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("1.1.1.1", rcode=RCODE.NXDOMAIN)).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("1.1.1.1", rcode=RCODE.NXDOMAIN)) as up:
             resp = await udp_ask(env.udp, DNSRecord.question("9.9.9.9.in-addr.arpa", "PTR"))
             assert resp.header.rcode == RCODE.NXDOMAIN
             assert len(up.seen) == 1
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -452,15 +242,11 @@ def test_no_upstream_answers_servfail(run: Runner) -> None:
 
 def test_truncated_udp_answer_is_retried_over_tcp(run: Runner) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("198.51.100.7", truncate_udp=True)).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("198.51.100.7", truncate_udp=True)) as up:
             resp = await udp_ask(env.udp, DNSRecord.question("big.example"))
             assert resp.header.tc == 0
             assert ips(resp) == ["198.51.100.7"]
             assert [kind for kind, _ in up.seen] == ["udp", "tcp"]
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -476,31 +262,23 @@ def test_truncated_answer_too_big_for_client_stays_truncated(run: Runner) -> Non
         return bytes(reply.pack())
 
     async def body(env: Env) -> None:
-        up = await FakeUpstream(huge).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, huge):
             resp = await udp_ask(env.udp, DNSRecord.question("big.example"))
             assert resp.header.tc == 1
             tcp = await tcp_ask(env.tcp, DNSRecord.question("big.example"))
             assert tcp.header.tc == 0 and len(ips(tcp)) == 80
-        finally:
-            up.close()
 
     run(scenario(body))
 
 
 def test_tcp_query_is_forwarded_over_tcp(run: Runner) -> None:
     async def body(env: Env) -> None:
-        up = await FakeUpstream(answer_a("203.0.113.5")).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("203.0.113.5")) as up:
             query = DNSRecord.question("example.org")
             resp = await tcp_ask(env.tcp, query)
             assert resp.header.id == query.header.id
             assert ips(resp) == ["203.0.113.5"]
             assert [kind for kind, _ in up.seen] == ["tcp"]
-        finally:
-            up.close()
 
     run(scenario(body))
 
@@ -612,13 +390,9 @@ def test_aaaa_forwarded_for_unknown_names(run: Runner) -> None:
         return bytes(reply.pack())
 
     async def body(env: Env) -> None:
-        up = await FakeUpstream(v6).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, v6):
             resp = await udp_ask(env.udp, DNSRecord.question("example.com", "AAAA"))
             assert [str(r.rdata) for r in resp.rr] == ["2001:db8::1"]
-        finally:
-            up.close()
 
     run(scenario(body))
 

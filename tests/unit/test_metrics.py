@@ -16,8 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from dnslib import DNSRecord
 from prometheus_client.parser import text_string_to_metric_families
+from tests.unit.dnsfakes import Env, answer_a, ips, scenario, tcp_ask, udp_ask, upstream
 from tests.unit.test_container_controller import aio
-from tests.unit.test_dns_server import Env, FakeUpstream, answer_a, ips, scenario, tcp_ask, udp_ask
 from tests.unit.test_topology import world
 
 from tether.api.app import make_app
@@ -87,17 +87,13 @@ def test_dns_counters_move() -> None:
             containers=None, networks=SimpleNamespace(list=list, spaces={}, cluster=None),
             firewall_repairs=0, dns_stats=lambda: env.server.stats,
         ))  # fmt: skip
-        up = await FakeUpstream(answer_a("1.1.1.1")).start()
-        try:
-            env.resolver.servers = [up.address]
+        async with upstream(env, answer_a("1.1.1.1")):
             for _ in range(2):
                 await udp_ask(env.udp, DNSRecord.question("web"))  # local, then cached
             for _ in range(2):  # upstream, then the sandbox's copy of the cached answer
                 resp = await udp_ask(env.udp, DNSRecord.question("nowhere.example"))
                 assert ips(resp) == ["1.1.1.1"]
             resp = await tcp_ask(env.tcp, DNSRecord.question("nowhere.example"))  # cache hit
-        finally:
-            up.close()
         got = samples(metrics.render().decode())
         assert value(got, "tether_dns_queries_total") == 5
         assert value(got, "tether_dns_answers_total") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -313,5 +314,57 @@ def test_failures_leave_no_namespace_and_sweep_removes_unused_ones() -> None:
         spaces.made.add("0123456789ab")
         await drv.sweep()
         assert spaces.list() == [net.id[:12]]
+
+    asyncio.run(main())
+
+
+def test_a_gone_endpoint_does_not_take_the_entries_of_the_one_now_at_its_address() -> None:
+    """An address (so its MAC) passed to an endpoint on another host whose record came first
+    (the old one's delete was held back: written while the store was away, deleted later).
+    Removing the old one's neighbour entry, keyed by the address, took the new one's: the new
+    container was unreachable until a full resync. Whichever of the two goes first, the
+    entries are those of the one that stays."""
+
+    async def main(first_gone: str) -> None:
+        old = peer("10.77.0.9")
+        new = Peer("ep-new", old.ip, old.mac, "198.18.0.33")
+        nl, drv, _ = setup([old])
+        net = network()
+        await drv.create(net)
+        await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")  # old programmed
+        await drv.peers_changed(net, {new.endpoint_id: new})  # the kernel's entries: new's
+        gone, stays = (old, new) if first_gone == "old" else (new, old)
+        await drv.peers_changed(net, {gone.endpoint_id: None})
+        vx = vxlan_name(net)
+        assert nl.neigh[vx] == {stays.ip: stays.mac}
+        assert nl.fdb[vx] == {stays.mac: stays.vtep}
+        assert drv._programmed[net.id] == {stays.endpoint_id: stays}
+
+    asyncio.run(main("old"))
+    asyncio.run(main("new"))
+
+
+def test_a_first_join_whose_catch_up_failed_leaves_nothing_wired() -> None:
+    """The first join wires the network and programs every known peer; when that batch failed
+    the network stayed wired without them, and the next join (wired already) never caught up."""
+
+    async def main() -> None:
+        p = peer("10.77.0.9")
+        nl, drv, _ = setup([p])
+        net = network()
+        await drv.create(net)
+        real = nl.set_entries
+
+        async def refused(vxlan: str, entries: Any, ns_path: Any = None) -> None:
+            raise Internal(f"cannot program the entries of {vxlan}: no buffer space")
+
+        nl.set_entries = refused  # type: ignore[method-assign]
+        with pytest.raises(Internal):
+            await drv.join(net, endpoint(net, "10.77.0.2"), "/run/fake/c")
+        assert not drv.wired(net.id)
+        nl.set_entries = real  # type: ignore[method-assign]
+        await drv.join(net, endpoint(net, "10.77.0.3", "d"), "/run/fake/d")
+        vx = vxlan_name(net)
+        assert nl.fdb[vx] == {p.mac: p.vtep} and nl.neigh[vx] == {p.ip: p.mac}
 
     asyncio.run(main())

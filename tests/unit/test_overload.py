@@ -292,3 +292,29 @@ async def test_a_watch_that_keeps_breaking_is_not_answered_with_a_resync_loop() 
     # the start's snapshot, then the broken watch waits (0.5-1 s) before any resync
     assert snapshots == 1, snapshots
     assert stats.backoffs == {"rewatch": 1}
+
+
+@aio
+async def test_the_lease_calls_are_the_stores_etcd_is_back_signal() -> None:
+    """``wait_answered`` ends when a lease call answers after one that got none; plain calls
+    timing out and answering (a store merely slow for them) do not wake it."""
+    store, _stats = _store(timeout=0.05)
+
+    async def slow(_client: Any) -> Any:
+        await asyncio.sleep(1.0)
+
+    async def fast(_client: Any) -> Any:
+        return object()
+
+    waiting = asyncio.create_task(store.wait_answered(10.0))
+    with pytest.raises(Unavailable):
+        await store._call(slow)
+    await store._call(fast)  # a user call answered after a timeout: merely slow
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    with pytest.raises(Unavailable):
+        await store._call(slow, priority=True)  # the keep-alive got no answer
+    assert not waiting.done()
+    await store._call(fast, priority=True)  # and now it has one: etcd is back
+    assert await asyncio.wait_for(waiting, 1.0) is True
+    assert await store.wait_answered(0.01) is False  # nothing new since

@@ -113,6 +113,16 @@ def _entries(peer: Peer, present: bool) -> list[VxlanEntry]:
     return out
 
 
+def _held(entry: VxlanEntry, macs: set[str], ips: set[str]) -> bool:
+    """Whether an entry belongs to one of the endpoints (their ``macs`` and ``ips``)."""
+    return entry.mac.lower() in macs if entry.table == "fdb" else entry.dst in ips
+
+
+def _clash(a: Peer, b: Peer) -> bool:
+    """Two endpoints with the same MAC or a same address (their kernel entries collide)."""
+    return a.mac.lower() == b.mac.lower() or bool({a.ip, a.ip6} & {b.ip, b.ip6} - {""})
+
+
 class OverlayDriver:
     name = "overlay"
     scope = "global"
@@ -197,10 +207,16 @@ class OverlayDriver:
         self._ns[net.id] = ns
         self._local[net.id] = set()
         self._programmed[net.id] = {}
-        # catching up: every remote endpoint known now, in one batch
-        await self._program(
-            net, {p.endpoint_id: p for p in self.peers(net.id) if p.vtep != self.vtep}
-        )
+        # catching up: every remote endpoint known now, in one batch; if that fails nothing
+        # stays wired (a network wired without its peers would never catch up: the next
+        # join finds it wired)
+        try:
+            await self._program(
+                net, {p.endpoint_id: p for p in self.peers(net.id) if p.vtep != self.vtep}
+            )
+        except BaseException:
+            await self._unwire(net)
+            raise
 
     @staticmethod
     async def _ipv6_on(ifname: str, ns: str) -> None:
@@ -242,21 +258,32 @@ class OverlayDriver:
         """Make the kernel entries of the endpoints in ``changes`` (endpoint id -> the peer
         now, None: gone) equal to it, in one netlink batch: every removal first (an address
         or MAC can pass from a gone endpoint to a new one in the same batch), then the new
-        entries. The table of what is programmed changes only once the batch succeeded."""
+        entries. The table of what is programmed changes only once the batch succeeded.
+
+        An address can also pass to an endpoint that came in an earlier batch (the gone one's
+        delete was held back while the store was away): a neighbour entry is keyed by the
+        address, so an entry that an endpoint holds after the batch is not removed, and the
+        entries of an endpoint at a gone one's address or MAC are written again."""
         table = self._programmed.setdefault(net.id, {})
-        drop: list[VxlanEntry] = []
+        gone: list[Peer] = []
         add: list[VxlanEntry] = []
         for eid, peer in changes.items():
             old = table.get(eid)
             if old == peer:
                 continue
             if old is not None:
-                drop += _entries(old, False)
+                gone.append(old)
             if peer is not None:
                 add += _entries(peer, True)
-        if not drop and not add:
-            return
-        await self.nl.set_entries(vxlan_name(net), drop + add, ns_path=self._ns.get(net.id))
+        held = [p for p in {**table, **changes}.values() if p is not None]
+        macs = {p.mac.lower() for p in held}
+        ips = {ip for p in held for ip in (p.ip, p.ip6) if ip}
+        drop = [e for old in gone for e in _entries(old, False) if not _held(e, macs, ips)]
+        for eid, p in table.items():
+            if eid not in changes and any(_clash(p, old) for old in gone):
+                add += _entries(p, True)
+        if drop or add:
+            await self.nl.set_entries(vxlan_name(net), drop + add, ns_path=self._ns.get(net.id))
         for eid, peer in changes.items():
             if peer is None:
                 table.pop(eid, None)

@@ -176,11 +176,6 @@ class ClusterView:
         self._adopt: Callable[[], Awaitable[None]] | None = None
         # remote endpoints reach the data path in batches (``batch_wait``: tests)
         self.batcher = PeerBatcher(book, driver, table, self._notify, wait=batch_wait)
-        # set when the store answers again (``store_answered``): a back-off sleep of the
-        # connect/rewatch/resync loops ends early then, so the view converges within one
-        # keep-alive of etcd's return instead of up to RETRY_CAP later
-        self._answered = asyncio.Event()
-        self._lease_failing = False
 
     # ---- the book's state, read through the view --------------------------------
     @property
@@ -339,25 +334,13 @@ class ClusterView:
 
     async def _back_off(self, loop: str, backoff: Backoff) -> None:
         """Sleep the next back-off delay of ``loop``, counted in the stats; cut short when
-        the store answers again (the lease's keep-alive: ``store_answered``), which every
-        host sees at its own jittered keep-alive time, so the recovery is spread too."""
+        the store is back (``ClusterStore.wait_answered``: the lease's keep-alive answered
+        after a failed one), so the view converges within one keep-alive of etcd's return
+        instead of up to RETRY_CAP later; a store merely slow wakes nothing."""
         delay = backoff.next()
         if self.stats is not None:
             self.stats.backoff(loop, delay)
-        self._answered.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._answered.wait(), delay)
-
-    def store_answered(self, outcome: str) -> None:
-        """A lease keep-alive's outcome (``LeaseKeeper.on_renewal``). A success after a
-        failed one means the store is back: it wakes the loops backing off. A success while
-        the store is merely slow (keep-alives pass, other calls time out) wakes nothing, so
-        the loops keep backing off under overload."""
-        if outcome == "failed":
-            self._lease_failing = True
-        elif outcome in ("ok", "granted") and self._lease_failing:
-            self._lease_failing = False
-            self._answered.set()
+        await self.store.wait_answered(delay)
 
     def _notify(self) -> None:
         for fn in self.listeners:

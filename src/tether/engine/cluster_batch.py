@@ -16,6 +16,11 @@ starts a flush after ``window`` seconds (20 ms); the flush reads each dirty endp
 the order of events needs no care) and hands each network's changes to the driver as one
 netlink batch: one socket, one device lookup, one request per entry, instead of a socket
 and a lookup per entry. Changes made while a flush runs are taken by the next one.
+
+A network's batch that fails (a netlink error on a loaded host, or any other error) is marked
+dirty again and tried again after a back-off (0.1 s doubling up to 5 s, equal jitter), and
+the other networks of the flush go on: a change was once dropped until the next full resync,
+which only a broken watch brings, so a new remote endpoint could stay unreachable.
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ from tether.contracts.cluster import OverlayDataPath, Peer
 from tether.engine.cluster_endpoints import EndpointBook, peer_of
 from tether.engine.nettable import NetworkTable
 from tether.errors import TetherError
+from tether.store.backoff import Backoff
 
 log = logging.getLogger("tether.cluster")
 
 BATCH_WINDOW = 0.02  # seconds a change waits for others to join its batch
+RETRY_BASE = 0.1  # a failed batch is tried again after 0.1 s, doubling ...
+RETRY_CAP = 5.0  # ... up to 5 s while it keeps failing
 
 
 class PeerBatcher:
@@ -67,16 +75,24 @@ class PeerBatcher:
             self._task = asyncio.create_task(self._run(), name="cluster-peers")
 
     async def _run(self) -> None:
+        retry = Backoff(RETRY_BASE, RETRY_CAP)
+        delay = self.window
         while self._dirty:
             if self._wait is not None:
                 await self._wait()
             else:
-                await asyncio.sleep(self.window)
-            await self.flush()
+                await asyncio.sleep(delay)
+            if await self.flush():
+                retry.reset()
+                delay = self.window
+            else:
+                delay = max(self.window, retry.next())
 
-    async def flush(self) -> None:
-        """Apply every pending change now."""
+    async def flush(self) -> bool:
+        """Apply every pending change now; False when a network's batch failed (its changes
+        are pending again)."""
         dirty, self._dirty = self._dirty, {}
+        ok = True
         local_changed = False
         for net_id, ep_ids in dirty.items():
             net = self.table.networks.get(net_id)
@@ -92,10 +108,15 @@ class PeerBatcher:
             try:
                 await self.driver.peers_changed(net, changes)
                 self.batches += 1
-            except TetherError as exc:  # the next full resync makes the kernel equal again
-                log.error("programming %d peers of %s: %s", len(changes), net.name, exc.message)
+            except Exception as exc:  # tried again (the records are read anew then)
+                ok = False
+                self._dirty.setdefault(net_id, set()).update(ep_ids)
+                text = exc.message if isinstance(exc, TetherError) else repr(exc)
+                log.error("programming %d peers of %s (tried again): %s", len(changes), net.name,
+                          text, exc_info=not isinstance(exc, TetherError))  # fmt: skip
         if local_changed:
             self.notify()
+        return ok
 
     async def close(self) -> None:
         task, self._task = self._task, None

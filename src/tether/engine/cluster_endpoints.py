@@ -30,7 +30,8 @@ ROOT = "cluster/"
 
 class ClusterStore(Protocol):
     """The store a cluster view needs (``tether.store.etcd.EtcdStore``): writes under a
-    lease, a snapshot with its revision, a watch from a revision."""
+    lease, a snapshot with its revision, a watch from a revision, and "the store is back"
+    (``wait_answered``) to end back-off sleeps early."""
 
     async def get(self, key: str) -> Record | None: ...
 
@@ -47,6 +48,11 @@ class ClusterStore(Protocol):
     async def txn(self, ops: Sequence[Op], *, lease: int = 0) -> TxnResult: ...
 
     def watch(self, prefix: str, start_revision: int = 0) -> AsyncIterator[Event]: ...
+
+    async def wait_answered(self, timeout: float) -> bool:
+        """Up to ``timeout`` seconds for the store to answer again after failing (True);
+        False when the time ran out. A store merely slow answers nothing here."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -171,5 +171,8 @@ class MeteredStore:
             self._watched(ev.revision)
             yield ev
 
+    async def wait_answered(self, timeout: float) -> bool:
+        return await self.store.wait_answered(timeout)
+
     async def close(self) -> None:
         await self.store.close()

@@ -22,54 +22,35 @@ Links, addresses and routes are made over netlink (:mod:`tether.lab.links`, pyro
 socket opened in the namespace by :mod:`tether.linux.nsock`). Three things stay commands
 (:mod:`tether.lab.system` says why): ``ip netns add``/``delete`` (iproute2's shared
 ``/run/netns`` mount), ``nsenter --net`` for whatever runs inside a host, ``umount -l``.
+A host's daemon is started and waited for by :mod:`tether.lab.daemons`; ``down`` and
+``remove_host`` are :mod:`tether.lab.teardown`.
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from tether.lab import etcdcluster, links, naming, probe, procs, system
+from tether.lab import daemons as labdaemons
+from tether.lab import etcdcluster, links, naming, procs, system, teardown
 from tether.lab import state as statefile
+from tether.lab.daemons import (
+    DEFAULT_DAEMON_TIMEOUT,
+    STOP_TIMEOUT,
+    default_daemon_cmd,
+)
 from tether.lab.errors import LabError
 from tether.lab.etcdcluster import EtcdCluster
 from tether.lab.state import HostInfo, LabState, ProcInfo
 
-DEFAULT_DAEMON_TIMEOUT = 15.0
 DEFAULT_ETCD_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
 
-
-def default_daemon_cmd() -> list[str]:
-    """How a lab host's daemon is started (followed by ``daemon -H ... --data-root ...``)."""
-    return [sys.executable, "-m", "tether"]
-
-
-def _tail(path: str, lines: int = 30) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 16384))
-            data = f.read().decode(errors="replace")
-    except OSError as exc:
-        return f"(no log: {exc})"
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def _package_path() -> str:
-    """The folder holding the ``tether`` package, so ``python -m tether`` works uninstalled."""
-    import tether
-
-    return str(Path(tether.__file__).resolve().parent.parent)
+__all__ = ["DEFAULT_DAEMON_TIMEOUT", "STOP_TIMEOUT", "Lab", "LabError", "LabHost", "ProcInfo"]
 
 
 class LabHost:
@@ -157,7 +138,7 @@ class LabHost:
         return d.pid if d is not None and procs.alive(d) else None
 
     def daemon_log_tail(self, lines: int = 30) -> str:
-        return _tail(self._info.daemon_log, lines)
+        return labdaemons.tail(self._info.daemon_log, lines)
 
     def docker_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """Environment (a copy of ``base`` or os.environ) pointing docker/tether at this host."""
@@ -393,92 +374,15 @@ class Lab:
         info = self._state.hosts.get(name)
         if info is None:
             raise LabError(f"lab {self.name!r} has no host {name!r}")
-        problems = self._teardown_host(info, kill9=True)
+        problems = teardown.teardown_host(self._state, info, kill9=True)
         if problems:
             raise LabError(f"removing host {name!r}: " + "; ".join(problems))
 
     # ----------------------------------------------------------------- daemons
-
-    def _daemon_argv(self, info: HostInfo) -> builtins.list[str]:
-        argv = [
-            *self._state.daemon_cmd,
-            "daemon",
-            "-H",
-            f"unix://{info.socket}",
-            "--data-root",
-            info.data_root,
-            "--exec-root",
-            info.exec_root,
-            "--config-file",
-            info.config_file,
-        ]
-        if self._state.want_etcd:
-            argv += [
-                "--cluster-store",
-                f"etcd://{naming.ETCD_ADDRESS}:{naming.ETCD_CLIENT_PORT}",
-                "--cluster-advertise",
-                info.address,
-            ]
-        cluster = self.etcd_cluster
-        if cluster is not None:
-            argv += [*cluster.daemon_args(), "--cluster-advertise", info.address]
-        return system.nsenter_argv(info.netns, argv)
-
-    def _daemon_env(self, info: HostInfo) -> dict[str, str]:
-        env = dict(os.environ)
-        pp = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = _package_path() + (os.pathsep + pp if pp else "")
-        env["GRPC_ENABLE_FORK_SUPPORT"] = "false"
-        env["TETHER_LAB"] = self.name
-        env["TETHER_LAB_HOST"] = info.name
-        for k in ("DOCKER_HOST", "TETHER_HOST"):
-            env.pop(k, None)
-        return env
+    # (their command line, environment, start and wait: tether.lab.daemons)
 
     def _start_daemons(self, names: Iterable[str], timeout: float) -> None:
-        infos = [self._state.hosts[n] for n in names]
-        for info in infos:
-            if info.daemon is not None and procs.alive(info.daemon):
-                raise LabError(
-                    f"host {info.name!r}: daemon already running (pid {info.daemon.pid})"
-                )
-            cluster = self.etcd_cluster
-            if cluster is not None:
-                cluster.write_daemon_json(info.config_file)
-            with open(info.daemon_log, "ab") as log:
-                log.write(f"--- tether lab: starting daemon at {time.ctime()}\n".encode())
-            info.daemon = procs.spawn(
-                self._daemon_argv(info), info.daemon_log, env=self._daemon_env(info), cwd=info.dir
-            )
-            self._state.save()
-        self._wait_daemons(infos, timeout)
-
-    def _wait_daemons(self, infos: Sequence[HostInfo], timeout: float) -> None:
-        pending = list(infos)
-        deadline = time.monotonic() + timeout
-        while pending:
-            for info in list(pending):
-                if probe.daemon_ready(info.socket, timeout=1.0):
-                    pending.remove(info)
-                    continue
-                assert info.daemon is not None
-                if not procs.alive(info.daemon):
-                    code = procs.exit_code(info.daemon)
-                    raise LabError(
-                        f"daemon of lab host {info.name!r} exited"
-                        f"{f' with status {code}' if code is not None else ''} before it was "
-                        f"ready; log {info.daemon_log}:\n{_tail(info.daemon_log)}"
-                    )
-            if not pending:
-                break
-            if time.monotonic() >= deadline:
-                info = pending[0]
-                raise LabError(
-                    f"daemon of lab host {info.name!r} not ready after {timeout:.0f}s "
-                    f"(GET /_ping on {info.socket}); log {info.daemon_log}:\n"
-                    f"{_tail(info.daemon_log)}"
-                )
-            time.sleep(0.1)
+        labdaemons.start(self._state, names, timeout)
 
     def start_daemon(self, host: str, timeout: float = DEFAULT_DAEMON_TIMEOUT) -> None:
         self.host(host)
@@ -491,11 +395,7 @@ class Lab:
         sessions (conmon) keep running, as after a daemon crash.
         """
         self.host(host)
-        info = self._state.hosts[host]
-        if info.daemon is not None:
-            procs.stop(info.daemon, timeout=STOP_TIMEOUT, kill9=kill9)
-            info.daemon = None
-            self._state.save()
+        labdaemons.stop(self._state, host, kill9)
 
     def restart_daemon(
         self, host: str, kill9: bool = False, timeout: float = DEFAULT_DAEMON_TIMEOUT
@@ -522,78 +422,12 @@ class Lab:
         etcdcluster.stop_single(self._state, STOP_TIMEOUT, kill9)
 
     # ----------------------------------------------------------------- teardown
-
-    def _teardown_host(self, info: HostInfo, kill9: bool) -> builtins.list[str]:
-        problems: builtins.list[str] = []
-        attempt = _collector(problems)
-        if info.daemon is not None:
-            daemon = info.daemon
-            attempt(f"stop daemon of {info.name}", lambda: procs.stop(daemon, STOP_TIMEOUT, kill9))
-
-        def kill_rest() -> None:
-            ids = system.netns_mounted_under(info.dir)
-            own = system.netns_id(info.netns)
-            if own is not None:
-                ids.add(own)
-            for _ in range(2):  # a second pass catches anything spawned meanwhile
-                procs.kill_in_netns(ids)
-
-        attempt(f"kill processes of {info.name}", kill_rest)
-        attempt(f"delete runc state of {info.name}", lambda: _runc_delete_all(info.exec_root))
-        left = system.unmount_under(info.dir)
-        if left:
-            problems.append(f"still mounted: {', '.join(left)}")
-        ul = self._state.ul_netns
-        if ul is not None and system.netns_exists(ul):
-            # Cut the wire first: the kernel frees a deleted namespace's devices later, in a
-            # work queue (cleanup_net), so without this the host can answer on the underlay for
-            # a moment after `ip netns delete` has returned. Deleting one veth end removes both.
-            ifname = info.ul_ifname
-            attempt(f"delete {ifname}", lambda: links.delete_link(ul, ifname))
-        attempt(f"delete netns {info.netns}", lambda: system.netns_delete(info.netns))
-        if system.netns_exists(info.netns):
-            problems.append(f"netns {info.netns} still exists")
-        if not left:
-            attempt(f"remove {info.dir}", lambda: _rmtree(info.dir))
-        if not problems:
-            self._state.hosts.pop(info.name, None)
-            self._state.save()
-        return problems
+    # (each step attempted, failures collected: tether.lab.teardown)
 
     def down(self) -> None:
         """Remove everything the lab created. Idempotent; keeps going past failures and
         raises ``LabError`` at the end (keeping the state file) if something is left."""
-        problems: list[str] = []
-        attempt = _collector(problems)
-        hosts = list(self._state.hosts.values())
-        daemons = [info.daemon for info in hosts if info.daemon is not None]
-        attempt("stop daemons", lambda: procs.terminate_all(daemons, STOP_TIMEOUT))
-        for info in hosts:
-            problems += self._teardown_host(info, kill9=False)
-        attempt("stop etcd", self.stop_etcd)
-        cluster = self.etcd_cluster
-        if cluster is not None:
-            attempt("stop etcd cluster", cluster.stop)
-        ul = self._state.ul_netns
-        if ul is not None:
-            ul_id = system.netns_id(ul)
-            if ul_id is not None:
-                attempt("kill processes in underlay", lambda: procs.kill_in_netns({ul_id}))
-            attempt(f"delete netns {ul}", lambda: system.netns_delete(ul))
-            if system.netns_exists(ul):
-                problems.append(f"netns {ul} still exists")
-            else:
-                self._state.ul_netns = None
-        left = system.unmount_under(self.dir)
-        if left:
-            problems.append(f"still mounted: {', '.join(left)}")
-        else:
-            attempt(f"remove {self.dir}", lambda: _rmtree(self.dir))
-        if problems:
-            if statefile.exists(self.name):
-                self._state.save()
-            raise LabError(f"lab {self.name!r} not fully removed: " + "; ".join(problems))
-        self._state.remove_file()
+        teardown.down(self._state)
 
     @classmethod
     def destroy(cls, name: str) -> bool:
@@ -602,47 +436,3 @@ class Lab:
             return False
         cls.load(name).down()
         return True
-
-
-def _collector(problems: list[str]) -> Callable[[str, Callable[[], object]], None]:
-    def attempt(what: str, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            problems.append(f"{what}: {exc}")
-
-    return attempt
-
-
-def _rmtree(path: str) -> None:
-    # Never descend into a mount point (a bind mount of something real would be emptied).
-    if system.mounts_under(path):
-        raise LabError(f"{path} still has mounts; not removing it")
-    if os.path.exists(path):
-        shutil.rmtree(path)
-
-
-__all__ = ["Lab", "LabError", "LabHost", "ProcInfo"]
-
-
-def _runc_delete_all(exec_root: str) -> None:
-    """``runc delete --force`` every container the host's daemon left behind.
-
-    The daemon is gone by now and its containers were killed with the rest of the
-    host's processes; deleting their runc state is what removes their cgroups
-    (``/sys/fs/cgroup/*/tether/<id>``), which would otherwise stay on the machine.
-    """
-    import subprocess
-    from pathlib import Path
-
-    root = Path(exec_root) / "runtime" / "runc"
-    if not root.is_dir():
-        return
-    for state in sorted(root.iterdir()):
-        if state.is_dir():
-            subprocess.run(
-                ["/usr/sbin/runc", "--root", str(root), "delete", "--force", state.name],
-                capture_output=True,
-                timeout=30,
-                check=False,
-            )

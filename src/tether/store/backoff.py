@@ -12,6 +12,9 @@ See docs/cluster-overload.md for the numbers and the figures behind them.
   unavailable) halves it (down to 1: a single probe), each success raises it by one up to
   ``size``. So sixteen parallel ``docker run`` requests become one queue, and while the
   store is slow the daemon sends one request at a time instead of sixteen retry loops.
+- ``Recovery``: "the store is back", the one signal that ends back-off sleeps early: a probe
+  call that fails marks the store failing; the first probe answered after that wakes every
+  waiter (``wait``). The etcd store's probes are the lease's own calls (keep-alive, grant).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import random
 from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["JITTER", "Backoff", "Limiter", "jittered"]
+__all__ = ["JITTER", "Backoff", "Limiter", "Recovery", "jittered"]
 
 JITTER = 0.2  # periodic passes: period × uniform(1 - JITTER, 1 + JITTER)
 
@@ -144,3 +147,32 @@ class Limiter:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class Recovery:
+    """ "The store answers again": ``failed()`` after a probe got no answer, ``answered()``
+    after one did; the first answer after a failure wakes every ``wait`` in progress. An
+    answer while nothing failed (a store merely slow for other calls) wakes nobody."""
+
+    def __init__(self) -> None:
+        self.failing = False
+        self._back = asyncio.Event()  # set (and replaced) when the store is back
+
+    def failed(self) -> None:
+        self.failing = True
+
+    def answered(self) -> None:
+        if self.failing:
+            self.failing = False
+            back, self._back = self._back, asyncio.Event()
+            back.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Up to ``timeout`` seconds for the store to be back (True) from now on; False
+        when the time ran out first."""
+        back = self._back
+        try:
+            await asyncio.wait_for(back.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
