@@ -414,17 +414,15 @@ def run_daemon(
         web_addr=web_addr, cluster_store_opts=cluster_store_opts,
         host_gateway_ip=host_gateway_ip,
     )  # fmt: skip
-    rss_mark("config read")
     logging.basicConfig(
         level=logging.DEBUG if cfg.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
+    rss_mark("config read")
+    if os.environ.get("TETHER_LOOP") == "uvloop":  # measurement only (bench/FINDINGS.md)
         import uvloop
 
         uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
     # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
     # block them before any thread starts so none of them receives one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
