@@ -11,15 +11,13 @@ TCP socket. Request bodies by ``Content-Length`` or chunked; keep-alive; ``HEAD`
 the request's ``reader``/``writer`` are the handler's).
 """
 
-from tether.api.httpd.app import (
-    AppKey,
-    Application,
+from tether.api.httpd.app import AppKey, Application, Handler, middleware
+from tether.api.httpd.base import (
     HTTPBadRequest,
     HTTPException,
     HTTPMethodNotAllowed,
     HTTPNotFound,
     HTTPRequestEntityTooLarge,
-    middleware,
 )
 from tether.api.httpd.message import FileResponse, Request, Response, StreamResponse
 from tether.api.httpd.server import Server
@@ -33,6 +31,7 @@ __all__ = [
     "HTTPMethodNotAllowed",
     "HTTPNotFound",
     "HTTPRequestEntityTooLarge",
+    "Handler",
     "Request",
     "Response",
     "Server",

@@ -11,38 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from tether.api.httpd.message import Request, StreamResponse
+from tether.api.httpd.base import HTTPMethodNotAllowed, HTTPNotFound, MatchInfo
+from tether.api.httpd.message import Request, StreamResponse
 
 T = TypeVar("T")
 Handler = Callable[["Request"], Awaitable["StreamResponse"]]
 Middleware = Callable[["Request", Handler], Awaitable["StreamResponse"]]
-
-
-class HTTPException(Exception):
-    status = 500
-
-    def __init__(self, *, text: str | None = None) -> None:
-        super().__init__(text or "")
-        self.text = text or f"{self.status}: {type(self).__name__}"
-
-
-class HTTPBadRequest(HTTPException):
-    status = 400
-
-
-class HTTPNotFound(HTTPException):
-    status = 404
-
-
-class HTTPMethodNotAllowed(HTTPException):
-    status = 405
-
-
-class HTTPRequestEntityTooLarge(HTTPException):
-    status = 413
 
 
 class AppKey(Generic[T]):
@@ -79,14 +55,6 @@ class Route:
         self.pattern = pattern  # aiohttp's ``resource.canonical``
         self.regex = compile_pattern(pattern)
         self.handler = handler
-
-
-class MatchInfo(dict[str, str]):
-    """The path's parameters; ``route`` is None when nothing matched (404/405)."""
-
-    def __init__(self, values: dict[str, str], route: Route | None) -> None:
-        super().__init__(values)
-        self.route = route
 
 
 async def _not_found(_request: Request) -> StreamResponse:

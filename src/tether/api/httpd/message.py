@@ -12,13 +12,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 from urllib.parse import parse_qsl
 
-from tether.api.httpd.app import HTTPBadRequest, HTTPRequestEntityTooLarge, MatchInfo
-
-if TYPE_CHECKING:
-    from tether.api.httpd.app import Application
+from tether.api.httpd.base import HTTPBadRequest, HTTPRequestEntityTooLarge, MatchInfo
 
 
 class Headers:
@@ -132,9 +129,12 @@ class Body:
         self._expect = expect
         self.at_eof = not chunked and self._left == 0
         self.received = 0
+        self.failed = False  # a malformed chunked body: the connection cannot go on
 
     async def readany(self, n: int = 1 << 16) -> bytes:
         """Up to ``n`` bytes (at least one), b"" at the end of the body."""
+        if self.failed:
+            raise HTTPBadRequest(text="malformed chunked body")
         if self.at_eof:
             return b""
         if self._expect:
@@ -156,12 +156,10 @@ class Body:
     async def _next_chunk(self) -> bool:
         line = await self._reader.readuntil(b"\r\n")
         size = line[:-2].split(b";", 1)[0].strip()
-        try:
-            if not size or size.lstrip(b"0123456789abcdefABCDEF"):
-                raise ValueError
-            self._left = int(size, 16)
-        except ValueError:
-            raise HTTPBadRequest(text="invalid chunk size") from None
+        if not size or size.lstrip(b"0123456789abcdefABCDEF"):
+            self.failed = True
+            raise HTTPBadRequest(text="invalid chunk size")
+        self._left = int(size, 16)
         if self._left == 0:  # the last chunk: trailers up to an empty line
             while await self._reader.readuntil(b"\r\n") != b"\r\n":
                 pass
@@ -171,6 +169,7 @@ class Body:
 
     async def _crlf(self) -> None:
         if await self._reader.readexactly(2) != b"\r\n":
+            self.failed = True
             raise HTTPBadRequest(text="chunk not followed by CRLF")
 
     async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
@@ -190,7 +189,7 @@ class Body:
 class Request:
     def __init__(
         self,
-        app: Application,
+        app: Any,  # the Application (tether.api.httpd.app imports this module)
         method: str,
         path: str,
         query_string: str,

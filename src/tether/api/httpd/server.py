@@ -17,7 +17,8 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from tether.api.httpd.app import Application, HTTPException
+from tether.api.httpd.app import Application
+from tether.api.httpd.base import HTTPException
 from tether.api.httpd.message import Body, Headers, Request, Response, StreamResponse
 
 log = logging.getLogger("tether.api.httpd")
@@ -180,6 +181,8 @@ class Server:
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
             resp = Response(status=500, text="500 Internal Server Error")
+            resp.force_close()
+        if self._closing or request.content.failed:
             resp.force_close()
         try:
             await resp.prepare(request)
