@@ -235,6 +235,29 @@ async def test_bad_requests_get_400_and_the_connection_ends() -> None:
 
 
 @aio
+async def test_a_client_gone_inside_the_body_is_a_connection_error() -> None:
+    seen: list[BaseException] = []
+
+    async def reader(request: web.Request) -> web.Response:
+        try:
+            await request.read()
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+        return web.Response(text="whole")
+
+    app = make_app()
+    app.router.add_route("POST", "/read", reader)
+    async with serving(app) as (_, path):
+        for raw in (b"Content-Length: 10\r\n\r\nabc", b"Transfer-Encoding: chunked\r\n\r\n5\r\nab"):
+            c = await Conn.open(path)
+            await c.send(b"POST /read HTTP/1.1\r\n" + raw)
+            c.writer.write_eof()
+            assert await c.closed()  # no answer
+        assert [type(e) for e in seen] == [ConnectionResetError, ConnectionResetError]
+
+
+@aio
 async def test_expect_100_continue() -> None:
     async with serving() as (_, path):
         c = await Conn.open(path)

@@ -132,11 +132,22 @@ class Body:
         self.failed = False  # a malformed chunked body: the connection cannot go on
 
     async def readany(self, n: int = 1 << 16) -> bytes:
-        """Up to ``n`` bytes (at least one), b"" at the end of the body."""
+        """Up to ``n`` bytes (at least one), b"" at the end of the body; a client that hangs up
+        inside the body is :class:`ConnectionResetError`, a malformed one 400."""
         if self.failed:
             raise HTTPBadRequest(text="malformed chunked body")
         if self.at_eof:
             return b""
+        try:
+            return await self._read(n)
+        except asyncio.IncompleteReadError:
+            self.failed = True
+            raise ConnectionResetError("the client hung up inside the request body") from None
+        except asyncio.LimitOverrunError:
+            self.failed = True
+            raise HTTPBadRequest(text="chunk size line too long") from None
+
+    async def _read(self, n: int) -> bytes:
         if self._expect:
             self._expect = False
             self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -144,7 +155,7 @@ class Body:
             return b""
         data = await self._reader.read(min(n, self._left))
         if not data:
-            raise ConnectionResetError("the client closed the connection in the request body")
+            raise asyncio.IncompleteReadError(b"", self._left)
         self._left -= len(data)
         self.received += len(data)
         if self._left == 0 and not self._chunked:
