@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--single", type=int, default=2000, help="sequential queries (p50/p99)")
-    parser.add_argument("--loop", choices=["uvloop", "asyncio", "both"], default="uvloop")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio", "both"], default="asyncio")
     parser.add_argument("--window", type=int, default=100, help="queries outstanding")
     parser.add_argument("--baseline", metavar="GITREF", help="also measure this commit's server")
     parser.add_argument("--no-dnsmasq", action="store_true", help="skip the dnsmasq limit")

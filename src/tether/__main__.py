@@ -53,9 +53,28 @@ def daemon_kwargs(argv: list[str]) -> dict[str, Any] | None:
     return out
 
 
+def asyncio_without_ssl() -> None:
+    """Import asyncio with ``import ssl`` failing for it (it then runs without TLS support),
+    then make ``ssl`` a deferred module for everyone else (loaded at the first use of a name
+    in it: :func:`tether.linux.lazypkg.deferred_module`). The daemon serves a unix socket
+    and never speaks TLS through asyncio (etcd's TLS is grpc's own), and ``ssl`` is ~4 MB
+    of resident memory (issue 20). ``TETHER_LOOP=uvloop`` (measurement only) loads it."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+    from tether.linux.lazypkg import deferred_module
+
+    deferred_module("ssl")
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["daemon"]:
+        asyncio_without_ssl()
         kwargs = daemon_kwargs(argv[1:])
         if kwargs is not None:
             from tether.daemon import run_daemon

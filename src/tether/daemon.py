@@ -1,7 +1,8 @@
 """The composition root: reads config, builds store, drivers, engine and API.
 
 ``run_daemon`` is what ``tether daemon`` calls. It runs one asyncio loop
-(uvloop), serves the Docker Engine API on a unix socket (mode 0660, root
+(plain asyncio: ``TETHER_LOOP=uvloop`` selects uvloop, for measurements), serves
+the Docker Engine API (:mod:`tether.api.httpd`) on a unix socket (mode 0660, root
 group), reconciles the kernel with the store at start, and closes every part
 it made on SIGTERM/SIGINT.
 """
@@ -270,23 +271,21 @@ async def _serve_web(cfg: DaemonConfig, engine: Engine) -> tuple[Metrics | None,
     where = cfg.web_endpoint
     if where is None:  # prometheus_client and the page's code stay unloaded
         return None, None
-    from aiohttp import web
-
+    from tether.api.httpd import Server
     from tether.api.metrics import Metrics
     from tether.api.web import make_web_app
 
     metrics = Metrics(engine)
-    runner = web.AppRunner(make_web_app(engine, metrics), handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, where[0], where[1]).start()
+    server = Server(make_web_app(engine, metrics))
+    await server.start_tcp(where[0], where[1])
     log.info("web page and metrics on http://%s:%d/", *where)
-    return metrics, runner
+    return metrics, server
 
 
 # SIGTERM stops the daemon within SHUTDOWN_DEADLINE seconds in every state (containers keep
 # running: they live in conmon's sessions). In-flight API requests get HTTP_GRACE seconds to
 # finish before they are cancelled (a `docker wait` left by `docker run -d` never finishes on
-# its own: aiohttp's default 60 s grace made every such daemon take 60 s to stop); each
+# its own: a 60 s grace, aiohttp's default, made every such daemon take 60 s to stop); each
 # closing step is bounded by STEP_BOUND; the backstop exits the process if anything is stuck.
 SHUTDOWN_DEADLINE = 9.0
 HTTP_GRACE = 1.5
@@ -298,9 +297,10 @@ async def serve(cfg: DaemonConfig) -> None:
     stop = asyncio.Event()
     _watch_signals(stop, asyncio.get_running_loop())
     engine, parts, cluster = await build_engine(cfg)
-    runners: list[Any] = []
+    rss_mark("engine built")
+    servers: list[Any] = []
     # Start-up may wait on a store that does not answer: a signal stops it too.
-    startup = asyncio.create_task(_start_serving(cfg, engine, cluster, runners), name="startup")
+    startup = asyncio.create_task(_start_serving(cfg, engine, cluster, servers), name="startup")
     stopping = asyncio.create_task(stop.wait(), name="stop-wait")
     try:
         await asyncio.wait({startup, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -312,44 +312,43 @@ async def serve(cfg: DaemonConfig) -> None:
         for task in (startup, stopping):
             task.cancel()
         await asyncio.gather(startup, stopping, return_exceptions=True)
-        await _shut_down(engine, parts, runners)
+        await _shut_down(engine, parts, servers)
 
 
 async def _start_serving(
-    cfg: DaemonConfig, engine: Engine, cluster: ClusterView | None, runners: list[Any]
+    cfg: DaemonConfig, engine: Engine, cluster: ClusterView | None, servers: list[Any]
 ) -> None:
-    from aiohttp import web
-
     from tether.api.app import make_app
+    from tether.api.httpd import Server
 
     await engine.start()
+    rss_mark("engine started")
     if cluster is not None:
         await cluster.adopt_local(engine.ctl())
-    metrics, web_runner = await _serve_web(cfg, engine)
-    if web_runner is not None:
-        runners.append(web_runner)
-    app = make_app(engine, metrics=metrics)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_GRACE)
-    await runner.setup()
-    runners.append(runner)
+    metrics, web_server = await _serve_web(cfg, engine)
+    if web_server is not None:
+        servers.append(web_server)
+    server = Server(make_app(engine, metrics=metrics))
+    servers.append(server)
     path = cfg.socket_path
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if os.path.exists(path):
         os.unlink(path)
     # Docker listens with a backlog of 4096: 300 parallel `docker ps` all connect (128 refused ~130)
-    site = web.UnixSite(runner, path, backlog=4096)
-    await site.start()
+    await server.start_unix(path, backlog=4096)
     # Only root may drive the daemon: owner root, group root, 0660 (Docker uses a "docker"
     # group). Born 0755 under the usual umask, the socket was never writable (connectable)
     # by others, so there is no window before the chmod.
     os.chown(path, 0, 0)
     os.chmod(path, 0o660)
     log.info("API listening on %s", path)
+    rss_mark("serving")
 
 
-async def _shut_down(engine: Engine, parts: list[Any], runners: list[Any]) -> None:
+async def _shut_down(engine: Engine, parts: list[Any], servers: list[Any]) -> None:
     """Close the API, the engine and every part, each step bounded (containers keep running)."""
-    await _bounded(asyncio.gather(*(r.cleanup() for r in runners)), 2 * HTTP_GRACE + 0.5, "the API")
+    closing = asyncio.gather(*(s.close(HTTP_GRACE) for s in servers))
+    await _bounded(closing, 2 * HTTP_GRACE + 0.5, "the API")
     await _bounded(engine.close(), STEP_BOUND, "the engine")
     for part in parts:
         result = part.close()
@@ -387,15 +386,32 @@ def _watch_signals(stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None
     threading.Thread(target=wait_signal, name="signals", daemon=True).start()
 
 
-def _bare_aiohttp() -> None:
-    """aiohttp's server without its ``__init__``, which imports the client side too
-    (connector, cookie jar, client websockets...: ~4 MB of the daemon's resident memory;
-    see :mod:`tether.linux.lazypkg`). Any other name asked of ``aiohttp`` loads it whole."""
-    from tether.linux.lazypkg import bare_package, package_version
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+MALLOC_ARENAS = 2
 
-    version = package_version("aiohttp")
-    if version is not None:
-        bare_package("aiohttp", __version__=version)
+
+def _fewer_malloc_arenas() -> None:
+    """At most ``MALLOC_ARENAS`` glibc malloc arenas (``MALLOC_ARENA_MAX`` unless the
+    environment sets it). glibc gives each thread that allocates an arena of its own; the
+    daemon's threads (netlink, namespaces, subprocess pool, executor) run Python under the
+    GIL, so they gain nothing from them, and each arena keeps pages: 2 arenas took the idle
+    daemon from 38.5 to 36.9 MiB (issue 20, bench/FINDINGS.md). Before any thread starts."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+
+
+def rss_mark(phase: str) -> None:
+    """``TETHER_RSS_PHASES=1``: log the daemon's resident memory after a phase of start-up."""
+    if not os.environ.get("TETHER_RSS_PHASES"):
+        return
+    with open("/proc/self/status", encoding="ascii") as f:
+        rss = next((line.split()[1] for line in f if line.startswith("VmRSS:")), "?")
+    log.info("rss after %s: %s kB", phase, rss)
 
 
 def run_daemon(
@@ -420,16 +436,18 @@ def run_daemon(
         level=logging.DEBUG if cfg.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
+    rss_mark("config read")
+    # Plain asyncio (issue 20): uvloop and the ssl it needs were ~5.5 MB of resident memory
+    # for ~7 µs less per API request; the DNS server reads in batches (engine/dns_udp.py).
+    if os.environ.get("TETHER_LOOP") == "uvloop":  # measurement only (a dev dependency)
         import uvloop
 
         uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+    _fewer_malloc_arenas()
     # Signals are taken by one thread with sigwaitinfo (it logs who sent them);
     # block them before any thread starts so none of them receives one.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    _bare_aiohttp()
+    rss_mark("loop installed")
     from tether import memdebug
 
     memdebug.install()  # debug only: TETHER_TRACEMALLOC=FILE

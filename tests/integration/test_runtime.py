@@ -46,11 +46,9 @@ def _need_root() -> None:
 
 
 def run(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run on uvloop, as the daemon does."""
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(factory())  # type: ignore[arg-type]
+    """Run on a plain asyncio loop, as the daemon does (issue 20; uvloop before)."""
+    with asyncio.Runner() as runner:
+        return runner.run(factory())
 
 
 @pytest.fixture

@@ -29,8 +29,8 @@ class _Closes:
         self.closed = True
 
 
-class _Runner:
-    async def cleanup(self) -> None:
+class _Server:
+    async def close(self, grace: float) -> None:
         await asyncio.sleep(3600)  # a handler that never finishes
 
 
@@ -43,7 +43,7 @@ async def test_a_hanging_step_is_left_behind_and_the_rest_still_close(
     engine, cluster, after = _Hangs(), _Hangs(), _Closes()
     with caplog.at_level(logging.WARNING, logger="tether.daemon"):
         await asyncio.wait_for(
-            daemon._shut_down(engine, [cluster, after], [_Runner()]),  # type: ignore[arg-type]
+            daemon._shut_down(engine, [cluster, after], [_Server()]),  # type: ignore[arg-type]
             30,
         )
     assert engine.closing and cluster.closing and after.closed

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from tests.unit.apiclient import api_client
 from tests.unit.test_images import ROOTFS, make_tar
 
+from tether.api import httpd as web
 from tether.api.app import make_app
 from tether.api.image_extra import go_duration, prune_filters
 from tether.errors import BadRequest, Conflict, NotFound
@@ -306,7 +306,7 @@ def test_routes(tmp_path: Path) -> None:
     async def scenario() -> None:
         image = await store.import_tar(ROOTFS, "alpine", [])
         app: web.Application = make_app(_Engine(store))
-        async with TestClient(TestServer(app)) as client:
+        async with api_client(app) as client:
             resp = await client.get("/v1.41/images/alpine/history")
             assert resp.status == 200
             assert (await resp.json())[0]["Id"] == image.id

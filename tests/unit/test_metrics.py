@@ -13,9 +13,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from dnslib import DNSRecord
 from prometheus_client.parser import text_string_to_metric_families
+from tests.unit.apiclient import api_client
 from tests.unit.dnsfakes import Env, answer_a, ips, scenario, tcp_ask, udp_ask, upstream
 from tests.unit.test_container_controller import aio
 from tests.unit.test_topology import world
@@ -42,7 +42,7 @@ def value(got: Samples, name: str, **labels: str) -> float:
 
 
 async def scrape(metrics: Metrics) -> Samples:
-    async with TestClient(TestServer(make_web_app(None, metrics))) as web:
+    async with api_client(make_web_app(None, metrics)) as web:
         r = await web.get("/metrics")
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
         return samples(await r.text())
@@ -61,7 +61,7 @@ async def test_api_and_engine_series(tmp_path: Path) -> None:
                  state="free") == 251  # fmt: skip
     assert value(before, "tether_published_ports") == 1
     assert value(before, "tether_firewall_repairs_total") == 0
-    async with TestClient(TestServer(make_app(w.engine, metrics=metrics))) as api:
+    async with api_client(make_app(w.engine, metrics=metrics)) as api:
         for _ in range(3):
             assert (await api.get("/v1.41/containers/json")).status == 200
         assert (await api.get("/containers/nope/json")).status == 404

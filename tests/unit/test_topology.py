@@ -13,7 +13,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from tests.unit.apiclient import api_client
 from tests.unit.test_container_controller import World, aio
 
 from tether.api.app import make_app
@@ -151,7 +151,7 @@ async def test_a_missing_interface_ends_the_path(tmp_path: Path) -> None:
 @aio
 async def test_routes(tmp_path: Path) -> None:
     w = await world(tmp_path)
-    async with TestClient(TestServer(make_app(w.engine))) as client:
+    async with api_client(make_app(w.engine)) as client:
         r = await client.get("/tether/topology")
         assert r.status == 200
         assert {n["name"] for n in (await r.json())["networks"]} >= {"front", "back"}

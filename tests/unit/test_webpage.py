@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from aiohttp.test_utils import TestClient, TestServer
+from tests.unit.apiclient import api_client
 from tests.unit.test_container_controller import aio
 from tests.unit.test_topology import world
 
@@ -16,7 +16,7 @@ from tether.api.web import WEBUI, make_web_app
 @aio
 async def test_page_api_and_events(tmp_path: Path) -> None:
     w = await world(tmp_path)
-    async with TestClient(TestServer(make_web_app(w.engine, None))) as web:
+    async with api_client(make_web_app(w.engine, None)) as web:
         r = await web.get("/")
         assert r.status == 200 and "cytoscape" in await r.text()
         r = await web.get("/vendor/cytoscape.min.js")

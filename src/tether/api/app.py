@@ -1,4 +1,4 @@
-"""The aiohttp application: middlewares, the route modules, and errors.
+"""The API application (:mod:`tether.api.httpd`): middlewares, the route modules, and errors.
 
 This is the one place where tether's typed errors become HTTP answers
 (``{"message": ...}`` with the status the error's meaning carries).
@@ -10,8 +10,6 @@ import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
 
 from tether import API_VERSION, MIN_API_VERSION
 from tether.api import (
@@ -26,6 +24,7 @@ from tether.api import (
     topology,
     volumes,
 )
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Handler, Router, json_response
 from tether.errors import TetherError
 
@@ -34,6 +33,7 @@ if TYPE_CHECKING:  # prometheus_client is loaded only with --web-addr
 
 log = logging.getLogger("tether.api")
 
+SERVER = "Tether/0.1.0 (linux)"
 _VERSION_RE = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
 
 
@@ -98,23 +98,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return resp
 
 
-@web.middleware
-async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    resp = await handler(request)
-    if not resp.prepared:
-        resp.headers["Api-Version"] = API_VERSION
-        resp.headers["Server"] = "Tether/0.1.0 (linux)"
-    return resp
-
-
 def make_app(
     engine: Any, client_max_size: int = 1 << 30, metrics: Metrics | None = None
 ) -> web.Application:
     """The API app; with ``metrics`` (``--web-addr``), requests are counted and timed."""
     counting = [metrics.middleware] if metrics is not None else []
     app = web.Application(
-        middlewares=[*counting, headers_middleware, error_middleware],
+        middlewares=[*counting, error_middleware],
         client_max_size=client_max_size,
+        headers={"Api-Version": API_VERSION, "Server": SERVER},
     )
     app[ENGINE] = engine
     router = Router(app)

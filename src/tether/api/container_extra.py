@@ -10,8 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool
 from tether.engine.filters import check_prune_filters, prune_match
 from tether.engine.stats import empty_stats_json, stats_json

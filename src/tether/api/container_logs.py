@@ -11,8 +11,7 @@ import datetime as dt
 import re
 import time
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, qbool
 from tether.api.streams import frame
 from tether.engine.logconfig import is_none_driver

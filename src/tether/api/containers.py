@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-
 from tether.api import bodycheck, container_extra, container_logs, fieldgate, runopts_json, volumes
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.contracts.model import Endpoint, check_name

@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, json_response, read_json
 from tether.api.streams import Hijacked, copy_streams, parse_detach_keys
 from tether.errors import BadRequest, Conflict, NotFound, TetherError

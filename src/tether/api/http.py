@@ -11,8 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.errors import BadRequest
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

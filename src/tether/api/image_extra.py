@@ -13,8 +13,7 @@ import re
 import time
 from typing import Any
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.containers import inspect_config
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool
 from tether.engine.commit import CommitRequest

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool
 from tether.engine.imagefilter import filter_images
 from tether.errors import BadRequest, NotFound

@@ -2,7 +2,7 @@
 
 Two kinds of series, in one registry per daemon (not the library's global one):
 
-* API requests, counted and timed by an aiohttp middleware (``Metrics.middleware``, added
+* API requests, counted and timed by a middleware (``Metrics.middleware``, added
   to the API app only when ``--web-addr`` is given): ``tether_api_requests_total{method,
   route,status}`` and ``tether_api_request_duration_seconds{method,route}`` (a streaming
   request such as ``logs -f`` or ``events`` is timed to its end). ``route`` is the route's
@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -33,6 +32,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
+from tether.api import httpd as web
 from tether.api.http import Handler
 from tether.engine.clusterstats import BUCKETS as CLUSTER_BUCKETS
 from tether.engine.dnsstats import BUCKETS
@@ -43,10 +43,9 @@ _VERSION_PREFIX = re.compile(r"^/v\{version[^}]*\}")
 def route_label(request: web.Request) -> str:
     """The matched route's pattern without ``/v{version}`` (``unmatched`` for a 404)."""
     route = request.match_info.route
-    resource = route.resource if route is not None else None
-    if resource is None:
+    if route is None:
         return "unmatched"
-    return _VERSION_PREFIX.sub("", resource.canonical) or "/"
+    return _VERSION_PREFIX.sub("", route.pattern) or "/"
 
 
 class Metrics:

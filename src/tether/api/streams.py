@@ -1,10 +1,11 @@
 """Hijacked connections: attach and exec streams over the API socket.
 
 The Docker API answers ``101 UPGRADED`` and then uses the raw connection both
-ways. aiohttp has no public hijack: we answer the 101 as a prepared
-``StreamResponse``, then write raw bytes to the transport and take incoming
-bytes through ``request.protocol.set_parser`` (pinned aiohttp version; tested
-through the real docker CLI). Without a TTY, output is framed as Docker does:
+ways: the 101 is a ``StreamResponse`` made :meth:`~tether.api.httpd.StreamResponse.raw_stream`
+(no framing; the connection ends with the handler), then raw bytes go to the transport
+and the client's bytes come from the request's stream reader (which keeps the transport
+open on the client's half-close: a client with no stdin half-closes at once, as docker
+exec without -i does). Without a TTY, output is framed as Docker does:
 an 8-byte header (stream 1 stdout / 2 stderr, three zero bytes, big-endian
 length) before each chunk.
 
@@ -25,42 +26,13 @@ import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from tether.api import httpd as web
 
 STREAM_IDS = {"stdin": 0, "stdout": 1, "stderr": 2}
 
 
 def frame(stream: str, data: bytes) -> bytes:
     return struct.pack(">BxxxL", STREAM_IDS.get(stream, 1), len(data)) + data
-
-
-class _RawInput(asyncio.Protocol):
-    """The hijacked connection's protocol: client bytes into a queue, EOF as None."""
-
-    def __init__(self, queue: asyncio.Queue[bytes | None], previous: Any) -> None:
-        self.queue = queue
-        self.previous = previous
-        tail = getattr(previous, "_message_tail", b"")
-        if tail:
-            queue.put_nowait(bytes(tail))
-
-    def data_received(self, data: bytes) -> None:
-        self.queue.put_nowait(bytes(data))
-
-    def eof_received(self) -> bool:
-        self.queue.put_nowait(None)
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.queue.put_nowait(None)
-        with contextlib.suppress(Exception):
-            self.previous.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.previous.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.previous.resume_writing()
 
 
 HEAD_READ_LIMIT_S = 2.0
@@ -93,11 +65,9 @@ class Hijacked:
         self.request = request
         self.resp = resp
         self.multiplex = multiplex
-        self.input: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.reader = request.reader
         self.eof_seen = False
-        transport = request.transport
-        assert transport is not None
-        self.transport: Any = transport
+        self.transport: Any = request.writer.transport
 
     @classmethod
     async def open(cls, request: web.Request, multiplex: bool) -> Hijacked:
@@ -114,17 +84,9 @@ class Hijacked:
         else:
             resp = web.StreamResponse(status=200)
         resp.headers["Content-Type"] = ctype
-        resp._length_check = False  # raw stream: no chunked framing
-        resp.force_close()
-        writer = await resp.prepare(request)
-        if writer is not None:
-            writer.send_headers()  # flush the 101 before raw bytes
+        resp.raw_stream()
+        await resp.prepare(request)
         self = cls(request, resp, multiplex)
-        # Take the connection over: from now on our protocol gets the client's bytes.
-        # It keeps the transport open on EOF (a client with no stdin half-closes at
-        # once, as docker exec without -i does; asyncio would otherwise close the
-        # transport and drop the output still to come).
-        self.transport.set_protocol(_RawInput(self.input, request.protocol))
         if upgrade:
             await _head_read(self.transport)  # (the client's input is taken meanwhile)
         return self
@@ -138,9 +100,16 @@ class Hijacked:
         await asyncio.sleep(0)
 
     async def read(self) -> bytes | None:
-        data = await self.input.get()
-        if data is None:
+        """The client's next bytes; None at its EOF (or when the connection is lost)."""
+        if self.eof_seen:
+            return None
+        try:
+            data = await self.reader.read(1 << 16)
+        except (ConnectionError, OSError):
+            data = b""
+        if not data:
             self.eof_seen = True
+            return None
         return data
 
     async def finish(self) -> None:

@@ -11,8 +11,7 @@ that says so.
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.http import Router
 from tether.errors import Unavailable
 

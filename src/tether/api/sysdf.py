@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.containers import summary_json as container_summary
 from tether.api.http import ENGINE, Router, json_response
 from tether.engine.volumes import dir_size

@@ -5,9 +5,8 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from aiohttp import web
-
 from tether import API_VERSION, MIN_API_VERSION, __version__
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, json_response
 from tether.errors import BadRequest
 

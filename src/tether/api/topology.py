@@ -5,8 +5,7 @@ Read-only. The shapes are documented in docs/operations.md ("Seeing the network"
 
 from __future__ import annotations
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, json_response, qbool
 from tether.errors import BadRequest
 

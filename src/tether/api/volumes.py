@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from tether.api import bodycheck
+from tether.api import httpd as web
 from tether.api.http import ENGINE, Router, json_response, parse_filters, qbool, read_json
 from tether.engine.mounts import public
 from tether.engine.record import Container

@@ -15,8 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
+from tether.api import httpd as web
 from tether.api.http import json_response, qbool
 from tether.api.metrics import Metrics
 from tether.errors import BadRequest, TetherError

@@ -52,6 +52,7 @@ from typing import Protocol, cast
 from tether.engine import dns_wire as wire
 from tether.engine.dns_cache import Answer, ForwardCache
 from tether.engine.dns_forward import DEFAULT_TIMEOUT, Forwarder
+from tether.engine.dns_udp import UdpReader
 from tether.engine.dnsstats import DnsStats
 from tether.errors import Internal
 from tether.linux.nsock import SocketSpec, open_sockets_in_netns
@@ -319,9 +320,7 @@ class DnsServer:
         try:
             udp.setblocking(False)
             tcp.setblocking(False)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self, listener, closed), sock=udp
-            )
+            transport = UdpReader(loop, udp, _UdpProtocol(self, listener, closed))
             listener.udp = transport
             listener.udp_closed = closed
             listener.tcp = await loop.create_server(

@@ -67,3 +67,39 @@ def package_version(name: str) -> str | None:
             if sep and key.strip() == "__version__":
                 return value.strip().strip("\"'") or None
     return None
+
+
+class _Deferred(types.ModuleType):
+    """A stand-in for a module not loaded yet: the first name asked of it loads the real
+    module (which then takes its place in ``sys.modules``) and answers from it."""
+
+    def __getattr__(self, attr: str) -> object:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        name = self.__name__
+        with _lock:
+            real = self.__dict__.get("_real")
+            if real is None:
+                if sys.modules.get(name) is self:
+                    del sys.modules[name]
+                real = importlib.import_module(name)
+                self.__dict__["_real"] = real
+        return getattr(real, attr)
+
+
+def deferred_module(name: str) -> types.ModuleType:
+    """``sys.modules[name]`` as a :class:`_Deferred`: ``import name`` costs nothing until a
+    name in it is used (pyroute2's ``probe_msg`` imports ``ssl`` for a probe over TLS the
+    daemon never sends: ~4 MB of resident memory)."""
+    with _lock:
+        mod = sys.modules.get(name)
+        if mod is not None:
+            return mod
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            raise ImportError(f"no module named {name!r}")
+        stub = _Deferred(name)
+        stub.__spec__ = spec
+        stub.__file__ = spec.origin
+        sys.modules[name] = stub
+        return stub

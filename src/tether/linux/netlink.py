@@ -620,9 +620,10 @@ class ThreadedNetlink:
     """Runs a ``PyrouteNetlink`` on its own plain-asyncio loop in one thread.
 
     pyroute2's asyncio transport opens netlink sockets as datagram endpoints,
-    which uvloop refuses (``invalid family 16``). The daemon's loop is uvloop
-    (DNS and HTTP are ~3x faster on it), so netlink work runs on a private
-    loop in a dedicated thread; every call hops there and back (~50 µs).
+    which uvloop refuses (``invalid family 16``). The daemon's loop was uvloop
+    (plain asyncio since issue 20, ``TETHER_LOOP=uvloop`` still selects it), so
+    netlink work runs on a private loop in a dedicated thread; every call hops
+    there and back (~50 µs).
     The thread is owned by this object and stopped by ``close``.
     """
 
