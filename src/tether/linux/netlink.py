@@ -17,119 +17,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
+import logging
 import socket
+import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from concurrent.futures import Future
+from typing import Any
 
 from tether.errors import Internal
-from tether.linux import neighbatch, nsthread
+from tether.linux import linkread, neighbatch, nsthread, rtlink
 from tether.linux.lazypkg import bare_package
+from tether.linux.linktypes import LinkInfo as LinkInfo
+from tether.linux.linktypes import LinkSpec as LinkSpec
+from tether.linux.linktypes import Netlink as Netlink
 from tether.linux.neighbatch import VxlanEntry as VxlanEntry
 from tether.linux.nsock import netlink_socket_in_netns
+from tether.linux.nsthread import SocketSpec
+from tether.linux.rtlink import dellink_by_name as dellink_by_name
 from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
-
-
-@dataclass(frozen=True)
-class LinkSpec:
-    """A container-side interface: where it lives and how it is addressed."""
-
-    ns_path: str
-    ifname: str
-    mac: str
-    address: str  # "IP/prefix"
-    gateway: str | None  # default route via this, or None
-    mtu: int = 1500
-    # dual-stack networks (issue 18): "IP6/prefix" and the IPv6 default route's gateway
-    address6: str | None = None
-    gateway6: str | None = None
-    # ``IPAMConfig.LinkLocalIPs``: more "IP/prefix" addresses on the interface
-    link_local: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    """One link as the kernel lists it (``Netlink.link_table``: the topology's kernel check)."""
-
-    name: str
-    kind: str  # "bridge", "veth", "vxlan", "macvlan", ... ("" for a plain device)
-    state: str  # "down" (not up administratively), else the operstate: "up", "unknown", ...
-    mac: str = ""
-    mtu: int = 0
-    master: str = ""  # the bridge it is a port of
-    parent: str = ""  # the link it sits on (macvlan/vlan), or a veth's peer index as "#N"
-    addresses: tuple[str, ...] = ()  # IPv4 "ip/prefix"
-    vni: int = 0  # vxlan
-    local: str = ""  # vxlan: the local VTEP address
-
-
-class Netlink(Protocol):
-    async def ensure_bridge(
-        self,
-        name: str,
-        address: str | None,
-        mtu: int,
-        ns_path: str | None = None,
-        address6: str | None = None,
-    ) -> None: ...
-
-    async def delete_link(self, name: str, ns_path: str | None = None) -> None: ...
-    async def retire_link(self, name: str, new_name: str) -> bool:
-        """Set ``name`` down and rename it ``new_name`` (False: there is no ``name``)."""
-        ...
-
-    async def reap_link(self, name: str) -> None:
-        """Delete the link ``name`` of the daemon's namespace, off the netlink thread (the
-        kernel's wait for a bridge to unregister holds no lock others need)."""
-        ...
-
-    async def link_names(self) -> set[str]: ...
-
-    async def add_veth(
-        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
-    ) -> None: ...
-
-    async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None: ...
-
-    async def ensure_vxlan(
-        self,
-        name: str,
-        vni: int,
-        local: str,
-        bridge: str,
-        mtu: int,
-        port: int = 4789,
-        ns_path: str | None = None,
-    ) -> None: ...
-
-    async def ensure_vlan(self, name: str, parent: str, vid: int) -> None: ...
-
-    async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None: ...
-
-    async def set_entries(
-        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
-    ) -> None: ...
-
-    async def vxlan_entries(
-        self, vxlan: str, ns_path: str | None = None
-    ) -> tuple[dict[str, str], dict[str, str]]: ...
-
-    async def loopback_up(self, ns_path: str) -> None: ...
-
-    async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None: ...
-
-    async def host_routes(self) -> list[ipaddress.IPv4Network]: ...
-
-    async def link_exists(self, name: str, ns_path: str | None = None) -> bool: ...
-
-    async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]: ...
-
-    async def close(self) -> None: ...
-
 
 NETLINK_ROUTE = 0
 IFA_F_NODAD = 0x02  # an address without duplicate address detection
+
+
+# pyroute2 logs every message it sends and receives at debug level, each a formatted dict
+# of the whole reply: with the daemon's ``--debug`` that was ~0.5 ms per request, so the
+# debug phases overstated every netlink step. Its warnings and errors still come through.
+logging.getLogger("pyroute2").setLevel(logging.INFO)
 
 
 def _async_iproute() -> Any:
@@ -147,23 +61,14 @@ def _netlink_error() -> Any:
     return NetlinkError
 
 
-def dellink_by_name(name: str) -> None:
-    """``RTM_DELLINK`` of ``name`` on a socket of its own (blocking: the kernel answers once
-    the link is unregistered, ~40 ms for a bridge); ``OSError`` with the kernel's errno."""
-    import socket
-    import struct
+_KEEP = 16  # sockets kept for a sandbox's first endpoint (submit_loopback_up), at most
+_NL_SPEC = SocketSpec(socket.AF_NETLINK, socket.SOCK_RAW, None, proto=NETLINK_ROUTE)
 
-    raw = name.encode() + b"\0"
-    attr = struct.pack("HH", 4 + len(raw), 3) + raw  # IFLA_IFNAME
-    attr += b"\0" * (-len(attr) % 4)
-    body = struct.pack("BxHiII", 0, 0, 0, 0, 0) + attr  # struct ifinfomsg
-    msg = struct.pack("IHHII", 16 + len(body), 17, 0x5, 1, 0) + body  # RTM_DELLINK, REQUEST|ACK
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as s:
-        s.send(msg)
-        reply = s.recv(4096)
-    kind, error = struct.unpack_from("H", reply, 4)[0], struct.unpack_from("i", reply, 16)[0]
-    if kind == 2 and error < 0:  # NLMSG_ERROR with an errno (0: the ack)
-        raise OSError(-error, os.strerror(-error))
+
+def _close_sockets(job: Future[list[socket.socket]]) -> None:
+    if not job.cancelled() and job.exception() is None:
+        for s in job.result():
+            s.close()
 
 
 def _err(what: str, exc: BaseException) -> Internal:
@@ -176,6 +81,8 @@ class PyrouteNetlink:
     def __init__(self, sysctl: Sysctl | None = None) -> None:
         self._host: Any = None
         self._sysctl = sysctl or ProcSysctl()  # the daemon's namespace's
+        self._kept: list[tuple[str, Future[list[socket.socket]]]] = []  # submit_loopback_up's
+        self._kept_lock = threading.Lock()
 
     async def _ipr(self) -> Any:
         AsyncIPRoute = _async_iproute()
@@ -278,46 +185,26 @@ class PyrouteNetlink:
         except NetlinkError as exc:
             raise _err(f"cannot retire link {name}", exc) from exc
 
-    async def _configure_peer(self, spec: LinkSpec) -> None:
-        async with self._in_ns(spec.ns_path) as ns:
-            await self._configure_in(ns, spec)
-
-    async def _configure_in(self, ns: Any, spec: LinkSpec) -> None:
-        idx = await self._lookup(ns, spec.ifname)
-        if idx is None:
-            raise Internal(f"interface {spec.ifname} did not appear in {spec.ns_path}")
-        ip, prefix = spec.address.split("/")
-        # with its broadcast address, as Docker's endpoints have (`ip addr`: "brd ...")
-        brd = ipaddress.IPv4Network(spec.address, strict=False).broadcast_address
-        await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), broadcast=str(brd))
-        if spec.address6:
-            await self._enable_ipv6(spec.ns_path, spec.ifname)
-            ip6, prefix6 = spec.address6.split("/")
-            await ns.addr("add", index=idx, address=ip6, prefixlen=int(prefix6), flags=IFA_F_NODAD)
-        await self._add_link_local(ns, idx, spec)
-        await ns.link("set", index=idx, state="up")
-        NetlinkError = _netlink_error()
-        for gateway, dst, family in ((spec.gateway, "0.0.0.0/0", 2), (spec.gateway6, "::/0", 10)):
-            if not gateway:
-                continue
-            try:
-                await ns.route("add", dst=dst, gateway=gateway, oif=idx, family=family)
-            except NetlinkError as exc:
-                if exc.code != 17:  # EEXIST: an earlier endpoint already gives the default route
-                    raise
-
-    async def _add_link_local(self, ns: Any, idx: int, spec: LinkSpec) -> None:
-        """``LinkLocalIPs`` (IPv6 ones turn IPv6 on for the interface, without DAD)."""
-        for addr in spec.link_local:
-            net = ipaddress.ip_interface(addr).network
-            ip, prefix = addr.split("/")
-            if net.version == 4:
-                brd = str(net.broadcast_address)
-                await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), broadcast=brd)
-                continue
-            if not spec.address6:
+    async def _configure_peer(self, spec: LinkSpec, ns_sock: Future[Any] | None = None) -> None:
+        """The container side of an endpoint, in raw netlink (:mod:`.rtlink`): its IPv6
+        settings (dual-stack), then addresses, up and default routes in one batch on a socket
+        made in its namespace (``ns_sock``: one asked for already)."""
+        job = ns_sock or self._ns_socket(spec.ns_path)
+        try:
+            sock = (await asyncio.wrap_future(job))[0]
+        except OSError as exc:
+            raise _err(f"cannot open netlink in {spec.ns_path}", exc) from exc
+        with sock:
+            sock.settimeout(10.0)
+            idx = rtlink.link_index(sock, spec.ifname)
+            if idx is None:
+                raise Internal(f"interface {spec.ifname} did not appear in {spec.ns_path}")
+            v6 = [a for a in spec.link_local if ":" in a]
+            if spec.address6 or v6:
                 await self._enable_ipv6(spec.ns_path, spec.ifname)
-            await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), flags=IFA_F_NODAD)
+            addrs = [spec.address, *([spec.address6] if spec.address6 else []), *spec.link_local]
+            gateways = [g for g in (spec.gateway, spec.gateway6) if g]
+            rtlink.run(sock, rtlink.peer_batch(idx, addrs, gateways))
 
     async def _enable_ipv6(self, ns_path: str | None, ifname: str) -> None:
         """IPv6 on an interface of a dual-stack network (tether keeps it off elsewhere:
@@ -333,9 +220,32 @@ class PyrouteNetlink:
             ):
                 raise Internal(f"cannot enable IPv6 on {ifname}: no {key} (IPv6 is off)")
 
-    async def loopback_up(self, ns_path: str) -> None:
+    def submit_loopback_up(self, ns_path: str, keep_socket: bool = False) -> Future[None]:
+        """``lo`` up in ``ns_path``, and with ``keep_socket`` a netlink socket made there for
+        the next endpoint's peer (:meth:`_ns_socket`), both asked of the namespace thread
+        now (thread-safe: the caller's thread submits, the netlink thread takes the socket)."""
+        ns = nsthread.default()
+        job = ns.submit_link_up(ns_path, "lo")
+        if keep_socket:
+            sock = ns.submit_sockets(ns_path, [_NL_SPEC])
+            with self._kept_lock:
+                self._kept.append((ns_path, sock))
+                while len(self._kept) > _KEEP:  # never taken (a join that failed first)
+                    self._kept.pop(0)[1].add_done_callback(_close_sockets)
+        return job
+
+    def _ns_socket(self, ns_path: str) -> Future[list[socket.socket]]:
+        """The socket kept for ``ns_path`` by :meth:`submit_loopback_up`, else a new one."""
+        with self._kept_lock:
+            for i, (path, job) in enumerate(self._kept):
+                if path == ns_path:
+                    del self._kept[i]
+                    return job
+        return nsthread.default().submit_sockets(ns_path, [_NL_SPEC])
+
+    async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
         try:
-            await asyncio.wrap_future(nsthread.default().submit_link_up(ns_path, "lo"))
+            await asyncio.wrap_future(self.submit_loopback_up(ns_path, keep_socket))
         except OSError as exc:
             raise _err(f"cannot set lo up in {ns_path}", exc) from exc
 
@@ -357,41 +267,63 @@ class PyrouteNetlink:
         self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
     ) -> None:
         """A veth pair: ``host_ifname`` on ``bridge`` (in the daemon's namespace, or in
-        ``bridge_ns``: an overlay network's), its peer ``spec`` in the container's."""
-        NetlinkError = _netlink_error()
+        ``bridge_ns``: an overlay network's), its peer ``spec`` in the container's.
+
+        Raw netlink (:mod:`.rtlink`; was ~11 pyroute2 requests and a second socket): the
+        pair made with its master, the port's IPv6 off, port up and hairpin in one write,
+        the peer configured in one write on a socket asked of the namespace thread first
+        (so it does not queue behind the container's runtime starting there)."""
+        ns_job = self._ns_socket(spec.ns_path)
         try:
-            async with self._in_ns(bridge_ns) as ipr:
-                br = await self._lookup(ipr, bridge)
-                if br is None:
-                    raise Internal(f"bridge {bridge} is missing")
-                await ipr.link(
-                    "add",
-                    ifname=host_ifname,
-                    kind="veth",
-                    mtu=spec.mtu,
-                    peer={
-                        "ifname": spec.ifname,
-                        "net_ns_fd": spec.ns_path,
-                        "address": spec.mac,
-                        "mtu": spec.mtu,
-                    },
+            try:
+                host = (
+                    rtlink.open_route_socket()
+                    if bridge_ns is None
+                    else netlink_socket_in_netns(bridge_ns)
                 )
-                idx = await self._lookup(ipr, host_ifname)
-                assert idx is not None
-                if bridge_ns is None:  # (in a namespace of tether's, IPv6 is off already)
-                    # a bridge port needs no address; with IPv6 its link-local one would send
-                    # DAD, MLD and router solicitations the bridge floods to every container
-                    disable_ipv6(self._sysctl, host_ifname)
-                await ipr.link("set", index=idx, master=br, state="up")
-                if bridge_ns is None:
-                    # hairpin: a frame may leave through the port it came in on, so a container
-                    # reaches its own published port through a host address (DNAT sends it
-                    # back). The attribute is IFLA_BRPORT_MODE ("mode"); pyroute2 ignores
-                    # unknown names. (Nothing is published through an overlay's bridge.)
-                    await ipr.brport("set", index=idx, mode=1)
-            await self._configure_peer(spec)
-        except NetlinkError as exc:
+            except OSError as exc:
+                raise _err(f"cannot open netlink in {bridge_ns}", exc) from exc
+            with host:
+                host.settimeout(10.0)
+                self._host_side(host, host_ifname, bridge, spec, bridge_ns is None)
+        except BaseException:
+            ns_job.add_done_callback(_close_sockets)
+            raise
+        try:
+            await self._configure_peer(spec, ns_job)
+        except (OSError, Internal) as exc:
             await self.delete_link(host_ifname, bridge_ns)
+            if isinstance(exc, Internal):
+                raise
+            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
+
+    def _host_side(
+        self, sock: socket.socket, name: str, bridge: str, spec: LinkSpec, own_ns: bool
+    ) -> None:
+        try:
+            br = rtlink.link_index(sock, bridge)
+            if br is None:
+                raise Internal(f"bridge {bridge} is missing")
+            rtlink.create_veth(
+                sock, name, spec.ifname, spec.ns_path, mtu=spec.mtu, peer_mac=spec.mac, master=br
+            )
+        except OSError as exc:
+            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
+        try:
+            idx = rtlink.link_index(sock, name)
+            if idx is None:
+                raise Internal(f"interface {name} did not appear")
+            if own_ns:  # (in a namespace of tether's, IPv6 is off already)
+                # a bridge port needs no address; with IPv6 its link-local one would send
+                # DAD, MLD and router solicitations the bridge floods to every container
+                disable_ipv6(self._sysctl, name)
+            # hairpin only on the daemon's bridges: nothing is published through an overlay's
+            rtlink.port_up(sock, idx, hairpin=own_ns)
+        except (OSError, Internal) as exc:
+            with contextlib.suppress(OSError):
+                rtlink.delete_link(sock, name)
+            if isinstance(exc, Internal):
+                raise
             raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
@@ -551,30 +483,13 @@ class PyrouteNetlink:
         entries for the port have none) and permanent neighbour entries are listed.
         Empty when the device is missing.
         """
-        fdb: dict[str, str] = {}
-        neigh: dict[str, str] = {}
         async with self._in_ns(ns_path) as ipr:
-            idx = await self._lookup(ipr, vxlan)
-            if idx is None:
-                return fdb, neigh
-            async for e in await ipr.fdb("dump", ifindex=idx):
-                if e.get("ifindex") == idx and e.get("NDA_DST") and e.get("NDA_LLADDR"):
-                    fdb[str(e.get("NDA_LLADDR"))] = str(e.get("NDA_DST"))
-            for family in (2, 10):  # IPv4, IPv6 (dual-stack overlay networks)
-                async for e in await ipr.neigh("dump", ifindex=idx, family=family):
-                    if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
-                        neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
-        return fdb, neigh
+            return await linkread.vxlan_entries(ipr, vxlan)
 
     async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]:
         """Every link of the namespace (the daemon's with ``ns_path`` None), read only."""
         async with self._in_ns(ns_path) as ipr:
-            raw = [link async for link in await ipr.link("dump")]
-            addrs: dict[int, list[str]] = {}
-            async for a in await ipr.addr("dump", family=2):
-                addrs.setdefault(int(a["index"]), []).append(f"{a.get('address')}/{a['prefixlen']}")
-        names = {int(link["index"]): str(link.get("ifname")) for link in raw}
-        return [_link_info(link, names, addrs) for link in raw]
+            return await linkread.link_table(ipr)
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
         ipr = await self._ipr()
@@ -592,30 +507,6 @@ class PyrouteNetlink:
             self._host = None
 
 
-def _link_info(link: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> LinkInfo:
-    idx = int(link["index"])
-    kind = str(link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "")
-    data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
-    up = bool(link["flags"] & 1)
-    master = link.get("master")
-    parent = link.get("link")
-    vni = local = None
-    if kind == "vxlan" and data is not None:
-        vni, local = data.get("IFLA_VXLAN_ID"), data.get("IFLA_VXLAN_LOCAL")
-    return LinkInfo(
-        name=names[idx],
-        kind=kind,
-        state=str(link.get("operstate") or "unknown").lower() if up else "down",
-        mac=str(link.get("address") or ""),
-        mtu=int(link.get("mtu") or 0),
-        master=names.get(int(master), "") if master else "",
-        parent=(names.get(int(parent)) or f"#{parent}") if parent and parent != idx else "",
-        addresses=tuple(addrs.get(idx, ())),
-        vni=int(vni or 0),
-        local=str(local or ""),
-    )
-
-
 class ThreadedNetlink:
     """Runs a ``PyrouteNetlink`` on its own plain-asyncio loop in one thread.
 
@@ -627,7 +518,6 @@ class ThreadedNetlink:
     """
 
     def __init__(self) -> None:
-        import threading
 
         self._loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
         self._inner = PyrouteNetlink()
@@ -706,8 +596,12 @@ class ThreadedNetlink:
             if exc.errno != 19:  # ENODEV: already gone
                 raise _err(f"cannot delete link {name}", exc) from exc
 
-    async def loopback_up(self, ns_path: str) -> None:
-        await self._call("loopback_up", ns_path)
+    async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
+        # submitted from the caller's thread, in its order (no hop to the netlink thread)
+        try:
+            await asyncio.wrap_future(self._inner.submit_loopback_up(ns_path, keep_socket))
+        except OSError as exc:
+            raise _err(f"cannot set lo up in {ns_path}", exc) from exc
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         await self._call("default_route", ns_path, gateway, ifname)
