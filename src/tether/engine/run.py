@@ -59,9 +59,9 @@ class Runner:
     async def start(self, c: Container, reuse_sandbox: bool = False) -> None:
         """Make the sandbox (or reuse the one kept across a policy restart) and run.
 
-        A new sandbox's network (loopback, endpoints) is wired while the files, the bundle
-        and ``runc create`` are made: nothing of those needs it, and ``runc start`` waits
-        for it (the container's process runs only then). ~6 ms of every start."""
+        A new sandbox's network (loopback, endpoints) is wired and its DNS listener opened
+        while the files, the bundle and ``runc create`` are made: nothing of those needs
+        them, and ``runc start`` waits for them (the container's process runs only then)."""
         core = self.core
         kind, _target = network_mode(c.host_config)
         self._check(c, kind)
@@ -77,7 +77,7 @@ class Runner:
                 made_ns = True
                 if not reuse_sandbox:
                     clock.mark("netns")
-                    wiring = asyncio.ensure_future(self.sandboxes.wire(c, ns_path))
+                    wiring = asyncio.ensure_future(self._ready(c, kind, ns_path))
                     # its first step asks the namespace thread for its part now: before
                     # the runtime's start, which holds that thread for a few ms
                     await asyncio.sleep(0)
@@ -99,6 +99,24 @@ class Runner:
             raise
         await self._record(c, pid, clock)
 
+    async def _ready(self, c: Container, kind: str, ns_path: str) -> Phases:
+        """A new sandbox made ready for the container's process, alongside the rest of the
+        start: its network wired and its DNS listener opened. The wiring's first step (run
+        inline here) asks the namespace thread for its part at once."""
+        core = self.core
+        dns = None
+        if core.dns is not None and kind == "network" and core.uses_embedded_dns(c):
+            dns = asyncio.ensure_future(core.dns_add(c))
+        try:
+            clock = await self.sandboxes.wire(c, ns_path)
+        finally:
+            if dns is not None:  # (awaited even when the wiring failed: nothing left running)
+                await asyncio.gather(dns, return_exceptions=True)
+        if dns is not None:
+            dns.result()
+            clock.mark("wire_dns")
+        return clock
+
     async def _launch(
         self,
         c: Container,
@@ -108,14 +126,11 @@ class Runner:
         clock: Phases,
         wiring: asyncio.Task[Phases] | None = None,
     ) -> int:
-        """Files, DNS listener, bundle, then the runtime (``runc start`` once ``wiring``,
-        the sandbox's network, is done): returns the container's pid."""
+        """Files, bundle, then the runtime (``runc start`` once ``wiring``, the sandbox's
+        network and DNS listener, is done): returns the container's pid."""
         core = self.core
         self.files.write(c, kind)
         clock.mark("files")
-        if core.dns is not None and kind == "network" and not reused and core.uses_embedded_dns(c):
-            await core.dns_add(c)
-            clock.mark("dns")
         bundle = self.bundle.write(c, ns_path, await self.bundle.user_mounts(c))
         clock.mark("bundle")
         log_path = core.files_dir(c) / "container.log"
