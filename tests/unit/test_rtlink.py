@@ -127,3 +127,19 @@ def test_a_refusal_names_the_step_and_tolerated_ones_pass() -> None:
         rtlink.run(FakeSock({0: errno.EADDRNOTAVAIL}), b)  # type: ignore[arg-type]
     assert got.value.errno == errno.EADDRNOTAVAIL
     assert "address 172.30.0.10/16" in str(got.value)
+
+
+def test_bridge_then_addresses_already_there_and_up() -> None:
+    sock = FakeSock()
+    rtlink.create_bridge(sock, "tbr-1", 1450)  # type: ignore[arg-type]
+    m = ifinfmsg(sock.sent[0])
+    m.decode()
+    assert m["header"]["flags"] & (rtlink.NLM_F_CREATE | rtlink.NLM_F_EXCL)
+    assert m.get_attr("IFLA_IFNAME") == "tbr-1"
+    assert m.get_attr("IFLA_MTU") == 1450
+    assert m.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND") == "bridge"
+    # a restart finds the gateway address on the bridge already: not an error
+    b = rtlink.addresses_up_batch(4, ["172.30.0.1/16", "fd00::1/64"])
+    rtlink.run(FakeSock({0: errno.EEXIST, 1: errno.EEXIST}), b)  # type: ignore[arg-type]
+    with pytest.raises(OSError):
+        rtlink.run(FakeSock({1: errno.ENODEV}), rtlink.addresses_up_batch(4, ["172.30.0.1/16"]))  # type: ignore[arg-type]

@@ -9,35 +9,36 @@ costs ~20 KB of daemon memory per container));
 ``FakeNetlink`` (in ``tether.testing.netlink``) records the same calls in memory for unit tests.
 
 Veth peers are created directly inside the target namespace under their final
-name (``eth0``), which saves moving them (~19 ms each here).
+name (``eth0``), which saves moving them (~19 ms each here). A container's endpoint
+(:mod:`.endpoint`), a bridge (``ensure_bridge``) and the overlay's entries (:mod:`.neighbatch`)
+are made in raw netlink (:mod:`.rtlink`): the calls of every container start and network
+create, where pyroute2's ~0.3–0.5 ms of Python per request was most of the time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
-import socket
 import threading
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Future
 from typing import Any
 
 from tether.errors import Internal
-from tether.linux import linkread, neighbatch, nsthread, rtlink
+from tether.linux import linkread, neighbatch, rtlink
+from tether.linux.endpoint import EndpointWire, route_socket
 from tether.linux.lazypkg import bare_package
 from tether.linux.linktypes import LinkInfo as LinkInfo
 from tether.linux.linktypes import LinkSpec as LinkSpec
 from tether.linux.linktypes import Netlink as Netlink
 from tether.linux.neighbatch import VxlanEntry as VxlanEntry
 from tether.linux.nsock import netlink_socket_in_netns
-from tether.linux.nsthread import SocketSpec
 from tether.linux.rtlink import dellink_by_name as dellink_by_name
-from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
+from tether.linux.sysctl import ProcSysctl, Sysctl
 
 NETLINK_ROUTE = 0
-IFA_F_NODAD = 0x02  # an address without duplicate address detection
 
 
 # pyroute2 logs every message it sends and receives at debug level, each a formatted dict
@@ -61,16 +62,6 @@ def _netlink_error() -> Any:
     return NetlinkError
 
 
-_KEEP = 16  # sockets kept for a sandbox's first endpoint (submit_loopback_up), at most
-_NL_SPEC = SocketSpec(socket.AF_NETLINK, socket.SOCK_RAW, None, proto=NETLINK_ROUTE)
-
-
-def _close_sockets(job: Future[list[socket.socket]]) -> None:
-    if not job.cancelled() and job.exception() is None:
-        for s in job.result():
-            s.close()
-
-
 def _err(what: str, exc: BaseException) -> Internal:
     return Internal(f"{what}: {exc}")
 
@@ -81,8 +72,7 @@ class PyrouteNetlink:
     def __init__(self, sysctl: Sysctl | None = None) -> None:
         self._host: Any = None
         self._sysctl = sysctl or ProcSysctl()  # the daemon's namespace's
-        self._kept: list[tuple[str, Future[list[socket.socket]]]] = []  # submit_loopback_up's
-        self._kept_lock = threading.Lock()
+        self.endpoints = EndpointWire(self._sysctl)  # a container's veth, in raw netlink
 
     async def _ipr(self) -> Any:
         AsyncIPRoute = _async_iproute()
@@ -136,30 +126,23 @@ class PyrouteNetlink:
         ns_path: str | None = None,
         address6: str | None = None,
     ) -> None:
-        NetlinkError = _netlink_error()
-        try:
-            async with self._in_ns(ns_path) as ipr:
-                idx = await self._lookup(ipr, name)
+        """The bridge ``name`` with its addresses, up, made if missing (raw netlink,
+        :mod:`.rtlink`: a lookup, the bridge, a lookup, then the addresses and up in one
+        write; was six pyroute2 requests, an address dump among them)."""
+        with route_socket(ns_path) as sock:
+            try:
+                idx = rtlink.link_index(sock, name)
                 if idx is None:
-                    await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-                    idx = await self._lookup(ipr, name)
-                assert idx is not None
+                    rtlink.create_bridge(sock, name, mtu)
+                    idx = rtlink.link_index(sock, name)
+                if idx is None:
+                    raise OSError(errno.ENODEV, f"{name} did not appear")
                 if address6:
-                    await self._enable_ipv6(ns_path, name)
-                for addr in (address, address6):
-                    if not addr:
-                        continue
-                    ip, prefix = addr.split("/")
-                    have = [
-                        (a.get("address"), a.get("prefixlen"))
-                        async for a in await ipr.addr("dump", index=idx)
-                    ]
-                    if (ip, int(prefix)) not in have:
-                        flags = {"flags": IFA_F_NODAD} if ":" in ip else {}
-                        await ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix), **flags)
-                await ipr.link("set", index=idx, state="up")
-        except NetlinkError as exc:
-            raise _err(f"cannot set up bridge {name}", exc) from exc
+                    await self.endpoints.enable_ipv6(ns_path, name)
+                addrs = [a for a in (address, address6) if a]
+                rtlink.run(sock, rtlink.addresses_up_batch(idx, addrs))
+            except OSError as exc:
+                raise _err(f"cannot set up bridge {name}", exc) from exc
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None:
         NetlinkError = _netlink_error()
@@ -185,69 +168,8 @@ class PyrouteNetlink:
         except NetlinkError as exc:
             raise _err(f"cannot retire link {name}", exc) from exc
 
-    async def _configure_peer(self, spec: LinkSpec, ns_sock: Future[Any] | None = None) -> None:
-        """The container side of an endpoint, in raw netlink (:mod:`.rtlink`): its IPv6
-        settings (dual-stack), then addresses, up and default routes in one batch on a socket
-        made in its namespace (``ns_sock``: one asked for already)."""
-        job = ns_sock or self._ns_socket(spec.ns_path)
-        try:
-            sock = (await asyncio.wrap_future(job))[0]
-        except OSError as exc:
-            raise _err(f"cannot open netlink in {spec.ns_path}", exc) from exc
-        with sock:
-            sock.settimeout(10.0)
-            idx = rtlink.link_index(sock, spec.ifname)
-            if idx is None:
-                raise Internal(f"interface {spec.ifname} did not appear in {spec.ns_path}")
-            v6 = [a for a in spec.link_local if ":" in a]
-            if spec.address6 or v6:
-                await self._enable_ipv6(spec.ns_path, spec.ifname)
-            addrs = [spec.address, *([spec.address6] if spec.address6 else []), *spec.link_local]
-            gateways = [g for g in (spec.gateway, spec.gateway6) if g]
-            rtlink.run(sock, rtlink.peer_batch(idx, addrs, gateways))
-
-    async def _enable_ipv6(self, ns_path: str | None, ifname: str) -> None:
-        """IPv6 on an interface of a dual-stack network (tether keeps it off elsewhere:
-        ``nsthread._make_netns``), before it is up: no DAD (IPAM-allocated addresses, as
-        Docker's ``nodad``; the link-local one too, so no probe is flooded through the
-        bridge), no router advertisements taken (CVE-2024-32473)."""
-        for name, value in (("accept_dad", "0"), ("accept_ra", "0"), ("disable_ipv6", "0")):
-            key = f"net/ipv6/conf/{ifname}/{name}"
-            if ns_path is None:
-                self._sysctl.set(key, value)
-            elif not await asyncio.wrap_future(
-                nsthread.default().submit_sysctl(ns_path, key, value)
-            ):
-                raise Internal(f"cannot enable IPv6 on {ifname}: no {key} (IPv6 is off)")
-
-    def submit_loopback_up(self, ns_path: str, keep_socket: bool = False) -> Future[None]:
-        """``lo`` up in ``ns_path``, and with ``keep_socket`` a netlink socket made there for
-        the next endpoint's peer (:meth:`_ns_socket`), both asked of the namespace thread
-        now (thread-safe: the caller's thread submits, the netlink thread takes the socket)."""
-        ns = nsthread.default()
-        job = ns.submit_link_up(ns_path, "lo")
-        if keep_socket:
-            sock = ns.submit_sockets(ns_path, [_NL_SPEC])
-            with self._kept_lock:
-                self._kept.append((ns_path, sock))
-                while len(self._kept) > _KEEP:  # never taken (a join that failed first)
-                    self._kept.pop(0)[1].add_done_callback(_close_sockets)
-        return job
-
-    def _ns_socket(self, ns_path: str) -> Future[list[socket.socket]]:
-        """The socket kept for ``ns_path`` by :meth:`submit_loopback_up`, else a new one."""
-        with self._kept_lock:
-            for i, (path, job) in enumerate(self._kept):
-                if path == ns_path:
-                    del self._kept[i]
-                    return job
-        return nsthread.default().submit_sockets(ns_path, [_NL_SPEC])
-
     async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
-        try:
-            await asyncio.wrap_future(self.submit_loopback_up(ns_path, keep_socket))
-        except OSError as exc:
-            raise _err(f"cannot set lo up in {ns_path}", exc) from exc
+        await self.endpoints.loopback_up(ns_path, keep_socket)
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any;
@@ -266,65 +188,7 @@ class PyrouteNetlink:
     async def add_veth(
         self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
     ) -> None:
-        """A veth pair: ``host_ifname`` on ``bridge`` (in the daemon's namespace, or in
-        ``bridge_ns``: an overlay network's), its peer ``spec`` in the container's.
-
-        Raw netlink (:mod:`.rtlink`; was ~11 pyroute2 requests and a second socket): the
-        pair made with its master, the port's IPv6 off, port up and hairpin in one write,
-        the peer configured in one write on a socket asked of the namespace thread first
-        (so it does not queue behind the container's runtime starting there)."""
-        ns_job = self._ns_socket(spec.ns_path)
-        try:
-            try:
-                host = (
-                    rtlink.open_route_socket()
-                    if bridge_ns is None
-                    else netlink_socket_in_netns(bridge_ns)
-                )
-            except OSError as exc:
-                raise _err(f"cannot open netlink in {bridge_ns}", exc) from exc
-            with host:
-                host.settimeout(10.0)
-                self._host_side(host, host_ifname, bridge, spec, bridge_ns is None)
-        except BaseException:
-            ns_job.add_done_callback(_close_sockets)
-            raise
-        try:
-            await self._configure_peer(spec, ns_job)
-        except (OSError, Internal) as exc:
-            await self.delete_link(host_ifname, bridge_ns)
-            if isinstance(exc, Internal):
-                raise
-            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
-
-    def _host_side(
-        self, sock: socket.socket, name: str, bridge: str, spec: LinkSpec, own_ns: bool
-    ) -> None:
-        try:
-            br = rtlink.link_index(sock, bridge)
-            if br is None:
-                raise Internal(f"bridge {bridge} is missing")
-            rtlink.create_veth(
-                sock, name, spec.ifname, spec.ns_path, mtu=spec.mtu, peer_mac=spec.mac, master=br
-            )
-        except OSError as exc:
-            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
-        try:
-            idx = rtlink.link_index(sock, name)
-            if idx is None:
-                raise Internal(f"interface {name} did not appear")
-            if own_ns:  # (in a namespace of tether's, IPv6 is off already)
-                # a bridge port needs no address; with IPv6 its link-local one would send
-                # DAD, MLD and router solicitations the bridge floods to every container
-                disable_ipv6(self._sysctl, name)
-            # hairpin only on the daemon's bridges: nothing is published through an overlay's
-            rtlink.port_up(sock, idx, hairpin=own_ns)
-        except (OSError, Internal) as exc:
-            with contextlib.suppress(OSError):
-                rtlink.delete_link(sock, name)
-            if isinstance(exc, Internal):
-                raise
-            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
+        await self.endpoints.add_veth(host_ifname, bridge, spec, bridge_ns)
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
         NetlinkError = _netlink_error()
@@ -352,7 +216,7 @@ class PyrouteNetlink:
                 await ipr.link("set", index=idx, net_ns_fd=fd, ifname=spec.ifname)
             finally:
                 os.close(fd)
-            await self._configure_peer(spec)
+            await self.endpoints.configure_peer(spec)
         except NetlinkError as exc:
             raise _err(f"cannot create macvlan endpoint {spec.ifname}", exc) from exc
 
@@ -459,20 +323,11 @@ class PyrouteNetlink:
         kernel went through every other one."""
         if not entries:
             return
-        try:
-            if ns_path is None:
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-            else:
-                sock = netlink_socket_in_netns(ns_path)
-        except OSError as exc:
-            raise _err(f"cannot open netlink in {ns_path or 'the host namespace'}", exc) from exc
-        try:
-            sock.settimeout(10.0)
-            neighbatch.apply(sock, vxlan, entries)
-        except OSError as exc:
-            raise _err(f"cannot program the entries of {vxlan}", exc) from exc
-        finally:
-            sock.close()
+        with route_socket(ns_path) as sock:
+            try:
+                neighbatch.apply(sock, vxlan, entries)
+            except OSError as exc:
+                raise _err(f"cannot program the entries of {vxlan}", exc) from exc
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
@@ -599,7 +454,9 @@ class ThreadedNetlink:
     async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
         # submitted from the caller's thread, in its order (no hop to the netlink thread)
         try:
-            await asyncio.wrap_future(self._inner.submit_loopback_up(ns_path, keep_socket))
+            await asyncio.wrap_future(
+                self._inner.endpoints.submit_loopback_up(ns_path, keep_socket)
+            )
         except OSError as exc:
             raise _err(f"cannot set lo up in {ns_path}", exc) from exc
 

@@ -295,6 +295,30 @@ def dellink_by_name(name: str) -> None:
         delete_link(sock, name)
 
 
+def create_bridge(sock: socket.socket, name: str, mtu: int) -> None:
+    """``ip link add NAME mtu M type bridge`` (down)."""
+    body = ifinfo() + attr(IFLA_IFNAME, _str(name)) + attr(IFLA_MTU, _u32(mtu))
+    body += attr(IFLA_LINKINFO, attr(IFLA_INFO_KIND, _str("bridge")))
+    b = Batch()
+    b.add(f"bridge {name}", RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
+    run(sock, b)
+
+
+def addresses_up_batch(index: int, addresses: Iterable[str]) -> Batch:
+    """Each address (one already there is no error), then the link up."""
+    b = Batch()
+    for cidr in addresses:
+        b.add(
+            f"address {cidr}",
+            RTM_NEWADDR,
+            NLM_F_CREATE | NLM_F_EXCL,
+            addr_body(index, cidr),
+            tolerate=(errno_mod.EEXIST,),
+        )
+    b.add("link up", RTM_NEWLINK, 0, link_up_body(index))
+    return b
+
+
 def port_up(sock: socket.socket, index: int, hairpin: bool) -> None:
     """The bridge port up (and in hairpin mode: a frame may leave through the port it came
     in on, so a container reaches its own published port through a host address)."""
