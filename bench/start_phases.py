@@ -104,11 +104,46 @@ def net_samples(eng: Tether, n: int) -> tuple[list[float], list[float]]:
     return create, rm
 
 
+def medians(rows: list[dict[str, float]]) -> str:
+    names = sorted({k for s in rows for k in s}, key=lambda k: min(
+        list(s).index(k) for s in rows if k in s))  # fmt: skip
+    return ", ".join(f"{p} {med([s.get(p, 0.0) for s in rows]):.1f}" for p in names) or "-"
+
+
+def report(
+    daemon_log: str,
+    floors: list[dict[str, float]],
+    reach: list[float],
+    runs: list[float],
+    creates: list[float],
+    rms: list[float],
+) -> None:
+    starts = phase_lines(daemon_log, "containers: start ")
+    if starts:
+        print(table(starts, floors))
+    print(f"tether's start phases: {medians(starts)}")
+    print(f"floor's parts: {medians(floors)}")
+    print(f"create request's phases: {medians(phase_lines(daemon_log, 'containers: create '))}")
+    tot = med([s["total"] for s in floors])
+    print(f"\nrun → reachable: tether {med(reach):.1f} ms (CLI returned {med(runs):.1f}), "
+          f"floor {tot:.1f} ms: {med(reach) / tot:.2f}× the floor; "
+          f"start request's phases sum {med([wall(s) for s in starts]):.1f} ms")  # fmt: skip
+    if creates:
+        nc = phase_lines(daemon_log, "engine: network create ")
+        print(f"network create: CLI {med(creates):.1f} ms, rm {med(rms):.1f} ms; "
+              f"in the daemon: {medians(nc)}")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=20, help="run samples (and floor samples)")
     ap.add_argument("--nets", type=int, default=10, help="network create/rm samples")
     ap.add_argument("--keep-log", help="copy the daemon's log here")
+    ap.add_argument(
+        "--no-debug",
+        action="store_true",
+        help="the daemon without --debug (as bench.run): no phases, only the totals",
+    )
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("start_phases: needs root", file=sys.stderr)
@@ -122,7 +157,7 @@ def main() -> int:
     fl = None
     try:
         eng = Tether(lab, lab.add_host("tether", daemon=False))
-        eng.debug = True
+        eng.debug = not a.no_debug
         eng.start()
         eng.import_image(tarball)
         eng.cli("network", "create", "--subnet", "172.30.0.0/16", "benchrun")
@@ -133,32 +168,9 @@ def main() -> int:
         runs, reach, floors = run_samples(eng, fl, a.n)
         creates, rms = net_samples(eng, a.nets)
         load1 = os.getloadavg()
-        starts = phase_lines(eng.host.daemon_log, " start ")
-        made = phase_lines(eng.host.daemon_log, " create ")
-        print(
-            "create request: "
-            + ", ".join(
-                f"{p} {med([s.get(p, 0.0) for s in made]):.1f}" for p in (made[0] if made else {})
-            )
-        )
-        print(table(starts, floors))
-        each = sorted({k for s in starts for k in s}, key=lambda k: list(starts[0]).index(k))
-        print("tether's phases: " + ", ".join(f"{p} {med([s.get(p, 0.0) for s in starts]):.1f}"
-                                              for p in each))  # fmt: skip
-        print("floor's parts: " + ", ".join(f"{p} {med([s[p] for s in floors]):.1f}"
-                                            for p in floor.PHASES))  # fmt: skip
         if a.keep_log:
             shutil.copyfile(eng.host.daemon_log, a.keep_log)
-        tot = med([s["total"] for s in floors])
-        print(f"\nrun → reachable: tether {med(reach):.1f} ms (CLI returned {med(runs):.1f}), "
-              f"floor {tot:.1f} ms: {med(reach) / tot:.2f}× the floor; "
-              f"start request's phases sum {med([wall(s) for s in starts]):.1f} ms")  # fmt: skip
-        if a.nets:
-            nc = phase_lines(eng.host.daemon_log, "network create ")
-            parts = sorted({k for s in nc for k in s})
-            inner = ", ".join(f"{p} {med([s.get(p, 0.0) for s in nc]):.2f}" for p in parts)
-            print(f"network create: CLI {med(creates):.1f} ms, rm {med(rms):.1f} ms; "
-                  f"in the daemon: {inner or '(no phase lines)'}")  # fmt: skip
+        report(eng.host.daemon_log, floors, reach, runs, creates, rms)
         print(f"load average: {load0[0]:.2f} at the start, {load1[0]:.2f} at the end "
               f"(n={a.n}, nets={a.nets})")  # fmt: skip
     finally:

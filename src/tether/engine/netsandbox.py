@@ -21,12 +21,11 @@ class Sandboxes:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
 
-    async def wire(self, c: Container, ns_path: str) -> Phases:
-        """Bring up a new namespace's loopback and join every endpoint of ``c`` into it;
-        the time of each (it runs alongside the files, the bundle and ``runc create``: the
-        start waits for it only before ``runc start``)."""
+    async def wire(self, c: Container, ns_path: str, clock: Phases) -> None:
+        """Bring up a new namespace's loopback and join every endpoint of ``c`` into it,
+        marking each on ``clock`` (this runs alongside the files, the bundle and ``runc
+        create``: the start waits for it only before ``runc start``)."""
         core = self.core
-        clock = Phases()
         eps = c.eps()
         await core.netlink.loopback_up(ns_path, keep_socket=bool(eps))
         clock.mark("wire_lo")
@@ -35,7 +34,6 @@ class Sandboxes:
             await core.driver(net).join(net, ep, ns_path)
             c.endpoints[net.id] = ep.to_dict()
         clock.mark("wire_join")
-        return clock
 
     async def teardown(self, c: Container, made_ns: bool = True) -> None:
         """Remove the sandbox's kernel objects (addresses stay held)."""
