@@ -58,6 +58,13 @@ class EndpointWire:
         self._kept: list[tuple[str, Future[list[socket.socket]]]] = []  # submit_loopback_up's
         self._kept_lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the sockets kept for joins that never came."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for _path, job in kept:
+            job.add_done_callback(_close_sockets)
+
     async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
         try:
             await asyncio.wrap_future(self.submit_loopback_up(ns_path, keep_socket))

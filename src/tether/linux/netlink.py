@@ -357,6 +357,7 @@ class PyrouteNetlink:
         return nets
 
     async def close(self) -> None:
+        self.endpoints.close()
         if self._host is not None:
             self._host.close()
             self._host = None
