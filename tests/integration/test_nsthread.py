@@ -181,7 +181,8 @@ def test_pyroute_talks_to_the_sandbox_through_a_socket_made_there(nsdir: NetnsDi
                 ],
                 check=True,
             )
-            await nl._configure_peer(spec)
+            await nl.endpoints.configure_peer(spec)
+            assert "10.99.0.9/24 brd 10.99.0.255" in _inside(path, "ip", "-o", "addr")
             assert await nl.link_exists("eth9", path)
             await nl.delete_link("eth9", path)
             assert not await nl.link_exists("eth9", path)

@@ -10,6 +10,7 @@ from create would make the docker CLI try to pull the image (Docker answers 400 
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from typing import Any
@@ -20,11 +21,14 @@ from tether.engine.core import EngineCore
 from tether.engine.endpoints import Endpoints
 from tether.engine.hostports import HostPorts
 from tether.engine.networks import NetworkController
+from tether.engine.phases import Phases
 from tether.engine.record import Container, now
 from tether.engine.request import ContainerCreate
 from tether.engine.supervise import Supervisor
 from tether.errors import BadRequest, Conflict, Internal, NotFound, TetherError
 from tether.store.base import Op
+
+log = logging.getLogger("tether.containers")
 
 NAMES_LEFT = [
     "admiring",
@@ -82,6 +86,7 @@ class Creator:
 
     async def create(self, req: ContainerCreate) -> Container:
         core = self.core
+        clock = Phases()
         async with core.create_lock, core.networks.lock:
             c = self._new_record(req)
             try:
@@ -90,20 +95,25 @@ class Creator:
             except NotFound as exc:
                 raise BadRequest(exc.message) from exc
             made = await self._volumes(c, req)
+            clock.mark("plan")
             try:
                 await self._commit(c, networks)
             except BaseException:
                 await core.volumes.release(made, c.id)
                 raise
             core.containers[c.id] = c
+            clock.mark("commit")
         try:
             c.rootfs = str(await core.images.prepare_rootfs(req.image, c.id))
+            clock.mark("rootfs")
             await self._copy_up(c)
             await core.save(c)
+            clock.mark("save")
         except BaseException:
             await self.supervisor.destroy(c, volumes=True)
             raise
         core.emit("create", c)
+        log.debug("create %s phases: %s", c.id[:12], clock)
         return c
 
     def _new_record(self, req: ContainerCreate) -> Container:

@@ -29,6 +29,7 @@ from tether.engine.firewall import Firewall
 from tether.engine.fwsync import FirewallSync
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.engine.pathtrace import PathTracer
+from tether.engine.phases import Phases
 from tether.engine.seams import (
     Attachment,
     ExecProcess,
@@ -125,13 +126,16 @@ class Engine:
         return dict(self.containers.table.network_containers_json(net))
 
     async def create_network(self, req: CreateRequest) -> Network:
-        net = await self.networks.create(req)
+        clock = Phases()
+        net = await self.networks.create(req, clock)
         try:
             await self.sync_firewall()
         except Exception:
             await self.networks.remove(net.id, lambda _n: False)
             raise
+        clock.mark("firewall")
         self._network_event("create", net)
+        log.debug("network create %s phases: %s", net.name, clock)
         return net
 
     def _network_event(self, action: str, net: Network) -> None:

@@ -22,15 +22,18 @@ class Sandboxes:
         self.core = core
 
     async def wire(self, c: Container, ns_path: str, clock: Phases) -> None:
-        """Bring up a new namespace's loopback and join every endpoint of ``c`` into it."""
+        """Bring up a new namespace's loopback and join every endpoint of ``c`` into it,
+        marking each on ``clock`` (this runs alongside the files, the bundle and ``runc
+        create``: the start waits for it only before ``runc start``)."""
         core = self.core
-        await core.netlink.loopback_up(ns_path)
-        clock.mark("lo")
-        for ep in c.eps():
+        eps = c.eps()
+        await core.netlink.loopback_up(ns_path, keep_socket=bool(eps))
+        clock.mark("wire_lo")
+        for ep in eps:
             net = core.networks.get(ep.network_id)
             await core.driver(net).join(net, ep, ns_path)
             c.endpoints[net.id] = ep.to_dict()
-        clock.mark("join")
+        clock.mark("wire_join")
 
     async def teardown(self, c: Container, made_ns: bool = True) -> None:
         """Remove the sandbox's kernel objects (addresses stay held)."""

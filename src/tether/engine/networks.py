@@ -42,6 +42,7 @@ from tether.engine.ipam import (
     validate_any,
 )
 from tether.engine.nettable import NetworkTable
+from tether.engine.phases import Phases
 from tether.errors import BadRequest, Conflict, Forbidden, NotFound
 from tether.store.base import Op, Store
 
@@ -240,7 +241,7 @@ class NetworkController:
             raise NotFound(f'plugin "{name}" not found')
         return drv
 
-    async def create(self, req: CreateRequest) -> Network:
+    async def create(self, req: CreateRequest, clock: Phases | None = None) -> Network:
         check_name(req.name)
         if req.driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{req.driver}" network is allowed')
@@ -285,8 +286,10 @@ class NetworkController:
                 self._changed()
                 return net
             await self._persist_new(net)
+            if clock is not None:
+                clock.mark("store")
             try:
-                await self._make_kernel(net)
+                await self._make_kernel(net, clock)
             except BaseException:
                 await self._forget(net)
                 raise
@@ -328,10 +331,14 @@ class NetworkController:
     async def _persist_new(self, net: Network) -> None:
         await self.table.persist_new(net)
 
-    async def _make_kernel(self, net: Network) -> None:
+    async def _make_kernel(self, net: Network, clock: Phases | None = None) -> None:
         driver = self._driver(net.driver)
         await driver.create(net)
+        if clock is not None:
+            clock.mark("kernel")
         await self.table.save(net)
+        if clock is not None:
+            clock.mark("save")
 
     async def _forget(self, net: Network) -> None:
         await self.table.forget(net)

@@ -24,6 +24,10 @@ class Phases:
         self._parts.append((name, (now - self._last) * 1000.0))
         self._last = now
 
+    def note(self, name: str, ms: float) -> None:
+        """A span that overlapped the marked ones (rendered among them; not on the clock)."""
+        self._parts.append((name, ms))
+
     def items(self) -> list[tuple[str, float]]:
         return list(self._parts)
 

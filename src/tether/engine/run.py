@@ -9,6 +9,7 @@ tells the firewall when ports were published. The debug log has the time of each
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from tether.engine import logconfig
@@ -56,26 +57,39 @@ class Runner:
                 )
 
     async def start(self, c: Container, reuse_sandbox: bool = False) -> None:
-        """Make the sandbox (or reuse the one kept across a policy restart) and run."""
+        """Make the sandbox (or reuse the one kept across a policy restart) and run.
+
+        A new sandbox's namespace is made, its network (loopback, endpoints) wired and its
+        DNS listener opened while the files and the bundle are written and ``runc create``
+        runs: ``runc create`` waits only for the namespace, ``runc start`` for the rest (the
+        container's process runs only then)."""
         core = self.core
         kind, _target = network_mode(c.host_config)
         self._check(c, kind)
         took_ports = self.ports.take(c)
         made_ns = False
         clock = Phases()
+        wiring: asyncio.Task[Phases] | None = None
+        ns_made: asyncio.Future[None] | None = None
         try:
             ns_path: str | None = None
             if kind in ("network", "none"):
                 name = core.ns_name(c)
-                ns_path = core.netns.path(name) if reuse_sandbox else await core.netns.create(name)
-                made_ns = True
+                ns_path = core.netns.path(name)
+                made_ns = True  # (teardown removes it; a namespace never made is no error)
                 if not reuse_sandbox:
-                    clock.mark("netns")
-                    await self.sandboxes.wire(c, ns_path, clock)
+                    ns_made = asyncio.get_running_loop().create_future()
+                    wiring = asyncio.ensure_future(self._ready(c, kind, name, ns_made))
+                    # its first step asks the namespace thread for the namespace now, and
+                    # the next ones for the network's part: before the runtime's start,
+                    # which holds that thread for a few ms
+                    await asyncio.sleep(0)
             elif kind == "container":
                 ns_path = core.sandbox_ns(c)
-            pid = await self._launch(c, kind, ns_path, reuse_sandbox, clock)
+            pid = await self._launch(c, kind, ns_path, reuse_sandbox, clock, wiring, ns_made)
         except BaseException as exc:
+            if wiring is not None:  # its kernel objects must exist before they are removed
+                await asyncio.shield(asyncio.gather(wiring, return_exceptions=True))
             await core.runtime.delete(c.id)
             await self.sandboxes.teardown(c, made_ns)
             if took_ports:
@@ -88,16 +102,53 @@ class Runner:
             raise
         await self._record(c, pid, clock)
 
+    async def _ready(
+        self, c: Container, kind: str, name: str, ns_made: asyncio.Future[None]
+    ) -> Phases:
+        """A new sandbox made ready for the container's process, alongside the rest of the
+        start: its namespace made (``ns_made`` then done), its network wired and its DNS
+        listener opened. Each step asks the namespace thread for its part at once."""
+        core = self.core
+        clock = Phases()
+        try:
+            ns_path = await core.netns.create(name)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                ns_made.cancel()
+            else:
+                ns_made.set_exception(exc)
+                ns_made.exception()  # (retrieved: the start sees it through this task)
+            raise
+        ns_made.set_result(None)
+        clock.mark("wire_netns")
+        dns = None
+        if core.dns is not None and kind == "network" and core.uses_embedded_dns(c):
+            dns = asyncio.ensure_future(core.dns_add(c))
+        try:
+            await self.sandboxes.wire(c, ns_path, clock)
+        finally:
+            if dns is not None:  # (awaited even when the wiring failed: nothing left running)
+                await asyncio.gather(dns, return_exceptions=True)
+        if dns is not None:
+            dns.result()
+            clock.mark("wire_dns")
+        return clock
+
     async def _launch(
-        self, c: Container, kind: str, ns_path: str | None, reused: bool, clock: Phases
+        self,
+        c: Container,
+        kind: str,
+        ns_path: str | None,
+        reused: bool,
+        clock: Phases,
+        wiring: asyncio.Task[Phases] | None = None,
+        ns_made: asyncio.Future[None] | None = None,
     ) -> int:
-        """Files, DNS listener, bundle, then the runtime: returns the container's pid."""
+        """Files, bundle, then the runtime (``runc start`` once ``wiring``, the sandbox's
+        network and DNS listener, is done): returns the container's pid."""
         core = self.core
         self.files.write(c, kind)
         clock.mark("files")
-        if core.dns is not None and kind == "network" and not reused and core.uses_embedded_dns(c):
-            await core.dns_add(c)
-            clock.mark("dns")
         bundle = self.bundle.write(c, ns_path, await self.bundle.user_mounts(c))
         clock.mark("bundle")
         log_path = core.files_dir(c) / "container.log"
@@ -109,6 +160,9 @@ class Runner:
             if overlay is not None
             else None
         )
+        if ns_made is not None:  # the runtime joins the namespace by its path
+            await ns_made
+            clock.mark("netns")  # what the start still waited for it
         pid = await core.runtime.create(
             c.id,
             bundle,
@@ -120,6 +174,11 @@ class Runner:
             log_size_max=logconfig.size_max(c.host_config),  # P4: LogConfig max-size
         )
         clock.mark("create")
+        if wiring is not None:
+            wired = await wiring
+            clock.mark("join")  # what the start still waited for the network
+            for name, ms in wired.items():  # (the wiring's own time, alongside the above)
+                clock.note(name, ms)
         for hook in core.attach_hooks.pop(c.id, []):
             try:
                 await hook()

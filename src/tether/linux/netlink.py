@@ -9,127 +9,42 @@ costs ~20 KB of daemon memory per container));
 ``FakeNetlink`` (in ``tether.testing.netlink``) records the same calls in memory for unit tests.
 
 Veth peers are created directly inside the target namespace under their final
-name (``eth0``), which saves moving them (~19 ms each here).
+name (``eth0``), which saves moving them (~19 ms each here). A container's endpoint
+(:mod:`.endpoint`), a bridge (``ensure_bridge``) and the overlay's entries (:mod:`.neighbatch`)
+are made in raw netlink (:mod:`.rtlink`): the calls of every container start and network
+create, where pyroute2's ~0.3–0.5 ms of Python per request was most of the time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
-import os
-import socket
+import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from tether.errors import Internal
-from tether.linux import neighbatch, nsthread
+from tether.linux import linkread, neighbatch, rtlink
+from tether.linux.endpoint import EndpointWire, route_socket
 from tether.linux.lazypkg import bare_package
+from tether.linux.linktypes import LinkInfo as LinkInfo
+from tether.linux.linktypes import LinkSpec as LinkSpec
+from tether.linux.linktypes import Netlink as Netlink
 from tether.linux.neighbatch import VxlanEntry as VxlanEntry
 from tether.linux.nsock import netlink_socket_in_netns
-from tether.linux.sysctl import ProcSysctl, Sysctl, disable_ipv6
-
-
-@dataclass(frozen=True)
-class LinkSpec:
-    """A container-side interface: where it lives and how it is addressed."""
-
-    ns_path: str
-    ifname: str
-    mac: str
-    address: str  # "IP/prefix"
-    gateway: str | None  # default route via this, or None
-    mtu: int = 1500
-    # dual-stack networks (issue 18): "IP6/prefix" and the IPv6 default route's gateway
-    address6: str | None = None
-    gateway6: str | None = None
-    # ``IPAMConfig.LinkLocalIPs``: more "IP/prefix" addresses on the interface
-    link_local: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    """One link as the kernel lists it (``Netlink.link_table``: the topology's kernel check)."""
-
-    name: str
-    kind: str  # "bridge", "veth", "vxlan", "macvlan", ... ("" for a plain device)
-    state: str  # "down" (not up administratively), else the operstate: "up", "unknown", ...
-    mac: str = ""
-    mtu: int = 0
-    master: str = ""  # the bridge it is a port of
-    parent: str = ""  # the link it sits on (macvlan/vlan), or a veth's peer index as "#N"
-    addresses: tuple[str, ...] = ()  # IPv4 "ip/prefix"
-    vni: int = 0  # vxlan
-    local: str = ""  # vxlan: the local VTEP address
-
-
-class Netlink(Protocol):
-    async def ensure_bridge(
-        self,
-        name: str,
-        address: str | None,
-        mtu: int,
-        ns_path: str | None = None,
-        address6: str | None = None,
-    ) -> None: ...
-
-    async def delete_link(self, name: str, ns_path: str | None = None) -> None: ...
-    async def retire_link(self, name: str, new_name: str) -> bool:
-        """Set ``name`` down and rename it ``new_name`` (False: there is no ``name``)."""
-        ...
-
-    async def reap_link(self, name: str) -> None:
-        """Delete the link ``name`` of the daemon's namespace, off the netlink thread (the
-        kernel's wait for a bridge to unregister holds no lock others need)."""
-        ...
-
-    async def link_names(self) -> set[str]: ...
-
-    async def add_veth(
-        self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
-    ) -> None: ...
-
-    async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None: ...
-
-    async def ensure_vxlan(
-        self,
-        name: str,
-        vni: int,
-        local: str,
-        bridge: str,
-        mtu: int,
-        port: int = 4789,
-        ns_path: str | None = None,
-    ) -> None: ...
-
-    async def ensure_vlan(self, name: str, parent: str, vid: int) -> None: ...
-
-    async def ensure_shim(self, name: str, parent: str, address: str, route: str) -> None: ...
-
-    async def set_entries(
-        self, vxlan: str, entries: Sequence[VxlanEntry], ns_path: str | None = None
-    ) -> None: ...
-
-    async def vxlan_entries(
-        self, vxlan: str, ns_path: str | None = None
-    ) -> tuple[dict[str, str], dict[str, str]]: ...
-
-    async def loopback_up(self, ns_path: str) -> None: ...
-
-    async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None: ...
-
-    async def host_routes(self) -> list[ipaddress.IPv4Network]: ...
-
-    async def link_exists(self, name: str, ns_path: str | None = None) -> bool: ...
-
-    async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]: ...
-
-    async def close(self) -> None: ...
-
+from tether.linux.rtlink import dellink_by_name as dellink_by_name
+from tether.linux.sysctl import ProcSysctl, Sysctl
 
 NETLINK_ROUTE = 0
-IFA_F_NODAD = 0x02  # an address without duplicate address detection
+
+
+# pyroute2 logs every message it sends and receives at debug level, each a formatted dict
+# of the whole reply: with the daemon's ``--debug`` that was ~0.5 ms per request, so the
+# debug phases overstated every netlink step. Its warnings and errors still come through.
+logging.getLogger("pyroute2").setLevel(logging.INFO)
 
 
 def _async_iproute() -> Any:
@@ -147,25 +62,6 @@ def _netlink_error() -> Any:
     return NetlinkError
 
 
-def dellink_by_name(name: str) -> None:
-    """``RTM_DELLINK`` of ``name`` on a socket of its own (blocking: the kernel answers once
-    the link is unregistered, ~40 ms for a bridge); ``OSError`` with the kernel's errno."""
-    import socket
-    import struct
-
-    raw = name.encode() + b"\0"
-    attr = struct.pack("HH", 4 + len(raw), 3) + raw  # IFLA_IFNAME
-    attr += b"\0" * (-len(attr) % 4)
-    body = struct.pack("BxHiII", 0, 0, 0, 0, 0) + attr  # struct ifinfomsg
-    msg = struct.pack("IHHII", 16 + len(body), 17, 0x5, 1, 0) + body  # RTM_DELLINK, REQUEST|ACK
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0) as s:
-        s.send(msg)
-        reply = s.recv(4096)
-    kind, error = struct.unpack_from("H", reply, 4)[0], struct.unpack_from("i", reply, 16)[0]
-    if kind == 2 and error < 0:  # NLMSG_ERROR with an errno (0: the ack)
-        raise OSError(-error, os.strerror(-error))
-
-
 def _err(what: str, exc: BaseException) -> Internal:
     return Internal(f"{what}: {exc}")
 
@@ -176,6 +72,7 @@ class PyrouteNetlink:
     def __init__(self, sysctl: Sysctl | None = None) -> None:
         self._host: Any = None
         self._sysctl = sysctl or ProcSysctl()  # the daemon's namespace's
+        self.endpoints = EndpointWire(self._sysctl)  # a container's veth, in raw netlink
 
     async def _ipr(self) -> Any:
         AsyncIPRoute = _async_iproute()
@@ -229,30 +126,23 @@ class PyrouteNetlink:
         ns_path: str | None = None,
         address6: str | None = None,
     ) -> None:
-        NetlinkError = _netlink_error()
-        try:
-            async with self._in_ns(ns_path) as ipr:
-                idx = await self._lookup(ipr, name)
+        """The bridge ``name`` with its addresses, up, made if missing (raw netlink,
+        :mod:`.rtlink`: a lookup, the bridge, a lookup, then the addresses and up in one
+        write; was six pyroute2 requests, an address dump among them)."""
+        with route_socket(ns_path) as sock:
+            try:
+                idx = rtlink.link_index(sock, name)
                 if idx is None:
-                    await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-                    idx = await self._lookup(ipr, name)
-                assert idx is not None
+                    rtlink.create_bridge(sock, name, mtu)
+                    idx = rtlink.link_index(sock, name)
+                if idx is None:
+                    raise OSError(errno.ENODEV, f"{name} did not appear")
                 if address6:
-                    await self._enable_ipv6(ns_path, name)
-                for addr in (address, address6):
-                    if not addr:
-                        continue
-                    ip, prefix = addr.split("/")
-                    have = [
-                        (a.get("address"), a.get("prefixlen"))
-                        async for a in await ipr.addr("dump", index=idx)
-                    ]
-                    if (ip, int(prefix)) not in have:
-                        flags = {"flags": IFA_F_NODAD} if ":" in ip else {}
-                        await ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix), **flags)
-                await ipr.link("set", index=idx, state="up")
-        except NetlinkError as exc:
-            raise _err(f"cannot set up bridge {name}", exc) from exc
+                    await self.endpoints.enable_ipv6(ns_path, name)
+                addrs = [a for a in (address, address6) if a]
+                rtlink.run(sock, rtlink.addresses_up_batch(idx, addrs))
+            except OSError as exc:
+                raise _err(f"cannot set up bridge {name}", exc) from exc
 
     async def delete_link(self, name: str, ns_path: str | None = None) -> None:
         NetlinkError = _netlink_error()
@@ -278,66 +168,8 @@ class PyrouteNetlink:
         except NetlinkError as exc:
             raise _err(f"cannot retire link {name}", exc) from exc
 
-    async def _configure_peer(self, spec: LinkSpec) -> None:
-        async with self._in_ns(spec.ns_path) as ns:
-            await self._configure_in(ns, spec)
-
-    async def _configure_in(self, ns: Any, spec: LinkSpec) -> None:
-        idx = await self._lookup(ns, spec.ifname)
-        if idx is None:
-            raise Internal(f"interface {spec.ifname} did not appear in {spec.ns_path}")
-        ip, prefix = spec.address.split("/")
-        # with its broadcast address, as Docker's endpoints have (`ip addr`: "brd ...")
-        brd = ipaddress.IPv4Network(spec.address, strict=False).broadcast_address
-        await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), broadcast=str(brd))
-        if spec.address6:
-            await self._enable_ipv6(spec.ns_path, spec.ifname)
-            ip6, prefix6 = spec.address6.split("/")
-            await ns.addr("add", index=idx, address=ip6, prefixlen=int(prefix6), flags=IFA_F_NODAD)
-        await self._add_link_local(ns, idx, spec)
-        await ns.link("set", index=idx, state="up")
-        NetlinkError = _netlink_error()
-        for gateway, dst, family in ((spec.gateway, "0.0.0.0/0", 2), (spec.gateway6, "::/0", 10)):
-            if not gateway:
-                continue
-            try:
-                await ns.route("add", dst=dst, gateway=gateway, oif=idx, family=family)
-            except NetlinkError as exc:
-                if exc.code != 17:  # EEXIST: an earlier endpoint already gives the default route
-                    raise
-
-    async def _add_link_local(self, ns: Any, idx: int, spec: LinkSpec) -> None:
-        """``LinkLocalIPs`` (IPv6 ones turn IPv6 on for the interface, without DAD)."""
-        for addr in spec.link_local:
-            net = ipaddress.ip_interface(addr).network
-            ip, prefix = addr.split("/")
-            if net.version == 4:
-                brd = str(net.broadcast_address)
-                await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), broadcast=brd)
-                continue
-            if not spec.address6:
-                await self._enable_ipv6(spec.ns_path, spec.ifname)
-            await ns.addr("add", index=idx, address=ip, prefixlen=int(prefix), flags=IFA_F_NODAD)
-
-    async def _enable_ipv6(self, ns_path: str | None, ifname: str) -> None:
-        """IPv6 on an interface of a dual-stack network (tether keeps it off elsewhere:
-        ``nsthread._make_netns``), before it is up: no DAD (IPAM-allocated addresses, as
-        Docker's ``nodad``; the link-local one too, so no probe is flooded through the
-        bridge), no router advertisements taken (CVE-2024-32473)."""
-        for name, value in (("accept_dad", "0"), ("accept_ra", "0"), ("disable_ipv6", "0")):
-            key = f"net/ipv6/conf/{ifname}/{name}"
-            if ns_path is None:
-                self._sysctl.set(key, value)
-            elif not await asyncio.wrap_future(
-                nsthread.default().submit_sysctl(ns_path, key, value)
-            ):
-                raise Internal(f"cannot enable IPv6 on {ifname}: no {key} (IPv6 is off)")
-
-    async def loopback_up(self, ns_path: str) -> None:
-        try:
-            await asyncio.wrap_future(nsthread.default().submit_link_up(ns_path, "lo"))
-        except OSError as exc:
-            raise _err(f"cannot set lo up in {ns_path}", exc) from exc
+    async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
+        await self.endpoints.loopback_up(ns_path, keep_socket)
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         """Make ``gateway`` through ``ifname`` the namespace's default route (replacing any;
@@ -356,43 +188,7 @@ class PyrouteNetlink:
     async def add_veth(
         self, host_ifname: str, bridge: str, spec: LinkSpec, bridge_ns: str | None = None
     ) -> None:
-        """A veth pair: ``host_ifname`` on ``bridge`` (in the daemon's namespace, or in
-        ``bridge_ns``: an overlay network's), its peer ``spec`` in the container's."""
-        NetlinkError = _netlink_error()
-        try:
-            async with self._in_ns(bridge_ns) as ipr:
-                br = await self._lookup(ipr, bridge)
-                if br is None:
-                    raise Internal(f"bridge {bridge} is missing")
-                await ipr.link(
-                    "add",
-                    ifname=host_ifname,
-                    kind="veth",
-                    mtu=spec.mtu,
-                    peer={
-                        "ifname": spec.ifname,
-                        "net_ns_fd": spec.ns_path,
-                        "address": spec.mac,
-                        "mtu": spec.mtu,
-                    },
-                )
-                idx = await self._lookup(ipr, host_ifname)
-                assert idx is not None
-                if bridge_ns is None:  # (in a namespace of tether's, IPv6 is off already)
-                    # a bridge port needs no address; with IPv6 its link-local one would send
-                    # DAD, MLD and router solicitations the bridge floods to every container
-                    disable_ipv6(self._sysctl, host_ifname)
-                await ipr.link("set", index=idx, master=br, state="up")
-                if bridge_ns is None:
-                    # hairpin: a frame may leave through the port it came in on, so a container
-                    # reaches its own published port through a host address (DNAT sends it
-                    # back). The attribute is IFLA_BRPORT_MODE ("mode"); pyroute2 ignores
-                    # unknown names. (Nothing is published through an overlay's bridge.)
-                    await ipr.brport("set", index=idx, mode=1)
-            await self._configure_peer(spec)
-        except NetlinkError as exc:
-            await self.delete_link(host_ifname, bridge_ns)
-            raise _err(f"cannot create endpoint {spec.ifname}", exc) from exc
+        await self.endpoints.add_veth(host_ifname, bridge, spec, bridge_ns)
 
     async def add_macvlan(self, parent: str, mode: str, spec: LinkSpec) -> None:
         NetlinkError = _netlink_error()
@@ -420,7 +216,7 @@ class PyrouteNetlink:
                 await ipr.link("set", index=idx, net_ns_fd=fd, ifname=spec.ifname)
             finally:
                 os.close(fd)
-            await self._configure_peer(spec)
+            await self.endpoints.configure_peer(spec)
         except NetlinkError as exc:
             raise _err(f"cannot create macvlan endpoint {spec.ifname}", exc) from exc
 
@@ -527,20 +323,11 @@ class PyrouteNetlink:
         kernel went through every other one."""
         if not entries:
             return
-        try:
-            if ns_path is None:
-                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-            else:
-                sock = netlink_socket_in_netns(ns_path)
-        except OSError as exc:
-            raise _err(f"cannot open netlink in {ns_path or 'the host namespace'}", exc) from exc
-        try:
-            sock.settimeout(10.0)
-            neighbatch.apply(sock, vxlan, entries)
-        except OSError as exc:
-            raise _err(f"cannot program the entries of {vxlan}", exc) from exc
-        finally:
-            sock.close()
+        with route_socket(ns_path) as sock:
+            try:
+                neighbatch.apply(sock, vxlan, entries)
+            except OSError as exc:
+                raise _err(f"cannot program the entries of {vxlan}", exc) from exc
 
     async def vxlan_entries(
         self, vxlan: str, ns_path: str | None = None
@@ -551,30 +338,13 @@ class PyrouteNetlink:
         entries for the port have none) and permanent neighbour entries are listed.
         Empty when the device is missing.
         """
-        fdb: dict[str, str] = {}
-        neigh: dict[str, str] = {}
         async with self._in_ns(ns_path) as ipr:
-            idx = await self._lookup(ipr, vxlan)
-            if idx is None:
-                return fdb, neigh
-            async for e in await ipr.fdb("dump", ifindex=idx):
-                if e.get("ifindex") == idx and e.get("NDA_DST") and e.get("NDA_LLADDR"):
-                    fdb[str(e.get("NDA_LLADDR"))] = str(e.get("NDA_DST"))
-            for family in (2, 10):  # IPv4, IPv6 (dual-stack overlay networks)
-                async for e in await ipr.neigh("dump", ifindex=idx, family=family):
-                    if e.get("ifindex") == idx and e.get("state") == 0x80 and e.get("NDA_LLADDR"):
-                        neigh[str(e.get("NDA_DST"))] = str(e.get("NDA_LLADDR"))
-        return fdb, neigh
+            return await linkread.vxlan_entries(ipr, vxlan)
 
     async def link_table(self, ns_path: str | None = None) -> list[LinkInfo]:
         """Every link of the namespace (the daemon's with ``ns_path`` None), read only."""
         async with self._in_ns(ns_path) as ipr:
-            raw = [link async for link in await ipr.link("dump")]
-            addrs: dict[int, list[str]] = {}
-            async for a in await ipr.addr("dump", family=2):
-                addrs.setdefault(int(a["index"]), []).append(f"{a.get('address')}/{a['prefixlen']}")
-        names = {int(link["index"]): str(link.get("ifname")) for link in raw}
-        return [_link_info(link, names, addrs) for link in raw]
+            return await linkread.link_table(ipr)
 
     async def host_routes(self) -> list[ipaddress.IPv4Network]:
         ipr = await self._ipr()
@@ -587,33 +357,10 @@ class PyrouteNetlink:
         return nets
 
     async def close(self) -> None:
+        self.endpoints.close()
         if self._host is not None:
             self._host.close()
             self._host = None
-
-
-def _link_info(link: Any, names: dict[int, str], addrs: dict[int, list[str]]) -> LinkInfo:
-    idx = int(link["index"])
-    kind = str(link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "")
-    data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
-    up = bool(link["flags"] & 1)
-    master = link.get("master")
-    parent = link.get("link")
-    vni = local = None
-    if kind == "vxlan" and data is not None:
-        vni, local = data.get("IFLA_VXLAN_ID"), data.get("IFLA_VXLAN_LOCAL")
-    return LinkInfo(
-        name=names[idx],
-        kind=kind,
-        state=str(link.get("operstate") or "unknown").lower() if up else "down",
-        mac=str(link.get("address") or ""),
-        mtu=int(link.get("mtu") or 0),
-        master=names.get(int(master), "") if master else "",
-        parent=(names.get(int(parent)) or f"#{parent}") if parent and parent != idx else "",
-        addresses=tuple(addrs.get(idx, ())),
-        vni=int(vni or 0),
-        local=str(local or ""),
-    )
 
 
 class ThreadedNetlink:
@@ -628,7 +375,6 @@ class ThreadedNetlink:
     """
 
     def __init__(self) -> None:
-        import threading
 
         self._loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop()
         self._inner = PyrouteNetlink()
@@ -707,8 +453,14 @@ class ThreadedNetlink:
             if exc.errno != 19:  # ENODEV: already gone
                 raise _err(f"cannot delete link {name}", exc) from exc
 
-    async def loopback_up(self, ns_path: str) -> None:
-        await self._call("loopback_up", ns_path)
+    async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
+        # submitted from the caller's thread, in its order (no hop to the netlink thread)
+        try:
+            await asyncio.wrap_future(
+                self._inner.endpoints.submit_loopback_up(ns_path, keep_socket)
+            )
+        except OSError as exc:
+            raise _err(f"cannot set lo up in {ns_path}", exc) from exc
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
         await self._call("default_route", ns_path, gateway, ifname)

@@ -32,6 +32,7 @@ from typing import Any
 from tether.errors import BadRequest, Conflict, Internal, NotFound
 from tether.linux import nsthread, spawn
 from tether.linux.nsthread import PrivateMounts
+from tether.runtime import execfifo
 from tether.runtime.attach import Attachment
 from tether.runtime.containerfs import ContainerFiles
 from tether.runtime.execproc import ExecProcess
@@ -353,7 +354,11 @@ class Runtime(ContainerProcs, ContainerFiles):
         return args
 
     async def start(self, cid: str) -> None:
-        """``runc start``: run the user process of a created container."""
+        """``runc start``: run the user process of a created container (its FIFO released
+        here, :mod:`.execfifo`; ``runc start`` itself for anything else)."""
+        pid = self.container_pid(cid)
+        if await asyncio.to_thread(execfifo.release, self.runc_root / cid, pid):
+            return
         rc, _out, err = await self._runc("start", cid)
         if rc != 0:
             self._raise(cid, err)

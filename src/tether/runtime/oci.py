@@ -416,7 +416,7 @@ def write_bundle(bundle: Path, spec: Mapping[str, Any]) -> Path:
     bundle.mkdir(parents=True, exist_ok=True)
     path = bundle / "config.json"
     tmp = bundle / f".config.json.{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps(spec, indent=1))
+    tmp.write_text(json.dumps(spec))  # (compact: the C encoder, ~0.1 ms less than indented)
     os.replace(tmp, path)
     return path
 

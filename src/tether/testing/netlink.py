@@ -194,7 +194,7 @@ class FakeNetlink:
         elif table.get(ip) == mac:
             del table[ip]
 
-    async def loopback_up(self, ns_path: str) -> None:
+    async def loopback_up(self, ns_path: str, keep_socket: bool = False) -> None:
         self._call("loopback_up", ns_path)
 
     async def default_route(self, ns_path: str, gateway: str, ifname: str) -> None:
