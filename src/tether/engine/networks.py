@@ -12,11 +12,12 @@ never has to guess by name patterns.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import datetime as dt
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,7 +242,15 @@ class NetworkController:
             raise NotFound(f'plugin "{name}" not found')
         return drv
 
-    async def create(self, req: CreateRequest, clock: Phases | None = None) -> Network:
+    async def create(
+        self,
+        req: CreateRequest,
+        clock: Phases | None = None,
+        alongside: Callable[[], Awaitable[None]] | None = None,
+    ) -> Network:
+        """Make a network: its record, then its kernel objects; ``alongside`` (the firewall)
+        runs while the driver makes them, once the record is known (a local network's only:
+        the engine applies it after a global one)."""
         check_name(req.name)
         if req.driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{req.driver}" network is allowed')
@@ -289,7 +298,7 @@ class NetworkController:
             if clock is not None:
                 clock.mark("store")
             try:
-                await self._make_kernel(net, clock)
+                await self._make_kernel(net, clock, alongside)
             except BaseException:
                 await self._forget(net)
                 raise
@@ -331,14 +340,33 @@ class NetworkController:
     async def _persist_new(self, net: Network) -> None:
         await self.table.persist_new(net)
 
-    async def _make_kernel(self, net: Network, clock: Phases | None = None) -> None:
+    async def _make_kernel(
+        self,
+        net: Network,
+        clock: Phases | None = None,
+        alongside: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """The driver's kernel objects (with ``alongside`` at the same time: when it fails,
+        they are deleted again), then the record again if the driver changed it."""
         driver = self._driver(net.driver)
-        await driver.create(net)
+        written = net.to_dict()
+        if alongside is None:
+            await driver.create(net)
+        else:
+            made, side = await asyncio.gather(
+                driver.create(net), alongside(), return_exceptions=True
+            )
+            if isinstance(made, BaseException):
+                raise made
+            if isinstance(side, BaseException):
+                await driver.delete(net)
+                raise side
         if clock is not None:
             clock.mark("kernel")
-        await self.table.save(net)
-        if clock is not None:
-            clock.mark("save")
+        if net.to_dict() != written:  # (bridge: its ifname is already in the first write)
+            await self.table.save(net)
+            if clock is not None:
+                clock.mark("save")
 
     async def _forget(self, net: Network) -> None:
         await self.table.forget(net)
