@@ -208,7 +208,7 @@ def test_kernel_failure_leaves_no_record(loop: asyncio.AbstractEventLoop) -> Non
 
 
 def test_kernel_failure_leaves_no_firewall_rule(loop: asyncio.AbstractEventLoop) -> None:
-    """The rules are applied alongside the bridge: a bridge that fails takes them back."""
+    """A bridge that fails leaves no rule for it."""
     w = World()
     loop.run_until_complete(w.start())
     w.nl.fail["ensure_bridge"] = Internal("cannot set up bridge: boom")

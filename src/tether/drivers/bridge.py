@@ -71,7 +71,7 @@ class BridgeDriver:
     def validate(self, net: Network) -> None:
         name = bridge_name(net)
         # known before the kernel: the network's first store write holds it (no second
-        # write after create) and the firewall's rules can be applied alongside the bridge
+        # write after create)
         net.ifname = name
         # the kernel's dev_valid_name(): no "/", ":" or white space, not "." or ".."
         bad = any(c in "/:" or c.isspace() or not c.isprintable() for c in name)

@@ -126,38 +126,17 @@ class Engine:
         return dict(self.containers.table.network_containers_json(net))
 
     async def create_network(self, req: CreateRequest) -> Network:
-        """The network, its firewall rules applied (in a thread) while its driver makes the
-        kernel objects: the rules name the bridge, they do not need it to exist yet."""
         clock = Phases()
-        applied = False
-
-        async def firewall() -> None:
-            nonlocal applied
-            applied = True
-            await self.fw.sync(threaded=True)
-
+        net = await self.networks.create(req, clock)
         try:
-            net = await self.networks.create(req, clock, firewall)
-        except BaseException:
-            if applied:  # the rules of a network that is not there any more
-                await asyncio.shield(self._resync_after_failure())
+            await self.sync_firewall()
+        except Exception:
+            await self.networks.remove(net.id, lambda _n: False)
             raise
-        if not applied:  # a global network: the rules once it exists
-            try:
-                await self.sync_firewall()
-            except Exception:
-                await self.networks.remove(net.id, lambda _n: False)
-                raise
         clock.mark("firewall")
         self._network_event("create", net)
         log.debug("network create %s phases: %s", net.name, clock)
         return net
-
-    async def _resync_after_failure(self) -> None:
-        try:
-            await self.sync_firewall()
-        except Exception as exc:  # the check loop re-applies later
-            log.error("firewall: re-applying after a failed network create: %s", exc)
 
     def _network_event(self, action: str, net: Network) -> None:
         self.events.emit("network", action, net.id, {"name": net.name, "type": net.driver})

@@ -78,15 +78,13 @@ class FirewallSync:
         ports = self.ports.port_rules() if self.ports is not None else []
         return nets, ports
 
-    async def sync(self, container_id: str | None = None, threaded: bool = False) -> None:
+    async def sync(self, container_id: str | None = None) -> None:
         """Make the firewall match the store.
 
         With ``container_id`` (its ports were published or unpublished), only that
         container's port map elements change, in one small batch whose cost does not
         grow with the number of published ports; otherwise (networks changed, start-up)
         or when the small update does not fit, tether's tables are replaced whole.
-        ``threaded``: the whole apply runs in a thread (libnftables releases the GIL), so
-        the event loop goes on meanwhile (a network create: the bridge made alongside).
         """
         if not self.cfg.iptables:
             return
@@ -100,10 +98,7 @@ class FirewallSync:
             self._fw_ports = None
             nets, ports = self.state()
             by_container = self._ports_by_container()
-            if threaded:
-                await asyncio.to_thread(self.firewall.apply, nets, ports)
-            else:
-                self.firewall.apply(nets, ports)
+            self.firewall.apply(nets, ports)
             self._fw_ports = by_container
 
     def _ports_by_container(self) -> dict[str, tuple[PortRule, ...]]:

@@ -12,12 +12,11 @@ never has to guess by name patterns.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import datetime as dt
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,15 +241,7 @@ class NetworkController:
             raise NotFound(f'plugin "{name}" not found')
         return drv
 
-    async def create(
-        self,
-        req: CreateRequest,
-        clock: Phases | None = None,
-        alongside: Callable[[], Awaitable[None]] | None = None,
-    ) -> Network:
-        """Make a network: its record, then its kernel objects; ``alongside`` (the firewall)
-        runs while the driver makes them, once the record is known (a local network's only:
-        the engine applies it after a global one)."""
+    async def create(self, req: CreateRequest, clock: Phases | None = None) -> Network:
         check_name(req.name)
         if req.driver in ("host", "null"):
             raise Forbidden(f'only one instance of "{req.driver}" network is allowed')
@@ -298,7 +289,7 @@ class NetworkController:
             if clock is not None:
                 clock.mark("store")
             try:
-                await self._make_kernel(net, clock, alongside)
+                await self._make_kernel(net, clock)
             except BaseException:
                 await self._forget(net)
                 raise
@@ -340,30 +331,15 @@ class NetworkController:
     async def _persist_new(self, net: Network) -> None:
         await self.table.persist_new(net)
 
-    async def _make_kernel(
-        self,
-        net: Network,
-        clock: Phases | None = None,
-        alongside: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """The driver's kernel objects (with ``alongside`` at the same time: when it fails,
-        they are deleted again), then the record again if the driver changed it."""
+    async def _make_kernel(self, net: Network, clock: Phases | None = None) -> None:
+        """The driver's kernel objects, then the record again only if the driver changed it
+        (a bridge's name is set at ``validate``: its first write already holds it)."""
         driver = self._driver(net.driver)
         written = net.to_dict()
-        if alongside is None:
-            await driver.create(net)
-        else:
-            made, side = await asyncio.gather(
-                driver.create(net), alongside(), return_exceptions=True
-            )
-            if isinstance(made, BaseException):
-                raise made
-            if isinstance(side, BaseException):
-                await driver.delete(net)
-                raise side
+        await driver.create(net)
         if clock is not None:
             clock.mark("kernel")
-        if net.to_dict() != written:  # (bridge: its ifname is already in the first write)
+        if net.to_dict() != written:
             await self.table.save(net)
             if clock is not None:
                 clock.mark("save")
