@@ -30,7 +30,7 @@ from tether.engine.fwsync import FirewallSync
 from tether.engine.ipam import PoolPicker
 from tether.engine.networks import CreateRequest, NetworkController
 from tether.engine.table import ContainerTable
-from tether.errors import BadRequest, Conflict, Forbidden, NotFound, NotModified
+from tether.errors import BadRequest, Conflict, Forbidden, Internal, NotFound, NotModified
 from tether.runtime.bundle import OciBundles
 from tether.store.base import Op, TxnResult
 from tether.testing.firewall import FakeFirewall
@@ -307,6 +307,28 @@ async def running_states(w: World, cid: str, n: int) -> None:
 
 
 @aio
+async def test_a_failed_create_leaves_no_rootfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root's folders are made before the record's write: a write that fails takes
+    them back."""
+    w = await started(tmp_path)
+    await w.net("n1", "10.9.0.0/24", "10.9.0.254")
+
+    async def refused(ops: Sequence[Op]) -> TxnResult:
+        raise Internal("store: boom")
+
+    monkeypatch.setattr(w.store, "txn", refused)
+    with pytest.raises(Internal, match="boom"):
+        await w.create("web", network="n1", ip="10.9.0.5")
+    assert w.images.rootfs == set()
+    monkeypatch.undo()
+    assert "cnames/web" not in await w.keys()
+    c = await w.create("web", network="n1", ip="10.9.0.5")  # the name and address are free
+    assert w.images.rootfs == {c.id}
+
+
+@aio
 async def test_create_writes_one_transaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -321,8 +343,8 @@ async def test_create_writes_one_transaction(
 
     monkeypatch.setattr(w.store, "txn", spy)
     c = await w.create("web", network="n1", ip="10.9.0.5", ports={"80/tcp": "8080"})
-    # one transaction makes the container; the only other write is the rootfs path (a put)
-    assert [[(op.kind, op.key) for op in t] for t in txns[1:]] == [[("put", f"containers/{c.id}")]]
+    # one transaction makes the container, its rootfs path included: no other write
+    assert len(txns) == 1
     ipam = f"ipam/{n1.id}/10.9.0.5"
     assert sorted((op.kind, op.key) for op in txns[0]) == sorted(
         [("create", "cnames/web"), ("create", f"containers/{c.id}"), ("create", ipam)]

@@ -207,6 +207,46 @@ def test_kernel_failure_leaves_no_record(loop: asyncio.AbstractEventLoop) -> Non
     loop.run_until_complete(w.close())
 
 
+def test_kernel_failure_leaves_no_firewall_rule(loop: asyncio.AbstractEventLoop) -> None:
+    """A bridge that fails leaves no rule for it."""
+    w = World()
+    loop.run_until_complete(w.start())
+    w.nl.fail["ensure_bridge"] = Internal("cannot set up bridge: boom")
+    with pytest.raises(Internal):
+        loop.run_until_complete(w.engine.create_network(CreateRequest(name="n1")))
+    assert [r.bridge for r in w.fw.nets] == ["tether0"]
+    loop.run_until_complete(w.close())
+
+
+def test_firewall_failure_leaves_no_bridge_or_record(loop: asyncio.AbstractEventLoop) -> None:
+    w = World()
+    loop.run_until_complete(w.start())
+    before = set(w.nl.links)
+    w.fw.fail_with = "boom"
+    with pytest.raises(Internal, match="boom"):
+        loop.run_until_complete(w.engine.create_network(CreateRequest(name="n1")))
+    assert w.nets.find("n1") is None
+    assert loop.run_until_complete(w.store.list("netnames/n1")) == []
+    assert {n for n in w.nl.links if not n.startswith("tbx-")} == before
+    assert [r.bridge for r in w.fw.nets] == ["tether0"]
+    net = loop.run_until_complete(w.engine.create_network(CreateRequest(name="n1")))
+    assert {r.bridge for r in w.fw.nets} == {"tether0", net.ifname}
+    loop.run_until_complete(w.close())
+
+
+def test_bridge_create_writes_its_record_once(loop: asyncio.AbstractEventLoop) -> None:
+    """The bridge's name is known before the kernel: one store write, holding it."""
+    w = World()
+    loop.run_until_complete(w.start())
+    rev = loop.run_until_complete(w.store.current_revision())
+    net = loop.run_until_complete(w.engine.create_network(CreateRequest(name="n1")))
+    assert loop.run_until_complete(w.store.current_revision()) == rev + 1
+    (rec,) = loop.run_until_complete(w.store.list(f"networks/{net.id}"))
+    assert net.ifname == "tbr-" + net.id[:11] and net.ifname in w.nl.links
+    assert rec.value == net.to_dict()
+    loop.run_until_complete(w.close())
+
+
 def test_state_survives_a_restart_and_kernel_is_restored(loop: asyncio.AbstractEventLoop) -> None:
     w = World()
     loop.run_until_complete(w.start())

@@ -70,6 +70,9 @@ class BridgeDriver:
 
     def validate(self, net: Network) -> None:
         name = bridge_name(net)
+        # known before the kernel: the network's first store write holds it (no second
+        # write after create)
+        net.ifname = name
         # the kernel's dev_valid_name(): no "/", ":" or white space, not "." or ".."
         bad = any(c in "/:" or c.isspace() or not c.isprintable() for c in name)
         if not name or len(name) > MAX_IFNAME or bad or name in (".", ".."):

@@ -97,18 +97,18 @@ class Creator:
             made = await self._volumes(c, req)
             clock.mark("plan")
             try:
+                # the root's folders before the record: its one store write holds the path
+                c.rootfs = str(await core.images.prepare_rootfs(req.image, c.id))
+                clock.mark("rootfs")
                 await self._commit(c, networks)
             except BaseException:
+                await core.images.remove_rootfs(c.id)
                 await core.volumes.release(made, c.id)
                 raise
             core.containers[c.id] = c
             clock.mark("commit")
         try:
-            c.rootfs = str(await core.images.prepare_rootfs(req.image, c.id))
-            clock.mark("rootfs")
             await self._copy_up(c)
-            await core.save(c)
-            clock.mark("save")
         except BaseException:
             await self.supervisor.destroy(c, volumes=True)
             raise

@@ -332,13 +332,17 @@ class NetworkController:
         await self.table.persist_new(net)
 
     async def _make_kernel(self, net: Network, clock: Phases | None = None) -> None:
+        """The driver's kernel objects, then the record again only if the driver changed it
+        (a bridge's name is set at ``validate``: its first write already holds it)."""
         driver = self._driver(net.driver)
+        written = net.to_dict()
         await driver.create(net)
         if clock is not None:
             clock.mark("kernel")
-        await self.table.save(net)
-        if clock is not None:
-            clock.mark("save")
+        if net.to_dict() != written:
+            await self.table.save(net)
+            if clock is not None:
+                clock.mark("save")
 
     async def _forget(self, net: Network) -> None:
         await self.table.forget(net)
