@@ -8,6 +8,8 @@ always removed, even when the test fails.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tether.lab.lab import Lab, LabHost
+from tether.linux.netns import NetnsDir
 
 from .helpers import LabFactory, mark_lab_items, why_no_lab
 from .helpers import docker as _docker
@@ -77,3 +80,17 @@ def etcd_lab3(module_lab_factory: LabFactory, tmp_path_factory: pytest.TempPathF
     for h in lab.hosts.values():
         import_alpine(h, tar)
     return lab
+
+
+@pytest.fixture
+def nsdir(tmp_path: Path) -> Iterator[NetnsDir]:
+    """A private netns directory under tmp_path; every namespace made in it is removed."""
+    if os.geteuid() != 0 or shutil.which("nsenter") is None:
+        pytest.skip("needs root and nsenter")
+    d = NetnsDir(tmp_path / "netns")
+    try:
+        yield d
+    finally:
+        for name in d.list():
+            d.delete(name)
+        subprocess.run(["umount", "-l", str(d.root)], check=False, capture_output=True)

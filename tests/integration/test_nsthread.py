@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,21 +21,6 @@ from tether.linux.nsock import netlink_socket_in_netns
 from .helpers import in_threads
 
 pytestmark = pytest.mark.lab
-
-
-@pytest.fixture
-def nsdir(tmp_path: Path) -> Iterator[NetnsDir]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a network namespace")
-    if shutil.which("nsenter") is None:
-        pytest.skip("needs nsenter")
-    d = NetnsDir(tmp_path / "netns")
-    try:
-        yield d
-    finally:
-        for name in d.list():
-            d.delete(name)
-        subprocess.run(["umount", "-l", str(d.root)], check=False, capture_output=True)
 
 
 def _inside(path: str, *argv: str) -> str:

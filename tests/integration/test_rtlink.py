@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,19 +20,6 @@ pytestmark = pytest.mark.lab
 
 ADDRS = ["10.77.0.9/16", "fd00:77::9/64"]
 GWS = ["10.77.0.1", "fd00:77::1"]
-
-
-@pytest.fixture
-def nsdir(tmp_path: Path) -> Iterator[NetnsDir]:
-    if os.geteuid() != 0 or shutil.which("nsenter") is None:
-        pytest.skip("needs root and nsenter")
-    d = NetnsDir(tmp_path / "netns")
-    try:
-        yield d
-    finally:
-        for name in d.list():
-            d.delete(name)
-        subprocess.run(["umount", "-l", str(d.root)], check=False, capture_output=True)
 
 
 def _ip(path: str, *argv: str) -> Any:

@@ -106,33 +106,9 @@ def consolidate_ipam(
                 raise UsageFailure("multiple overlapping subnet configuration is not supported")
         data[s] = {"Subnet": s}
     for r in ranges:
-        match = False
-        for s in subnets:
-            if not subnet_contains(s, r):
-                continue
-            if data[s].get("IPRange"):
-                raise UsageFailure(
-                    f"cannot configure multiple ranges ({r}, {data[s]['IPRange']}) "
-                    f"on the same subnet ({s})"
-                )
-            data[s]["IPRange"] = r
-            match = True
-        if not match:
-            raise UsageFailure(f"no matching subnet for range {r}")
+        _place(data, subnets, "IPRange", r, "range", "ranges", "on")
     for g in gateways:
-        match = False
-        for s in subnets:
-            if not subnet_contains(s, g):
-                continue
-            if data[s].get("Gateway"):
-                raise UsageFailure(
-                    f"cannot configure multiple gateways ({g}, {data[s]['Gateway']}) "
-                    f"for the same subnet ({s})"
-                )
-            data[s]["Gateway"] = g
-            match = True
-        if not match:
-            raise UsageFailure(f"no matching subnet for gateway {g}")
+        _place(data, subnets, "Gateway", g, "gateway", "gateways", "for")
     for key, addr in aux.items():
         match = False
         for s in subnets:
@@ -142,6 +118,31 @@ def consolidate_ipam(
         if not match:
             raise UsageFailure(f"no matching subnet for aux-address {addr}")
     return list(data.values())
+
+
+def _place(
+    data: dict[str, dict[str, Any]],
+    subnets: list[str],
+    key: str,
+    value: str,
+    what: str,
+    plural: str,
+    prep: str,
+) -> None:
+    """Put an ip-range or gateway on every subnet holding it (the docker CLI's texts)."""
+    match = False
+    for s in subnets:
+        if not subnet_contains(s, value):
+            continue
+        if data[s].get(key):
+            raise UsageFailure(
+                f"cannot configure multiple {plural} ({value}, {data[s][key]}) "
+                f"{prep} the same subnet ({s})"
+            )
+        data[s][key] = value
+        match = True
+    if not match:
+        raise UsageFailure(f"no matching subnet for {what} {value}")
 
 
 def create_body(
