@@ -9,7 +9,10 @@ import struct
 import pytest
 
 from tether.linux import neighbatch as nb
+from tether.linux import rtlink
 from tether.linux.neighbatch import VxlanEntry
+
+IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 
 
 class FakeSock:
@@ -28,12 +31,13 @@ class FakeSock:
         off = 0
         while off < len(data):
             length, kind, flags, seq, _ = nb.HDR.unpack_from(data, off)
-            if kind == nb.RTM_GETLINK:
+            if kind == rtlink.RTM_GETLINK:
                 if self.index is None:
                     self.inbox.append(self._ack(seq, -errno.ENODEV))
                 else:
-                    info = nb.IFINFO.pack(0, 0, self.index, 0, 0)
-                    self.inbox.append(nb.HDR.pack(16 + len(info), nb.RTM_NEWLINK, 0, seq, 0) + info)
+                    info = IFINFO.pack(0, 0, self.index, 0, 0)
+                    head = nb.HDR.pack(16 + len(info), rtlink.RTM_NEWLINK, 0, seq, 0)
+                    self.inbox.append(head + info)
             else:
                 assert flags & nb.NLM_F_ACK
                 self.inbox.append(self._ack(seq, -self.errors.get(self.entries, 0)))

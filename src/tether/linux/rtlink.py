@@ -21,7 +21,7 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 NETLINK_ROUTE = 0
@@ -205,39 +205,40 @@ def run(sock: socket.socket, batch: Batch) -> None:
         raise first
 
 
-def _acks(data: bytes) -> list[tuple[int, int]]:
-    """(sequence, error) of each NLMSG_ERROR in a datagram (error 0: the acknowledgement)."""
-    out: list[tuple[int, int]] = []
+def replies(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """The netlink messages in one datagram, as (type, sequence, payload)."""
     off = 0
     while off + _HDR.size <= len(data):
         length, kind, _flags, seq, _pid = _HDR.unpack_from(data, off)
         if length < _HDR.size:
             break
-        if kind == NLMSG_ERROR:
-            out.append((seq, struct.unpack_from("i", data, off + _HDR.size)[0]))
+        yield kind, seq, data[off + _HDR.size : off + length]
         off += (length + 3) & ~3
-    return out
+
+
+def _acks(data: bytes) -> list[tuple[int, int]]:
+    """(sequence, error) of each NLMSG_ERROR in a datagram (error 0: the acknowledgement)."""
+    return [
+        (seq, struct.unpack_from("i", payload)[0])
+        for kind, seq, payload in replies(data)
+        if kind == NLMSG_ERROR
+    ]
 
 
 def link_index(sock: socket.socket, name: str, seq: int = 0x7F000000) -> int | None:
     """The index of ``name`` in the socket's namespace (None: no such link)."""
     sock.send(message(RTM_GETLINK, NLM_F_REQUEST, getlink_body(name), seq))
     while True:
-        data = sock.recv(65536)
-        off = 0
-        while off + _HDR.size <= len(data):
-            length, kind, _flags, got, _pid = _HDR.unpack_from(data, off)
-            if length < _HDR.size:
-                break
-            if got == seq:
-                if kind == RTM_NEWLINK:
-                    return int(_IFINFO.unpack_from(data, off + _HDR.size)[2])
-                if kind == NLMSG_ERROR:
-                    code = struct.unpack_from("i", data, off + _HDR.size)[0]
-                    if -code == errno_mod.ENODEV:
-                        return None
-                    raise OSError(-code, f"lookup of {name}: {os.strerror(-code)}")
-            off += (length + 3) & ~3
+        for kind, got, payload in replies(sock.recv(65536)):
+            if got != seq:
+                continue
+            if kind == RTM_NEWLINK:
+                return int(_IFINFO.unpack_from(payload)[2])
+            if kind == NLMSG_ERROR:
+                code = -struct.unpack_from("i", payload)[0]
+                if code in (errno_mod.ENODEV, errno_mod.ENOENT):
+                    return None
+                raise OSError(code, f"lookup of {name}: {os.strerror(code)}")
 
 
 # ---- an endpoint ---------------------------------------------------------------------------
